@@ -1,0 +1,146 @@
+"""Time helpers shared by data, engine and strategy code: durations and timestamp conversion.
+
+All timestamps inside backforge are int64 nanoseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from backforge.errors import ConfigError
+
+__all__ = ["NS_PER", "parse_duration", "format_duration", "to_ns", "median_bar_ns", "periods_per_year"]
+
+NS_PER = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "min": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+    "w": 7 * 86_400_000_000_000,
+}
+_ALIASES = {
+    "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "m": "min", "mins": "min", "minute": "min", "minutes": "min", "t": "min",
+    "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+    "day": "d", "days": "d",
+    "wk": "w", "week": "w", "weeks": "w",
+    "millis": "ms", "micros": "us",
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """Parse a duration such as ``"30d"``, ``"4h"``, ``"15min"`` or ``"500ms"`` into nanoseconds.
+
+    ``m`` means minutes (months are not fixed durations and are not accepted).
+
+    Examples
+    --------
+    >>> parse_duration("15min")
+    900000000000
+    >>> parse_duration("1d") == 86_400 * 10**9
+    True
+    """
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ConfigError(
+            f"not a duration: {text!r}; write a number and a unit, e.g. '30d', '4h', '15min', '10s'",
+            field="duration",
+        )
+    value, unit = float(match.group(1)), match.group(2).lower()
+    unit = _ALIASES.get(unit, unit)
+    if unit not in NS_PER:
+        raise ConfigError(
+            f"unknown duration unit {match.group(2)!r} in {text!r}; use one of ns, us, ms, s, min, h, d, w",
+            field="duration",
+        )
+    ns = int(round(value * NS_PER[unit]))
+    if ns <= 0:
+        raise ConfigError(f"duration must be > 0, got {text!r}", field="duration")
+    return ns
+
+
+def format_duration(ns: int) -> str:
+    """Format nanoseconds as the largest whole unit, e.g. ``86400000000000 -> '1d'``.
+
+    Examples
+    --------
+    >>> format_duration(900_000_000_000)
+    '15min'
+    """
+    for unit in ("w", "d", "h", "min", "s", "ms", "us"):
+        size = NS_PER[unit]
+        if ns >= size and ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def to_ns(values) -> np.ndarray:
+    """Convert timestamps (numpy datetime64, pandas/Polars datetimes, ISO strings, int ns) to int64 ns UTC.
+
+    Naive datetimes are taken as UTC; time-zone-aware ones are converted to UTC.
+
+    Examples
+    --------
+    >>> to_ns(["2020-01-01", "2020-01-02"]).tolist()
+    [1577836800000000000, 1577923200000000000]
+    """
+    import pandas as pd
+
+    if isinstance(values, np.ndarray) and values.dtype == np.int64:
+        return values
+    if hasattr(values, "dtype") and type(values).__module__.startswith("polars"):
+        import polars as pl
+
+        series = values
+        if series.dtype == pl.Datetime or isinstance(series.dtype, pl.Datetime):
+            if series.dtype.time_zone is not None:
+                series = series.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+            return series.dt.cast_time_unit("ns").cast(pl.Int64).to_numpy()
+        if series.dtype == pl.Date:
+            return series.cast(pl.Datetime("ns")).cast(pl.Int64).to_numpy()
+        values = series.to_list()
+    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True))
+    return index.as_unit("ns").asi8.astype(np.int64, copy=False)
+
+
+def median_bar_ns(timestamps: np.ndarray) -> int:
+    """Median spacing of a timestamp array in nanoseconds (0 for fewer than two bars).
+
+    Examples
+    --------
+    >>> median_bar_ns(np.array([0, 60, 120, 300], dtype=np.int64))
+    60
+    """
+    if len(timestamps) < 2:
+        return 0
+    return int(np.median(np.diff(timestamps)))
+
+
+def periods_per_year(timestamps: np.ndarray, *, days_per_year: float | None = None) -> float:
+    """Number of bars per year implied by the data, used to annualize returns and volatility.
+
+    Intraday and daily data are counted from the timestamps themselves (bars actually present per
+    year of calendar time), so sessions, weekends and gaps are respected. ``days_per_year`` lets the
+    caller impose a calendar (252 for equities, 365 for crypto, 260 for FX) for daily bars.
+
+    Examples
+    --------
+    >>> ts = np.arange(0, 365 * 86_400 * 10**9, 86_400 * 10**9, dtype=np.int64)
+    >>> round(periods_per_year(ts))
+    365
+    """
+    if len(timestamps) < 2:
+        return 252.0
+    bar = median_bar_ns(timestamps)
+    if days_per_year is not None and bar >= NS_PER["d"]:
+        return float(days_per_year) * NS_PER["d"] / bar
+    span_years = (int(timestamps[-1]) - int(timestamps[0])) / (365.25 * NS_PER["d"])
+    if span_years <= 0:
+        return 252.0
+    return (len(timestamps) - 1) / span_years

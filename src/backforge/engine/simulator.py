@@ -1,0 +1,541 @@
+"""The Python side of the core: `from_signals`, `simulate`, `OrderProgram` and the one-bar-at-a-time
+`Simulator`. This is the one place that converts user inputs to arrays and hands them to the kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from backforge.data.market import MarketData
+from backforge.engine import kernels as k
+from backforge.engine.config import SignalConfig, SimConfig, split_options
+from backforge.engine.records import (
+    Action,
+    OrderType,
+    SizeType,
+    TimeInForce,
+    event_dt,
+    fill_dt,
+    order_dt,
+    program_dt,
+    trade_dt,
+)
+from backforge.errors import ConfigError, DataError, SimulationError
+
+__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state"]
+
+
+# ------------------------------------------------------------------------------------------ state
+
+def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int, record_positions: bool) -> k.State:
+    """Allocate a fresh account state with room for ``order_capacity`` orders and ``n_history`` bars."""
+    cap = max(int(order_capacity), 16)
+    return k.State(
+        cash=np.array([float(cash)]),
+        counters=np.zeros(k.N_COUNTERS, dtype=np.int64),
+        totals=np.zeros(k.N_TOTALS),
+        position=np.zeros(n_assets),
+        avg_price=np.zeros(n_assets),
+        mark=np.full(n_assets, np.nan),
+        realized=np.zeros(n_assets),
+        entry_fees=np.zeros(n_assets),
+        open_bar=np.full(n_assets, -1, dtype=np.int64),
+        open_ts=np.zeros(n_assets, dtype=np.int64),
+        extreme_high=np.zeros(n_assets),
+        extreme_low=np.zeros(n_assets),
+        last_fill_bar=np.full(n_assets, -1, dtype=np.int64),
+        last_fill_price=np.full(n_assets, np.nan),
+        last_entry_bar=np.full(n_assets, -1, dtype=np.int64),
+        signal_order=np.full(n_assets, -1, dtype=np.int64),
+        orders=np.zeros(cap, dtype=order_dt),
+        active=np.zeros(cap, dtype=np.int64),
+        fills=np.zeros(cap, dtype=fill_dt),
+        trades=np.zeros(cap, dtype=trade_dt),
+        events=np.zeros(cap * 4, dtype=event_dt),
+        equity=np.full(n_history, np.nan),
+        cash_history=np.full(n_history, np.nan),
+        gross_exposure=np.zeros(n_history),
+        net_exposure=np.zeros(n_history),
+        positions=np.zeros((n_history if record_positions else 0, n_assets)),
+    )
+
+
+def _price_arrays(data: MarketData) -> tuple[np.ndarray, ...]:
+    """OHLC plus bid and ask OHLC (the OHLC again when the data has no quotes: the kernels then apply
+    the configured spread)."""
+    ohlc = (data.open, data.high, data.low, data.close)
+    bid = tuple(data.bid) if data.bid is not None else ohlc
+    ask = tuple(data.ask) if data.ask is not None else ohlc
+    return (*ohlc, *bid, *ask)
+
+
+# --------------------------------------------------------------------------------------- signals
+
+def _signal_array(values: Any, data: MarketData, name: str) -> np.ndarray:
+    """Coerce user signals (NumPy, pandas, Polars; [T] for one asset or [T, A]) to bool [T, A]."""
+    T, A = data.n_bars, data.n_assets
+    if values is None:
+        return np.zeros((T, A), dtype=np.bool_)
+    columns = None
+    if hasattr(values, "columns") and not isinstance(values, np.ndarray):
+        columns = [str(c) for c in values.columns]
+        module = type(values).__module__
+        if module.startswith("polars"):
+            drop = [c for c in columns if c.lower() in ("timestamp", "date", "time", "datetime")]
+            if drop:
+                values = values.drop(drop)
+                columns = [c for c in columns if c not in drop]
+            arr = values.to_numpy()
+        else:
+            arr = values.to_numpy()
+        if set(columns) == set(data.assets):
+            arr = arr[:, [columns.index(a) for a in data.assets]]
+        elif A == 1 and len(columns) == 1:
+            pass
+        else:
+            raise DataError(f"signal columns {columns} do not match the assets {list(data.assets)}", field=name)
+    else:
+        arr = np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.shape[0] != T:
+        raise DataError(f"signals have {arr.shape[0]} rows but the data has {T} bars; align them to data.timestamps", field=name)
+    if arr.shape[1] != A:
+        if arr.shape[1] == 1:
+            raise DataError(f"signals have 1 column but the data has {A} assets; pass a [T, {A}] array or a frame with one column per asset", field=name)
+        raise DataError(f"signals have {arr.shape[1]} columns but the data has {A} assets", field=name)
+    if arr.dtype != np.bool_:
+        if arr.dtype.kind == "f":
+            nan_rows = np.isnan(arr)
+            if nan_rows.any():
+                arr = np.where(nan_rows, 0.0, arr)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"signals must be boolean, got dtype {arr.dtype}", field=name)
+        arr = arr != 0
+    return np.ascontiguousarray(arr)
+
+
+def _rising_edges(signal: np.ndarray) -> int:
+    """Number of False → True transitions (a True first row counts), summed over assets."""
+    if signal.shape[0] == 0:
+        return 0
+    return int(np.count_nonzero(signal[0]) + np.count_nonzero(signal[1:] & ~signal[:-1]))
+
+
+def _check_data(data: Any) -> MarketData:
+    if not isinstance(data, MarketData):
+        raise DataError(f"expected MarketData, got {type(data).__name__}; build one with MarketData.from_frames(...) or backforge.data.read_csv(...)")
+    if data.n_bars == 0:
+        raise DataError("the data has no bars")
+    return data
+
+
+def _run_with_capacity(run, capacity: int):
+    """Run ``run(capacity)`` and retry with twice the capacity while a record array overflows."""
+    for _ in range(24):
+        state, ok = run(capacity)
+        if ok:
+            return state
+        capacity *= 2
+    raise SimulationError("record capacity could not be sized; the simulation produced too many orders")
+
+
+def from_signals(
+    data: MarketData,
+    entries: Any,
+    exits: Any = None,
+    short_entries: Any = None,
+    short_exits: Any = None,
+    **options: Any,
+):
+    """Backtest boolean entry/exit signals with market orders filled at the next bar's open.
+
+    A signal on bar t is a decision on bar t's close: its order fills at bar t+1's open (or the first
+    later bar where the asset trades). Options are those of :class:`~backforge.engine.config.SimConfig`
+    (cash, costs, lot size, leverage, margin...) and :class:`~backforge.engine.config.SignalConfig`
+    (size, size type, stop-loss / take-profit / trailing stop, accumulate, time in force).
+
+    Parameters
+    ----------
+    data
+        The market data.
+    entries, exits, short_entries, short_exits
+        Boolean ``[T, A]`` arrays (or ``[T]`` for one asset, or DataFrames with one column per asset).
+
+    Returns
+    -------
+    Result
+
+    Examples
+    --------
+    >>> import numpy as np, backforge as bf
+    >>> data = bf.synth(n_assets=1, years=1, seed=3)
+    >>> close = data.close[:, 0]
+    >>> fast = np.convolve(close, np.ones(5) / 5)[: len(close)]
+    >>> result = bf.from_signals(data, fast > close, fast < close, fee_rate=0.001)
+    >>> result.summary()["trades"] > 0
+    True
+    """
+    data = _check_data(data)
+    sim_cfg, sig_cfg = split_options(options)
+    le = _signal_array(entries, data, "entries")
+    lx = _signal_array(exits, data, "exits")
+    se = _signal_array(short_entries, data, "short_entries")
+    sx = _signal_array(short_exits, data, "short_exits")
+    if (short_entries is not None) and not sim_cfg.allow_short:
+        raise ConfigError("short_entries were given but allow_short is False", field="allow_short")
+    params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
+    sp = sig_cfg.lower(data.assets)
+    prices = _price_arrays(data)
+    # Orders come from signal changes: size the records by rising edges and let overflow double them.
+    n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
+    brackets = 1 + sum(x is not None for x in (sig_cfg.stop_loss, sig_cfg.take_profit, sig_cfg.trailing_stop))
+    capacity = 2 * n_edges * brackets + 8 * data.n_assets + 64
+
+    def run(cap: int):
+        state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
+                          record_positions=sim_cfg.record_positions)
+        ok = k.run_signals_nb(state, params, sp, data.timestamps, *prices, le, lx, se, sx)
+        return state, ok
+
+    state = _run_with_capacity(run, capacity)
+    from backforge.results.result import Result
+
+    return Result(data=data, state=state, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
+
+
+# ----------------------------------------------------------------------------------- order program
+
+class OrderProgram:
+    """A list of order instructions keyed by decision bar: the input of :func:`simulate`.
+
+    Each ``submit`` returns a reference that ``cancel`` and ``replace`` can use on a later bar.
+    Prices are absolute; bracket distances are fractions (``stop_loss=0.05``) or absolute price
+    distances (``stop_loss_abs=2.5``).
+
+    Examples
+    --------
+    >>> program = OrderProgram()
+    >>> ref = program.submit(bar=0, asset=0, side="buy", size=10, order_type="limit", limit_price=99.0)
+    >>> program.cancel(bar=5, ref=ref)
+    1
+    >>> len(program)
+    2
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def submit(
+        self,
+        *,
+        bar: int,
+        asset: int,
+        side: str | int,
+        size: float,
+        size_type: str = "units",
+        order_type: str = "market",
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trailing_stop: float | None = None,
+        stop_loss_abs: float | None = None,
+        take_profit_abs: float | None = None,
+        trailing_stop_abs: float | None = None,
+        time_in_force: str = "gtc",
+        gtn_bars: int = 0,
+        tag: int = -1,
+    ) -> int:
+        """Submit an order decided at ``bar`` (it can fill from ``bar + 1``). Returns its reference."""
+        side_code = _side_code(side)
+        nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
+        self._rows.append((
+            int(bar), Action.SUBMIT, -1, int(asset), side_code, OrderType.code(order_type), SizeType.code(size_type),
+            float(size), nan(limit_price), nan(stop_price), nan(stop_loss), nan(stop_loss_abs), nan(take_profit),
+            nan(take_profit_abs), nan(trailing_stop), nan(trailing_stop_abs), TimeInForce.code(time_in_force),
+            int(gtn_bars), int(tag),
+        ))
+        return len(self._rows) - 1
+
+    def cancel(self, *, bar: int, ref: int) -> int:
+        """Cancel, at ``bar``, the order created by ``ref``."""
+        self._check_ref(ref)
+        self._rows.append((int(bar), Action.CANCEL, int(ref), 0, 1, 0, 0, np.nan, np.nan, np.nan, np.nan, np.nan,
+                           np.nan, np.nan, np.nan, np.nan, 0, 0, -1))
+        return len(self._rows) - 1
+
+    def replace(self, *, bar: int, ref: int, size: float | None = None, limit_price: float | None = None,
+                stop_price: float | None = None) -> int:
+        """Change, at ``bar``, the size and/or prices of the order created by ``ref``."""
+        self._check_ref(ref)
+        nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
+        self._rows.append((int(bar), Action.REPLACE, int(ref), 0, 1, 0, 0, nan(size), nan(limit_price),
+                           nan(stop_price), np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 0, 0, -1))
+        return len(self._rows) - 1
+
+    def _check_ref(self, ref: int) -> None:
+        if not (0 <= ref < len(self._rows)) or self._rows[ref][1] != Action.SUBMIT:
+            raise ConfigError(f"ref {ref} is not a submitted order of this program", field="ref")
+
+    def to_array(self, n_bars: int, n_assets: int) -> np.ndarray:
+        """The rows as a ``program_dt`` array sorted by bar (stable: same-bar rows keep their order)."""
+        arr = np.array(self._rows, dtype=program_dt) if self._rows else np.zeros(0, dtype=program_dt)
+        for i, row in enumerate(arr):
+            if not 0 <= row["bar"] < n_bars:
+                raise ConfigError(f"bar {row['bar']} is outside the data (0..{n_bars - 1})", field=f"program[{i}].bar")
+            if row["action"] == Action.SUBMIT:
+                if not 0 <= row["asset"] < n_assets:
+                    raise ConfigError(f"asset index {row['asset']} is outside 0..{n_assets - 1}", field=f"program[{i}].asset")
+                if not np.isfinite(row["size"]) or (row["size"] < 0 and row["size_type"] not in (SizeType.TARGET_UNITS, SizeType.TARGET_FRACTION)):
+                    raise ConfigError(f"size must be a finite number >= 0, got {row['size']}", field=f"program[{i}].size")
+            elif row["bar"] < arr[row["ref"]]["bar"]:
+                raise ConfigError(f"row {i} acts on bar {row['bar']} before its order is submitted (bar {arr[row['ref']]['bar']})", field=f"program[{i}].bar")
+        order = np.argsort(arr["bar"], kind="stable")
+        if not np.array_equal(order, np.arange(len(arr))):
+            remap = np.empty_like(order)
+            remap[order] = np.arange(len(arr))
+            arr = arr[order]
+            refs = arr["ref"]
+            arr["ref"] = np.where(refs >= 0, remap[np.maximum(refs, 0)], -1)
+        return arr
+
+
+def _side_code(side: str | int) -> int:
+    if isinstance(side, (int, np.integer)) and int(side) in (1, -1):
+        return int(side)
+    text = str(side).lower()
+    if text in ("buy", "long", "b"):
+        return 1
+    if text in ("sell", "short", "s"):
+        return -1
+    raise ConfigError(f"side must be 'buy' or 'sell', got {side!r}", field="side")
+
+
+def simulate(data: MarketData, program: OrderProgram, **options: Any):
+    """Backtest an explicit :class:`OrderProgram` (orders, cancels, replaces keyed by decision bar).
+
+    Options are those of :class:`~backforge.engine.config.SimConfig`.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> data = bf.synth(n_assets=1, years=1, seed=3)
+    >>> program = bf.OrderProgram()
+    >>> _ = program.submit(bar=0, asset=0, side="buy", size=10)
+    >>> bf.simulate(data, program).fills["qty"].to_list()
+    [10.0]
+    """
+    data = _check_data(data)
+    sim_cfg, sig_cfg = split_options(options)
+    if sig_cfg != SignalConfig():
+        raise ConfigError("signal options (size, stop_loss, ...) belong on each program.submit(...) call", field="options")
+    program_arr = program.to_array(data.n_bars, data.n_assets)
+    params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
+    prices = _price_arrays(data)
+    capacity = 4 * len(program_arr) + 8 * data.n_assets + 64
+
+    def run(cap: int):
+        state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
+                          record_positions=sim_cfg.record_positions)
+        ref_ids = np.full(len(program_arr), -1, dtype=np.int64)
+        ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, *prices)
+        return state, ok
+
+    state = _run_with_capacity(run, capacity)
+    from backforge.results.result import Result
+
+    return Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="program")
+
+
+# ------------------------------------------------------------------------------ the bar-by-bar driver
+
+class Simulator:
+    """Drive the compiled core one bar at a time — the driver paper and live trading use.
+
+    Feeding a backtest's bars through :meth:`on_bar` and its signals through :meth:`signals` gives
+    bit-identical orders, fills and equity to :func:`from_signals` (the same kernels run).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sim = Simulator(["X"], cash=1000)
+    >>> sim.on_bar(0, open=[10.0], high=[10.5], low=[9.5], close=[10.0])
+    >>> oid = sim.submit("X", "buy", 5)
+    >>> sim.on_bar(60_000_000_000, open=[10.2], high=[10.4], low=[10.0], close=[10.3])
+    >>> float(sim.position("X")), round(float(sim.cash), 2)
+    (5.0, 949.0)
+    """
+
+    def __init__(self, assets: Sequence[str], *, has_quotes: bool = False, capacity: int = 256, **options: Any) -> None:
+        self.assets = tuple(str(a) for a in assets)
+        if not self.assets:
+            raise ConfigError("at least one asset is required", field="assets")
+        self.sim_config, self.signal_config = split_options(options)
+        self._params = self.sim_config.lower(self.assets, has_quotes=has_quotes)
+        self._signal_params = self.signal_config.lower(self.assets)
+        self._state = new_state(len(self.assets), 1024, cash=self.sim_config.cash, order_capacity=capacity,
+                                record_positions=self.sim_config.record_positions)
+        self._timestamps = np.zeros(1024, dtype=np.int64)
+        self._bars: dict[str, list[np.ndarray]] = {f: [] for f in ("open", "high", "low", "close", "volume")}
+        self._quotes: dict[str, list[np.ndarray]] = {}
+        self._t = -1
+
+    # -- capacity management (Python side only; the kernels never allocate)
+    def _ensure_room(self) -> None:
+        s = self._state
+        A = len(self.assets)
+        need = 8 * A + 3 * int(s.counters[k.C_ACTIVE]) + 16
+        grow: dict[str, np.ndarray] = {}
+        if s.orders.shape[0] - s.counters[k.C_ORDERS] < need or s.fills.shape[0] - s.counters[k.C_FILLS] < need \
+                or s.trades.shape[0] - s.counters[k.C_TRADES] < need or s.events.shape[0] - s.counters[k.C_EVENTS] < 4 * need:
+            for name in ("orders", "active", "fills", "trades", "events"):
+                old = getattr(s, name)
+                new = np.zeros(max(2 * old.shape[0], old.shape[0] + 4 * need), dtype=old.dtype)
+                new[: old.shape[0]] = old
+                grow[name] = new
+        if self._t + 1 >= s.equity.shape[0]:
+            for name in ("equity", "cash_history", "gross_exposure", "net_exposure"):
+                old = getattr(s, name)
+                new = np.full(2 * old.shape[0], np.nan if name in ("equity", "cash_history") else 0.0)
+                new[: old.shape[0]] = old
+                grow[name] = new
+            if s.positions.shape[0]:
+                new = np.zeros((2 * s.positions.shape[0], A))
+                new[: s.positions.shape[0]] = s.positions
+                grow["positions"] = new
+            ts = np.zeros(2 * self._timestamps.shape[0], dtype=np.int64)
+            ts[: self._timestamps.shape[0]] = self._timestamps
+            self._timestamps = ts
+        if grow:
+            self._state = s._replace(**grow)
+
+    def _row(self, values: Any, name: str) -> np.ndarray:
+        row = np.asarray(values, dtype=np.float64).reshape(-1)
+        if row.shape[0] != len(self.assets):
+            raise DataError(f"expected {len(self.assets)} values (one per asset), got {row.shape[0]}", field=name)
+        return np.ascontiguousarray(row)
+
+    def on_bar(self, timestamp: Any, *, open: Any, high: Any, low: Any, close: Any, volume: Any = None,
+               bid: dict[str, Any] | None = None, ask: dict[str, Any] | None = None) -> None:
+        """Process one bar (rows of one value per asset; NaN where an asset has no bar)."""
+        from backforge._time import to_ns
+
+        ts = int(timestamp) if isinstance(timestamp, (int, np.integer)) else int(to_ns([timestamp])[0])
+        if self._t >= 0 and ts <= self._timestamps[self._t]:
+            raise DataError(f"timestamp {ts} is not after the previous bar's {self._timestamps[self._t]}", field="timestamp")
+        rows = [self._row(v, n) for v, n in ((open, "open"), (high, "high"), (low, "low"), (close, "close"))]
+        if self._params.has_quotes:
+            if bid is None or ask is None:
+                raise DataError("this simulator was created with has_quotes=True: pass bid and ask rows", field="bid")
+            quote_rows = [self._row(q[f], f"{side}.{f}") for side, q in (("bid", bid), ("ask", ask)) for f in ("open", "high", "low", "close")]
+        else:
+            quote_rows = rows + rows
+        self._ensure_room()
+        self._t += 1
+        self._timestamps[self._t] = ts
+        for name, row in zip(("open", "high", "low", "close"), rows):
+            self._bars[name].append(row)
+        self._bars["volume"].append(self._row(volume, "volume") if volume is not None else np.full(len(self.assets), np.nan))
+        if self._params.has_quotes:
+            for i, side in enumerate(("bid", "ask")):
+                for j, f in enumerate(("open", "high", "low", "close")):
+                    self._quotes.setdefault(f"{side}_{f}", []).append(quote_rows[4 * i + j])
+        k.process_bar_nb(self._state, self._params, self._t, ts, *rows, *quote_rows)
+
+    def _require_bar(self) -> None:
+        if self._t < 0:
+            raise SimulationError("no bar processed yet: call on_bar(...) before deciding")
+
+    def signals(self, long_entries: Any = None, long_exits: Any = None, short_entries: Any = None,
+                short_exits: Any = None) -> None:
+        """Decide on the last processed bar with boolean rows (one per asset), like :func:`from_signals`."""
+        self._require_bar()
+        zero = np.zeros(len(self.assets), dtype=np.bool_)
+        conv = lambda v: zero if v is None else np.ascontiguousarray(np.asarray(v, dtype=np.bool_).reshape(-1))  # noqa: E731
+        k.decide_signals_nb(self._state, self._signal_params, self._t, int(self._timestamps[self._t]),
+                            self._bars["close"][-1], conv(long_entries), conv(long_exits), conv(short_entries), conv(short_exits))
+
+    def submit(self, asset: str, side: str, size: float, *, size_type: str = "units", order_type: str = "market",
+               limit_price: float | None = None, stop_price: float | None = None, stop_loss: float | None = None,
+               take_profit: float | None = None, trailing_stop: float | None = None, time_in_force: str = "gtc",
+               gtn_bars: int = 0) -> int:
+        """Submit an order decided on the last processed bar; returns its id."""
+        self._require_bar()
+        nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
+        a = self._asset(asset)
+        st = SizeType.code(size_type)
+        return int(k.submit_order_nb(
+            self._state, self._t, int(self._timestamps[self._t]), a, _side_code(side), OrderType.code(order_type), st,
+            float(size), nan(limit_price), nan(stop_price), nan(stop_loss), np.nan, nan(take_profit), np.nan,
+            nan(trailing_stop), np.nan, TimeInForce.code(time_in_force), int(gtn_bars),
+            k.EXIT if st == SizeType.POSITION_FRACTION else k.ENTRY, -1, -1, 0, -1, k.R_USER,
+        ))
+
+    def cancel(self, order_id: int) -> bool:
+        """Cancel a working order; False when it is not working."""
+        self._require_bar()
+        return bool(k.cancel_order_nb(self._state, int(order_id), self._t, int(self._timestamps[self._t]), k.R_USER))
+
+    def replace(self, order_id: int, *, size: float | None = None, limit_price: float | None = None,
+                stop_price: float | None = None) -> bool:
+        """Change a working order's size and/or prices; False when it is not working."""
+        self._require_bar()
+        nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
+        return bool(k.replace_order_nb(self._state, int(order_id), self._t, int(self._timestamps[self._t]),
+                                       nan(size), nan(limit_price), nan(stop_price)))
+
+    def _asset(self, asset: str | int) -> int:
+        if isinstance(asset, (int, np.integer)):
+            if not 0 <= int(asset) < len(self.assets):
+                raise ConfigError(f"asset index {asset} is outside 0..{len(self.assets) - 1}", field="asset")
+            return int(asset)
+        if asset not in self.assets:
+            import difflib
+
+            close = difflib.get_close_matches(str(asset), self.assets, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown asset {asset!r}{hint}", field="asset", asset=str(asset))
+        return self.assets.index(asset)
+
+    def position(self, asset: str | int) -> float:
+        """Signed position in units."""
+        return float(self._state.position[self._asset(asset)])
+
+    @property
+    def cash(self) -> float:
+        """Cash balance."""
+        return float(self._state.cash[0])
+
+    @property
+    def equity(self) -> float:
+        """Equity marked at the last processed close."""
+        return float(k.equity_nb(self._state))
+
+    def result(self):
+        """A :class:`~backforge.results.result.Result` of everything processed so far."""
+        self._require_bar()
+        from backforge.results.result import Result
+
+        n = self._t + 1
+        quotes = None
+        if self._params.has_quotes:
+            from backforge.data.market import Quotes
+
+            stack = lambda name: np.vstack(self._quotes[name])  # noqa: E731
+            quotes = {side: Quotes(*(stack(f"{side}_{f}") for f in ("open", "high", "low", "close"))) for side in ("bid", "ask")}
+        data = MarketData(
+            self._timestamps[:n].copy(), *(np.vstack(self._bars[f]) for f in ("open", "high", "low", "close", "volume")),
+            self.assets, quotes["bid"] if quotes else None, quotes["ask"] if quotes else None,
+        )
+        s = self._state
+        state = s._replace(
+            equity=s.equity[:n].copy(), cash_history=s.cash_history[:n].copy(), gross_exposure=s.gross_exposure[:n].copy(),
+            net_exposure=s.net_exposure[:n].copy(), positions=s.positions[:n].copy() if s.positions.shape[0] else s.positions,
+        )
+        return Result(data=data, state=state, sim_config=self.sim_config, signal_config=self.signal_config, mode="live")

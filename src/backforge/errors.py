@@ -71,3 +71,26 @@ class ConfigError(BackforgeError):
 
 class SimulationError(BackforgeError):
     """A simulation that cannot be carried out as requested (e.g. record capacity exhausted)."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """A ``"; did you mean 'X'?"`` hint for a mistyped name ('' when nothing is close).
+
+    Case is ignored when comparing, so ``"sma"`` suggests ``"SMA"``.
+
+    Examples
+    --------
+    >>> did_you_mean("SMAA", ["SMA", "EMA"])
+    "; did you mean 'SMA'?"
+    >>> did_you_mean("a", ["A", "B"])
+    "; did you mean 'A'?"
+    """
+    import difflib
+
+    choices = [str(c) for c in choices]
+    lowered = {c.lower(): c for c in choices}
+    key = str(name).lower()
+    if key in lowered:
+        return f"; did you mean {lowered[key]!r}?"
+    close = difflib.get_close_matches(key, list(lowered), n=1)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import numpy as np
 
 from backforge._time import median_bar_ns, to_ns
-from backforge.errors import DataError
+from backforge.errors import DataError, did_you_mean
 
 __all__ = ["MarketData", "Quotes"]
 
@@ -221,10 +221,7 @@ class MarketData:
         try:
             return self.assets.index(asset)
         except ValueError:
-            import difflib
-
-            close = difflib.get_close_matches(asset, self.assets, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known assets: {', '.join(self.assets)}"
+            hint = did_you_mean(asset, self.assets) or f"; known assets: {', '.join(self.assets)}"
             raise DataError(f"unknown asset {asset!r}{hint}", asset=asset) from None
 
     # ------------------------------------------------------------------ transforms

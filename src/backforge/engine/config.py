@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from backforge.engine.kernels import Params, SignalParams
 from backforge.engine.records import SizeType, TimeInForce
-from backforge.errors import ConfigError
+from backforge.errors import ConfigError, did_you_mean
 
 __all__ = ["SimConfig", "SignalConfig", "split_options", "pydantic_to_config_error"]
 
@@ -75,10 +75,7 @@ class SimConfig(_Frozen):
             return np.full(len(assets), float(value))
         unknown = sorted(set(value) - set(assets))
         if unknown:
-            import difflib
-
-            close = difflib.get_close_matches(unknown[0], assets, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; assets are {', '.join(assets)}"
+            hint = did_you_mean(unknown[0], assets) or f"; assets are {', '.join(assets)}"
             raise ConfigError(f"unknown asset {unknown[0]!r}{hint}", field=name, asset=unknown[0])
         return np.array([float(value.get(a, default)) for a in assets])
 
@@ -160,12 +157,9 @@ def pydantic_to_config_error(exc: ValidationError, *, prefix: str = "") -> Confi
     loc = ".".join(str(p) for p in err["loc"])
     path = f"{prefix}{loc}" if loc else prefix or None
     if err["type"] == "extra_forbidden":
-        import difflib
-
         known = list(SimConfig.model_fields) + list(SignalConfig.model_fields)
         name = str(err["loc"][-1])
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, known)
         return ConfigError(f"unknown option {name!r}{hint}", field=path)
     value = err.get("input")
     return ConfigError(f"{err['msg']}, got {value!r}", field=path)

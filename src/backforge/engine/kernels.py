@@ -701,7 +701,7 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
             reduced = True
         if rounded < params.min_qty[a] or rounded <= 0.0:
             if closing == 0.0:
-                reason = R_FUNDS if reduced else (R_MIN_QTY if opening > 0.0 and rounded < opening else R_ZERO)
+                reason = R_FUNDS if reduced else (R_MIN_QTY if opening > 0.0 else R_ZERO)
                 close_order_nb(state, oid, REJECTED, t, ts, EV_REJECTED, reason)
                 return
             rounded = 0.0

@@ -47,11 +47,9 @@ class CodeTable:
         for code, (known, _) in cls._descriptions.items():
             if known == key:
                 return code
-        import difflib
+        from backforge.errors import ConfigError, did_you_mean
 
-        close = difflib.get_close_matches(key, cls.names(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        from backforge.errors import ConfigError
+        hint = did_you_mean(key, cls.names())
 
         raise ConfigError(f"unknown {cls.__name__} {name!r}{hint} (choose from {', '.join(cls.names())})", field=cls.__name__)
 

@@ -22,7 +22,7 @@ from backforge.engine.records import (
     program_dt,
     trade_dt,
 )
-from backforge.errors import ConfigError, DataError, SimulationError
+from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 
 __all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state"]
 
@@ -496,11 +496,7 @@ class Simulator:
                 raise ConfigError(f"asset index {asset} is outside 0..{len(self.assets) - 1}", field="asset")
             return int(asset)
         if asset not in self.assets:
-            import difflib
-
-            close = difflib.get_close_matches(str(asset), self.assets, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown asset {asset!r}{hint}", field="asset", asset=str(asset))
+            raise ConfigError(f"unknown asset {asset!r}{did_you_mean(str(asset), self.assets)}", field="asset", asset=str(asset))
         return self.assets.index(asset)
 
     def position(self, asset: str | int) -> float:

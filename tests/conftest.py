@@ -1,0 +1,25 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def shared_data_path() -> Path:
+    """Folder of the shared reference data: ``$BACKFORGE_SHARED_DATA`` or ``<repo>/../shared/data``."""
+    override = os.environ.get("BACKFORGE_SHARED_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The shared data folder; tests that need it are skipped when it is missing."""
+    path = shared_data_path()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path}; set BACKFORGE_SHARED_DATA")
+    return path

@@ -1,0 +1,612 @@
+"""Portfolio config → compiled program → engine.
+
+Data-only indicators and conditions are computed once each, vectorized over ``[T, A]`` (column j is the
+node's value when the strategy evaluates universe asset j; a node pinned to an asset is that asset's
+column broadcast). Anything that depends on position or portfolio state becomes a small postfix
+program evaluated inside the compiled loop (``backforge.strategy.runtime``). Indicators are computed on
+the whole data set and the backtest starts at ``start``, so warm-up bars are history, not trading bars.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from backforge._time import parse_duration, to_ns
+from backforge.data.market import MarketData
+from backforge.engine import kernels as k
+from backforge.engine.config import SimConfig
+from backforge.engine.records import SizeType, TimeInForce
+from backforge.engine.simulator import _price_arrays, _run_with_capacity, new_state
+from backforge.errors import ConfigError, DataError, did_you_mean
+from backforge.strategy import indicators as ind
+from backforge.strategy import runtime as rt
+from backforge.strategy import schema as sc
+
+__all__ = ["CompiledPortfolio", "compile_portfolio", "run_portfolio"]
+
+_CMP = {">": rt.OP_GT, "<": rt.OP_LT, ">=": rt.OP_GE, "<=": rt.OP_LE, "==": rt.OP_EQ,
+        "crosses_above": rt.OP_CROSS_ABOVE, "crosses_below": rt.OP_CROSS_BELOW}
+_ARITH = {"add": rt.OP_ADD, "sub": rt.OP_SUB, "mul": rt.OP_MUL, "div": rt.OP_DIV, "min": rt.OP_MIN, "max": rt.OP_MAX}
+_ACTIONS = {"buy": rt.A_BUY, "sell": rt.A_SELL, "close": rt.A_CLOSE, "rebalance": rt.A_REBALANCE, "alert": rt.A_ALERT}
+
+
+def _key(node: Any) -> str:
+    return node.model_dump_json()
+
+
+def is_pure(node: Any) -> bool:
+    """True when a node depends on market data only (no position/portfolio state)."""
+    if isinstance(node, sc.State):
+        return False
+    for name in ("of", "lhs", "rhs", "condition"):
+        child = getattr(node, name, None)
+        if child is not None and not is_pure(child):
+            return False
+    for name in ("args", "conditions"):
+        for child in getattr(node, name, None) or []:
+            if not is_pure(child):
+                return False
+    return True
+
+
+@dataclass
+class CompiledPortfolio:
+    """Everything the runtime needs, plus the metadata to explain decisions afterwards."""
+
+    portfolio: sc.Portfolio
+    data: MarketData
+    start: int
+    series: np.ndarray
+    series_labels: list[str]
+    ops: np.ndarray
+    op_values: np.ndarray
+    instances: np.ndarray
+    strategies_i: np.ndarray
+    strategies_f: np.ndarray
+    schedule: np.ndarray
+    rb_filter: np.ndarray
+    rb_sort: np.ndarray
+    rb_weight: np.ndarray
+    rb_fixed: np.ndarray
+    memory_init: np.ndarray
+    max_depth: int
+    max_leaves: int
+    matrices: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    compile_seconds: float = 0.0
+
+
+class _Compiler:
+    def __init__(self, portfolio: sc.Portfolio, data: MarketData, fundamentals: Any = None) -> None:
+        self.p = portfolio
+        self.data = data
+        self.assets = tuple(portfolio.universe)
+        missing = [a for a in self.assets if a not in data.assets]
+        if missing:
+            raise ConfigError(f"asset {missing[0]!r} of the universe is not in the data{did_you_mean(missing[0], data.assets)} "
+                              f"(data has {', '.join(data.assets[:12])})", path="universe")
+        self.cols = [data.assets.index(a) for a in self.assets]
+        self.ts = data.timestamps
+        self.fundamentals = fundamentals
+        self.matrices: dict[str, np.ndarray] = {}
+        self.series: list[np.ndarray] = []
+        self.series_index: dict[tuple[str, int], int] = {}
+        self.labels: list[str] = []
+        self.ops: list[tuple[int, int, int, int]] = []
+        self.op_values: list[float] = []
+        self.memory_init: list[float] = []  # crosses: previous difference (NaN = none yet); held_for: count, start
+
+    # ------------------------------------------------------------------ data-only evaluation
+    def field(self, name: str, asset: str | None, path: str) -> np.ndarray:
+        d = self.data
+        if name in ("bid", "ask", "mid", "spread"):
+            if not d.has_quotes:
+                raise ConfigError(f"price field {name!r} needs bid/ask quote data; this data has none", path=path)
+            bid, ask = d.bid.close, d.ask.close
+            arr = {"bid": bid, "ask": ask, "mid": (bid + ask) / 2, "spread": ask - bid}[name]
+        else:
+            arr = getattr(d, name)
+        return self._scope(arr, asset, path)
+
+    def _scope(self, arr: np.ndarray, asset: str | None, path: str) -> np.ndarray:
+        if asset is None:
+            return np.ascontiguousarray(arr[:, self.cols])
+        if asset not in self.data.assets:
+            raise ConfigError(f"unknown asset {asset!r}{did_you_mean(asset, self.data.assets)}", path=path)
+        col = arr[:, self.data.assets.index(asset)]
+        return np.ascontiguousarray(np.repeat(col[:, None], len(self.assets), axis=1))
+
+    def check_window(self, window: int | str, path: str) -> None:
+        if isinstance(window, int):
+            longest = int(np.max(np.sum(~np.isnan(self.data.close[:, self.cols]), axis=0)))
+            if window > longest:
+                raise ConfigError(f"window of {window} bars is longer than the data ({longest} bars)", path=path)
+        else:
+            span = int(self.ts[-1] - self.ts[0]) if len(self.ts) > 1 else 0
+            if parse_duration(window) > span:
+                raise ConfigError(f"window {window!r} is longer than the data's span", path=path)
+
+    def value(self, node: Any, path: str) -> np.ndarray:
+        """A data-only indicator as ``[T, A]`` float64 (cached by node)."""
+        key = _key(node)
+        cached = self.matrices.get(key)
+        if cached is not None:
+            return cached
+        out = self._value(node, path)
+        self.matrices[key] = out
+        return out
+
+    def _value(self, node: Any, path: str) -> np.ndarray:
+        ts = self.ts
+        if isinstance(node, sc.Price):
+            return self.field(node.field, node.asset, path)
+        if isinstance(node, sc.Const):
+            return np.full((len(ts), len(self.assets)), float(node.value))
+        if isinstance(node, sc.Fundamental):
+            return self._fundamental(node, path)
+        if isinstance(node, sc.Windowed):
+            self.check_window(node.window, f"{path}.window")
+            x = self.value(node.of, f"{path}.of")
+            fn = {"sma": ind.sma, "ema": ind.ema, "wma": ind.wma, "stddev": ind.stddev, "zscore": ind.zscore,
+                  "rolling_max": ind.rolling_max, "rolling_min": ind.rolling_min, "returns": ind.returns,
+                  "rate_of_change": ind.rate_of_change, "lag": ind.lag, "pct_change": ind.pct_change,
+                  "rsi": ind.rsi}[node.kind]
+            return fn(x, ts, node.window)
+        if isinstance(node, sc.VolumeAverage):
+            self.check_window(node.window, f"{path}.window")
+            return ind.volume_average(self.field("volume", node.asset, path), ts, node.window)
+        if isinstance(node, sc.BarIndicator):
+            self.check_window(node.window, f"{path}.window")
+            h, l, c = (self.field(f, node.asset, path) for f in ("high", "low", "close"))
+            if node.kind == "atr":
+                return ind.atr(h, l, c, ts, node.window)
+            return ind.vwap(h, l, c, self.field("volume", node.asset, path), ts, node.window)
+        if isinstance(node, sc.MACD):
+            self.check_window(node.slow, f"{path}.slow")
+            res = ind.macd(self.value(node.of, f"{path}.of"), ts, node.fast, node.slow, node.signal)
+            return np.ascontiguousarray({"line": res[0], "signal": res[1], "histogram": res[2]}[node.output])
+        if isinstance(node, sc.Bollinger):
+            self.check_window(node.window, f"{path}.window")
+            res = ind.bollinger(self.value(node.of, f"{path}.of"), ts, node.window, num_std=node.num_std)
+            return np.ascontiguousarray(getattr(res, node.output))
+        if isinstance(node, sc.Arithmetic):
+            vals = [self.value(a, f"{path}.args[{i}]") for i, a in enumerate(node.args)]
+            out = vals[0].copy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for v in vals[1:]:
+                    if node.kind == "add":
+                        out = out + v
+                    elif node.kind == "sub":
+                        out = out - v
+                    elif node.kind == "mul":
+                        out = out * v
+                    elif node.kind == "div":
+                        out = np.where(v != 0, out / v, np.nan)
+                    elif node.kind == "min":
+                        out = np.minimum(out, v)
+                    else:
+                        out = np.maximum(out, v)
+            return out
+        if isinstance(node, sc.Unary):
+            x = self.value(node.of, f"{path}.of")
+            return np.abs(x) if node.kind == "abs" else -x
+        if isinstance(node, sc.CrossSection):
+            x = self.value(node.of, f"{path}.of")
+            return ind.cross_sectional_rank(x) if node.kind == "rank" else ind.cross_sectional_percentile(x)
+        raise ConfigError(f"{node.kind!r} depends on position state and cannot be used here", path=path)
+
+    def _fundamental(self, node: sc.Fundamental, path: str) -> np.ndarray:
+        table = self.fundamentals
+        if table is None:
+            raise ConfigError(f"fundamental field {node.field!r} needs fundamental data; pass fundamentals "
+                              "(a table of symbol, field, published_at, value)", path=path)
+        from backforge.data.fundamentals import Fundamentals
+
+        if not isinstance(table, Fundamentals):
+            table = self.fundamentals = Fundamentals.from_frame(table)
+        if node.field not in table.fields:
+            raise ConfigError(f"no fundamental field {node.field!r}{did_you_mean(node.field, table.fields)} "
+                              f"(fields: {', '.join(table.fields[:20])})", path=f"{path}.field")
+        assets = self.assets if node.asset is None else (node.asset,) * len(self.assets)
+        return np.ascontiguousarray(table.as_of(self.ts, list(assets), node.field), dtype=np.float64)
+
+    def condition(self, node: Any, path: str) -> np.ndarray:
+        """A data-only condition as bool ``[T, A]`` (cached)."""
+        key = _key(node)
+        cached = self.matrices.get(key)
+        if cached is not None:
+            return cached
+        out = self._condition(node, path)
+        self.matrices[key] = out
+        return out
+
+    def _condition(self, node: Any, path: str) -> np.ndarray:
+        if isinstance(node, sc.Compare):
+            a = self.value(node.lhs, f"{path}.lhs")
+            b = self.value(node.rhs, f"{path}.rhs")
+            with np.errstate(invalid="ignore"):
+                if node.op in ("crosses_above", "crosses_below"):
+                    return crosses(a - b, above=node.op == "crosses_above")
+                return {">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal,
+                        "==": np.equal}[node.op](a, b)
+        if isinstance(node, sc.Logic):
+            parts = [self.condition(c, f"{path}.conditions[{i}]") for i, c in enumerate(node.conditions)]
+            return np.logical_and.reduce(parts) if node.kind == "all" else np.logical_or.reduce(parts)
+        if isinstance(node, sc.Not):
+            return ~self.condition(node.condition, f"{path}.condition")
+        if isinstance(node, sc.AtLeast):
+            parts = [self.condition(c, f"{path}.conditions[{i}]").astype(np.int64) for i, c in enumerate(node.conditions)]
+            return np.sum(parts, axis=0) >= node.n
+        if isinstance(node, sc.HeldFor):
+            self.check_window(node.window, f"{path}.window")
+            inner = self.condition(node.condition, f"{path}.condition")
+            present = ~np.isnan(self.data.close[:, self.cols])
+            bars, ns = (node.window, 0) if isinstance(node.window, int) else (0, parse_duration(node.window))
+            return held_for(inner, present, self.ts, bars, ns)
+        raise ConfigError(f"unsupported condition {node!r}", path=path)
+
+    # ------------------------------------------------------------------ programs
+    def series_col(self, matrix: np.ndarray, key: str, j: int, label: str) -> int:
+        idx = self.series_index.get((key, j))
+        if idx is None:
+            idx = len(self.series)
+            col = matrix[:, j]
+            self.series.append(col.astype(np.float64) if col.dtype != np.float64 else col)
+            self.series_index[(key, j)] = idx
+            self.labels.append(label)
+        return idx
+
+    def emit(self, code: int, a: int = 0, b: int = 0, c: int = 0, value: float = 0.0) -> None:
+        self.ops.append((code, a, b, c))
+        self.op_values.append(value)
+
+    def emit_value(self, node: Any, j: int, path: str) -> int:
+        """Emit a value; returns the number of state leaves emitted."""
+        if is_pure(node):
+            if isinstance(node, sc.Const):
+                self.emit(rt.OP_CONST, value=float(node.value))
+                return 0
+            col = self.series_col(self.value(node, path), _key(node), j, f"{node.kind}@{self.assets[j]}")
+            self.emit(rt.OP_SERIES, col)
+            return 0
+        if isinstance(node, sc.State):
+            asset = j if node.asset is None else self.assets.index(self._universe_asset(node.asset, path))
+            if asset < 0 and node.kind not in ("portfolio_value", "drawdown"):
+                raise ConfigError(f"{node.kind!r} needs an asset here (name one with 'asset')", path=path)
+            self.emit(rt.OP_STATE, sc.STATE_KINDS.index(node.kind), max(asset, 0))
+            return 1
+        if isinstance(node, sc.Arithmetic):
+            leaves = self.emit_value(node.args[0], j, f"{path}.args[0]")
+            for i, arg in enumerate(node.args[1:], start=1):
+                leaves += self.emit_value(arg, j, f"{path}.args[{i}]")
+                self.emit(_ARITH[node.kind])
+            return leaves
+        if isinstance(node, sc.Unary):
+            leaves = self.emit_value(node.of, j, f"{path}.of")
+            self.emit(rt.OP_ABS if node.kind == "abs" else rt.OP_NEG)
+            return leaves
+        raise ConfigError(f"{node.kind!r} of a position-state indicator is not supported; apply it to market data",
+                          path=path)
+
+    def _universe_asset(self, asset: str, path: str) -> str:
+        if asset not in self.assets:
+            raise ConfigError(f"asset {asset!r} is not in the universe{did_you_mean(asset, self.assets)}", path=path)
+        return asset
+
+    def emit_condition(self, node: Any, j: int, path: str) -> int:
+        if is_pure(node):
+            if j < 0:
+                raise ConfigError("a rebalance condition is evaluated once for the portfolio: pin its indicators "
+                                  "to an asset ('asset: SPY') or use portfolio state", path=path)
+            col = self.series_col(self.condition(node, path), _key(node), j, f"{node.kind}@{self.assets[j]}")
+            self.emit(rt.OP_BSERIES, col)
+            return 0
+        if isinstance(node, sc.Compare):
+            leaves = self.emit_value(node.lhs, j, f"{path}.lhs") + self.emit_value(node.rhs, j, f"{path}.rhs")
+            if node.op in ("crosses_above", "crosses_below"):
+                self.emit(_CMP[node.op], len(self.memory_init))
+                self.memory_init.append(np.nan)
+            else:
+                self.emit(_CMP[node.op])
+            return leaves
+        if isinstance(node, (sc.Logic, sc.AtLeast)):
+            leaves = sum(self.emit_condition(c, j, f"{path}.conditions[{i}]") for i, c in enumerate(node.conditions))
+            if isinstance(node, sc.AtLeast):
+                self.emit(rt.OP_ATLEAST, 0, len(node.conditions), node.n)
+            else:
+                self.emit(rt.OP_AND if node.kind == "all" else rt.OP_OR, 0, len(node.conditions))
+            return leaves
+        if isinstance(node, sc.Not):
+            leaves = self.emit_condition(node.condition, j, f"{path}.condition")
+            self.emit(rt.OP_NOT)
+            return leaves
+        if isinstance(node, sc.HeldFor):
+            leaves = self.emit_condition(node.condition, j, f"{path}.condition")
+            bars, ns = (node.window, 0) if isinstance(node.window, int) else (0, parse_duration(node.window))
+            self.emit(rt.OP_HELD, len(self.memory_init), bars, value=float(ns))
+            self.memory_init.extend([0.0, 0.0])
+            return leaves
+        raise ConfigError(f"unsupported condition {node!r}", path=path)
+
+
+def crosses(diff: np.ndarray, *, above: bool) -> np.ndarray:
+    """True where ``diff`` turns from <= 0 (above) / >= 0 (below) on the asset's previous bar to > 0 / < 0.
+
+    NaN rows (no bar) are skipped: the previous value is the asset's previous existing bar.
+    """
+    out = np.zeros(diff.shape, dtype=bool)
+    for j in range(diff.shape[1]):
+        col = diff[:, j]
+        rows = np.flatnonzero(~np.isnan(col))
+        if rows.size < 2:
+            continue
+        v = col[rows]
+        hit = (v[:-1] <= 0) & (v[1:] > 0) if above else (v[:-1] >= 0) & (v[1:] < 0)
+        out[rows[1:][hit], j] = True
+    return out
+
+
+def held_for(inner: np.ndarray, present: np.ndarray, ts: np.ndarray, bars: int, ns: int) -> np.ndarray:
+    """True where ``inner`` has been true on each of the asset's last ``bars`` bars, or continuously for
+    at least ``ns`` nanoseconds (since the first bar of the current run of trues)."""
+    out = np.zeros(inner.shape, dtype=bool)
+    for j in range(inner.shape[1]):
+        rows = np.flatnonzero(present[:, j])
+        v = inner[rows, j]
+        run = np.zeros(len(v), dtype=np.int64)
+        start = np.zeros(len(v), dtype=np.int64)
+        count = 0
+        begin = 0
+        for i in range(len(v)):
+            if v[i]:
+                if count == 0:
+                    begin = ts[rows[i]]
+                count += 1
+            else:
+                count = 0
+            run[i] = count
+            start[i] = begin
+        ok = run >= bars if bars > 0 else (run > 0) & (ts[rows] - start >= ns)
+        out[rows, j] = ok
+    return out
+
+
+def _schedule(kind: Any, ts: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    if isinstance(kind, sc.EveryN):
+        mask = np.zeros(len(ts), dtype=bool)
+        mask[:: kind.every_n_bars] = True
+        return mask
+    if kind == "every_bar":
+        return np.ones(len(ts), dtype=bool)
+    idx = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
+    if kind == "daily":
+        key = idx.normalize().asi8
+    elif kind == "weekly":
+        key = (idx.normalize() - pd.to_timedelta(idx.weekday, unit="D")).asi8
+    else:
+        key = (idx.year * 12 + idx.month).to_numpy()
+    first = np.ones(len(ts), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    if kind == "month_end":
+        last = np.ones(len(ts), dtype=bool)
+        last[:-1] = key[:-1] != key[1:]
+        return last
+    return first
+
+
+def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any = None, end: Any = None,
+                      fundamentals: Any = None) -> CompiledPortfolio:
+    """Validate a portfolio against the data and compile it to arrays for the runtime.
+
+    ``start``/``end`` bound the backtest; bars before ``start`` only warm indicators up.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> from backforge.strategy.schema import load_portfolio
+    >>> p = load_portfolio({"name": "x", "universe": ["AAPL"], "strategies": [{"name": "s",
+    ...     "condition": {"lhs": "close", "op": ">", "rhs": {"sma": {"window": 10}}}, "action": {"buy": {}}}]})
+    >>> cp = compile_portfolio(p, bf.synth(n_assets=1, years=1, seed=1))
+    >>> cp.series.shape
+    (252, 1)
+    """
+    started = time.perf_counter()
+    if end is not None:
+        data = data.slice(None, end)
+    data = data.select(portfolio.universe) if set(portfolio.universe) <= set(data.assets) else data
+    c = _Compiler(portfolio, data, fundamentals)
+    A = len(c.assets)
+    T = data.n_bars
+    if T < 2:
+        raise DataError("the data has fewer than 2 bars in the requested period")
+    n_s = len(portfolio.strategies)
+    strategies_i = np.zeros((n_s, rt.N_SI), dtype=np.int64)
+    strategies_f = np.full((n_s, rt.N_SF), np.nan)
+    rb_filter = np.full((n_s, A), -1, dtype=np.int64)
+    rb_sort = np.full((n_s, A), -1, dtype=np.int64)
+    rb_weight = np.full((n_s, A), -1, dtype=np.int64)
+    rb_fixed = np.zeros((n_s, A))
+    schedule = np.zeros((T, n_s), dtype=np.bool_)
+    instances: list[list[int]] = []
+    max_leaves = 0
+    for s, strat in enumerate(portfolio.strategies):
+        path = f"strategies[{s}]"
+        action = strat.action
+        si, sf = strategies_i[s], strategies_f[s]
+        si[rt.SI_ACTION] = _ACTIONS[action.kind]
+        si[rt.SI_HAS_CONDITION] = strat.condition is not None
+        si[rt.SI_TIF] = TimeInForce.GTC
+        schedule[:, s] = _schedule(strat.schedule, data.timestamps)
+        scope = [c.assets.index(a) for a in (strat.assets or c.assets)]
+        if isinstance(action, sc.Trade):
+            si[rt.SI_ORDER_TYPE] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
+            si[rt.SI_TIF] = TimeInForce.code(action.time_in_force)
+            si[rt.SI_GTN] = action.gtn_bars
+            si[rt.SI_SIZE_TYPE] = SizeType.code(action.allocation.type)
+            si[rt.SI_REPEAT] = action.repeat
+            sf[rt.SF_SIZE] = action.allocation.value
+            sf[rt.SF_LIMIT_OFFSET] = action.limit_offset
+            sf[rt.SF_STOP_OFFSET] = action.stop_offset
+            for name, pct, abs_, atr in (("stop_loss", rt.SF_SL_PCT, rt.SF_SL_ABS, rt.SF_SL_ATR),
+                                         ("take_profit", rt.SF_TP_PCT, rt.SF_TP_ABS, rt.SF_TP_ATR),
+                                         ("trailing_stop", rt.SF_TRAIL_PCT, rt.SF_TRAIL_ABS, rt.SF_TRAIL_ATR)):
+                dist = getattr(action, name)
+                if dist is not None:
+                    sf[pct] = dist.percent if dist.percent is not None else np.nan
+                    sf[abs_] = dist.fixed if dist.fixed is not None else np.nan
+                    sf[atr] = dist.atr if dist.atr is not None else np.nan
+        elif isinstance(action, sc.Close):
+            sf[rt.SF_SIZE] = action.fraction
+        elif isinstance(action, sc.Rebalance):
+            sf[rt.SF_MAX_WEIGHT] = action.max_weight
+            sf[rt.SF_MIN_TRADE] = action.min_trade
+            sf[rt.SF_GROSS] = action.gross
+            si[rt.SI_SELECT] = rt.SEL_TOP if action.top else (rt.SEL_BOTTOM if action.bottom else rt.SEL_ALL)
+            si[rt.SI_N_SELECT] = action.top or action.bottom or A
+            apath = f"{path}.action"
+            if action.weights == "equal":
+                si[rt.SI_WEIGHTING] = rt.W_EQUAL
+            elif isinstance(action.weights, dict):
+                si[rt.SI_WEIGHTING] = rt.W_FIXED
+                for asset, w in action.weights.items():
+                    rb_fixed[s, c.assets.index(c._universe_asset(asset, f"{apath}.weights.{asset}"))] = w
+            else:
+                si[rt.SI_WEIGHTING] = rt.W_PROPORTIONAL
+                node = action.weights.proportional
+                if not is_pure(node):
+                    raise ConfigError("proportional weights must be a market-data indicator", path=f"{apath}.weights")
+                m = c.value(node, f"{apath}.weights.proportional")
+                rb_weight[s] = [c.series_col(m, _key(node), j, f"weight@{c.assets[j]}") for j in range(A)]
+            if action.filter is not None:
+                if not is_pure(action.filter):
+                    raise ConfigError("a rebalance filter must use market data only", path=f"{apath}.filter")
+                m = c.condition(action.filter, f"{apath}.filter")
+                rb_filter[s] = [c.series_col(m, _key(action.filter), j, f"filter@{c.assets[j]}") for j in range(A)]
+            if action.sort_by is not None:
+                if not is_pure(action.sort_by):
+                    raise ConfigError("sort_by must be a market-data indicator", path=f"{apath}.sort_by")
+                m = c.value(action.sort_by, f"{apath}.sort_by")
+                rb_sort[s] = [c.series_col(m, _key(action.sort_by), j, f"sort@{c.assets[j]}") for j in range(A)]
+            scope = [-1]
+        si[rt.SI_INST_START] = len(instances)
+        for j in scope:
+            start_op = len(c.ops)
+            leaves = 0
+            if strat.condition is not None:
+                leaves = c.emit_condition(strat.condition, j, f"{path}.condition")
+            atr_cols = [-1, -1, -1]
+            if isinstance(action, sc.Trade):
+                for n, name in enumerate(("stop_loss", "take_profit", "trailing_stop")):
+                    dist = getattr(action, name)
+                    if dist is not None and dist.atr is not None:
+                        node = sc.BarIndicator(kind="atr", window=dist.atr_window)
+                        atr_cols[n] = c.series_col(c.value(node, f"{path}.action.{name}"), _key(node), j, f"atr@{c.assets[j]}")
+            instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])
+            max_leaves = max(max_leaves, leaves)
+        si[rt.SI_INST_END] = len(instances)
+    lo = 0 if start is None else int(np.searchsorted(data.timestamps, int(to_ns([start])[0]) if not isinstance(start, (int, np.integer)) else int(start)))
+    if lo >= T - 1:
+        raise ConfigError(f"start {start!r} leaves fewer than 2 bars to trade", path="start")
+    series = np.ascontiguousarray(np.column_stack(c.series)) if c.series else np.zeros((T, 1))
+    ops = np.array(c.ops, dtype=np.int64).reshape(-1, 4) if c.ops else np.zeros((1, 4), dtype=np.int64)
+    depth = max(8, len(c.ops) + 1)
+    compiled = CompiledPortfolio(
+        portfolio=portfolio, data=data, start=lo, series=series, series_labels=c.labels, ops=ops,
+        op_values=np.array(c.op_values or [0.0]), instances=np.array(instances, dtype=np.int64).reshape(-1, rt.N_INSTANCE_FIELDS),
+        strategies_i=strategies_i, strategies_f=strategies_f, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
+        rb_weight=rb_weight, rb_fixed=rb_fixed, memory_init=np.array(c.memory_init or [0.0]), max_depth=depth, max_leaves=max_leaves,
+        matrices=c.matrices,
+    )
+    compiled.compile_seconds = time.perf_counter() - started
+    return compiled
+
+
+def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
+    """The engine settings of a portfolio (cash and costs)."""
+    from pydantic import ValidationError
+
+    from backforge.engine.config import pydantic_to_config_error
+
+    try:
+        return SimConfig(cash=portfolio.cash, **portfolio.costs.model_dump())
+    except ValidationError as exc:
+        raise pydantic_to_config_error(exc, prefix="costs.") from None
+
+
+def run_compiled(cp: CompiledPortfolio):
+    """Run a compiled portfolio and return a :class:`~backforge.results.result.Result` with signal events."""
+    from backforge.results.result import Result
+
+    sim_cfg = sim_config_of(cp.portfolio)
+    data = cp.data.rows(cp.start, cp.data.n_bars)
+    lo = cp.start
+    params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
+    prices = _price_arrays(data)
+    series = cp.series[lo:]
+    schedule = np.ascontiguousarray(cp.schedule[lo:])
+    A = data.n_assets
+    leaf_width = max(cp.max_leaves, 1)
+    n_inst = cp.instances.shape[0]
+
+    def run(cap: int):
+        state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions)
+        signals = np.zeros((cap, 6), dtype=np.int64)
+        signal_leaves = np.full((cap, 1 + leaf_width), np.nan)
+        n_signals = np.zeros(2, dtype=np.int64)
+        ok = rt.run_strategies_nb(
+            state, params, data.timestamps, *prices, schedule, cp.ops, cp.op_values, series,
+            cp.memory_init.copy(), np.zeros(cp.max_depth),
+            np.zeros(leaf_width), cp.instances, cp.strategies_i, cp.strategies_f, np.full(n_inst, -1, dtype=np.int64),
+            cp.rb_filter, cp.rb_sort, cp.rb_weight, cp.rb_fixed, np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64),
+            signals, signal_leaves, n_signals,
+        )
+        run.signals = (signals[: n_signals[0]], signal_leaves[: n_signals[0]])
+        return state, ok
+
+    state = _run_with_capacity(run, 4 * data.n_bars // 16 + 64 * A + 256)
+    result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="strategy",
+                    strategy=cp.portfolio.model_dump(mode="json"))
+    signals, leaves = run.signals
+    result.signal_events = _signal_frame(cp, data, signals, leaves)
+    result.compiled = cp
+    return result
+
+
+def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, leaves: np.ndarray) -> pl.DataFrame:
+    names = [s.name for s in cp.portfolio.strategies]
+    kinds = {v: key for key, v in _ACTIONS.items()}
+    assets = [data.assets[a] if a >= 0 else None for a in signals[:, 3]]
+    return pl.DataFrame({
+        "timestamp": pl.Series(signals[:, 1]).cast(pl.Datetime("ns", "UTC")),
+        "bar": signals[:, 0] + cp.start,
+        "strategy": [names[s] for s in signals[:, 2]],
+        "asset": pl.Series(assets, dtype=pl.String),
+        "action": [kinds[a] for a in signals[:, 4]],
+        "order_id": signals[:, 5],
+        "value": leaves[:, 0] if len(leaves) else np.zeros(0),
+        "state_leaves": [list(row[1:][~np.isnan(row[1:])]) for row in leaves] if len(leaves) else [],
+    }, schema_overrides={"state_leaves": pl.List(pl.Float64)})
+
+
+def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, start: Any = None, end: Any = None,
+                  fundamentals: Any = None):
+    """Validate, compile and backtest a portfolio config on ``data``.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> result = run_portfolio({"name": "x", "universe": ["AAPL"], "strategies": [{"name": "s",
+    ...     "condition": {"lhs": {"sma": {"window": 10}}, "op": "crosses_above", "rhs": {"sma": {"window": 30}}},
+    ...     "action": {"buy": {}}}]}, bf.synth(n_assets=1, years=2, seed=1))
+    >>> result.signal_events["action"].unique().to_list()
+    ['buy']
+    """
+    if not isinstance(portfolio, sc.Portfolio):
+        portfolio = sc.load_portfolio(portfolio)
+    return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))

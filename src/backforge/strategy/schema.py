@@ -1,0 +1,626 @@
+"""The strategy language: a portfolio of strategies, each a condition and an action over indicators.
+
+Strategy = Condition + Action. An *indicator* is anything that yields a number per asset per time
+(prices, moving averages, fundamentals, position state, arithmetic of those); a *condition* is any
+true/false statement over indicators; an *action* buys, sells, closes, rebalances or raises an alert.
+
+Every node is a frozen pydantic model tagged by ``kind``; the JSON Schema of :class:`Portfolio` is what
+an LLM is given. Shorthands are accepted when loading (and dumped in the canonical long form):
+
+* a number is a constant: ``30`` → ``{"kind": "const", "value": 30}``;
+* a price field name is a price: ``"close"`` → ``{"kind": "price", "field": "close"}``;
+* a one-key mapping names the kind: ``{"sma": {"window": 20}}`` → ``{"kind": "sma", "window": 20}``;
+* ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}`` for logic; a mapping with ``lhs``, ``op``
+  and ``rhs`` is a comparison; ``{"equity_fraction": 0.5}`` is an allocation.
+
+Windows are a bar count (``20``) or a duration (``"30d"``, ``"4h"``, ``"15min"``) measured on timestamps.
+``asset: null`` on an indicator means *the asset the strategy is evaluating* (strategies are evaluated
+for every asset of their scope); name an asset to pin it (``{"kind": "price", "asset": "SPY"}``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from backforge._time import parse_duration
+from backforge.errors import ConfigError, did_you_mean
+
+__all__ = [
+    "Portfolio", "Strategy", "Indicator", "Condition", "Action", "load_portfolio", "dump_portfolio",
+    "portfolio_json_schema", "INDICATOR_KINDS", "CONDITION_KINDS", "ACTION_KINDS", "STATE_KINDS",
+]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_window(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("a window is a bar count or a duration like '30d', got a boolean")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if float(value) != int(value):
+            raise ValueError(f"a bar-count window must be a whole number, got {value}")
+        if int(value) <= 0:
+            raise ValueError(f"must be > 0, got {int(value)}")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return _check_window(int(text))
+        try:
+            parse_duration(text)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return text
+    raise ValueError(f"a window is a bar count (20) or a duration ('30d', '4h', '15min'), got {value!r}")
+
+
+Window = Annotated[Union[int, str], BeforeValidator(_check_window)]
+
+PRICE_FIELDS = ("open", "high", "low", "close", "volume", "bid", "ask", "mid", "spread")
+STATE_KINDS = (
+    "position_qty", "position_weight", "unrealized_pnl_pct", "last_order_price", "bars_since_order",
+    "days_since_order", "bars_since_entry", "days_since_entry", "portfolio_value", "drawdown",
+)
+
+# ------------------------------------------------------------------------------------------ indicators
+
+
+class Price(Node):
+    """A price field of an asset (bid/ask/mid/spread need quote data)."""
+
+    kind: Literal["price"] = "price"
+    field: Literal["open", "high", "low", "close", "volume", "bid", "ask", "mid", "spread"] = "close"
+    asset: str | None = None
+
+
+class Const(Node):
+    """A constant number."""
+
+    kind: Literal["const"] = "const"
+    value: float
+
+
+class Fundamental(Node):
+    """A point-in-time fundamental or custom data field, as of its publication time."""
+
+    kind: Literal["fundamental"] = "fundamental"
+    field: str
+    asset: str | None = None
+
+
+def _close() -> "Price":
+    return Price()
+
+
+class Windowed(Node):
+    """A rolling indicator of ``of`` (default: the close) over ``window`` bars or a duration."""
+
+    kind: Literal["sma", "ema", "wma", "stddev", "zscore", "rolling_max", "rolling_min", "returns",
+                  "rate_of_change", "lag", "pct_change", "rsi"]
+    window: Window
+    of: "Indicator" = Field(default_factory=_close)
+
+
+class VolumeAverage(Node):
+    """Average volume over a window."""
+
+    kind: Literal["volume_average"] = "volume_average"
+    window: Window
+    asset: str | None = None
+
+
+class BarIndicator(Node):
+    """An indicator of the bar's high, low, close (and volume): ATR, VWAP."""
+
+    kind: Literal["atr", "vwap"]
+    window: Window = 14
+    asset: str | None = None
+
+
+class MACD(Node):
+    """MACD line, signal or histogram of ``of``."""
+
+    kind: Literal["macd"] = "macd"
+    fast: Window = 12
+    slow: Window = 26
+    signal: Window = 9
+    output: Literal["line", "signal", "histogram"] = "line"
+    of: "Indicator" = Field(default_factory=_close)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> "MACD":
+        if isinstance(self.fast, int) and isinstance(self.slow, int) and self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
+        return self
+
+
+class Bollinger(Node):
+    """A Bollinger band (population standard deviation) of ``of``."""
+
+    kind: Literal["bollinger"] = "bollinger"
+    window: Window = 20
+    num_std: float = Field(2.0, gt=0)
+    output: Literal["upper", "middle", "lower", "width", "percent_b"] = "upper"
+    of: "Indicator" = Field(default_factory=_close)
+
+
+class State(Node):
+    """Portfolio or position state, evaluated inside the simulation loop.
+
+    ``days_since_*`` are calendar days (fractional) measured on timestamps; ``*_since_*`` is infinite
+    before the first order/entry; ``drawdown`` is equity over its running peak minus one (<= 0);
+    ``unrealized_pnl_pct`` and ``position_weight`` are fractions.
+    """
+
+    kind: Literal["position_qty", "position_weight", "unrealized_pnl_pct", "last_order_price", "bars_since_order",
+                  "days_since_order", "bars_since_entry", "days_since_entry", "portfolio_value", "drawdown"]
+    asset: str | None = None
+
+
+class Arithmetic(Node):
+    """``add``, ``sub``, ``mul``, ``div``, ``min`` or ``max`` of two or more indicators (left to right)."""
+
+    kind: Literal["add", "sub", "mul", "div", "min", "max"]
+    args: list["Indicator"] = Field(min_length=2)
+
+
+class Unary(Node):
+    """Absolute value or negation."""
+
+    kind: Literal["abs", "neg"]
+    of: "Indicator"
+
+
+class CrossSection(Node):
+    """Rank (1 = smallest, ties averaged) or percentile (0..1) of ``of`` across the universe at each time."""
+
+    kind: Literal["rank", "percentile"]
+    of: "Indicator"
+
+
+Indicator = Annotated[
+    Union[Price, Const, Fundamental, Windowed, VolumeAverage, BarIndicator, MACD, Bollinger, State, Arithmetic,
+          Unary, CrossSection],
+    Field(discriminator="kind"),
+]
+
+# ------------------------------------------------------------------------------------------ conditions
+
+
+class Compare(Node):
+    """``lhs op rhs``; ``crosses_above`` is true on the bar where ``lhs - rhs`` turns from <= 0 to > 0."""
+
+    kind: Literal["compare"] = "compare"
+    lhs: Indicator
+    op: Literal[">", "<", ">=", "<=", "==", "crosses_above", "crosses_below"]
+    rhs: Indicator
+
+
+class Logic(Node):
+    """All / any of the conditions."""
+
+    kind: Literal["all", "any"]
+    conditions: list["Condition"] = Field(min_length=1)
+
+
+class Not(Node):
+    """Negation of a condition."""
+
+    kind: Literal["not"] = "not"
+    condition: "Condition"
+
+
+class AtLeast(Node):
+    """At least ``n`` of the conditions are true (the seed's ``Multi``)."""
+
+    kind: Literal["at_least"] = "at_least"
+    n: int = Field(ge=1)
+    conditions: list["Condition"] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _n_fits(self) -> "AtLeast":
+        if self.n > len(self.conditions):
+            raise ValueError(f"n ({self.n}) is larger than the number of conditions ({len(self.conditions)})")
+        return self
+
+
+class HeldFor(Node):
+    """The condition has been true on every bar of the last ``window`` (bars, or a duration)."""
+
+    kind: Literal["held_for"] = "held_for"
+    condition: "Condition"
+    window: Window
+
+
+Condition = Annotated[Union[Compare, Logic, Not, AtLeast, HeldFor], Field(discriminator="kind")]
+
+# --------------------------------------------------------------------------------------------- actions
+
+
+class Allocation(Node):
+    """How much to trade: a fraction of equity or of available cash, a number of units, or a notional."""
+
+    type: Literal["equity_fraction", "cash_fraction", "units", "notional"] = "equity_fraction"
+    value: float = Field(gt=0)
+
+
+class Distance(Node):
+    """A stop/target distance from the entry price: exactly one of ``percent`` (fraction), ``fixed``
+    (price units) or ``atr`` (multiple of the ATR over ``atr_window`` at the decision bar)."""
+
+    percent: float | None = Field(None, gt=0)
+    fixed: float | None = Field(None, gt=0)
+    atr: float | None = Field(None, gt=0)
+    atr_window: Window = 14
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Distance":
+        given = [name for name in ("percent", "fixed", "atr") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of percent, fixed or atr (got {given or 'none'})")
+        return self
+
+
+class Trade(Node):
+    """Buy (go/add long) or sell (reduce long / go short) an allocation of each asset in scope.
+
+    With ``repeat: false`` (default) the action does not fire while the asset already holds a position
+    in that direction or while an order it placed is still working — so "buy when X" enters once.
+    ``limit_offset``/``stop_offset`` place limit/stop orders at the decision bar's close moved by that
+    fraction (a buy limit below the close, a buy stop above it).
+    """
+
+    kind: Literal["buy", "sell"]
+    allocation: Allocation = Field(default_factory=lambda: Allocation(value=1.0))
+    order_type: Literal["market", "limit", "stop"] = "market"
+    limit_offset: float = Field(0.0, ge=0)
+    stop_offset: float = Field(0.0, ge=0)
+    time_in_force: Literal["gtc", "day", "gtn"] = "gtc"
+    gtn_bars: int = Field(0, ge=0)
+    stop_loss: Distance | None = None
+    take_profit: Distance | None = None
+    trailing_stop: Distance | None = None
+    repeat: bool = False
+
+
+class Close(Node):
+    """Close ``fraction`` of the position in each asset in scope."""
+
+    kind: Literal["close"] = "close"
+    fraction: float = Field(1.0, gt=0, le=1)
+
+
+class Rebalance(Node):
+    """Trade the universe to target weights.
+
+    ``weights``: ``"equal"``, fixed ``{asset: weight}``, or ``{"proportional": indicator}`` (weights
+    proportional to a non-negative indicator). ``filter`` keeps the assets where it is true; ``sort_by``
+    with ``top``/``bottom`` keeps the N highest/lowest; weights are scaled to ``gross`` (1 = fully
+    invested), capped at ``max_weight`` with the excess spread over the others; trades smaller than
+    ``min_trade`` (fraction of equity) are skipped. Sells are submitted before buys.
+    ``filter``, ``sort_by`` and proportional weights are data indicators (no position state).
+    """
+
+    kind: Literal["rebalance"] = "rebalance"
+    weights: Union[Literal["equal"], dict[str, float], "Proportional"] = "equal"
+    filter: "Condition | None" = None
+    sort_by: "Indicator | None" = None
+    top: int | None = Field(None, ge=1)
+    bottom: int | None = Field(None, ge=1)
+    max_weight: float = Field(1.0, gt=0, le=1)
+    min_trade: float = Field(0.0, ge=0, lt=1)
+    gross: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _selection(self) -> "Rebalance":
+        if self.top is not None and self.bottom is not None:
+            raise ValueError("give top or bottom, not both")
+        if (self.top is not None or self.bottom is not None) and self.sort_by is None:
+            raise ValueError("top/bottom need sort_by")
+        if isinstance(self.weights, dict):
+            for asset, w in self.weights.items():
+                if not (w >= 0):
+                    raise ValueError(f"weight of {asset} must be >= 0, got {w}")
+        return self
+
+
+class Proportional(Node):
+    """Weights proportional to an indicator (negative values count as zero)."""
+
+    proportional: "Indicator"
+
+
+class Alert(Node):
+    """Record a signal event and do nothing else."""
+
+    kind: Literal["alert"] = "alert"
+    message: str = ""
+
+
+Action = Annotated[Union[Trade, Close, Rebalance, Alert], Field(discriminator="kind")]
+
+# ------------------------------------------------------------------------------------------ strategies
+
+
+class EveryN(Node):
+    every_n_bars: int = Field(ge=1)
+
+
+Schedule = Union[Literal["every_bar", "daily", "weekly", "month_start", "month_end"], EveryN]
+
+
+class Strategy(Node):
+    """A condition and an action, evaluated on a schedule for every asset of ``assets`` (default: the
+    universe). Without a condition the action fires on every scheduled evaluation."""
+
+    name: str = Field(min_length=1)
+    assets: list[str] | None = None
+    schedule: Schedule = "every_bar"
+    condition: Condition | None = None
+    action: Action
+
+
+class Costs(Node):
+    """Costs and account limits (fractions; see :class:`backforge.SimConfig` for each field)."""
+
+    fee_rate: float | dict[str, float] = 0.0
+    fee_per_unit: float | dict[str, float] = 0.0
+    fee_per_order: float | dict[str, float] = 0.0
+    fee_min: float | dict[str, float] = 0.0
+    slippage_bps: float | dict[str, float] = 0.0
+    slippage_range: float | dict[str, float] = 0.0
+    spread: float | dict[str, float] = 0.0
+    lot_size: float | dict[str, float] = 1.0
+    min_qty: float | dict[str, float] = 0.0
+    borrow_rate: float | dict[str, float] = 0.0
+    financing_rate: float = 0.0
+    leverage: float = 1.0
+    maintenance_margin: float = 0.0
+    allow_short: bool = True
+
+
+class DataSpec(Node):
+    """Where `backforge run` gets data when ``--data`` is not given: ``synthetic`` (default), or CSV
+    files per asset (paths relative to the strategy file)."""
+
+    source: Literal["synthetic", "csv"] = "synthetic"
+    paths: dict[str, str] = Field(default_factory=dict)
+    years: float = Field(10.0, gt=0)
+    bar: str = "1d"
+    seed: int = 7
+    start: str | None = None
+    end: str | None = None
+
+
+class Portfolio(Node):
+    """A named universe, an account, and strategies evaluated in order on every bar."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    universe: list[str] = Field(min_length=1)
+    cash: float = Field(100_000.0, gt=0)
+    costs: Costs = Field(default_factory=Costs)
+    strategies: list[Strategy] = Field(min_length=1)
+    data: DataSpec = Field(default_factory=DataSpec)
+
+    @field_validator("universe")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        seen = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"asset {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+    @model_validator(mode="after")
+    def _assets_in_universe(self) -> "Portfolio":
+        universe = set(self.universe)
+        for i, strategy in enumerate(self.strategies):
+            for asset in strategy.assets or []:
+                if asset not in universe:
+                    raise ValueError(f"strategies[{i}].assets: {asset!r} is not in the universe{did_you_mean(asset, self.universe)}")
+        return self
+
+
+for _model in (Windowed, MACD, Bollinger, Arithmetic, Unary, CrossSection, Compare, Logic, Not, AtLeast, HeldFor,
+               Rebalance, Proportional, Strategy, Portfolio):
+    _model.model_rebuild()
+
+INDICATOR_KINDS = tuple(sorted({k for m in (Price, Const, Fundamental, Windowed, VolumeAverage, BarIndicator, MACD,
+                                            Bollinger, State, Arithmetic, Unary, CrossSection)
+                                for k in m.model_fields["kind"].annotation.__args__}))
+CONDITION_KINDS = ("compare", "all", "any", "not", "at_least", "held_for")
+ACTION_KINDS = ("buy", "sell", "close", "rebalance", "alert")
+
+# ------------------------------------------------------------------------------------------ shorthands
+
+_INDICATOR_SET = set(INDICATOR_KINDS)
+_CONDITION_SET = set(CONDITION_KINDS)
+_ACTION_SET = set(ACTION_KINDS)
+_ALLOCATION_TYPES = ("equity_fraction", "cash_fraction", "units", "notional")
+
+
+def _expand(value: Any, role: str) -> Any:
+    """Rewrite shorthands into canonical nodes, recursively. ``role`` is what the slot expects."""
+    if role == "indicator":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
+            return {"kind": "const", "value": value}
+        if isinstance(value, str):
+            return {"kind": "price", "field": value.strip().lower()} if value.strip().lower() in PRICE_FIELDS else {"kind": value.strip().lower()}
+    if not isinstance(value, dict):
+        return value
+    value = dict(value)
+    if "kind" not in value:
+        if role == "condition" and {"lhs", "op", "rhs"} <= set(value):
+            value["kind"] = "compare"
+        elif role == "allocation" and len(value) == 1 and next(iter(value)) in _ALLOCATION_TYPES:
+            key = next(iter(value))
+            return {"type": key, "value": value[key]}
+        elif len(value) == 1:
+            key, inner = next(iter(value.items()))
+            key_l = str(key).lower()
+            known = {"indicator": _INDICATOR_SET, "condition": _CONDITION_SET, "action": _ACTION_SET}.get(role, set())
+            if key_l in known:
+                if key_l in ("all", "any") and isinstance(inner, list):
+                    value = {"kind": key_l, "conditions": inner}
+                elif key_l == "not" and isinstance(inner, dict):
+                    value = {"kind": "not", "condition": inner}
+                elif isinstance(inner, dict):
+                    value = {"kind": key_l, **inner}
+                elif inner is None:
+                    value = {"kind": key_l}
+                elif key_l == "const":
+                    value = {"kind": "const", "value": inner}
+            elif role in ("indicator", "condition", "action") and isinstance(inner, dict):
+                value = {"kind": key_l, **inner}  # an unknown kind: let validation name it and suggest
+    elif isinstance(value["kind"], str):
+        value["kind"] = value["kind"].strip().lower()
+    kind = value.get("kind")
+    # recurse into the children whose role is known
+    for key in ("of", "lhs", "rhs", "sort_by"):
+        if key in value:
+            value[key] = _expand(value[key], "indicator")
+    if "args" in value and isinstance(value["args"], list):
+        value["args"] = [_expand(a, "indicator") for a in value["args"]]
+    if "conditions" in value and isinstance(value["conditions"], list):
+        value["conditions"] = [_expand(c, "condition") for c in value["conditions"]]
+    if "condition" in value:
+        value["condition"] = _expand(value["condition"], "condition")
+    if "filter" in value:
+        value["filter"] = _expand(value["filter"], "condition")
+    if "action" in value:
+        value["action"] = _expand(value["action"], "action")
+    if "allocation" in value:
+        value["allocation"] = _expand(value["allocation"], "allocation")
+    if kind == "rebalance" and isinstance(value.get("weights"), dict) and "proportional" in value["weights"]:
+        value["weights"] = {"proportional": _expand(value["weights"]["proportional"], "indicator")}
+    if "strategies" in value and isinstance(value["strategies"], list):
+        value["strategies"] = [_expand(s, "strategy") for s in value["strategies"]]
+    return value
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+def _format_loc(loc: tuple) -> str:
+    """('strategies', 1, 'condition', 'all', 'conditions', 0, 'compare', 'rhs', 'sma', 'window') →
+    'strategies[1].condition.conditions[0].rhs.window' (discriminator tags dropped)."""
+    tags = set(INDICATOR_KINDS) | set(CONDITION_KINDS) | set(ACTION_KINDS) | {"function-after[_check_window(), union[int,str]]"}
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            if parts:
+                parts[-1] += f"[{item}]"
+            else:
+                parts.append(f"[{item}]")
+            continue
+        text = str(item)
+        previous = loc[i - 1] if i else None
+        if text in tags and not (text == "atr" and previous in ("stop_loss", "take_profit", "trailing_stop")):
+            continue  # a union tag pydantic inserts after a field name or list index
+        if text.startswith(("function-", "union[", "literal[", "str", "int", "float", "dict[", "list[", "Proportional", "EveryN")) and i:
+            continue
+        parts.append(text)
+    return ".".join(parts)
+
+
+def validation_error_to_config(exc: ValidationError, *, source: str | None = None) -> ConfigError:
+    """The first validation problem as a :class:`ConfigError` with its exact config path and a fix."""
+    errors = exc.errors()
+    # prefer the most specific error (the deepest location), skipping the noise of union branches
+    err = max(errors, key=lambda e: len(e["loc"]))
+    if any(e["type"] in ("union_tag_invalid", "extra_forbidden", "missing") for e in errors):
+        err = next(e for e in errors if e["type"] in ("union_tag_invalid", "extra_forbidden", "missing"))
+    path = _format_loc(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "union_tag_invalid":
+        tag = err["ctx"]["tag"]
+        expected = [t.strip().strip("'") for t in str(err["ctx"]["expected_tags"]).split(",")]
+        message = f"unknown kind {tag!r}{did_you_mean(tag, expected)} (one of: {', '.join(expected)})"
+    elif kind == "extra_forbidden":
+        name = str(err["loc"][-1])
+        message = f"unknown field {name!r}"
+        path = _format_loc(tuple(err["loc"][:-1])) or None
+    elif kind == "missing":
+        message = f"missing required field {str(err['loc'][-1])!r}"
+        path = _format_loc(tuple(err["loc"][:-1])) or None
+    elif kind == "union_tag_not_found":
+        message = "this node needs a 'kind' (e.g. 'sma', 'compare', 'buy')"
+    else:
+        msg = err["msg"].removeprefix("Value error, ")
+        message = f"{msg}, got {err.get('input')!r}" if "got" not in msg else msg
+    full_path = f"{source}: {path}" if source and path else (source or path)
+    return ConfigError(message, path=full_path)
+
+
+def load_portfolio(source: str | Path | dict) -> Portfolio:
+    """Load and validate a portfolio from a YAML/JSON file, a YAML/JSON string, or a dict.
+
+    Examples
+    --------
+    >>> p = load_portfolio({"name": "x", "universe": ["AAPL"], "strategies": [
+    ...     {"name": "trend", "condition": {"lhs": {"sma": {"window": 20}}, "op": "crosses_above",
+    ...                                     "rhs": {"sma": {"window": 50}}},
+    ...      "action": {"buy": {"allocation": {"equity_fraction": 0.5}}}}]})
+    >>> p.strategies[0].condition.lhs.kind, p.strategies[0].action.allocation.value
+    ('sma', 0.5)
+    """
+    import yaml
+
+    label = None
+    if isinstance(source, dict):
+        raw = source
+    else:
+        text = None
+        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
+                                        and (source.endswith((".yaml", ".yml", ".json")) or Path(source).exists())):
+            path = Path(source)
+            label = str(path)
+            if not path.exists():
+                raise ConfigError("strategy file not found", path=label)
+            text = path.read_text()
+        else:
+            text = str(source)
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}", path=label) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a strategy file must be a mapping with name, universe and strategies; got {type(raw).__name__}", path=label)
+    try:
+        return Portfolio.model_validate(_expand(raw, "portfolio"))
+    except ValidationError as exc:
+        raise validation_error_to_config(exc, source=label) from None
+
+
+def dump_portfolio(portfolio: Portfolio, *, format: Literal["yaml", "json"] = "yaml") -> str:
+    """Serialize to canonical YAML or JSON (``load_portfolio(dump_portfolio(p)) == p``).
+
+    Examples
+    --------
+    >>> p = load_portfolio({"name": "x", "universe": ["A"], "strategies": [{"name": "s", "action": {"kind": "alert"}}]})
+    >>> load_portfolio(dump_portfolio(p)) == p
+    True
+    """
+    import json
+
+    import yaml
+
+    data = portfolio.model_dump(mode="json", exclude_defaults=False)
+    if format == "json":
+        return json.dumps(data, indent=2)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def portfolio_json_schema() -> dict:
+    """The JSON Schema of a strategy file (given to LLMs that write strategies)."""
+    return Portfolio.model_json_schema()

@@ -148,6 +148,85 @@ def demo(
     console.print(f"[green]saved run:[/] {folder}")
 
 
+def _load(strategy: Path):
+    from backforge.strategy.schema import load_portfolio
+
+    return load_portfolio(strategy)
+
+
+@app.command()
+@friendly_errors
+def validate(strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON).")) -> None:
+    """Check a strategy file: schema, names, windows and assets. Exit code 2 with the exact path on error."""
+    from backforge.strategy.compiler import compile_portfolio, load_data
+
+    portfolio = _load(strategy)
+    data = load_data(portfolio, base=strategy.parent)
+    compiled = compile_portfolio(portfolio, data, start=portfolio.data.start, end=portfolio.data.end)
+    console.print(f"[green]valid:[/] {portfolio.name} — {len(portfolio.strategies)} strategies, "
+                  f"{len(portfolio.universe)} assets, {compiled.series.shape[1]} indicator series, "
+                  f"{len(compiled.ops)} program ops (compiled in {compiled.compile_seconds * 1000:.1f} ms)")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of strategy files."""
+    import json
+
+    from backforge.strategy.schema import portfolio_json_schema
+
+    print(json.dumps(portfolio_json_schema(), indent=2))
+
+
+@app.command()
+@friendly_errors
+def run(
+    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) to run on instead of the strategy's data spec."),
+    start: Optional[str] = typer.Option(None, help="First bar to trade (earlier bars only warm indicators up)."),
+    end: Optional[str] = typer.Option(None, help="Last bar."),
+    out: Path = typer.Option(Path("backforge-runs"), help="Folder under which the run is saved."),
+) -> None:
+    """Run a strategy file and save the run (without --data: its data spec, by default synthetic data)."""
+    from backforge.engine.config import config_hash
+    from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
+
+    portfolio = _load(strategy)
+    market = load_data(portfolio, base=strategy.parent, override=data or None)
+    compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end)
+    t0 = time.perf_counter()
+    result = run_compiled(compiled)
+    elapsed = time.perf_counter() - t0
+    print_summary(result, title=f"{portfolio.name}", elapsed=elapsed)
+    events = result.signal_events
+    if events is not None and events.height:
+        console.print(f"[dim]{events.height} signal events; `backforge explain RUN --at DATE` shows why[/]")
+    run_id = config_hash(portfolio, extra={"data": market.fingerprint(), "start": start, "end": end})
+    result.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
+                          "start": start, "end": end}
+    folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}")
+    console.print(f"[green]saved run:[/] {folder}")
+
+
+def _slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower() or "run"
+
+
+@app.command()
+@friendly_errors
+def explain(
+    run_folder: Path = typer.Argument(..., help="A saved run folder (from `backforge run`)."),
+    at: str = typer.Option(..., "--at", help="Date/time to explain, e.g. 2020-03-16."),
+) -> None:
+    """Show why each strategy's action fired (or did not) at a time: every condition with its values."""
+    from backforge.strategy.explain import explain_run
+
+    for line in explain_run(run_folder, at):
+        console.print(line, highlight=False)
+
+
 def _mount_optional_apps() -> None:
     try:
         from backforge.data.cli import data_app

@@ -55,6 +55,7 @@ class Result:
         self.mode = mode
         self.strategy = strategy
         self.signal_events: pl.DataFrame | None = None
+        self.data_source: dict | None = None
 
     # ------------------------------------------------------------------ raw arrays
     @property
@@ -298,6 +299,7 @@ class Result:
                 "sim_config": self.sim_config.model_dump(mode="json"),
                 "signal_config": self.signal_config.model_dump(mode="json") if self.signal_config else None,
                 "strategy": self.strategy,
+                "data_source": self.data_source,
             }
             (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
             (tmp / "summary.json").write_text(json.dumps(self.summary(), indent=2, default=_json_default))

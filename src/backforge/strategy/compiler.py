@@ -610,3 +610,53 @@ def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, sta
     if not isinstance(portfolio, sc.Portfolio):
         portfolio = sc.load_portfolio(portfolio)
     return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))
+
+
+def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None) -> MarketData:
+    """The market data a portfolio runs on: ``override`` (a file path or MarketData), else its ``data``
+    spec: files relative to ``base`` (the strategy file's folder) or seeded synthetic data.
+
+    Examples
+    --------
+    >>> p = sc.load_portfolio({"name": "x", "universe": ["AAA", "BBB"], "strategies": [
+    ...     {"name": "s", "action": {"kind": "alert"}}], "data": {"years": 1}})
+    >>> load_data(p).assets
+    ('AAA', 'BBB')
+    """
+    from pathlib import Path
+
+    from backforge.data.synth import gbm
+
+    if isinstance(override, MarketData):
+        return override
+    spec = portfolio.data
+    root = Path(base) if base is not None else Path.cwd()
+    if override is not None:
+        from backforge.data.importers import read_csv
+
+        paths = [Path(p) for p in (override if isinstance(override, (list, tuple)) else [override])]
+        frames = {}
+        for path in paths:
+            md = read_csv(path)
+            for name in md.assets:
+                frames[name] = md.select([name]).to_polars().drop("symbol")
+        return MarketData.from_frames(frames)
+    if spec.source == "synthetic":
+        calendar = "equities"
+        return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,
+                   assets=tuple(portfolio.universe))
+    from backforge.data.importers import frame_to_market, read_bid_ask, read_file
+
+    frames = {}
+    quotes = False
+    for asset in portfolio.universe:
+        entry = spec.paths.get(asset)
+        if entry is None:
+            raise ConfigError(f"no file given for asset {asset!r}", path=f"data.paths.{asset}")
+        if isinstance(entry, sc.BidAskFiles):
+            fd = read_bid_ask(root / entry.bid, root / entry.ask)
+            quotes = True
+        else:
+            fd = read_file(root / entry, format=spec.format)
+        frames[asset] = fd.frame
+    return frame_to_market(frames, kind="quote_bars" if quotes else "bars")

@@ -1122,24 +1122,21 @@ def _rank_row_nb(values, i, buf, cols, out, as_percentile):
             buf[m] = v
             cols[m] = a
             m += 1
-    if m <= 32:
-        # insertion sort by value, carrying the column index (fastest for small universes)
-        for p in range(1, m):
+    # Shell sort by value (Ciura gaps), carrying the column index: insertion sort for small
+    # universes, sub-quadratic for large ones, and far cheaper to compile than np.argsort
+    for gap in (701, 301, 132, 57, 23, 10, 4, 1):
+        if gap >= m:
+            continue
+        for p in range(gap, m):
             v = buf[p]
             a = cols[p]
             j = p
-            while j > 0 and buf[j - 1] > v:
-                buf[j] = buf[j - 1]
-                cols[j] = cols[j - 1]
-                j -= 1
+            while j >= gap and buf[j - gap] > v:
+                buf[j] = buf[j - gap]
+                cols[j] = cols[j - gap]
+                j -= gap
             buf[j] = v
             cols[j] = a
-    else:
-        order = np.argsort(buf[:m])
-        sorted_values = buf[:m][order]
-        sorted_cols = cols[:m][order]
-        buf[:m] = sorted_values
-        cols[:m] = sorted_cols
     j = 0
     while j < m:
         j2 = j
@@ -1213,7 +1210,7 @@ def _window(window: object, name: str, *, min_bars: int = 1) -> tuple[int, int]:
     hint = f"pass a number of bars such as {name}=20 or a duration such as {name}='30d' / '4h' / '15min'"
     if isinstance(window, (bool, np.bool_)):
         raise ConfigError(f"{name} must be a bar count or a duration, got {window!r}; {hint}", field=name)
-    if isinstance(window, (int, np.integer)):
+    if isinstance(window, (int, np.integer)) and not isinstance(window, np.timedelta64):
         bars = int(window)
         if bars < min_bars:
             raise ConfigError(

@@ -384,12 +384,21 @@ class Costs(Node):
     allow_short: bool = True
 
 
-class DataSpec(Node):
-    """Where `backforge run` gets data when ``--data`` is not given: ``synthetic`` (default), or CSV
-    files per asset (paths relative to the strategy file)."""
+class BidAskFiles(Node):
+    """Separate bid and ask bar files of one asset."""
 
-    source: Literal["synthetic", "csv"] = "synthetic"
-    paths: dict[str, str] = Field(default_factory=dict)
+    bid: str
+    ask: str
+
+
+class DataSpec(Node):
+    """Where `backforge run` gets data when ``--data`` is not given: ``synthetic`` (default, one series
+    per universe asset), or files per asset (CSV/Parquet, or bid and ask bar files), paths relative to
+    the strategy file. ``start``/``end`` bound the backtest; earlier bars warm indicators up."""
+
+    source: Literal["synthetic", "files"] = "synthetic"
+    paths: dict[str, Union[str, BidAskFiles]] = Field(default_factory=dict)
+    format: str = "auto"
     years: float = Field(10.0, gt=0)
     bar: str = "1d"
     seed: int = 7

@@ -228,6 +228,9 @@ def explain(
 
 
 def _mount_optional_apps() -> None:
+    from backforge.research.cli import register
+
+    register(app, console, friendly_errors)
     try:
         from backforge.data.cli import data_app
     except ImportError:  # the data layer's CLI is optional while it is being built

@@ -81,7 +81,8 @@ class CompiledPortfolio:
 
 
 class _Compiler:
-    def __init__(self, portfolio: sc.Portfolio, data: MarketData, fundamentals: Any = None) -> None:
+    def __init__(self, portfolio: sc.Portfolio, data: MarketData, fundamentals: Any = None,
+                 cache: dict | None = None) -> None:
         self.p = portfolio
         self.data = data
         self.assets = tuple(portfolio.universe)
@@ -93,6 +94,9 @@ class _Compiler:
         self.ts = data.timestamps
         self.fundamentals = fundamentals
         self.matrices: dict[str, np.ndarray] = {}
+        # an optimizer reuses indicator matrices across trials on the same data (same buffer, same bars)
+        self.shared = cache
+        self.prefix = f"{data.timestamps.ctypes.data}:{data.n_bars}:{','.join(self.assets)}:" if cache is not None else ""
         self.series: list[np.ndarray] = []
         self.series_index: dict[tuple[str, int], int] = {}
         self.labels: list[str] = []
@@ -132,12 +136,22 @@ class _Compiler:
 
     def value(self, node: Any, path: str) -> np.ndarray:
         """A data-only indicator as ``[T, A]`` float64 (cached by node)."""
+        return self._cached(node, path, self._value)
+
+    def _cached(self, node: Any, path: str, compute) -> np.ndarray:
         key = _key(node)
         cached = self.matrices.get(key)
+        if cached is None and self.shared is not None:
+            cached = self.shared.get(self.prefix + key)
         if cached is not None:
+            self.matrices[key] = cached
             return cached
-        out = self._value(node, path)
+        out = compute(node, path)
         self.matrices[key] = out
+        if self.shared is not None:
+            if len(self.shared) > 512:
+                self.shared.clear()
+            self.shared[self.prefix + key] = out
         return out
 
     def _value(self, node: Any, path: str) -> np.ndarray:
@@ -216,13 +230,7 @@ class _Compiler:
 
     def condition(self, node: Any, path: str) -> np.ndarray:
         """A data-only condition as bool ``[T, A]`` (cached)."""
-        key = _key(node)
-        cached = self.matrices.get(key)
-        if cached is not None:
-            return cached
-        out = self._condition(node, path)
-        self.matrices[key] = out
-        return out
+        return self._cached(node, path, self._condition)
 
     def _condition(self, node: Any, path: str) -> np.ndarray:
         if isinstance(node, sc.Compare):
@@ -401,10 +409,11 @@ def _schedule(kind: Any, ts: np.ndarray) -> np.ndarray:
 
 
 def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any = None, end: Any = None,
-                      fundamentals: Any = None) -> CompiledPortfolio:
+                      fundamentals: Any = None, cache: dict | None = None) -> CompiledPortfolio:
     """Validate a portfolio against the data and compile it to arrays for the runtime.
 
-    ``start``/``end`` bound the backtest; bars before ``start`` only warm indicators up.
+    ``start``/``end`` bound the backtest; bars before ``start`` only warm indicators up. ``cache`` (a
+    dict kept by the caller) shares indicator matrices between compilations on the same data.
 
     Examples
     --------
@@ -420,7 +429,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     if end is not None:
         data = data.slice(None, end)
     data = data.select(portfolio.universe) if set(portfolio.universe) <= set(data.assets) else data
-    c = _Compiler(portfolio, data, fundamentals)
+    c = _Compiler(portfolio, data, fundamentals, cache)
     A = len(c.assets)
     T = data.n_bars
     if T < 2:

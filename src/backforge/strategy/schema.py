@@ -569,7 +569,50 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
     return ConfigError(message, path=full_path)
 
 
-def load_portfolio(source: str | Path | dict) -> Portfolio:
+def read_config(source: str | Path | dict) -> tuple[dict, str | None]:
+    """Parse a strategy file, YAML/JSON text or dict into a raw mapping (parameters unresolved).
+
+    Returns the mapping and the file name (None for text/dicts) for error messages.
+    """
+    import yaml
+
+    label = None
+    if isinstance(source, dict):
+        return source, None
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
+                                    and (source.endswith((".yaml", ".yml", ".json")) or Path(source).exists())):
+        path = Path(source)
+        label = str(path)
+        if not path.exists():
+            raise ConfigError("strategy file not found", path=label)
+        if path.is_dir():
+            raise ConfigError("is a folder, not a strategy file", path=label)
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            raise ConfigError("not a text file (cannot decode it as UTF-8)", path=label) from None
+    else:
+        text = str(source)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}", path=label) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a strategy file must be a mapping with name, universe and strategies; got {type(raw).__name__}", path=label)
+    return raw, label
+
+
+def _has_parameters(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "param" in node or "constraints" in node or any(_has_parameters(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_parameters(v) for v in node)
+    return False
+
+
+def load_portfolio(source: str | Path | dict, *, parameters: dict[str, Any] | None = None) -> Portfolio:
     """Load and validate a portfolio from a YAML/JSON file, a YAML/JSON string, or a dict.
 
     Examples
@@ -580,31 +623,22 @@ def load_portfolio(source: str | Path | dict) -> Portfolio:
     ...      "action": {"buy": {"allocation": {"equity_fraction": 0.5}}}}]})
     >>> p.strategies[0].condition.lhs.kind, p.strategies[0].action.allocation.value
     ('sma', 0.5)
-    """
-    import yaml
 
-    label = None
-    if isinstance(source, dict):
-        raw = source
-    else:
-        text = None
-        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
-                                        and (source.endswith((".yaml", ".yml", ".json")) or Path(source).exists())):
-            path = Path(source)
-            label = str(path)
-            if not path.exists():
-                raise ConfigError("strategy file not found", path=label)
-            text = path.read_text()
-        else:
-            text = str(source)
+    ``parameters`` gives values to the config's declared parameters (``{param: fast, range: [...]}``
+    nodes); the others take their defaults.
+    """
+    raw, label = read_config(source)
+    if _has_parameters(raw):
+        from backforge.research.params import ParameterSpace
+
         try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}", path=label) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"a strategy file must be a mapping with name, universe and strategies; got {type(raw).__name__}", path=label)
+            raw = ParameterSpace.from_config(raw).instantiate(parameters or {})
+        except ConfigError as exc:
+            if label and exc.path:
+                exc.path = f"{label}: {exc.path}"
+            raise exc from None
+    elif parameters:
+        raise ConfigError("this strategy declares no parameters", path=label)
     try:
         return Portfolio.model_validate(_expand(raw, "portfolio"))
     except ValidationError as exc:

@@ -1,0 +1,145 @@
+"""`backforge optimize` and `backforge walkforward`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+
+def register(app: typer.Typer, console, friendly_errors) -> None:
+    """Add the research commands to the main CLI."""
+
+    @app.command()
+    @friendly_errors
+    def optimize(
+        strategy: Path = typer.Argument(..., help="Strategy file with parameters ({param: name, range: [...]})."),
+        metric: list[str] = typer.Option(["sharpe"], "--metric", help="Objective(s); several → Pareto front (genetic)."),
+        method: str = typer.Option("grid", help="grid | random | genetic"),
+        samples: int = typer.Option(100, min=1, help="Random search: number of combinations."),
+        population: int = typer.Option(40, min=4, help="Genetic: population size."),
+        generations: int = typer.Option(20, min=1, help="Genetic: maximum generations."),
+        patience: int = typer.Option(5, min=1, help="Genetic: stop after this many generations without improvement."),
+        seed: int = typer.Option(0, help="Seed of random and genetic search."),
+        executor: str = typer.Option("local", help="local | ray"),
+        workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core)."),
+        ray_address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: start a local Ray)."),
+        data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) instead of the strategy's data spec."),
+        top: int = typer.Option(3, min=0, help="Save the best N runs as full results."),
+        heatmap: Optional[str] = typer.Option(None, help="Two parameters 'x,y' for a heatmap HTML."),
+        out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
+    ) -> None:
+        """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
+        from backforge.research.optimize import make_executor
+        from backforge.research.optimize import optimize as run_search
+        from backforge.strategy.compiler import load_data
+        from backforge.strategy.schema import load_portfolio, read_config
+
+        raw, _ = read_config(strategy)
+        portfolio = load_portfolio(raw)  # defaults: validates the file before any work
+        market = load_data(portfolio, base=strategy.parent, override=data or None)
+        pool = make_executor(executor, workers=workers, ray_address=ray_address)
+        result = run_search(raw, market, metric=metric, method=method, samples=samples, population=population,
+                            generations=generations, patience=patience, seed=seed, executor=pool, progress=True)
+        table = result.table
+        show = Table(title=f"{result.n_trials} trials ({method}, {result.seconds:.1f} s) — best by {metric[0]}",
+                     title_justify="left")
+        cols = [c for c in table.columns if c.startswith("param.")] + [m for m in dict.fromkeys([*metric, "total_return", "max_drawdown", "trades"])]
+        for col in cols:
+            show.add_column(col.removeprefix("param."), justify="right")
+        for row in table.head(10).iter_rows(named=True):
+            show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+        console.print(show)
+        of = result.overfitting
+        console.print(f"[bold]overfitting[/]: trials={of.get('n_trials')}  "
+                      + "  ".join(f"{k}={_short(v)}" for k, v in of.items() if k != "n_trials"))
+        folder = out / f"optimize-{strategy.stem}-{int(time.time())}"
+        folder.mkdir(parents=True, exist_ok=True)
+        table.write_parquet(folder / "trials.parquet")
+        (folder / "summary.json").write_text(json.dumps({
+            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
+            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
+            "pareto": result.pareto, "generations": result.generations, "executor": executor,
+        }, indent=2, default=_json))
+        if heatmap:
+            x, _, y = heatmap.partition(",")
+            result.heatmap(x.strip(), y.strip()).write_html(folder / "heatmap.html", include_plotlyjs=True)
+        from backforge.strategy.compiler import compile_portfolio, run_compiled
+
+        best_rows = table.filter(table["error"].is_null()).head(top)
+        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
+            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
+            run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market))
+            run.save(folder / f"best-{rank}")
+        console.print(f"[green]saved:[/] {folder}")
+
+    @app.command()
+    @friendly_errors
+    def walkforward(
+        strategy: Path = typer.Argument(..., help="Strategy file with parameters."),
+        in_sample: str = typer.Option(..., "--in-sample", help="In-sample length: bars (504) or a duration (2y, 365d)."),
+        out_of_sample: str = typer.Option(..., "--out-of-sample", help="Out-of-sample length: bars or a duration (6mo, 90d)."),
+        anchored: bool = typer.Option(False, help="Anchored (expanding) in-sample windows instead of rolling."),
+        metric: str = typer.Option("sharpe", help="Objective optimized in each in-sample window."),
+        method: str = typer.Option("grid", help="grid | random | genetic"),
+        samples: int = typer.Option(50, min=1),
+        seed: int = typer.Option(0),
+        executor: str = typer.Option("local", help="local | ray"),
+        workers: Optional[int] = typer.Option(None, min=1),
+        ray_address: Optional[str] = typer.Option(None),
+        data: Optional[list[Path]] = typer.Option(None, "--data"),
+        out: Path = typer.Option(Path("backforge-runs")),
+    ) -> None:
+        """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
+        from backforge.research.optimize import make_executor
+        from backforge.research.walkforward import walk_forward
+        from backforge.strategy.compiler import load_data
+        from backforge.strategy.schema import load_portfolio, read_config
+
+        raw, _ = read_config(strategy)
+        portfolio = load_portfolio(raw)
+        market = load_data(portfolio, base=strategy.parent, override=data or None)
+        pool = make_executor(executor, workers=workers, ray_address=ray_address)
+        try:
+            wf = walk_forward(raw, market, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
+                              metric=metric, method=method, samples=samples, seed=seed, executor=pool)
+        finally:
+            pool.close()
+        show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
+                     title_justify="left")
+        for col in wf.windows.columns:
+            show.add_column(col.removeprefix("param."), justify="right")
+        for row in wf.windows.iter_rows():
+            show.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v)[:19] for v in row))
+        console.print(show)
+        s = wf.summary()
+        console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
+                      f"return {s['oos_total_return']:.2%}")
+        folder = out / f"walkforward-{strategy.stem}-{int(time.time())}"
+        folder.mkdir(parents=True, exist_ok=True)
+        wf.windows.write_parquet(folder / "windows.parquet")
+        wf.equity.write_parquet(folder / "oos_equity.parquet")
+        (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
+        console.print(f"[green]saved:[/] {folder}")
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in list(value.items())[:4]) + "}"
+    return str(value)[:60]
+
+
+def _json(value):
+    import numpy as np
+
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,681 @@
+"""Parameter search over strategy configs: grid, random and genetic (single- or multi-objective), run
+on local worker processes or on Ray, with the overfitting statistics every search must report.
+
+A *trial* is one instantiation of the strategy's parameters, backtested and scored. Workers receive
+the market data once (local processes memory-map it from a temporary folder; Ray holds it in its
+object store) and evaluate batches of trials. Results are keyed by parameters, so the same seed gives
+the same table whatever the number of workers or the executor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from backforge.data.market import MarketData, Quotes
+from backforge.errors import BackforgeError, ConfigError, did_you_mean
+from backforge.research.params import ParameterSpace
+
+__all__ = ["Trial", "OptimizationResult", "evaluate_params", "optimize", "LocalExecutor", "RayExecutor",
+           "make_executor", "METRICS", "MINIMIZE"]
+
+METRICS = (
+    "total_return", "annual_return", "cagr", "annual_volatility", "sharpe", "sortino", "calmar", "omega",
+    "max_drawdown", "ulcer_index", "recovery_factor", "trades", "win_rate", "profit_factor", "final_equity",
+)
+MINIMIZE = {"annual_volatility", "ulcer_index"}
+
+
+# ----------------------------------------------------------------------------------------- trials
+
+def score_result(result: Any) -> dict[str, float]:
+    """The metrics of one backtest used to rank trials (a subset of the full metrics, cheap to compute)."""
+    from backforge.results.metrics import equity_metrics, periods_per_year_for
+
+    eq = np.concatenate([[result.sim_config.cash], result.equity_values])
+    ts = result.data.timestamps
+    ppy = periods_per_year_for(ts)
+    m = equity_metrics(eq, periods_per_year=ppy)
+    pnl = result.trade_records["pnl"]
+    wins, losses = pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()
+    out = {name: float(m[name]) for name in ("total_return", "annual_return", "annual_volatility", "sharpe", "sortino",
+                                             "calmar", "omega", "max_drawdown", "ulcer_index", "recovery_factor")}
+    years = (int(ts[-1]) - int(ts[0])) / (365.25 * 86_400e9) if len(ts) > 1 else 0.0
+    final = float(eq[-1])
+    out["cagr"] = (final / eq[0]) ** (1 / years) - 1 if years > 0 and final > 0 else out["annual_return"]
+    out["trades"] = float(len(pnl))
+    out["win_rate"] = float(np.mean(pnl > 0)) if len(pnl) else 0.0
+    out["profit_factor"] = float(wins / losses) if losses > 0 else (math.inf if wins > 0 else 0.0)
+    out["final_equity"] = final
+    return out
+
+
+_INDICATOR_CACHE: dict[str, np.ndarray] = {}  # per process: indicator matrices shared by the trials
+
+
+def evaluate_params(raw: dict, values: dict, data: MarketData, *, start: int | None = None, end: int | None = None,
+                    fundamentals: Any = None, keep_returns: bool = False) -> tuple[dict, np.ndarray | None]:
+    """Backtest one parameter set on bars ``start:end`` (earlier bars warm indicators up).
+
+    Returns the metrics and, with ``keep_returns``, the per-bar returns (float32).
+    """
+    from backforge.strategy.compiler import compile_portfolio, run_compiled
+    from backforge.strategy.schema import load_portfolio
+
+    portfolio = load_portfolio(ParameterSpace.from_config(raw).instantiate(values) if values else raw)
+    view = data if end is None else data.rows(0, end)
+    compiled = compile_portfolio(portfolio, view, start=int(start) if start else None, fundamentals=fundamentals,
+                                 cache=_INDICATOR_CACHE)
+    result = run_compiled(compiled)
+    metrics = score_result(result)
+    rets = None
+    if keep_returns:
+        eq = np.concatenate([[result.sim_config.cash], result.equity_values])
+        rets = (eq[1:] / eq[:-1] - 1.0).astype(np.float32)
+    return metrics, rets
+
+
+@dataclass
+class Trial:
+    """One evaluated parameter set."""
+
+    params: dict
+    metrics: dict
+    returns: np.ndarray | None = None
+    error: str | None = None
+
+
+# ------------------------------------------------------------------------------------- executors
+
+_WORKER: dict[str, Any] = {}
+
+
+def _share(data: MarketData) -> str:
+    """Write the arrays to a temporary folder as .npy files that workers memory-map (no copy per worker)."""
+    folder = tempfile.mkdtemp(prefix="backforge-shared-")
+    arrays = {"timestamps": data.timestamps, **{f: getattr(data, f) for f in ("open", "high", "low", "close", "volume")}}
+    if data.has_quotes:
+        for side, q in (("bid", data.bid), ("ask", data.ask)):
+            for f in ("open", "high", "low", "close"):
+                arrays[f"{side}_{f}"] = getattr(q, f)
+    for name, arr in arrays.items():
+        np.save(Path(folder) / f"{name}.npy", np.ascontiguousarray(arr))
+    (Path(folder) / "assets.txt").write_text("\n".join(data.assets))
+    return folder
+
+
+def _attach(folder: str) -> MarketData:
+    load = lambda name: np.asarray(np.load(Path(folder) / f"{name}.npy", mmap_mode="r"))  # noqa: E731
+    assets = tuple((Path(folder) / "assets.txt").read_text().split("\n"))
+    quotes = (Path(folder) / "bid_open.npy").exists()
+    bid = Quotes(*(load(f"bid_{f}") for f in ("open", "high", "low", "close"))) if quotes else None
+    ask = Quotes(*(load(f"ask_{f}") for f in ("open", "high", "low", "close"))) if quotes else None
+    return MarketData(load("timestamps"), load("open"), load("high"), load("low"), load("close"), load("volume"),
+                      assets, bid, ask)
+
+
+def _init_worker(folder: str, raw: dict, fundamentals: Any) -> None:
+    _WORKER["data"] = _attach(folder)
+    _WORKER["raw"] = raw
+    _WORKER["fundamentals"] = fundamentals
+
+
+def _run_batch(batch: list[dict], start: int | None, end: int | None, keep_returns: bool,
+               data: MarketData | None = None, raw: dict | None = None, fundamentals: Any = None) -> list[Trial]:
+    data = data if data is not None else _WORKER["data"]
+    raw = raw if raw is not None else _WORKER["raw"]
+    fundamentals = fundamentals if fundamentals is not None else _WORKER.get("fundamentals")
+    out = []
+    for values in batch:
+        try:
+            metrics, rets = evaluate_params(raw, values, data, start=start, end=end, fundamentals=fundamentals,
+                                            keep_returns=keep_returns)
+            out.append(Trial(values, metrics, rets))
+        except BackforgeError as exc:
+            out.append(Trial(values, {}, None, error=str(exc)))
+    return out
+
+
+class LocalExecutor:
+    """Batches of trials on a pool of local processes that memory-map the shared data.
+
+    ``workers=1`` evaluates in this process (no pool), which is also the reference for determinism.
+    A crashed worker's batch is retried once in a fresh pool; if it crashes again its trials are
+    reported as failed and the finished results are kept.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._folder: str | None = None
+        self._context: tuple | None = None
+
+    def start(self, data: MarketData, raw: dict, fundamentals: Any = None) -> None:
+        self._context = (data, raw, fundamentals)
+        if self.workers > 1:
+            self._folder = _share(data)
+            self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        import multiprocessing as mp
+
+        data, raw, fundamentals = self._context
+        return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(self._folder, raw, fundamentals))
+
+    def map(self, batches: list[list[dict]], start: int | None, end: int | None, keep_returns: bool,
+            on_done: Callable[[int], None] | None = None) -> list[Trial]:
+        data, raw, fundamentals = self._context
+        results: list[list[Trial] | None] = [None] * len(batches)
+        if self._pool is None:
+            for i, batch in enumerate(batches):
+                results[i] = _run_batch(batch, start, end, keep_returns, data, raw, fundamentals)
+                if on_done:
+                    on_done(len(batch))
+        else:
+            futures = {self._pool.submit(_run_batch, b, start, end, keep_returns): i for i, b in enumerate(batches)}
+            failed = []
+            for future, i in futures.items():
+                try:
+                    results[i] = future.result()
+                except BrokenProcessPool:
+                    failed.append(i)
+                if on_done and results[i] is not None:
+                    on_done(len(batches[i]))
+            if failed:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = self._new_pool()
+                for i in failed:
+                    try:
+                        results[i] = self._pool.submit(_run_batch, batches[i], start, end, keep_returns).result()
+                    except BrokenProcessPool:
+                        self._pool = self._new_pool()
+                        results[i] = [Trial(v, {}, None, error="worker crashed twice on this batch") for v in batches[i]]
+                    if on_done:
+                        on_done(len(batches[i]))
+        return [t for r in results for t in (r or [])]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+class RayExecutor:
+    """Batches of trials on a Ray cluster (``address``) or a local Ray started on demand.
+
+    The data is put once in Ray's object store; workers read it without copying (NumPy arrays are
+    zero-copy there).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None) -> None:
+        self.address = address
+        self.workers = workers
+        self._started = False
+        self._refs: Any = None
+
+    def start(self, data: MarketData, raw: dict, fundamentals: Any = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("the ray executor needs Ray: pip install 'backforge[ray]'", field="executor") from None
+        if self.address and self.address != "auto":
+            _check_reachable(self.address)
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if self.address:
+                kwargs["address"] = self.address
+            elif self.workers:
+                kwargs["num_cpus"] = self.workers
+            try:
+                ray.init(**kwargs)
+            except (ConnectionError, RuntimeError) as exc:
+                raise ConfigError(f"cannot connect to Ray at {self.address or 'a local instance'}: {exc}", field="ray_address") from None
+            self._started = True
+        arrays = {"timestamps": data.timestamps, "assets": data.assets,
+                  **{f: getattr(data, f) for f in ("open", "high", "low", "close", "volume")},
+                  "bid": tuple(data.bid) if data.bid else None, "ask": tuple(data.ask) if data.ask else None}
+        self._refs = (ray.put(arrays), ray.put(raw), ray.put(fundamentals))
+        self._remote = ray.remote(_ray_batch)
+
+    def map(self, batches: list[list[dict]], start: int | None, end: int | None, keep_returns: bool,
+            on_done: Callable[[int], None] | None = None) -> list[Trial]:
+        import ray
+
+        data_ref, raw_ref, fund_ref = self._refs
+        pending = {self._remote.options(max_retries=1, retry_exceptions=False).remote(data_ref, raw_ref, fund_ref, b, start, end, keep_returns): i
+                   for i, b in enumerate(batches)}
+        results: list[list[Trial] | None] = [None] * len(batches)
+        waiting = list(pending)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            for ref in done:
+                i = pending[ref]
+                try:
+                    results[i] = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a lost worker: keep going, report the trials
+                    results[i] = [Trial(v, {}, None, error=f"worker failed: {type(exc).__name__}") for v in batches[i]]
+                if on_done:
+                    on_done(len(batches[i]))
+        return [t for r in results for t in (r or [])]
+
+    def close(self) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+
+def _ray_batch(arrays: dict, raw: dict, fundamentals: Any, batch: list[dict], start, end, keep_returns) -> list[Trial]:
+    bid = Quotes(*arrays["bid"]) if arrays["bid"] else None
+    ask = Quotes(*arrays["ask"]) if arrays["ask"] else None
+    data = MarketData(arrays["timestamps"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
+                      arrays["volume"], tuple(arrays["assets"]), bid, ask)
+    return _run_batch(batch, start, end, keep_returns, data, raw, fundamentals)
+
+
+def _check_reachable(address: str) -> None:
+    import socket
+
+    host, _, port = address.replace("ray://", "").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 6379)), timeout=3):
+            pass
+    except (OSError, ValueError):
+        raise ConfigError(f"the Ray address {address} does not answer; start a cluster with `ray start --head` "
+                          "or omit --ray-address to start a local Ray", field="ray_address") from None
+
+
+def make_executor(name: str, *, workers: int | None = None, ray_address: str | None = None):
+    """``"local"`` (default) or ``"ray"``."""
+    if name == "local":
+        return LocalExecutor(workers)
+    if name == "ray":
+        return RayExecutor(ray_address, workers)
+    raise ConfigError(f"unknown executor {name!r}{did_you_mean(name, ['local', 'ray'])}", field="executor")
+
+
+# ------------------------------------------------------------------------------------- searching
+
+@dataclass
+class OptimizationResult:
+    """All trials of a search, ranked, with the overfitting statistics of the best one."""
+
+    space: ParameterSpace
+    metric: list[str]
+    trials: list[Trial]
+    method: str
+    seed: int
+    seconds: float
+    generations: list[dict] = field(default_factory=list)
+    overfitting: dict = field(default_factory=dict)
+    pareto: list[dict] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials)
+
+    @property
+    def table(self) -> pl.DataFrame:
+        """One row per trial: parameters, metrics (and error), best first by the first metric."""
+        rows = []
+        for t in self.trials:
+            row = {**{f"param.{k}": v for k, v in t.params.items()}, **t.metrics}
+            row["error"] = t.error
+            rows.append(row)
+        df = pl.DataFrame(rows, infer_schema_length=None)
+        primary = self.metric[0]
+        if primary in df.columns:
+            df = df.sort(primary, descending=primary not in MINIMIZE, nulls_last=True)
+        return df
+
+    @property
+    def best(self) -> Trial:
+        ok = [t for t in self.trials if t.error is None and np.isfinite(t.metrics.get(self.metric[0], np.nan))]
+        if not ok:
+            raise BackforgeError("no trial succeeded; see the error column of the table")
+        sign = -1 if self.metric[0] in MINIMIZE else 1
+        return max(ok, key=lambda t: (sign * t.metrics[self.metric[0]], _tiebreak(t.params)))
+
+    def heatmap(self, x: str, y: str, *, metric: str | None = None):
+        """A Plotly heatmap of ``metric`` (default: the objective) over two parameters (best over the others)."""
+        import plotly.graph_objects as go
+
+        metric = metric or self.metric[0]
+        for name in (x, y):
+            if name not in self.space.names:
+                raise ConfigError(f"unknown parameter {name!r}{did_you_mean(name, self.space.names)}", field="heatmap")
+        df = self.table.filter(pl.col("error").is_null())
+        agg = df.group_by(f"param.{x}", f"param.{y}").agg(
+            pl.col(metric).min() if metric in MINIMIZE else pl.col(metric).max()).sort(f"param.{x}", f"param.{y}")
+        xs = sorted(agg[f"param.{x}"].unique().to_list())
+        ys = sorted(agg[f"param.{y}"].unique().to_list())
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for row in agg.iter_rows():
+            grid[ys.index(row[1]), xs.index(row[0])] = row[2]
+        fig = go.Figure(go.Heatmap(z=grid, x=xs, y=ys, colorscale="RdYlGn", colorbar={"title": metric}))
+        fig.update_layout(title=f"{metric} by {x} and {y}", xaxis_title=x, yaxis_title=y, template="plotly_white")
+        return fig
+
+
+def _tiebreak(params: dict) -> tuple:
+    return tuple((-v if isinstance(v, (int, float)) else 0) for v in params.values())
+
+
+def _batches(items: list[dict], workers: int, size: int | None = None) -> list[list[dict]]:
+    if not items:
+        return []
+    size = size or max(1, min(64, math.ceil(len(items) / (workers * 4))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _overfitting(trials: list[Trial], metric: str, periods_per_year: float) -> dict:
+    """DSR of the best trial using the number of trials actually run; PBO by CSCV over the kept returns."""
+    ok = [t for t in trials if t.error is None and t.returns is not None and len(t.returns) > 2]
+    if len(ok) < 2:
+        return {"n_trials": len(trials), "note": "fewer than two successful trials: no overfitting statistics"}
+    try:
+        from backforge.research import stats
+    except ImportError:  # pragma: no cover - the stats module ships with backforge
+        return {"n_trials": len(trials)}
+    matrix = np.column_stack([t.returns.astype(np.float64) for t in ok])
+    sd = matrix.std(axis=0, ddof=1)
+    sharpes = np.where(sd > 0, matrix.mean(axis=0) / np.where(sd > 0, sd, 1.0), 0.0)
+    best = int(np.argmax(sharpes))
+    out: dict[str, Any] = {"n_trials": len(trials)}
+    try:
+        out["deflated_sharpe"] = stats.deflated_sharpe_ratio_from_trials(matrix[:, best], sharpes, n_trials=len(trials))
+    except Exception as exc:  # noqa: BLE001 - report, never fail a finished search on a statistic
+        out["deflated_sharpe_error"] = str(exc)
+    try:
+        if matrix.shape[0] >= 32 and matrix.shape[1] >= 2:
+            out["pbo"] = stats.pbo_summary(matrix)
+    except Exception as exc:  # noqa: BLE001
+        out["pbo_error"] = str(exc)
+    return out
+
+
+def optimize(
+    raw: dict,
+    data: MarketData,
+    *,
+    metric: str | Sequence[str] = "sharpe",
+    method: str = "grid",
+    samples: int = 100,
+    population: int = 40,
+    generations: int = 20,
+    mutation_rate: float = 0.2,
+    crossover_rate: float = 0.9,
+    elite: int = 2,
+    patience: int = 5,
+    seed: int = 0,
+    executor: Any = None,
+    start: int | None = None,
+    end: int | None = None,
+    fundamentals: Any = None,
+    keep_returns: int = 2000,
+    progress: bool = False,
+) -> OptimizationResult:
+    """Search the parameters declared in a raw strategy config.
+
+    ``method``: ``grid`` (every allowed combination), ``random`` (``samples`` distinct combinations) or
+    ``genetic`` (tournament selection, uniform crossover, step mutation, elitism, early stopping after
+    ``patience`` generations without improvement; several metrics → Pareto ranking, NSGA-II style).
+    Per-bar returns of up to ``keep_returns`` trials are kept for PBO; metrics only for the rest.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> raw = {"name": "x", "universe": ["AAPL"], "constraints": ["fast < slow"], "strategies": [
+    ...   {"name": "in", "condition": {"lhs": {"sma": {"window": {"param": "fast", "range": [5, 15, 5]}}},
+    ...    "op": "crosses_above", "rhs": {"sma": {"window": {"param": "slow", "choices": [20, 40]}}}},
+    ...    "action": {"buy": {}}}]}
+    >>> res = optimize(raw, bf.synth(n_assets=1, years=2, seed=1), method="grid", executor=LocalExecutor(1))
+    >>> res.n_trials, sorted(res.best.params)
+    (6, ['fast', 'slow'])
+    """
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    for name in metrics:
+        if name not in METRICS:
+            raise ConfigError(f"unknown metric {name!r}{did_you_mean(name, METRICS)} (one of: {', '.join(METRICS)})", field="metric")
+    space = ParameterSpace.from_config(raw)
+    if not space:
+        raise ConfigError("the strategy declares no parameters: write e.g. window: {param: fast, range: [5, 50, 5]}", field="parameters")
+    if method not in ("grid", "random", "genetic"):
+        raise ConfigError(f"unknown method {method!r}{did_you_mean(method, ['grid', 'random', 'genetic'])}", field="method")
+    if method == "genetic" and (population < 4 or generations < 1):
+        raise ConfigError("genetic search needs population >= 4 and generations >= 1", field="population")
+    # validate one instantiation against the data before any work starts
+    from backforge.strategy.compiler import compile_portfolio
+    from backforge.strategy.schema import load_portfolio
+
+    first = next(iter(space.grid()))
+    compile_portfolio(load_portfolio(space.instantiate(first)), data if end is None else data.rows(0, end),
+                      start=start, fundamentals=fundamentals)
+    own_executor = executor is None
+    executor = executor or LocalExecutor()
+    started = time.perf_counter()
+    kept = 0
+    executor.start(data, raw, fundamentals)
+    try:
+        progress_bar = _Progress(progress)
+
+        def evaluate(items: list[dict]) -> list[Trial]:
+            nonlocal kept
+            keep = kept < keep_returns
+            trials = executor.map(_batches(items, getattr(executor, "workers", None) or 2), start, end, keep,
+                                  on_done=progress_bar.advance)
+            if keep:
+                kept += len(trials)
+            return trials
+
+        generations_log: list[dict] = []
+        if method == "grid":
+            items = list(space.grid())
+            progress_bar.total(len(items))
+            trials = evaluate(items)
+        elif method == "random":
+            items = space.sample(samples, seed)
+            progress_bar.total(len(items))
+            trials = evaluate(items)
+        else:
+            trials, generations_log = _genetic(space, evaluate, metrics, population, generations, mutation_rate,
+                                               crossover_rate, elite, patience, seed, progress_bar)
+        progress_bar.close()
+    finally:
+        if own_executor or isinstance(executor, LocalExecutor):
+            executor.close()
+    trials.sort(key=lambda t: tuple(str(t.params[n]) for n in space.names))
+    from backforge.results.metrics import periods_per_year_for
+
+    result = OptimizationResult(space, metrics, trials, method, seed, time.perf_counter() - started, generations_log)
+    result.overfitting = _overfitting(trials, metrics[0], periods_per_year_for(data.timestamps))
+    if len(metrics) > 1:
+        result.pareto = [t.params for t in _pareto_front([t for t in trials if t.error is None], metrics)]
+    return result
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), "ETA", TimeRemainingColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("backtests", total=None)
+
+    def total(self, n: int) -> None:
+        if self.bar:
+            self.bar.update(self.task, total=n)
+
+    def grow(self, n: int) -> None:
+        if self.bar:
+            task = self.bar.tasks[0]
+            self.bar.update(self.task, total=(task.total or 0) + n)
+
+    def advance(self, n: int) -> None:
+        if self.bar:
+            self.bar.advance(self.task, n)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+# ------------------------------------------------------------------------------------ genetic
+
+def _objectives(t: Trial, metrics: list[str]) -> tuple[float, ...]:
+    """Values to maximize (failed trials rank last)."""
+    if t.error is not None:
+        return tuple(-math.inf for _ in metrics)
+    out = []
+    for m in metrics:
+        v = t.metrics.get(m, math.nan)
+        v = -math.inf if not np.isfinite(v) and not (v == math.inf) else v
+        out.append(-v if m in MINIMIZE else v)
+    return tuple(out)
+
+
+def _dominates(a: tuple, b: tuple) -> bool:
+    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+
+def _pareto_front(trials: list[Trial], metrics: list[str]) -> list[Trial]:
+    objs = [_objectives(t, metrics) for t in trials]
+    return [t for i, t in enumerate(trials) if not any(_dominates(objs[j], objs[i]) for j in range(len(trials)) if j != i)]
+
+
+def _rank(trials: list[Trial], metrics: list[str]) -> list[tuple]:
+    """Sort keys (higher is better): single objective → the value; several → (−front, crowding)."""
+    objs = [_objectives(t, metrics) for t in trials]
+    if len(metrics) == 1:
+        return [(o[0], _tiebreak(t.params)) for o, t in zip(objs, trials)]
+    n = len(trials)
+    front = [0] * n
+    remaining = set(range(n))
+    level = 0
+    while remaining:
+        current = {i for i in remaining if not any(_dominates(objs[j], objs[i]) for j in remaining if j != i)}
+        for i in current:
+            front[i] = level
+        remaining -= current
+        level += 1
+    crowd = [0.0] * n
+    for lvl in range(level):
+        members = [i for i in range(n) if front[i] == lvl]
+        for m in range(len(metrics)):
+            members.sort(key=lambda i: objs[i][m])
+            crowd[members[0]] = crowd[members[-1]] = math.inf
+            span = objs[members[-1]][m] - objs[members[0]][m]
+            if span > 0 and math.isfinite(span):
+                for a, i in enumerate(members[1:-1], start=1):
+                    crowd[i] += (objs[members[a + 1]][m] - objs[members[a - 1]][m]) / span
+    return [(-front[i], crowd[i], _tiebreak(trials[i].params)) for i in range(n)]
+
+
+def _genetic(space: ParameterSpace, evaluate: Callable[[list[dict]], list[Trial]], metrics: list[str], population: int,
+             generations: int, mutation_rate: float, crossover_rate: float, elite: int, patience: int, seed: int,
+             progress: _Progress) -> tuple[list[Trial], list[dict]]:
+    rng = np.random.default_rng(seed)
+    params = space.parameters
+    cache: dict[tuple, Trial] = {}
+
+    def key(values: dict) -> tuple:
+        return tuple(values[p.name] for p in params)
+
+    def from_genes(genes: Sequence[int]) -> dict:
+        return {p.name: p.values[g] for p, g in zip(params, genes)}
+
+    def genes_of(values: dict) -> list[int]:
+        return [p.values.index(values[p.name]) for p in params]
+
+    def repair(genes: list[int]) -> dict | None:
+        values = from_genes(genes)
+        if space.allowed(values):
+            return values
+        for _ in range(20):
+            genes = [int(rng.integers(len(p.values))) if rng.random() < 0.5 else g for p, g in zip(params, genes)]
+            values = from_genes(genes)
+            if space.allowed(values):
+                return values
+        return None
+
+    def run(candidates: list[dict]) -> None:
+        fresh, seen = [], set()
+        for c in candidates:
+            k = key(c)
+            if k not in cache and k not in seen:
+                fresh.append(c)
+                seen.add(k)
+        if fresh:
+            progress.grow(len(fresh))
+            for trial in evaluate(fresh):
+                cache[key(trial.params)] = trial
+
+    pop = space.sample(population, seed)
+    run(pop)
+    log = []
+    best_value = -math.inf
+    stale = 0
+    for gen in range(generations):
+        trials = [cache[key(v)] for v in pop]
+        ranks = _rank(trials, metrics)
+        order = sorted(range(len(pop)), key=lambda i: ranks[i], reverse=True)
+        leader = trials[order[0]]
+        value = _objectives(leader, metrics)[0]
+        log.append({"generation": gen, "best": leader.params, "best_value": leader.metrics.get(metrics[0]),
+                    "evaluated": len(cache)})
+        if value > best_value + 1e-12:
+            best_value, stale = value, 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+        if gen == generations - 1:
+            break
+        children = [pop[i] for i in order[:elite]]
+
+        def tournament() -> dict:
+            picks = rng.choice(len(pop), size=min(3, len(pop)), replace=False)
+            return pop[max(picks, key=lambda i: ranks[i])]
+
+        attempts = 0
+        while len(children) < population and attempts < population * 20:
+            attempts += 1
+            a, b = genes_of(tournament()), genes_of(tournament())
+            if rng.random() < crossover_rate:
+                mask = rng.random(len(params)) < 0.5
+                child = [x if m else y for x, y, m in zip(a, b, mask)]
+            else:
+                child = list(a)
+            for i, p in enumerate(params):
+                if rng.random() < mutation_rate:
+                    step = int(rng.integers(1, 3)) * (1 if rng.random() < 0.5 else -1)
+                    child[i] = int(np.clip(child[i] + step, 0, len(p.values) - 1))
+            values = repair(child)
+            if values is not None:
+                children.append(values)
+        pop = children
+        run(pop)
+    return list(cache.values()), log

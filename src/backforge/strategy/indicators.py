@@ -93,11 +93,11 @@ Window = Union[int, str, _dt.timedelta, np.timedelta64]
 """A window: a positive bar count (``20``) or a duration (``"30d"``, ``"15min"``, a ``timedelta``)."""
 
 _MAX_WINDOW_NS = 2**62
-# Sliding sums are recomputed exactly from the window after at least this many updates (and at least
-# as many updates as the window holds), which keeps rounding drift bounded at O(1) amortized cost.
+# Sliding sums are recomputed exactly from the window once every bar present at the previous
+# recomputation has left it and at least this many updates have passed: bounded drift, O(1) amortized.
 _RECOMPUTE_MIN = 1024
+# All kernels use ``error_model="numpy"``: a division by zero gives inf/NaN instead of raising.
 
-_jit = numba.njit(cache=True, error_model="numpy")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -108,7 +108,22 @@ _jit = numba.njit(cache=True, error_model="numpy")
 # ---------------------------------------------------------------------------------------------------
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
+def _check_window_nb(window_bars, window_ns):
+    """Kernels trust validated input, but a window of neither kind would read out of bounds."""
+    if (window_bars > 0) == (window_ns > 0):
+        raise ConfigError("exactly one of window_bars and window_ns must be > 0")
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _check_shapes_nb(n_rows, n_cols, n_timestamps, out_rows, out_cols):
+    if n_timestamps != n_rows:
+        raise DataError("timestamps must have one entry per row of values")
+    if out_rows != n_rows or out_cols != n_cols:
+        raise DataError("out must have the shape of values ([T, A], or [k, T, A] for k outputs)")
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _next_bar_nb(values, col, row):
     """First row ``>= row`` where ``values[row, col]`` is not NaN (the caller guarantees one exists)."""
     while values[row, col] != values[row, col]:
@@ -116,7 +131,7 @@ def _next_bar_nb(values, col, row):
     return row
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _is_expired_nb(timestamps, front, count, now, window_bars, window_ns):
     """Whether the oldest bar (row ``front``) has left a window that holds ``count`` bars at ``now``."""
     if window_bars > 0:
@@ -124,7 +139,7 @@ def _is_expired_nb(timestamps, front, count, now, window_bars, window_ns):
     return timestamps[front] <= now - window_ns
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _is_ready_nb(seen, first_time, now, window_bars, window_ns):
     """Whether the window ending at ``now`` is complete: ``n`` bars seen, or ``now - D >= first bar``."""
     if window_bars > 0:
@@ -132,7 +147,7 @@ def _is_ready_nb(seen, first_time, now, window_bars, window_ns):
     return now - window_ns >= first_time
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _neumaier_add_nb(total, compensation, value):
     """Compensated (Kahan-Babuska-Neumaier) addition: returns the new ``(total, compensation)``."""
     new_total = total + value
@@ -143,7 +158,7 @@ def _neumaier_add_nb(total, compensation, value):
     return new_total, compensation
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _window_mean_back_nb(values, timestamps, col, row, limit):
     """Mean of the column's bars at rows ``<= row`` stamped after ``limit`` (seeds duration smoothers)."""
     total = 0.0
@@ -158,7 +173,7 @@ def _window_mean_back_nb(values, timestamps, col, row, limit):
     return total / count
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _window_gain_loss_back_nb(values, timestamps, col, row, limit):
     """Mean gain and mean loss of the bars at rows ``<= row`` stamped after ``limit``.
 
@@ -186,7 +201,7 @@ def _window_gain_loss_back_nb(values, timestamps, col, row, limit):
     return gain / count, loss / count
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _true_range_nb(high, low, previous_close):
     """TA-Lib ``TRANGE``: the largest of high - low, |previous close - high|, |previous close - low|."""
     greatest = high - low
@@ -199,12 +214,12 @@ def _true_range_nb(high, low, previous_close):
     return greatest
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _is_hlc_bar_nb(high, low, close, row, col):
     return high[row, col] == high[row, col] and low[row, col] == low[row, col] and close[row, col] == close[row, col]
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _window_true_range_back_nb(high, low, close, timestamps, col, row, limit):
     """Mean true range of the bars at rows ``<= row`` stamped after ``limit`` (seeds duration ATR)."""
     total = 0.0
@@ -229,7 +244,7 @@ def _window_true_range_back_nb(high, low, close, timestamps, col, row, limit):
 # ---------------------------------------------------------------------------------------------------
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, as_mean, out):
     """Sliding-window sum (or mean) with compensated add/remove.
 
@@ -277,7 +292,7 @@ def _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, as_mean
             out[i, col] = np.nan
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _window_mean_nb(values, col, lo, hi):
     """Compensated mean of the bars in rows ``lo..hi`` of the column."""
     total = 0.0
@@ -296,7 +311,7 @@ _MOMENTS_ZSCORE = 1
 _MOMENTS_BOLLINGER = 2
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _rolling_moments_col_nb(values, timestamps, col, window_bars, window_ns, mode, num_std, out):
     """Sliding mean and population variance (ddof=0) from compensated sums of shifted values.
 
@@ -387,7 +402,7 @@ def _rolling_moments_col_nb(values, timestamps, col, window_bars, window_ns, mod
             out[4, i, col] = (v - lower) / (upper - lower) if var > 0.0 else np.nan
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _rolling_extreme_col_nb(values, timestamps, col, window_bars, window_ns, sign, out):
     """Sliding maximum (``sign = 1``) or minimum (``sign = -1``) with a monotonic deque, O(T).
 
@@ -441,7 +456,7 @@ def _rolling_extreme_col_nb(values, timestamps, col, window_bars, window_ns, sig
             out[i, col] = np.nan
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _wma_col_nb(values, timestamps, col, window_bars, window_ns, out):
     """Linearly weighted average: a bar's weight is ``H - age`` (bars: ``H = n``; duration: ``H = D``).
 
@@ -512,7 +527,7 @@ def _wma_col_nb(values, timestamps, col, window_bars, window_ns, out):
             out[i, col] = np.nan
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _ema_col_nb(values, timestamps, col, window_bars, window_ns, out):
     """EMA: TA-Lib's for bars; time-decay ``alpha = 1 - exp(-dt / (D / 2))`` for durations."""
     n_rows = values.shape[0]
@@ -551,7 +566,7 @@ def _ema_col_nb(values, timestamps, col, window_bars, window_ns, out):
         out[i, col] = prev
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _rsi_col_nb(values, timestamps, col, window_bars, window_ns, out):
     """Wilder RSI (0-100): a line-by-line port of TA-Lib's ``RSI`` for bars; time-decay for durations."""
     n_rows = values.shape[0]
@@ -613,7 +628,7 @@ def _rsi_col_nb(values, timestamps, col, window_bars, window_ns, out):
             out[i, col] = np.nan
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _atr_col_nb(high, low, close, timestamps, col, window_bars, window_ns, out):
     """Wilder ATR: a port of TA-Lib's ``ATR`` for bars; time-decay ``alpha = 1 - exp(-dt / D)`` otherwise."""
     n_rows = close.shape[0]
@@ -658,7 +673,7 @@ def _atr_col_nb(high, low, close, timestamps, col, window_bars, window_ns, out):
         out[i, col] = prev
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _macd_bars_col_nb(values, col, fast, slow, signal, out):
     """TA-Lib ``MACD`` port: slow EMA seeded with the SMA of bars ``0..slow-1``; the fast EMA seeded at
     the same bar with the SMA of the ``fast`` bars ending there; signal seeded with the mean of the
@@ -708,7 +723,7 @@ def _macd_bars_col_nb(values, col, fast, slow, signal, out):
         out[2, i, col] = line - sig
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _macd_duration_col_nb(values, timestamps, col, fast_ns, slow_ns, signal_ns, out):
     """Duration MACD: time-decay EMAs (``tau = D / 2``) with TA-Lib's seeding structure.
 
@@ -769,7 +784,7 @@ def _macd_duration_col_nb(values, timestamps, col, fast_ns, slow_ns, signal_ns, 
             out[0, j, col] = np.nan
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _lag_col_nb(values, timestamps, col, window_bars, window_ns, as_return, out):
     """Value ``n`` bars back / as of ``t - D`` (``as_return``: ``x / lagged - 1``, NaN on a zero base)."""
     n_rows = values.shape[0]
@@ -816,17 +831,17 @@ def _lag_col_nb(values, timestamps, col, window_bars, window_ns, as_return, out)
                 out[i, col] = v / x_lag - 1.0
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _is_ohlcv_bar_nb(high, low, close, volume, row, col):
     return _is_hlc_bar_nb(high, low, close, row, col) and volume[row, col] == volume[row, col]
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _typical_price_volume_nb(high, low, close, volume, row, col):
     return (high[row, col] + low[row, col] + close[row, col]) / 3.0 * volume[row, col]
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _vwap_col_nb(high, low, close, volume, timestamps, col, window_bars, window_ns, out):
     """Rolling ``sum(typical price * volume) / sum(volume)``, compensated sums, exact recomputation."""
     n_rows = close.shape[0]
@@ -869,7 +884,8 @@ def _vwap_col_nb(high, low, close, volume, timestamps, col, window_bars, window_
             vol_comp = 0.0
             for j in range(front, i + 1):
                 if _is_ohlcv_bar_nb(high, low, close, volume, j, col):
-                    pv, pv_comp = _neumaier_add_nb(pv, pv_comp, _typical_price_volume_nb(high, low, close, volume, j, col))
+                    tpv = _typical_price_volume_nb(high, low, close, volume, j, col)
+                    pv, pv_comp = _neumaier_add_nb(pv, pv_comp, tpv)
                     vol, vol_comp = _neumaier_add_nb(vol, vol_comp, volume[j, col])
             anchor = i
             since = 0
@@ -889,7 +905,7 @@ def _vwap_col_nb(high, low, close, volume, timestamps, col, window_bars, window_
 # ---------------------------------------------------------------------------------------------------
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def sma_nb(values, timestamps, window_bars, window_ns, out=None):
     """Simple moving average over each asset's existing bars.
 
@@ -898,12 +914,14 @@ def sma_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, True, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def rolling_sum_nb(values, timestamps, window_bars, window_ns, out=None):
     """Rolling sum over each asset's existing bars.
 
@@ -911,12 +929,14 @@ def rolling_sum_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, False, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def ema_nb(values, timestamps, window_bars, window_ns, out=None):
     """Exponential moving average.
 
@@ -926,12 +946,14 @@ def ema_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _ema_col_nb(values, timestamps, col, window_bars, window_ns, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def wma_nb(values, timestamps, window_bars, window_ns, out=None):
     """Linearly weighted moving average.
 
@@ -940,12 +962,14 @@ def wma_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _wma_col_nb(values, timestamps, col, window_bars, window_ns, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def rsi_nb(values, timestamps, window_bars, window_ns, out=None):
     """Wilder's relative strength index on a 0-100 scale.
 
@@ -955,12 +979,14 @@ def rsi_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _rsi_col_nb(values, timestamps, col, window_bars, window_ns, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def macd_nb(values, timestamps, fast_bars, slow_bars, signal_bars, fast_ns, slow_ns, signal_ns, out=None):
     """MACD ``out[0]`` line (fast EMA - slow EMA), ``out[1]`` signal, ``out[2]`` histogram; ``[3, T, A]``.
 
@@ -972,6 +998,14 @@ def macd_nb(values, timestamps, fast_bars, slow_bars, signal_bars, fast_ns, slow
     n_rows, n_cols = values.shape
     if out is None:
         out = np.empty((3, n_rows, n_cols))
+    _check_window_nb(fast_bars, fast_ns)
+    _check_window_nb(slow_bars, slow_ns)
+    _check_window_nb(signal_bars, signal_ns)
+    if (fast_bars > 0) != (slow_bars > 0) or (signal_bars > 0) != (slow_bars > 0):
+        raise ConfigError("fast, slow and signal must all be bar counts or all durations")
+    if fast_bars + fast_ns >= slow_bars + slow_ns:
+        raise ConfigError("fast must be shorter than slow")
+    _check_shapes_nb(n_rows, n_cols, timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(n_cols):
         if slow_bars > 0:
             _macd_bars_col_nb(values, col, fast_bars, slow_bars, signal_bars, out)
@@ -980,7 +1014,7 @@ def macd_nb(values, timestamps, fast_bars, slow_bars, signal_bars, fast_ns, slow
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def bollinger_nb(values, timestamps, window_bars, window_ns, num_std, out=None):
     """Bollinger bands ``out[0..4]`` = upper, middle, lower, width, percent_b; ``[5, T, A]``.
 
@@ -991,12 +1025,14 @@ def bollinger_nb(values, timestamps, window_bars, window_ns, num_std, out=None):
     n_rows, n_cols = values.shape
     if out is None:
         out = np.empty((5, n_rows, n_cols))
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(n_cols):
         _rolling_moments_col_nb(values, timestamps, col, window_bars, window_ns, _MOMENTS_BOLLINGER, num_std, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def stddev_nb(values, timestamps, window_bars, window_ns, out=None):
     """Rolling population standard deviation (ddof=0).
 
@@ -1005,13 +1041,15 @@ def stddev_nb(values, timestamps, window_bars, window_ns, out=None):
     n_rows, n_cols = values.shape
     if out is None:
         out = np.empty((n_rows, n_cols))
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     view = out.reshape((1, n_rows, n_cols))
     for col in range(n_cols):
         _rolling_moments_col_nb(values, timestamps, col, window_bars, window_ns, _MOMENTS_STDDEV, 0.0, view)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def zscore_nb(values, timestamps, window_bars, window_ns, out=None):
     """Rolling z-score ``(x - mean) / std`` (population std; the window includes the current bar).
 
@@ -1020,13 +1058,15 @@ def zscore_nb(values, timestamps, window_bars, window_ns, out=None):
     n_rows, n_cols = values.shape
     if out is None:
         out = np.empty((n_rows, n_cols))
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     view = out.reshape((1, n_rows, n_cols))
     for col in range(n_cols):
         _rolling_moments_col_nb(values, timestamps, col, window_bars, window_ns, _MOMENTS_ZSCORE, 0.0, view)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def atr_nb(high, low, close, timestamps, window_bars, window_ns, out=None):
     """Average true range with Wilder smoothing.
 
@@ -1036,12 +1076,16 @@ def atr_nb(high, low, close, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(close.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(close.shape[0], close.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
+    if high.shape != close.shape or low.shape != close.shape:
+        raise DataError("high, low and close must have the same shape")
     for col in range(close.shape[1]):
         _atr_col_nb(high, low, close, timestamps, col, window_bars, window_ns, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def rolling_max_nb(values, timestamps, window_bars, window_ns, out=None):
     """Rolling maximum (upper Donchian channel), monotonic deque, O(T).
 
@@ -1049,12 +1093,14 @@ def rolling_max_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _rolling_extreme_col_nb(values, timestamps, col, window_bars, window_ns, 1.0, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def rolling_min_nb(values, timestamps, window_bars, window_ns, out=None):
     """Rolling minimum (lower Donchian channel), monotonic deque, O(T).
 
@@ -1062,12 +1108,14 @@ def rolling_min_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _rolling_extreme_col_nb(values, timestamps, col, window_bars, window_ns, -1.0, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def lag_nb(values, timestamps, window_bars, window_ns, out=None):
     """Value ``n`` existing bars back, or as of ``t - D`` (the last bar stamped ``<= t - D``).
 
@@ -1076,12 +1124,14 @@ def lag_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _lag_col_nb(values, timestamps, col, window_bars, window_ns, False, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def returns_nb(values, timestamps, window_bars, window_ns, out=None):
     """Simple return over the window, ``x / lagged - 1``, as a fraction (lag as in :func:`lag_nb`).
 
@@ -1090,12 +1140,14 @@ def returns_nb(values, timestamps, window_bars, window_ns, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
         _lag_col_nb(values, timestamps, col, window_bars, window_ns, True, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def vwap_nb(high, low, close, volume, timestamps, window_bars, window_ns, out=None):
     """Rolling volume-weighted average of the typical price ``(high + low + close) / 3``.
 
@@ -1105,12 +1157,16 @@ def vwap_nb(high, low, close, volume, timestamps, window_bars, window_ns, out=No
     """
     if out is None:
         out = np.empty(close.shape)
+    _check_window_nb(window_bars, window_ns)
+    _check_shapes_nb(close.shape[0], close.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
+    if high.shape != close.shape or low.shape != close.shape or volume.shape != close.shape:
+        raise DataError("high, low, close and volume must have the same shape")
     for col in range(close.shape[1]):
         _vwap_col_nb(high, low, close, volume, timestamps, col, window_bars, window_ns, out)
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _rank_row_nb(values, i, buf, cols, out, as_percentile):
     """Average ranks (1 = smallest) of the non-NaN values of row ``i``, written into ``out[i]``."""
     n_cols = values.shape[1]
@@ -1150,7 +1206,7 @@ def _rank_row_nb(values, i, buf, cols, out, as_percentile):
         j = j2 + 1
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def _cross_sectional_nb(values, as_percentile, out):
     buf = np.empty(values.shape[1])
     cols = np.empty(values.shape[1], dtype=np.int64)
@@ -1159,7 +1215,7 @@ def _cross_sectional_nb(values, as_percentile, out):
     return out
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def cross_sectional_rank_nb(values, out=None):
     """Rank of each asset within its row (1 = smallest), NaN ignored, ties averaged.
 
@@ -1167,10 +1223,11 @@ def cross_sectional_rank_nb(values, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_shapes_nb(values.shape[0], values.shape[1], values.shape[0], out.shape[0], out.shape[1])
     return _cross_sectional_nb(values, False, out)
 
 
-@_jit
+@numba.njit(cache=True, error_model="numpy")
 def cross_sectional_percentile_nb(values, out=None):
     """Percentile of each asset within its row in [0, 1]: ``(rank - 1) / (count - 1)``.
 
@@ -1179,6 +1236,7 @@ def cross_sectional_percentile_nb(values, out=None):
     """
     if out is None:
         out = np.empty(values.shape)
+    _check_shapes_nb(values.shape[0], values.shape[1], values.shape[0], out.shape[0], out.shape[1])
     return _cross_sectional_nb(values, True, out)
 
 
@@ -1256,6 +1314,16 @@ def _values(values: object, name: str) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(array), False
 
 
+def _cross_section(values: object) -> np.ndarray:
+    array, was_1d = _values(values, "values")
+    if was_1d:
+        raise DataError(
+            "cross-sectional functions need 2-D values [T, A]; for one cross-section pass values[None, :]",
+            field="values",
+        )
+    return array
+
+
 def _timestamps(timestamps: object, n_rows: int, *, needed: bool) -> np.ndarray:
     """int64 ns timestamps of length ``n_rows``, strictly increasing; zeros when not needed."""
     if timestamps is None:
@@ -1304,7 +1372,7 @@ def _shape_out(array: np.ndarray, was_1d: bool) -> np.ndarray:
     return array[:, 0] if was_1d else array
 
 
-def _run_window_kernel(kernel, values, timestamps, window, name="values"):
+def _run_window_kernel(kernel, values: object, timestamps: object, window: Window, name: str = "values") -> np.ndarray:
     bars, ns = _window(window, "window")
     array, was_1d = _values(values, name)
     ts = _timestamps(timestamps, array.shape[0], needed=ns > 0)
@@ -1910,7 +1978,7 @@ def cross_sectional_rank(values: np.ndarray) -> np.ndarray:
     >>> cross_sectional_rank(np.array([[3.0, 1.0, np.nan, 3.0]]))
     array([[2.5, 1. , nan, 2.5]])
     """
-    array, _ = _values(values, "values")
+    array = _cross_section(values)
     return cross_sectional_rank_nb(array, np.empty(array.shape))
 
 
@@ -1936,5 +2004,5 @@ def cross_sectional_percentile(values: np.ndarray) -> np.ndarray:
     array([[1. , 0. , nan, 0.5],
            [nan, 0.5, nan, nan]])
     """
-    array, _ = _values(values, "values")
+    array = _cross_section(values)
     return cross_sectional_percentile_nb(array, np.empty(array.shape))

@@ -15,11 +15,16 @@ the seed). Bars are laid on a calendar: equities trade 252 weekdays a year, 6.5 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from backforge._time import NS_PER, parse_duration
 from backforge.data.market import MarketData
 from backforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["gbm", "default_assets", "synthetic_market", "synthetic_series", "synthetic_fundamentals"]
 
@@ -268,7 +273,7 @@ def synthetic_fundamentals(
     seed: int = 7,
     start: str = "2015-01-01",
     lag_days: tuple[int, int] = (20, 50),
-):
+) -> "pl.DataFrame":
     """Quarterly fundamentals for synthetic assets, as a point-in-time table.
 
     For each asset and quarter ending after ``start`` (and before ``start + years``), revenue follows a

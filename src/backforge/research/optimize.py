@@ -75,7 +75,7 @@ def evaluate_params(raw: dict, values: dict, data: MarketData, *, start: int | N
 
     portfolio = load_portfolio(ParameterSpace.from_config(raw).instantiate(values) if values else raw)
     view = data if end is None else data.rows(0, end)
-    compiled = compile_portfolio(portfolio, view, start=int(start) if start else None, fundamentals=fundamentals,
+    compiled = compile_portfolio(portfolio, view, start_bar=int(start) if start else None, fundamentals=fundamentals,
                                  cache=_INDICATOR_CACHE)
     result = run_compiled(compiled)
     metrics = score_result(result)
@@ -389,28 +389,34 @@ def _batches(items: list[dict], workers: int, size: int | None = None) -> list[l
 
 
 def _overfitting(trials: list[Trial], metric: str, periods_per_year: float) -> dict:
-    """DSR of the best trial using the number of trials actually run; PBO by CSCV over the kept returns."""
+    """Deflated Sharpe ratio of the best trial (counting every trial actually run), its minimum track
+    record length, and the probability of backtest overfitting by CSCV over the trials' kept returns."""
+    from backforge.research import stats
+
     ok = [t for t in trials if t.error is None and t.returns is not None and len(t.returns) > 2]
+    out: dict[str, Any] = {"n_trials": len(trials)}
     if len(ok) < 2:
-        return {"n_trials": len(trials), "note": "fewer than two successful trials: no overfitting statistics"}
-    try:
-        from backforge.research import stats
-    except ImportError:  # pragma: no cover - the stats module ships with backforge
-        return {"n_trials": len(trials)}
+        out["note"] = "fewer than two trials with returns: no overfitting statistics"
+        return out
     matrix = np.column_stack([t.returns.astype(np.float64) for t in ok])
     sd = matrix.std(axis=0, ddof=1)
     sharpes = np.where(sd > 0, matrix.mean(axis=0) / np.where(sd > 0, sd, 1.0), 0.0)
     best = int(np.argmax(sharpes))
-    out: dict[str, Any] = {"n_trials": len(trials)}
     try:
-        out["deflated_sharpe"] = stats.deflated_sharpe_ratio_from_trials(matrix[:, best], sharpes, n_trials=len(trials))
-    except Exception as exc:  # noqa: BLE001 - report, never fail a finished search on a statistic
+        dsr = stats.deflated_sharpe_ratio(matrix[:, best], n_trials=len(trials), trial_sharpes=sharpes)
+        out["deflated_sharpe"] = {"dsr": dsr.deflated_sharpe, "psr": dsr.probabilistic_sharpe,
+                                  "sharpe_per_period": dsr.sharpe, "expected_max_sharpe": dsr.benchmark_sharpe,
+                                  "n_trials": dsr.n_trials}
+        out["min_track_record_length"] = float(stats.minimum_track_record_length(dsr.sharpe, dsr.skew, dsr.kurtosis))
+    except BackforgeError as exc:
         out["deflated_sharpe_error"] = str(exc)
-    try:
-        if matrix.shape[0] >= 32 and matrix.shape[1] >= 2:
-            out["pbo"] = stats.pbo_summary(matrix)
-    except Exception as exc:  # noqa: BLE001
-        out["pbo_error"] = str(exc)
+    if matrix.shape[0] >= 32:
+        try:
+            pbo = stats.probability_of_backtest_overfitting(matrix, n_splits=16 if matrix.shape[0] >= 64 else 8)
+            out["pbo"] = {"pbo": pbo.pbo, "degradation_slope": pbo.degradation_slope,
+                          "probability_of_loss": pbo.probability_of_loss, "combinations": pbo.n_combinations}
+        except BackforgeError as exc:
+            out["pbo_error"] = str(exc)
     return out
 
 
@@ -468,9 +474,9 @@ def optimize(
     from backforge.strategy.compiler import compile_portfolio
     from backforge.strategy.schema import load_portfolio
 
-    first = next(iter(space.grid()))
-    compile_portfolio(load_portfolio(space.instantiate(first)), data if end is None else data.rows(0, end),
-                      start=start, fundamentals=fundamentals)
+    view = data if end is None else data.rows(0, end)
+    for probe in _probes(space):
+        compile_portfolio(load_portfolio(space.instantiate(probe)), view, start_bar=start, fundamentals=fundamentals)
     own_executor = executor is None
     executor = executor or LocalExecutor()
     started = time.perf_counter()
@@ -512,6 +518,20 @@ def optimize(
     if len(metrics) > 1:
         result.pareto = [t.params for t in _pareto_front([t for t in trials if t.error is None], metrics)]
     return result
+
+
+def _probes(space: ParameterSpace) -> list[dict]:
+    """Allowed combinations that include each parameter's smallest and largest value: compiling them
+    before the search catches windows longer than the data and other invalid corners up front."""
+    probes: list[dict] = []
+    for p in space.parameters:
+        for extreme in (p.values[0], p.values[-1]):
+            for combo in space.grid():
+                if combo[p.name] == extreme:
+                    if combo not in probes:
+                        probes.append(combo)
+                    break
+    return probes or [next(iter(space.grid()))]
 
 
 class _Progress:

@@ -409,10 +409,12 @@ def _schedule(kind: Any, ts: np.ndarray) -> np.ndarray:
 
 
 def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any = None, end: Any = None,
-                      fundamentals: Any = None, cache: dict | None = None) -> CompiledPortfolio:
+                      fundamentals: Any = None, cache: dict | None = None,
+                      start_bar: int | None = None) -> CompiledPortfolio:
     """Validate a portfolio against the data and compile it to arrays for the runtime.
 
-    ``start``/``end`` bound the backtest; bars before ``start`` only warm indicators up. ``cache`` (a
+    ``start``/``end`` (times: strings, datetimes or int ns) bound the backtest; bars before ``start``
+    only warm indicators up. ``start_bar`` gives the first traded bar by position instead. ``cache`` (a
     dict kept by the caller) shares indicator matrices between compilations on the same data.
 
     Examples
@@ -519,7 +521,10 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
             instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])
             max_leaves = max(max_leaves, leaves)
         si[rt.SI_INST_END] = len(instances)
-    lo = 0 if start is None else int(np.searchsorted(data.timestamps, int(to_ns([start])[0]) if not isinstance(start, (int, np.integer)) else int(start)))
+    if start_bar is not None:
+        lo = int(start_bar)
+    else:
+        lo = 0 if start is None else int(np.searchsorted(data.timestamps, _scalar_ns(start)))
     if lo >= T - 1:
         raise ConfigError(f"start {start!r} leaves fewer than 2 bars to trade", path="start")
     series = np.ascontiguousarray(np.column_stack(c.series)) if c.series else np.zeros((T, 1))
@@ -534,6 +539,12 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     )
     compiled.compile_seconds = time.perf_counter() - started
     return compiled
+
+
+def _scalar_ns(value: Any) -> int:
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return int(to_ns([value])[0])
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:

@@ -74,7 +74,10 @@ def test_load_portfolio_uses_defaults_and_given_values():
 
 def test_grid_is_the_same_on_one_or_two_workers(data):
     one = optimize(sma_cross(), data, method="grid", executor=LocalExecutor(1))
-    two = optimize(sma_cross(), data, method="grid", executor=LocalExecutor(2))
+    with LocalExecutor(2) as pool:
+        two = optimize(sma_cross(), data, method="grid", executor=pool)
+        again = optimize(sma_cross(), data, method="grid", executor=pool)  # the warm pool is reused
+    assert again.table.equals(two.table)
     assert one.n_trials == two.n_trials == ParameterSpace.from_config(sma_cross()).size()
     assert one.table.equals(two.table)
     assert one.best.params == two.best.params

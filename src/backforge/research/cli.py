@@ -43,8 +43,11 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         portfolio = load_portfolio(raw)  # defaults: validates the file before any work
         market = load_data(portfolio, base=strategy.parent, override=data or None)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
-        result = run_search(raw, market, metric=metric, method=method, samples=samples, population=population,
-                            generations=generations, patience=patience, seed=seed, executor=pool, progress=True)
+        try:
+            result = run_search(raw, market, metric=metric, method=method, samples=samples, population=population,
+                                generations=generations, patience=patience, seed=seed, executor=pool, progress=True)
+        finally:
+            pool.close()
         table = result.table
         show = Table(title=f"{result.n_trials} trials ({method}, {result.seconds:.1f} s) — best by {metric[0]}",
                      title_justify="left")

@@ -77,7 +77,7 @@ def evaluate_params(raw: dict, values: dict, data: MarketData, *, start: int | N
     view = data if end is None else data.rows(0, end)
     compiled = compile_portfolio(portfolio, view, start_bar=int(start) if start else None, fundamentals=fundamentals,
                                  cache=_INDICATOR_CACHE)
-    result = run_compiled(compiled)
+    result = run_compiled(compiled, audit=False)
     metrics = score_result(result)
     rets = None
     if keep_returns:
@@ -164,6 +164,11 @@ class LocalExecutor:
         self._context: tuple | None = None
 
     def start(self, data: MarketData, raw: dict, fundamentals: Any = None) -> None:
+        """Share the data with the workers; a pool already serving the same data and config is kept."""
+        if self._context is not None and self._context[0] is data and self._context[1] is raw \
+                and self._context[2] is fundamentals and (self._pool is not None or self.workers == 1):
+            return
+        self.close()
         self._context = (data, raw, fundamentals)
         if self.workers > 1:
             self._folder = _share(data)
@@ -209,12 +214,20 @@ class LocalExecutor:
         return [t for r in results for t in (r or [])]
 
     def close(self) -> None:
+        """Stop the workers and remove the shared data folder."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
         if self._folder:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
+        self._context = None
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class RayExecutor:
@@ -508,7 +521,7 @@ def optimize(
                                                crossover_rate, elite, patience, seed, progress_bar)
         progress_bar.close()
     finally:
-        if own_executor or isinstance(executor, LocalExecutor):
+        if own_executor:
             executor.close()
     trials.sort(key=lambda t: tuple(str(t.params[n]) for n in space.names))
     from backforge.results.metrics import periods_per_year_for

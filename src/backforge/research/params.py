@@ -15,7 +15,6 @@ instantiate the config with other values; every instantiation is validated like 
 from __future__ import annotations
 
 import ast
-import copy
 import itertools
 import math
 from dataclasses import dataclass
@@ -250,4 +249,4 @@ def resolve_parameters(raw: Any, values: dict[str, Any] | None = None) -> Any:
             return [sub(v) for v in node]
         return node
 
-    return sub(copy.deepcopy(raw))
+    return sub(raw)  # sub() builds new containers all the way down: the input is never modified

@@ -35,8 +35,19 @@ _ARITH = {"add": rt.OP_ADD, "sub": rt.OP_SUB, "mul": rt.OP_MUL, "div": rt.OP_DIV
 _ACTIONS = {"buy": rt.A_BUY, "sell": rt.A_SELL, "close": rt.A_CLOSE, "rebalance": rt.A_REBALANCE, "alert": rt.A_ALERT}
 
 
+_KEYS: dict[int, tuple[Any, str]] = {}
+
+
 def _key(node: Any) -> str:
-    return node.model_dump_json()
+    """A canonical identity of a node (its JSON), memoized: the same node is keyed once per compile."""
+    hit = _KEYS.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    key = node.model_dump_json()
+    if len(_KEYS) > 4096:
+        _KEYS.clear()
+    _KEYS[id(node)] = (node, key)
+    return key
 
 
 def is_pure(node: Any) -> bool:
@@ -257,6 +268,15 @@ class _Compiler:
             return held_for(inner, present, self.ts, bars, ns)
         raise ConfigError(f"unsupported condition {node!r}", path=path)
 
+    def schedule(self, kind: Any) -> np.ndarray:
+        key = f"schedule:{kind!r}"
+        if self.shared is not None and self.prefix + key in self.shared:
+            return self.shared[self.prefix + key]
+        mask = _schedule(kind, self.ts)
+        if self.shared is not None:
+            self.shared[self.prefix + key] = mask
+        return mask
+
     # ------------------------------------------------------------------ programs
     def series_col(self, matrix: np.ndarray, key: str, j: int, label: str) -> int:
         idx = self.series_index.get((key, j))
@@ -430,7 +450,8 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     started = time.perf_counter()
     if end is not None:
         data = data.slice(None, end)
-    data = data.select(portfolio.universe) if set(portfolio.universe) <= set(data.assets) else data
+    if tuple(portfolio.universe) != data.assets and set(portfolio.universe) <= set(data.assets):
+        data = data.select(portfolio.universe)
     c = _Compiler(portfolio, data, fundamentals, cache)
     A = len(c.assets)
     T = data.n_bars
@@ -453,7 +474,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
         si[rt.SI_ACTION] = _ACTIONS[action.kind]
         si[rt.SI_HAS_CONDITION] = strat.condition is not None
         si[rt.SI_TIF] = TimeInForce.GTC
-        schedule[:, s] = _schedule(strat.schedule, data.timestamps)
+        schedule[:, s] = c.schedule(strat.schedule)
         scope = [c.assets.index(a) for a in (strat.assets or c.assets)]
         if isinstance(action, sc.Trade):
             si[rt.SI_ORDER_TYPE] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
@@ -493,17 +514,20 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                 if not is_pure(node):
                     raise ConfigError("proportional weights must be a market-data indicator", path=f"{apath}.weights")
                 m = c.value(node, f"{apath}.weights.proportional")
-                rb_weight[s] = [c.series_col(m, _key(node), j, f"weight@{c.assets[j]}") for j in range(A)]
+                key = _key(node)
+                rb_weight[s] = [c.series_col(m, key, j, f"weight@{c.assets[j]}") for j in range(A)]
             if action.filter is not None:
                 if not is_pure(action.filter):
                     raise ConfigError("a rebalance filter must use market data only", path=f"{apath}.filter")
                 m = c.condition(action.filter, f"{apath}.filter")
-                rb_filter[s] = [c.series_col(m, _key(action.filter), j, f"filter@{c.assets[j]}") for j in range(A)]
+                key = _key(action.filter)
+                rb_filter[s] = [c.series_col(m, key, j, f"filter@{c.assets[j]}") for j in range(A)]
             if action.sort_by is not None:
                 if not is_pure(action.sort_by):
                     raise ConfigError("sort_by must be a market-data indicator", path=f"{apath}.sort_by")
                 m = c.value(action.sort_by, f"{apath}.sort_by")
-                rb_sort[s] = [c.series_col(m, _key(action.sort_by), j, f"sort@{c.assets[j]}") for j in range(A)]
+                key = _key(action.sort_by)
+                rb_sort[s] = [c.series_col(m, key, j, f"sort@{c.assets[j]}") for j in range(A)]
             scope = [-1]
         si[rt.SI_INST_START] = len(instances)
         for j in scope:
@@ -559,8 +583,9 @@ def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
         raise pydantic_to_config_error(exc, prefix="costs.") from None
 
 
-def run_compiled(cp: CompiledPortfolio):
-    """Run a compiled portfolio and return a :class:`~backforge.results.result.Result` with signal events."""
+def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
+    """Run a compiled portfolio and return a :class:`~backforge.results.result.Result` with signal events
+    (``audit=False`` skips building the signal-event table, for optimizers that only score runs)."""
     from backforge.results.result import Result
 
     sim_cfg = sim_config_of(cp.portfolio)
@@ -593,7 +618,7 @@ def run_compiled(cp: CompiledPortfolio):
     result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="strategy",
                     strategy=cp.portfolio.model_dump(mode="json"))
     signals, leaves = run.signals
-    result.signal_events = _signal_frame(cp, data, signals, leaves)
+    result.signal_events = _signal_frame(cp, data, signals, leaves) if audit else None
     result.compiled = cp
     return result
 
@@ -610,8 +635,9 @@ def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, 
         "action": [kinds[a] for a in signals[:, 4]],
         "order_id": signals[:, 5],
         "value": leaves[:, 0] if len(leaves) else np.zeros(0),
-        "state_leaves": [list(row[1:][~np.isnan(row[1:])]) for row in leaves] if len(leaves) else [],
-    }, schema_overrides={"state_leaves": pl.List(pl.Float64)})
+        # values of the program's state leaves, in condition order (NaN-padded to the widest program)
+        "state_leaves": pl.Series(np.ascontiguousarray(leaves[:, 1:]) if len(leaves) else np.zeros((0, leaves.shape[1] - 1))),
+    })
 
 
 def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, start: Any = None, end: Any = None,

@@ -596,38 +596,40 @@ def attach_brackets_nb(state: State, oid: int, t: int, ts: int, side: int, qty: 
 def trigger_price_nb(order, so: float, sh: float, sl: float, t: int):
     """Where the bar reaches an order: (reached, quote price, at_open, slippage applies).
 
-    ``so, sh, sl`` are the open/high/low of the side the order trades. An order born on this bar
-    (a bracket child) cannot gap: the open happened before it existed.
+    ``so, sh, sl`` are the open/high/low of the side the order trades. A bracket born *inside* this
+    bar (from an intrabar entry) cannot gap — the open happened before it existed — and a level it
+    finds already crossed fills at the nearest price the bar traded (the level clamped to the bar's
+    range). A bracket born at the open is checked against the open like any other order.
     """
     side = order["side"]
     otype = order["order_type"]
-    born_now = order["created_bar"] == t and order["born_intrabar"] > 0
+    born_inside = order["created_bar"] == t and order["born_intrabar"] == 2
     if otype == MARKET:
         return True, so, True, True
     if otype == LIMIT or (otype == STOP_LIMIT and order["status"] == TRIGGERED):
         limit = order["limit_price"]
         if side > 0:
-            if not born_now and so <= limit:
+            if not born_inside and so <= limit:
                 return True, so, True, False
             if sl <= limit:
-                return True, limit, False, False
+                return True, min(limit, sh), False, False
         else:
-            if not born_now and so >= limit:
+            if not born_inside and so >= limit:
                 return True, so, True, False
             if sh >= limit:
-                return True, limit, False, False
+                return True, max(limit, sl), False, False
         return False, np.nan, False, False
     stop = order["stop_price"]
     if side > 0:
-        if not born_now and so >= stop:
+        if not born_inside and so >= stop:
             return True, so, True, otype == STOP
         if sh >= stop:
-            return True, stop, False, otype == STOP
+            return True, max(stop, sl), False, otype == STOP
     else:
-        if not born_now and so <= stop:
+        if not born_inside and so <= stop:
             return True, so, True, otype == STOP
         if sl <= stop:
-            return True, stop, False, otype == STOP
+            return True, min(stop, sh), False, otype == STOP
     return False, np.nan, False, False
 
 
@@ -705,9 +707,7 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
                 close_order_nb(state, oid, REJECTED, t, ts, EV_REJECTED, reason)
                 return
             rounded = 0.0
-        if rounded < opening:
-            reduced = True
-        opening = rounded
+        opening = rounded  # rounding down to the lot size is not a reduction: no event
     qty = side * (closing + opening)
     if reduced:
         record_event_nb(state, oid, t, ts, EV_REDUCED, R_FUNDS, np.nan, qty)
@@ -715,10 +715,11 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
 
 
 @kernel
-def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, o, h, l, c, bo, bh, bl, bc,
-                  ao, ah, al, ac) -> None:
-    """Resolve a one-cancels-other bracket group on bar ``t``: a gap at the open wins, otherwise a stop
-    beats the take-profit (the worse outcome is assumed when both are touched)."""
+def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, phase: int, o, h, l, c, bo, bh, bl,
+                  bc, ao, ah, al, ac) -> None:
+    """Resolve a one-cancels-other bracket group on bar ``t``: in phase 0 only members that fill at the
+    open; in phase 1 intrabar touches, where a stop beats the take-profit (the worse outcome is assumed
+    when both are touched)."""
     best = -1
     best_price = np.nan
     best_at_open = False
@@ -734,7 +735,7 @@ def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, o, 
             continue
         so, sh, sl, sc = side_prices_nb(params, a, order["side"], o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
         reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
-        if not reached:
+        if not reached or at_open != (phase == 0):
             continue
         is_stop = order["order_type"] == STOP
         better = False
@@ -758,52 +759,56 @@ def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, o, 
 
 @kernel
 def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac) -> None:
-    """Check every working order against bar ``t`` in submission order; children created by fills are
-    appended and checked in the same pass."""
-    i = 0
-    while i < state.counters[C_ACTIVE]:
-        oid = state.active[i]
-        i += 1
-        order = state.orders[oid]
-        status = order["status"]
-        if status != PENDING and status != TRIGGERED:
-            continue
-        a = order["asset"]
-        if np.isnan(c[a]) or order["created_bar"] >= t and order["born_intrabar"] == 0:
-            continue  # no bar for this asset, or decided on this very bar
-        if expire_if_due_nb(state, oid, t, ts):
-            continue
-        if order["oco_group"] >= 0:
-            fill_group_nb(state, params, order["oco_group"], t, ts, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
-            continue
-        so, sh, sl, sc = side_prices_nb(params, a, order["side"], o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
-        otype = order["order_type"]
-        if otype == STOP_LIMIT and status == PENDING:
-            stop = order["stop_price"]
-            limit = order["limit_price"]
-            side = order["side"]
-            gap = (side > 0 and so >= stop) or (side < 0 and so <= stop)
-            touched = (side > 0 and sh >= stop) or (side < 0 and sl <= stop)
-            if not (gap or touched):
+    """Check every working order against bar ``t`` in two passes, in submission order within each:
+    first everything that executes at the open (market orders, gaps through limits and stops), then
+    the touches inside the bar — so nothing that happens later in the bar can pre-empt the open.
+    Brackets created by a fill are appended and checked in the same bar."""
+    for phase in range(2):
+        i = 0
+        while i < state.counters[C_ACTIVE]:
+            oid = state.active[i]
+            i += 1
+            order = state.orders[oid]
+            status = order["status"]
+            if status != PENDING and status != TRIGGERED:
                 continue
-            order["status"] = TRIGGERED
-            record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, so if gap else stop, 0.0)
-            if gap:
-                reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
-                if reached:
-                    order["born_intrabar"] = 0
-                    execute_order_nb(state, params, oid, t, ts, price, False, h[a] - l[a])
-            elif (side > 0 and stop <= limit) or (side < 0 and stop >= limit):
-                order["born_intrabar"] = 1
-                execute_order_nb(state, params, oid, t, ts, stop, False, h[a] - l[a])
-            continue
-        reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
-        if not reached:
-            continue
-        if otype == STOP:
-            record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, price, 0.0)
-        order["born_intrabar"] = 0 if at_open else 1
-        execute_order_nb(state, params, oid, t, ts, price, slip, h[a] - l[a])
+            a = order["asset"]
+            if np.isnan(c[a]) or (order["created_bar"] >= t and order["born_intrabar"] == 0):
+                continue  # no bar for this asset, or decided on this very bar
+            if phase == 0 and expire_if_due_nb(state, oid, t, ts):
+                continue
+            if order["oco_group"] >= 0:
+                fill_group_nb(state, params, order["oco_group"], t, ts, phase, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+                continue
+            so, sh, sl, sc = side_prices_nb(params, a, order["side"], o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+            otype = order["order_type"]
+            if otype == STOP_LIMIT and status == PENDING:
+                stop = order["stop_price"]
+                limit = order["limit_price"]
+                side = order["side"]
+                gap = (side > 0 and so >= stop) or (side < 0 and so <= stop)
+                touched = (side > 0 and sh >= stop) or (side < 0 and sl <= stop)
+                if phase == 0 and gap:
+                    order["status"] = TRIGGERED
+                    record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, so, 0.0)
+                    reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
+                    if reached and at_open:
+                        order["born_intrabar"] = 0
+                        execute_order_nb(state, params, oid, t, ts, price, False, h[a] - l[a])
+                elif phase == 1 and touched and not gap:
+                    order["status"] = TRIGGERED
+                    record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, stop, 0.0)
+                    if (side > 0 and stop <= limit) or (side < 0 and stop >= limit):
+                        order["born_intrabar"] = 1
+                        execute_order_nb(state, params, oid, t, ts, stop, False, h[a] - l[a])
+                continue
+            reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
+            if not reached or at_open != (phase == 0):
+                continue
+            if otype == STOP:
+                record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, price, 0.0)
+            order["born_intrabar"] = 0 if at_open else 1
+            execute_order_nb(state, params, oid, t, ts, price, slip, h[a] - l[a])
     compact_active_nb(state)
 
 

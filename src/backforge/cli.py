@@ -144,8 +144,14 @@ def demo(
     print_summary(result, title=f"SMA {fast}/{slow} cross on {assets} synthetic assets ({bar} bars)", elapsed=elapsed)
     sim_cfg, sig_cfg = split_options(options)
     run_id = config_hash(sim_cfg, sig_cfg, extra={"demo": [assets, years, bar, seed, fast, slow]})
+    result.data_source = {"synthetic": {"n_assets": assets, "years": years, "bar": bar, "seed": seed},
+                          "demo": {"signal": "sma_cross", "fast": fast, "slow": slow}}
     folder = result.save(out / f"demo-{run_id}")
-    console.print(f"[green]saved run:[/] {folder}")
+    console.print(f"[green]saved run:[/] {folder}", soft_wrap=True)
+    t0 = time.perf_counter()
+    report_path = result.write_html(folder / "report.html", title=f"SMA {fast}/{slow} cross on {assets} synthetic assets")
+    console.print(f"[green]report:[/] {report_path} [dim]({report_path.stat().st_size / 1e6:.1f} MB, "
+                  f"{time.perf_counter() - t0:.1f} s)[/]", soft_wrap=True)
 
 
 def _load(strategy: Path):
@@ -186,8 +192,9 @@ def run(
     start: Optional[str] = typer.Option(None, help="First bar to trade (earlier bars only warm indicators up)."),
     end: Optional[str] = typer.Option(None, help="Last bar."),
     out: Path = typer.Option(Path("backforge-runs"), help="Folder under which the run is saved."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML tear sheet into the run folder."),
 ) -> None:
-    """Run a strategy file and save the run (without --data: its data spec, by default synthetic data)."""
+    """Run a strategy file, save the run and its HTML report (without --data: the file's data spec)."""
     from backforge.engine.config import config_hash
     from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
 
@@ -206,6 +213,9 @@ def run(
                           "start": start, "end": end}
     folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}")
     console.print(f"[green]saved run:[/] {folder}")
+    if report:
+        path = result.write_html(folder / "report.html", title=portfolio.name)
+        console.print(f"[green]report:[/] {path} [dim]({path.stat().st_size / 1e6:.1f} MB)[/]")
 
 
 def _slug(name: str) -> str:
@@ -227,10 +237,61 @@ def explain(
         console.print(line, highlight=False)
 
 
+@app.command()
+@friendly_errors
+def report(
+    run_folder: Path = typer.Argument(..., help="A saved run folder (from `backforge run` or `backforge demo`)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="HTML file to write [default: RUN/report.html]."),
+    benchmark: str = typer.Option("equal_weight", help="Benchmark: equal_weight (buy and hold of the run's assets) or none."),
+    risk_free: float = typer.Option(0.0, help="Annual risk-free rate as a fraction, e.g. 0.03."),
+    title: Optional[str] = typer.Option(None, help="Report title [default: the strategy's name or the folder's]."),
+) -> None:
+    """Write the HTML tear sheet of a saved run (one self-contained file that works offline); print its path."""
+    from backforge.results.result import load_result
+
+    run = load_result(run_folder)
+    t0 = time.perf_counter()
+    path = run.write_html(output or run_folder / "report.html", benchmark=benchmark, risk_free=risk_free, title=title)
+    console.print(f"[green]report:[/] {path} [dim]({path.stat().st_size / 1e6:.1f} MB, "
+                  f"{time.perf_counter() - t0:.1f} s)[/]", soft_wrap=True)
+
+
+@app.command()
+@friendly_errors
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Saved run folders to compare."),
+    all_metrics: bool = typer.Option(False, "--all", help="Show every metric, not only the headline ones."),
+) -> None:
+    """Print the metrics of saved runs side by side (read from each run's metrics.json; nothing is re-run)."""
+    from backforge.results.report import HEADLINE_METRICS, METRIC_DISPLAY, format_metric
+    from backforge.results.result import compare_runs, load_result
+
+    loaded = [load_result(path) for path in runs]
+    table_data = compare_runs(loaded, keys=None if all_metrics else list(HEADLINE_METRICS))
+    names = table_data.columns[1:]
+    table = Table(title="Runs side by side (best in green)", title_justify="left")
+    table.add_column("metric", style="bold")
+    for name in names:
+        table.add_column(name, justify="right", overflow="fold")
+    periods = [f"{r.summary()['start'][:10]} → {r.summary()['end'][:10]}" for r in loaded]
+    table.add_row("period", *periods)
+    for row in table_data.iter_rows(named=True):
+        key = row["metric"]
+        label, _, direction = METRIC_DISPLAY.get(key, (key, "float", 0))
+        values = [row[name] for name in names]
+        present = [v for v in values if v is not None]
+        best = (max(present) if direction > 0 else min(present)) if present and direction and len(set(present)) > 1 else None
+        cells = [f"[green]{format_metric(key, v)}[/]" if v is not None and v == best else format_metric(key, v)
+                 for v in values]
+        table.add_row(label, *cells)
+    console.print(table)
+
+
 def _mount_optional_apps() -> None:
     from backforge.research.cli import register
 
     register(app, console, friendly_errors)
+    from backforge.judge.cli import register as register_judge; register_judge(app, console, friendly_errors)  # noqa: E702
     try:
         from backforge.data.cli import data_app
     except ImportError:  # the data layer's CLI is optional while it is being built

@@ -137,7 +137,8 @@ class State(NamedTuple):
     last_fill_bar: np.ndarray  # i8[A]
     last_fill_price: np.ndarray  # f8[A]
     last_entry_bar: np.ndarray  # i8[A]
-    signal_order: np.ndarray  # i8[A], working order placed by the signal decider (-1 none)
+    signal_order: np.ndarray  # i8[A], last order placed by the signal decider (-1 none)
+    signal_seen: np.ndarray  # i8[A], last bar on which an entry signal was on (-1 never)
     orders: np.ndarray  # order_dt[capacity]
     active: np.ndarray  # i8[capacity], ids of working orders in submission order
     fills: np.ndarray  # fill_dt[capacity]
@@ -1009,10 +1010,17 @@ def decide_signals_nb(state: State, sp: SignalParams, t: int, ts: int, c, long_e
         if le and se:
             le = False
             se = False
-        working = state.signal_order[a] >= 0 and state.orders[state.signal_order[a]]["status"] == PENDING
-        if not working:
-            state.signal_order[a] = -1
+        last = state.signal_order[a]
+        working = last >= 0 and state.orders[last]["status"] == PENDING
+        # an entry refused for size or funds is not retried on every bar while the signal stays on
+        # (after a collapse it would flood the order log); a fresh signal, or an exit in between, retries
+        refused = last >= 0 and state.orders[last]["status"] == REJECTED and state.orders[last]["role"] == ENTRY \
+            and state.signal_seen[a] == t - 1
+        if le or se:
+            state.signal_seen[a] = t
         pos = state.position[a]
+        if refused and pos == 0.0 and (le or se):
+            continue
         if le:
             if pos < 0.0:
                 submit_signal_order_nb(state, sp, t, ts, a, 1, True, 1)

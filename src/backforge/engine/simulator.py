@@ -49,6 +49,7 @@ def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int
         last_fill_price=np.full(n_assets, np.nan),
         last_entry_bar=np.full(n_assets, -1, dtype=np.int64),
         signal_order=np.full(n_assets, -1, dtype=np.int64),
+        signal_seen=np.full(n_assets, -1, dtype=np.int64),
         orders=np.zeros(cap, dtype=order_dt),
         active=np.zeros(cap, dtype=np.int64),
         fills=np.zeros(cap, dtype=fill_dt),

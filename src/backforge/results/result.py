@@ -1,37 +1,433 @@
-"""`Result`: what a backtest produced, as Polars DataFrames at the edge.
+"""`Result`: what a backtest produced, as Polars DataFrames at the edge; `SavedRun`: a run read back
+from its folder. Both share one analysis layer (:class:`RunAnalysis`): metrics, drawdowns, returns for
+QuantStats and the HTML tear sheet.
 
 The core writes record arrays; this module is the one place that turns them into tables with
 timestamps, asset names and readable codes. Tables are built lazily and cached.
+
+Conventions of the analysis layer
+---------------------------------
+* **The curve starts at the starting cash.** Metrics see ``[initial_cash, equity[0], ..., equity[T-1]]``
+  stamped ``[t0, t0, t1, ...]``: the total return is ``final / initial_cash - 1``, the drawdown is
+  measured from the starting cash, and the ``T`` returns are exactly :attr:`RunAnalysis.returns`
+  (the first is ``equity[0] / initial_cash - 1``, 0.0 unless bar 0 had costs).
+* **Bars per year** come from :func:`~backforge.results.metrics.periods_per_year_for` (trading days
+  of the calendar times bars per day); CAGR uses calendar time (365.25-day years).
+* **Trade figures** use closed trades only; positions still open at the end are listed in
+  ``trades`` (``is_open``) but not counted.
+* **Defined values**: no metric is NaN (see ``docs/metrics.md``); ``+inf`` can occur (a profit factor
+  with no losing trade) and is written to JSON as the string ``"inf"``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import platform
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SignalConfig, SimConfig
 from backforge.engine.records import EventKind, OrderRole, OrderStatus, OrderType, Reason, SizeType, TimeInForce
-from backforge.errors import BackforgeError
+from backforge.errors import BackforgeError, ConfigError, DataError
 
-__all__ = ["Result", "load_result"]
+__all__ = ["Result", "SavedRun", "RunAnalysis", "load_result", "compare_runs", "equal_weight_benchmark", "EQUAL_WEIGHT"]
 
 _UTC = pl.Datetime("ns", "UTC")
+_BENCHMARK_KEYS = ("alpha", "beta", "information_ratio", "tracking_error")
+_PROTECTIVE_ROLES = ("stop_loss", "take_profit", "trailing_stop")
+EQUAL_WEIGHT = "equal_weight"
+"""Name of the default benchmark: buy-and-hold of every asset of the run, equal weights."""
+_EQUAL_WEIGHT_ALIASES = ("equal_weight", "equal-weight", "buy_and_hold", "buy-and-hold", "buy&hold")
+CHART_BUCKETS = 2_000
+"""Buckets of the min/max-preserving downsampling of saved chart prices and report charts."""
 
 
 def _codes(values: np.ndarray, table) -> pl.Series:
-    names = {code: name for code, (name, _) in table._descriptions.items()}
-    return pl.Series([names.get(int(v), str(int(v))) for v in values], dtype=pl.String)
+    """Integer codes to their names (an unknown code becomes its number as text), vectorized."""
+    names = {str(code): name for code, (name, _) in table._descriptions.items()}
+    return pl.Series(np.asarray(values, dtype=np.int64)).cast(pl.String).replace(names)
 
 
-class Result:
+def _timestamp_text(ns: int) -> str:
+    """``'2020-01-02 00:00:00+00:00'``: the format of ``str()`` of a UTC Polars datetime."""
+    return str(pl.Series([int(ns)], dtype=pl.Int64).cast(_UTC)[0])
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars to Python numbers (metrics dicts hold plain floats and ints)."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+@njit(cache=True)
+def equal_weight_benchmark_nb(close: np.ndarray, initial_cash: float) -> np.ndarray:
+    """Equity ``[T]`` of an equal-weight buy-and-hold of the ``[T, A]`` closes; see
+    :func:`equal_weight_benchmark`. Equivalent to ``initial_cash * mean(where(started, ffill(close) /
+    first_close, 1), axis=1)`` with pandas' ``ffill`` (the slow reference in the tests)."""
+    n_bars, n_assets = close.shape
+    out = np.empty(n_bars)
+    first = np.full(n_assets, np.nan)
+    last = np.full(n_assets, np.nan)
+    share = initial_cash / n_assets
+    for t in range(n_bars):
+        total = 0.0
+        for a in range(n_assets):
+            price = close[t, a]
+            if np.isfinite(price) and price > 0.0:
+                if np.isnan(first[a]):
+                    first[a] = price
+                last[a] = price
+            total += share if np.isnan(first[a]) else share * last[a] / first[a]
+        out[t] = total
+    return out
+
+
+def equal_weight_benchmark(close: np.ndarray, initial_cash: float) -> np.ndarray:
+    """Equity of buying every asset with an equal share of ``initial_cash`` and holding it.
+
+    Each asset gets ``initial_cash / A`` at its first close; before that the share stays in cash.
+    Missing bars (NaN) are valued at the asset's last close (for valuation only: the data itself is
+    never filled). An asset without any close stays in cash.
+
+    Parameters
+    ----------
+    close
+        float64 ``[T, A]`` closes, NaN where an asset has no bar.
+    initial_cash
+        Starting capital.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``[T]``; the first value is ``initial_cash``.
+
+    Examples
+    --------
+    >>> close = np.array([[10.0, np.nan], [11.0, 20.0], [12.0, 22.0]])
+    >>> equal_weight_benchmark(close, 100.0).round(6).tolist()
+    [100.0, 105.0, 115.0]
+    """
+    prices = np.asarray(close, dtype=np.float64)
+    if prices.ndim == 1:
+        prices = prices[:, np.newaxis]
+    if prices.ndim != 2 or prices.shape[1] == 0:
+        raise DataError(f"close must be [T, A] with at least one asset, got shape {prices.shape}", field="close")
+    return equal_weight_benchmark_nb(np.ascontiguousarray(prices), float(initial_cash))
+
+
+class RunAnalysis:
+    """Analysis shared by a live :class:`Result` and a :class:`SavedRun`.
+
+    Subclasses provide the raw material (timestamps, equity, exposure, closed trades, traded
+    notional, costs, the benchmark and chart prices); this class turns it into metrics, drawdowns,
+    returns and the HTML report, so there is one implementation of each.
+    """
+
+    # ------------------------------------------------------------------ provided by subclasses
+    @property
+    def timestamps_ns(self) -> np.ndarray:  # pragma: no cover - abstract
+        """int64 ns UTC timestamps ``[T]``."""
+        raise NotImplementedError
+
+    @property
+    def equity_values(self) -> np.ndarray:  # pragma: no cover - abstract
+        """Equity per bar, float64 ``[T]``."""
+        raise NotImplementedError
+
+    @property
+    def initial_cash(self) -> float:  # pragma: no cover - abstract
+        """Starting cash."""
+        raise NotImplementedError
+
+    @property
+    def assets(self) -> tuple[str, ...]:  # pragma: no cover - abstract
+        """Asset names, in column order."""
+        raise NotImplementedError
+
+    def _exposure_values(self) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _closed_trades(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _traded_notional(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _equal_weight(self) -> np.ndarray | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _costs(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def chart_prices(self, asset: int, buckets: int = CHART_BUCKETS) -> tuple[np.ndarray, np.ndarray] | None:  # pragma: no cover
+        """Timestamps and closes of one asset for charts, min/max-downsampled to ``buckets``."""
+        raise NotImplementedError
+
+    def config_document(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The run's config: mode, sim and signal config, strategy, data source."""
+        raise NotImplementedError
+
+    def metadata_document(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Versions, data fingerprint, seed, assets and bars."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared analysis
+    def _periods_per_year(self, calendar: str | float) -> float:
+        """Bars per year of the run's timestamps under ``calendar`` (cached)."""
+        from backforge.results.metrics import periods_per_year_for
+
+        cache = self.__dict__.setdefault("_ppy_cache", {})
+        if calendar not in cache:
+            cache[calendar] = periods_per_year_for(np.asarray(self.timestamps_ns, dtype=np.int64), calendar)
+        return cache[calendar]
+
+    def _protective_orders(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Stop-loss, take-profit and trailing-stop orders, and the order-log rows of those orders."""
+        stops = self.orders.filter(pl.col("role").is_in(list(_PROTECTIVE_ROLES)))
+        return stops, self.order_log.filter(pl.col("order_id").is_in(stops["order_id"].implode()))
+
+    def _curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Timestamps ``[T + 1]`` and equity ``[T + 1]`` starting at the starting cash (see module doc)."""
+        ts = np.asarray(self.timestamps_ns, dtype=np.int64)
+        equity = np.asarray(self.equity_values, dtype=np.float64)
+        return np.r_[ts[:1], ts], np.r_[float(self.initial_cash), equity]
+
+    def benchmark_equity(self, benchmark: Any = EQUAL_WEIGHT) -> tuple[str, np.ndarray] | None:
+        """The benchmark as an equity curve ``[T]`` starting at the starting cash, and its name.
+
+        ``benchmark`` is ``"equal_weight"`` (buy-and-hold of every asset of the run, equal weights,
+        from the data's closes), ``None`` (no benchmark), an array of ``T`` prices or equity values
+        aligned with the bars, or a pandas Series indexed by time (aligned as of each bar: the last
+        value at or before it; bars before its first value take the first value). Its values must be
+        finite and > 0; they are rescaled to start at the starting cash.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=2, years=1, seed=3)
+        >>> result = bf.from_signals(data, data.close > data.open)
+        >>> name, curve = result.benchmark_equity()
+        >>> name, bool(curve[0] == result.initial_cash), curve.shape == (data.n_bars,)
+        ('equal-weight buy & hold', True, True)
+        """
+        if benchmark is None or benchmark is False:
+            return None
+        n_bars = len(self.timestamps_ns)
+        if isinstance(benchmark, str):
+            key = benchmark.strip().lower().replace(" ", "_")
+            if key in ("none", ""):
+                return None
+            if key not in _EQUAL_WEIGHT_ALIASES:
+                from backforge.errors import did_you_mean
+
+                raise ConfigError(f"unknown benchmark {benchmark!r}{did_you_mean(key, ['equal_weight', 'none'])}; "
+                                  "use 'equal_weight', 'none', or pass a series of prices", field="benchmark")
+            values = self._equal_weight()
+            if values is None:
+                return None
+            return "equal-weight buy & hold", np.asarray(values, dtype=np.float64)
+        name = "benchmark"
+        if hasattr(benchmark, "index") and hasattr(benchmark, "to_numpy") and type(benchmark).__module__.startswith("pandas"):
+            from backforge._time import to_ns
+
+            name = str(benchmark.name) if getattr(benchmark, "name", None) is not None else name
+            series = benchmark.dropna().sort_index()
+            stamps = to_ns(series.index)
+            raw = series.to_numpy(dtype=np.float64)
+            if raw.size == 0:
+                raise DataError("benchmark series is empty", field="benchmark")
+            at = np.searchsorted(stamps, np.asarray(self.timestamps_ns), side="right") - 1
+            values = raw[np.maximum(at, 0)]
+        else:
+            if hasattr(benchmark, "name") and isinstance(getattr(benchmark, "name"), str) and benchmark.name:
+                name = benchmark.name
+            values = np.asarray(benchmark.to_numpy() if hasattr(benchmark, "to_numpy") else benchmark, dtype=np.float64)
+            if values.ndim != 1 or values.shape[0] != n_bars:
+                raise DataError(f"benchmark must have one value per bar ({n_bars}), got shape {values.shape}; "
+                                "pass a pandas Series indexed by time to align it", field="benchmark")
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"benchmark values must be finite and > 0, got {values[row]}", row=row, field="benchmark")
+        return name, float(self.initial_cash) * values / values[0]
+
+    def metrics(self, benchmark: Any = None, risk_free: float = 0.0, calendar: str | float = "auto") -> dict[str, Any]:
+        """Every metric of the run: period, capital, the 23 equity metrics, benchmark-relative ones
+        (with a benchmark), 16 trade statistics (closed trades), exposure and turnover, and costs.
+
+        Computed by :mod:`backforge.results.metrics` on the equity curve starting at the starting
+        cash (see the module docstring); keys and formulas are documented there and in
+        ``docs/results.md``. Values are plain Python floats and ints; none is NaN.
+
+        Parameters
+        ----------
+        benchmark
+            ``None`` (default: no alpha/beta), ``"equal_weight"`` or a series; see
+            :meth:`benchmark_equity`.
+        risk_free
+            Annual risk-free rate (a fraction) for Sharpe, Sortino, Omega and alpha.
+        calendar
+            ``"auto"``, ``"equities"``, ``"crypto"``, ``"fx"`` or trading days per year; sets the
+            bars per year used to annualize.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> m = bf.from_signals(data, data.close > data.open, data.close < data.open).metrics()
+        >>> m["periods_per_year"], m["n_trades"] > 0, "sortino" in m
+        (252.0, True, True)
+        """
+        cacheable = benchmark is None or isinstance(benchmark, str)
+        key = (benchmark, float(risk_free), calendar)
+        cache = self.__dict__.setdefault("_metrics_cache", {})
+        if cacheable and key in cache:
+            return dict(cache[key])
+        from backforge.results import metrics as mx
+
+        ts_curve, curve = self._curve()
+        timestamps = np.asarray(self.timestamps_ns, dtype=np.int64)
+        periods = self._periods_per_year(calendar)
+        resolved = self.benchmark_equity(benchmark)
+        bench_curve = None if resolved is None else np.r_[float(self.initial_cash), resolved[1]]
+        equity_part = mx.equity_metrics(curve, periods_per_year=periods, risk_free=risk_free,
+                                        benchmark=bench_curve, timestamps_ns=ts_curve)
+        pnl, trade_returns, durations = self._closed_trades()
+        trade_part = mx.trade_metrics(pnl, trade_returns, durations)
+        gross, _ = self._exposure_values()
+        exposure_part = mx.exposure_and_turnover(gross, np.asarray(self.equity_values, dtype=np.float64),
+                                                 self._traded_notional(), periods_per_year=periods)
+        out: dict[str, Any] = {
+            "start": _timestamp_text(timestamps[0]), "end": _timestamp_text(timestamps[-1]),
+            "bars": int(len(timestamps)), "assets": len(self.assets), "periods_per_year": float(periods),
+            "years": float(timestamps[-1] - timestamps[0]) / (365.25 * 86_400e9),
+            "initial_cash": float(self.initial_cash), "final_equity": float(curve[-1]),
+        }
+        out.update({name: _plain(value) for name, value in equity_part.items()})
+        out.update({name: _plain(value) for name, value in trade_part.items()})
+        out.update({name: _plain(value) for name, value in exposure_part.items()})
+        out.update(self._costs())
+        if cacheable:
+            cache[key] = dict(out)
+        return out
+
+    def benchmark_metrics(self, benchmark: Any = EQUAL_WEIGHT, risk_free: float = 0.0,
+                          calendar: str | float = "auto") -> dict[str, Any] | None:
+        """The equity metrics of the benchmark itself (what buy-and-hold would have scored), or None.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=2, years=1, seed=3)
+        >>> bm = bf.from_signals(data, data.close > data.open).benchmark_metrics()
+        >>> bm["name"], "sharpe" in bm
+        ('equal-weight buy & hold', True)
+        """
+        from backforge.results import metrics as mx
+
+        resolved = self.benchmark_equity(benchmark)
+        if resolved is None:
+            return None
+        ts_curve, _ = self._curve()
+        periods = self._periods_per_year(calendar)
+        values = mx.equity_metrics(np.r_[float(self.initial_cash), resolved[1]], periods_per_year=periods,
+                                   risk_free=risk_free, timestamps_ns=ts_curve)
+        return {"name": resolved[0], "final_equity": float(resolved[1][-1]),
+                **{name: _plain(value) for name, value in values.items()}}
+
+    @property
+    def returns(self):
+        """Per-bar simple returns of equity as a pandas Series indexed by UTC timestamp (for QuantStats).
+
+        ``T`` values: the first is ``equity[0] / initial_cash - 1``, then ``equity[t] / equity[t-1] - 1``
+        (0.0 after an equity <= 0). These are exactly the returns the metrics use. For intraday bars,
+        QuantStats (which assumes daily returns) wants daily returns:
+        ``(1 + result.returns).resample("1D").prod().sub(1)``.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> r = bf.from_signals(data, data.close > data.open).returns
+        >>> len(r) == data.n_bars, str(r.index.tz)
+        (True, 'UTC')
+        """
+        import pandas as pd
+
+        from backforge.results.metrics import returns_from_equity
+
+        _, curve = self._curve()
+        index = pd.DatetimeIndex(pd.to_datetime(np.asarray(self.timestamps_ns, dtype=np.int64), utc=True), name="timestamp")
+        return pd.Series(returns_from_equity(curve), index=index, name="returns")
+
+    @property
+    def drawdowns(self) -> pl.DataFrame:
+        """Every drawdown of the equity curve, deepest first: start (the peak), valley, recovery (null
+        if not recovered), depth (a negative fraction), duration in bars and in time.
+
+        See :func:`backforge.results.metrics.drawdown_periods`; the curve starts at the starting cash.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> table = bf.from_signals(data, data.close > data.open).drawdowns
+        >>> table.columns
+        ['start', 'valley', 'recovery', 'depth', 'duration_bars', 'duration']
+        """
+        from backforge.results.metrics import drawdown_periods
+
+        ts_curve, curve = self._curve()
+        return drawdown_periods(ts_curve, curve)
+
+    def to_html(self, **options: Any) -> str:
+        """The self-contained HTML tear sheet of the run (one file, works offline).
+
+        Options are those of :func:`backforge.results.report.report_html` (``benchmark``,
+        ``risk_free``, ``calendar``, ``title``, ``max_points``, ``max_assets``, ``max_rows``,
+        ``max_markers``).
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> html = bf.from_signals(data, data.close > data.open).to_html()
+        >>> html.startswith("<!DOCTYPE html>"), "Plotly" in html
+        (True, True)
+        """
+        from backforge.results.report import report_html
+
+        return report_html(self, **options)
+
+    def write_html(self, path: str | Path, **options: Any) -> Path:
+        """Write :meth:`to_html` to ``path`` (parent folders are created) and return the path.
+
+        Examples
+        --------
+        >>> import backforge as bf, tempfile, pathlib
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> path = bf.from_signals(data, data.close > data.open).write_html(pathlib.Path(tempfile.mkdtemp()) / "r.html")
+        >>> path.stat().st_size > 1_000_000  # plotly.js is embedded
+        True
+        """
+        from backforge.results.report import write_report
+
+        return write_report(self, path, **options)
+
+
+class Result(RunAnalysis):
     """The outcome of a backtest: equity, cash, exposure, positions, orders, the order log, fills,
     trades and a summary.
 
@@ -92,8 +488,9 @@ class Result:
         return pl.Series(np.asarray(ns, dtype=np.int64)).cast(_UTC)
 
     def _asset_names(self, idx: np.ndarray) -> pl.Series:
-        names = np.array(self.data.assets, dtype=object)
-        return pl.Series([names[i] if i >= 0 else None for i in idx], dtype=pl.String)
+        assets = list(self.data.assets)
+        return pl.Series(np.asarray(idx, dtype=np.int64)).replace_strict(
+            list(range(len(assets))), assets, default=None, return_dtype=pl.String)
 
     @cached_property
     def equity(self) -> pl.DataFrame:
@@ -127,7 +524,9 @@ class Result:
     @cached_property
     def orders(self) -> pl.DataFrame:
         """Every order with its final status, reason, fill and bracket links."""
-        r = self.order_records
+        return self._orders_frame(self.order_records)
+
+    def _orders_frame(self, r: np.ndarray) -> pl.DataFrame:
         return pl.DataFrame({
             "order_id": r["id"], "created": self._time(r["created_ts"]), "created_bar": r["created_bar"],
             "asset": self._asset_names(r["asset"]), "side": np.where(r["side"] > 0, "buy", "sell"),
@@ -143,12 +542,21 @@ class Result:
     @cached_property
     def order_log(self) -> pl.DataFrame:
         """Every state change of every order (submitted, triggered, filled, cancelled...) with its reason."""
-        r = self.event_records
+        return self._order_log_frame(self.event_records)
+
+    def _order_log_frame(self, r: np.ndarray) -> pl.DataFrame:
         return pl.DataFrame({
             "timestamp": self._time(r["ts"]), "bar": r["bar"], "order_id": r["order_id"],
             "event": _codes(r["kind"], EventKind), "reason": _codes(r["reason"], Reason),
             "price": r["price"], "qty": r["qty"],
         })
+
+    def _protective_orders(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        # filter the records before building tables: minute runs have millions of orders
+        orders = self.order_records
+        stops = orders[np.isin(orders["role"], [OrderRole.code(role) for role in _PROTECTIVE_ROLES])]
+        events = self.event_records
+        return self._orders_frame(stops), self._order_log_frame(events[np.isin(events["order_id"], stops["id"])])
 
     @cached_property
     def fills(self) -> pl.DataFrame:
@@ -203,57 +611,127 @@ class Result:
             "is_open": r["is_open"].astype(bool),
         })
 
-    # ------------------------------------------------------------------ figures
+    # ------------------------------------------------------------------ analysis inputs
     @property
-    def returns(self):
-        """Per-bar simple returns of equity as a pandas Series indexed by UTC timestamp (for QuantStats)."""
-        import pandas as pd
+    def timestamps_ns(self) -> np.ndarray:
+        """int64 ns UTC timestamps ``[T]`` of the bars."""
+        return self.data.timestamps
 
-        eq = self._state.equity
-        rets = np.zeros_like(eq)
-        rets[1:] = eq[1:] / eq[:-1] - 1.0
-        rets[0] = eq[0] / self.sim_config.cash - 1.0
-        index = pd.DatetimeIndex(pd.to_datetime(self.data.timestamps, utc=True), name="timestamp")
-        return pd.Series(rets, index=index, name="returns")
+    @property
+    def initial_cash(self) -> float:
+        """Starting cash."""
+        return float(self.sim_config.cash)
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        """Asset names, in column order."""
+        return tuple(self.data.assets)
+
+    def _exposure_values(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._state.gross_exposure, self._state.net_exposure
+
+    def _closed_trades(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = self.trade_records
+        return r["pnl"], r["ret"], r["exit_ts"] - r["entry_ts"]
+
+    def _traded_notional(self) -> np.ndarray:
+        fills = self.fill_records
+        return _traded_notional(fills["bar"], fills["qty"], fills["price"], len(self.data.timestamps))
+
+    def _equal_weight(self) -> np.ndarray | None:
+        if "_equal_weight_curve" not in self.__dict__:
+            self.__dict__["_equal_weight_curve"] = equal_weight_benchmark(self.data.close, self.initial_cash)
+        return self.__dict__["_equal_weight_curve"]
+
+    def _costs(self) -> dict[str, Any]:
+        s = self._state
+        return {
+            "fees": float(s.totals[k.T_FEES]), "financing": float(s.totals[k.T_FINANCING]),
+            "slippage": float(s.totals[k.T_SLIPPAGE]), "orders": int(s.counters[k.C_ORDERS]),
+            "fills": int(s.counters[k.C_FILLS]), "open_positions": int(np.count_nonzero(s.position)),
+        }
+
+    def chart_prices(self, asset: int, buckets: int = CHART_BUCKETS) -> tuple[np.ndarray, np.ndarray] | None:
+        """Timestamps and closes of asset number ``asset`` (bars it trades on), keeping the minimum
+        and maximum of every one of ``buckets`` buckets (:func:`backforge.results.report.minmax_indices`).
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=10, seed=3)
+        >>> ts, close = bf.from_signals(data, data.close > data.open).chart_prices(0, buckets=100)
+        >>> len(close) <= 202, bool(close.max() == data.close.max())
+        (True, True)
+        """
+        from backforge.results.report import minmax_indices
+
+        close = self.data.close[:, asset]
+        present = np.flatnonzero(np.isfinite(close))
+        keep = present[minmax_indices(close[present], buckets)]
+        return self.data.timestamps[keep], close[keep]
+
+    def config_document(self) -> dict[str, Any]:
+        """The run's config as saved in ``config.json``: mode, sim and signal config, strategy, data source."""
+        return {
+            "mode": self.mode,
+            "sim_config": self.sim_config.model_dump(mode="json"),
+            "signal_config": self.signal_config.model_dump(mode="json") if self.signal_config else None,
+            "strategy": self.strategy,
+            "data_source": self.data_source,
+        }
+
+    def metadata_document(self) -> dict[str, Any]:
+        """Versions, data fingerprint, seed, run id, assets and bars, as saved in ``metadata.json``."""
+        from backforge import __version__
+        from backforge._time import format_duration, median_bar_ns
+        from backforge.engine.config import config_hash
+
+        import importlib.metadata as importlib_metadata
+
+        versions = {"python": platform.python_version()}
+        for package in ("numpy", "numba", "polars", "pyarrow", "pandas", "pydantic", "plotly"):
+            try:
+                versions[package] = importlib_metadata.version(package)
+            except importlib_metadata.PackageNotFoundError:
+                versions[package] = None
+        if "_fingerprint" not in self.__dict__:
+            self.__dict__["_fingerprint"] = self.data.fingerprint()
+        fingerprint = self.__dict__["_fingerprint"]
+        models = [self.sim_config] + ([self.signal_config] if self.signal_config else [])
+        ts = self.data.timestamps
+        if "_bar_ns" not in self.__dict__:
+            self.__dict__["_bar_ns"] = median_bar_ns(ts)
+        bar = self.__dict__["_bar_ns"]
+        return {
+            "backforge_version": __version__,
+            "versions": versions,
+            "platform": platform.platform(),
+            "run_id": config_hash(*models, extra={"strategy": self.strategy, "data": fingerprint}),
+            "mode": self.mode,
+            "assets": list(self.data.assets), "bars": self.data.n_bars,
+            "start": _timestamp_text(ts[0]), "end": _timestamp_text(ts[-1]),
+            "bar": format_duration(bar) if bar > 0 else None,
+            "data_fingerprint": fingerprint, "has_quotes": self.data.has_quotes,
+            "seed": _seed_of(self.data_source, self.strategy),
+        }
 
     def summary(self) -> dict[str, Any]:
         """Headline figures: total return, CAGR, Sharpe, max drawdown, trade count, win rate, and costs.
 
-        Conventions: returns are per bar; CAGR uses calendar time between the first and last bar
-        (365.25-day years); Sharpe is the mean over the standard deviation (ddof=1) of per-bar returns
-        times the square root of bars per year (counted from the data), risk-free rate 0. Closed trades
-        only count toward the trade figures.
-        """
-        from backforge._time import periods_per_year
+        The figures come from :meth:`metrics` (one implementation): the curve starts at the starting
+        cash, CAGR uses calendar time (365.25-day years), Sharpe is annualized with the bars per
+        year of :func:`~backforge.results.metrics.periods_per_year_for` (risk-free rate 0), and the
+        trade figures count closed trades only (a win rate of 0.0 when there are none).
 
-        eq = self._state.equity
-        s = self._state
-        cash0 = self.sim_config.cash
-        final = float(eq[-1]) if len(eq) else cash0
-        total = final / cash0 - 1.0
-        ts = self.data.timestamps
-        years = (int(ts[-1]) - int(ts[0])) / (365.25 * 86_400e9) if len(ts) > 1 else 0.0
-        cagr = (final / cash0) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else (float("nan") if years > 0 else 0.0)
-        rets = np.diff(np.concatenate([[cash0], eq])) / np.concatenate([[cash0], eq[:-1]])
-        sd = float(np.std(rets, ddof=1)) if len(rets) > 1 else 0.0
-        ppy = periods_per_year(ts)
-        sharpe = float(np.mean(rets) / sd * math.sqrt(ppy)) if sd > 0 else 0.0
-        peak = np.maximum.accumulate(np.concatenate([[cash0], eq]))
-        mdd = float(np.min(np.concatenate([[cash0], eq]) / peak - 1.0))
-        pnl = self.trade_records["pnl"]
-        n_trades = int(len(pnl))
-        return {
-            "start": str(self.equity["timestamp"][0]) if len(eq) else None,
-            "end": str(self.equity["timestamp"][-1]) if len(eq) else None,
-            "bars": int(len(eq)), "assets": self.data.n_assets,
-            "initial_cash": cash0, "final_equity": final, "total_return": total, "cagr": cagr, "sharpe": sharpe,
-            "max_drawdown": mdd, "trades": n_trades,
-            "win_rate": float(np.mean(pnl > 0)) if n_trades else float("nan"),
-            "open_positions": int(np.count_nonzero(s.position)),
-            "fees": float(s.totals[k.T_FEES]), "financing": float(s.totals[k.T_FINANCING]),
-            "slippage": float(s.totals[k.T_SLIPPAGE]), "orders": int(s.counters[k.C_ORDERS]),
-            "fills": int(s.counters[k.C_FILLS]),
-        }
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> s = bf.from_signals(data, data.close > data.open, data.close < data.open).summary()
+        >>> s["bars"], s["trades"] > 0, s["total_return"] == s["final_equity"] / s["initial_cash"] - 1
+        (252, True, True)
+        """
+        return _summary_of(self.metrics())
 
     def __repr__(self) -> str:
         s = self.summary()
@@ -261,8 +739,16 @@ class Result:
                 f"Sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.2%}, {s['trades']} trades)")
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the run to a folder: Parquet tables, JSON config/summary/metadata. Returns the folder.
+    def save(self, path: str | Path, *, report: bool = False) -> Path:
+        """Write the run to a folder and return the folder.
+
+        Contents: Parquet tables (``equity``, ``fills``, ``trades``, ``orders``, ``order_log``,
+        ``positions``, ``signal_events`` for strategy runs, ``benchmark``: the equal-weight
+        buy-and-hold equity per bar, ``chart_prices``: each asset's closes min/max-downsampled for
+        charts) and JSON documents (``config``: everything needed to re-run; ``summary``;
+        ``metrics``: :meth:`metrics` against the equal-weight benchmark plus the benchmark's own
+        metrics; ``metadata``: versions, data fingerprint, seed, run id). With ``report=True`` the
+        HTML tear sheet is written as ``report.html`` too. :func:`load_result` reads it back.
 
         The folder is written to a temporary sibling and renamed into place, so a crash never leaves
         a half-written run.
@@ -273,13 +759,11 @@ class Result:
         >>> data = bf.synth(n_assets=1, years=1, seed=3)
         >>> result = bf.from_signals(data, data.close > data.open, data.close < data.open)
         >>> folder = result.save(pathlib.Path(tempfile.mkdtemp()) / "run")
-        >>> sorted(p.name for p in folder.iterdir())[:3]
-        ['config.json', 'equity.parquet', 'fills.parquet']
+        >>> sorted(p.name for p in folder.iterdir())[:4]
+        ['benchmark.parquet', 'chart_prices.parquet', 'config.json', 'equity.parquet']
         """
         import shutil
         import tempfile
-
-        from backforge import __version__
 
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -294,20 +778,21 @@ class Result:
                 self.positions.write_parquet(tmp / "positions.parquet")
             if self.signal_events is not None:
                 self.signal_events.write_parquet(tmp / "signal_events.parquet")
-            config = {
-                "mode": self.mode,
-                "sim_config": self.sim_config.model_dump(mode="json"),
-                "signal_config": self.signal_config.model_dump(mode="json") if self.signal_config else None,
-                "strategy": self.strategy,
-                "data_source": self.data_source,
-            }
-            (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-            (tmp / "summary.json").write_text(json.dumps(self.summary(), indent=2, default=_json_default))
-            meta = {
-                "backforge_version": __version__, "assets": list(self.data.assets), "bars": self.data.n_bars,
-                "data_fingerprint": self.data.fingerprint(), "has_quotes": self.data.has_quotes,
-            }
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
+            pl.DataFrame({EQUAL_WEIGHT: self._equal_weight()}).write_parquet(tmp / "benchmark.parquet")
+            self._chart_price_table().write_parquet(tmp / "chart_prices.parquet")
+            _write_json(tmp / "config.json", self.config_document(), sort_keys=True)
+            _write_json(tmp / "summary.json", self.summary())
+            _write_json(tmp / "metrics.json", {
+                "options": {"benchmark": EQUAL_WEIGHT, "risk_free": 0.0, "calendar": "auto"},
+                "metrics": self.metrics(benchmark=EQUAL_WEIGHT),
+                "benchmark": self.benchmark_metrics(EQUAL_WEIGHT),
+            })
+            from datetime import datetime, timezone
+
+            _write_json(tmp / "metadata.json", {**self.metadata_document(),
+                                                "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            if report:
+                self.write_html(tmp / "report.html")
             if target.exists():
                 shutil.rmtree(target)
             tmp.rename(target)
@@ -316,39 +801,385 @@ class Result:
             raise
         return target
 
+    def _chart_price_table(self) -> pl.DataFrame:
+        parts = []
+        for j, name in enumerate(self.data.assets):
+            ts, close = self.chart_prices(j)
+            parts.append(pl.DataFrame({
+                "asset": pl.Series([name] * len(ts), dtype=pl.String),
+                "timestamp": pl.Series(np.asarray(ts, dtype=np.int64)).cast(_UTC),
+                "close": pl.Series(close, dtype=pl.Float64),
+            }))
+        return pl.concat(parts)
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
+
+def _traded_notional(bars: np.ndarray, qty: np.ndarray, price: np.ndarray, n_bars: int) -> np.ndarray:
+    """Absolute notional traded per bar: ``sum(|qty * price|)`` of the fills of each bar."""
+    if len(bars) == 0:
+        return np.zeros(n_bars)
+    weights = np.abs(np.asarray(qty, dtype=np.float64) * np.asarray(price, dtype=np.float64))
+    return np.bincount(np.clip(np.asarray(bars, dtype=np.int64), 0, n_bars - 1), weights=weights, minlength=n_bars)
+
+
+def _seed_of(data_source: dict | None, strategy: dict | None) -> int | None:
+    """The seed of the data when it was generated (the demo, a strategy's synthetic data spec)."""
+    if data_source and data_source.get("seed") is not None:
+        return data_source["seed"]
+    synthetic = (data_source or {}).get("synthetic")
+    if isinstance(synthetic, dict) and synthetic.get("seed") is not None:
+        return synthetic["seed"]
+    spec = (strategy or {}).get("data") or {}
+    if isinstance(spec, dict) and spec.get("source", "synthetic") == "synthetic" and not (data_source or {}).get("data"):
+        return spec.get("seed")
+    return None
+
+
+_SUMMARY_KEYS = ("start", "end", "bars", "assets", "initial_cash", "final_equity", "total_return", "cagr", "sharpe",
+                 "max_drawdown", "trades", "win_rate", "open_positions", "fees", "financing", "slippage", "orders", "fills")
+
+
+def _summary_of(m: dict[str, Any]) -> dict[str, Any]:
+    """The headline subset of a metrics dict, under the summary's historical key names."""
+    return {key: m["n_trades"] if key == "trades" else m[key] for key in _SUMMARY_KEYS}
+
+
+# ---------------------------------------------------------------------------------------- JSON
+def _json_safe(value: Any) -> Any:
+    """JSON without NaN/Infinity literals: ``inf`` -> ``"inf"``, NaN -> null; NumPy -> Python."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    value = _plain(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
     return str(value)
 
 
-def load_result(path: str | Path) -> dict[str, Any]:
-    """Read a saved run folder back: its tables (Polars) and JSON documents.
+def _json_restore(value: Any) -> Any:
+    """Inverse of :func:`_json_safe` for numbers: ``"inf"``/``"-inf"`` back to floats."""
+    if isinstance(value, dict):
+        return {key: _json_restore(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_restore(item) for item in value]
+    if value == "inf":
+        return math.inf
+    if value == "-inf":
+        return -math.inf
+    return value
+
+
+def _write_json(path: Path, document: Any, *, sort_keys: bool = False) -> None:
+    path.write_text(json.dumps(_json_safe(document), indent=2, sort_keys=sort_keys, allow_nan=False))
+
+
+# ---------------------------------------------------------------------------------------- saved runs
+_REQUIRED_JSON = ("config", "summary", "metadata")
+
+
+class SavedRun(RunAnalysis, Mapping):
+    """A saved run folder read back: tables (Polars, read lazily) and JSON documents.
+
+    It offers what a :class:`Result` offers for reporting and comparing without re-running:
+    :meth:`metrics`, :meth:`summary`, :attr:`returns`, :attr:`drawdowns`, :meth:`to_html`,
+    :meth:`write_html`, the tables (``equity``, ``trades``, ``orders``, ``order_log``, ``fills``,
+    ``positions``, ``signal_events``) and ``config``/``metadata``. It is also a read-only mapping
+    from file stem to content (``run["trades"]``, ``run["config"]``), as ``load_result`` returned
+    before. :meth:`metrics` with the saved options returns the saved ``metrics.json`` unchanged.
+
+    Examples
+    --------
+    >>> import backforge as bf, tempfile, pathlib
+    >>> data = bf.synth(n_assets=1, years=1, seed=3)
+    >>> result = bf.from_signals(data, data.close > data.open, data.close < data.open)
+    >>> run = bf.load_result(result.save(pathlib.Path(tempfile.mkdtemp()) / "r"))
+    >>> run.metrics()["sharpe"] == result.metrics()["sharpe"], run.trades.height == result.trades.height
+    (True, True)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        folder = Path(path)
+        if not folder.is_dir():
+            raise BackforgeError("no saved run here (not a folder)", path=str(folder))
+        self.path = folder
+        self.name = folder.name
+        self._documents: dict[str, Any] = {}
+        for name in _REQUIRED_JSON:
+            if not (folder / f"{name}.json").exists():
+                raise BackforgeError(f"saved run is incomplete: {name}.json is missing", path=str(folder))
+        for file in sorted(folder.glob("*.json")):
+            try:
+                self._documents[file.stem] = _json_restore(json.loads(file.read_text()))
+            except json.JSONDecodeError as exc:
+                raise BackforgeError(f"{file.name} is corrupted: {exc.msg} at line {exc.lineno}", path=str(file)) from None
+        self._tables = {file.stem: file for file in sorted(folder.glob("*.parquet"))}
+        self._loaded: dict[str, pl.DataFrame] = {}
+
+    # ------------------------------------------------------------------ mapping
+    def __getitem__(self, key: str) -> Any:
+        if key in self._documents:
+            return self._documents[key]
+        if key in self._tables:
+            if key not in self._loaded:
+                file = self._tables[key]
+                try:
+                    self._loaded[key] = pl.read_parquet(file)
+                except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupted file
+                    raise BackforgeError(f"{file.name} cannot be read: {exc}", path=str(file)) from None
+            return self._loaded[key]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted({*self._documents, *self._tables}))
+
+    def __len__(self) -> int:
+        return len({*self._documents, *self._tables})
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"SavedRun({str(self.path)!r}: {s['bars']} bars × {s['assets']} assets, total return "
+                f"{s['total_return']:.2%}, {s['trades']} trades)")
+
+    def _table(self, name: str) -> pl.DataFrame | None:
+        return self[name] if name in self._tables else None
+
+    # ------------------------------------------------------------------ documents and tables
+    @property
+    def config(self) -> dict[str, Any]:
+        """``config.json``: mode, sim and signal config, strategy, data source."""
+        return self._documents["config"]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """``metadata.json``: versions, data fingerprint, seed, run id, assets, bars."""
+        return self._documents["metadata"]
+
+    @property
+    def equity(self) -> pl.DataFrame:
+        """Per bar: timestamp, equity, cash, gross and net exposure."""
+        return self["equity"]
+
+    @property
+    def trades(self) -> pl.DataFrame:
+        """Closed trades followed by positions open at the end (``is_open``)."""
+        return self["trades"]
+
+    @property
+    def orders(self) -> pl.DataFrame:
+        """Every order with its final status."""
+        return self["orders"]
+
+    @property
+    def order_log(self) -> pl.DataFrame:
+        """Every state change of every order."""
+        return self["order_log"]
+
+    @property
+    def fills(self) -> pl.DataFrame:
+        """Executions."""
+        return self["fills"]
+
+    @property
+    def positions(self) -> pl.DataFrame | None:
+        """Per-bar positions, or None when they were not recorded."""
+        return self._table("positions")
+
+    @property
+    def signal_events(self) -> pl.DataFrame | None:
+        """The strategy's signal-event audit, or None for runs not made from a strategy."""
+        return self._table("signal_events")
+
+    # ------------------------------------------------------------------ analysis inputs
+    @cached_property
+    def timestamps_ns(self) -> np.ndarray:
+        """int64 ns UTC timestamps ``[T]``."""
+        return self.equity["timestamp"].cast(pl.Int64).to_numpy()
+
+    @cached_property
+    def equity_values(self) -> np.ndarray:
+        """Equity per bar, float64 ``[T]``."""
+        return self.equity["equity"].to_numpy().astype(np.float64)
+
+    @property
+    def initial_cash(self) -> float:
+        """Starting cash (``config.sim_config.cash``)."""
+        return float(self.config["sim_config"]["cash"])
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        """Asset names."""
+        return tuple(self.metadata["assets"])
+
+    def _exposure_values(self) -> tuple[np.ndarray, np.ndarray]:
+        frame = self.equity
+        return frame["gross_exposure"].to_numpy().astype(np.float64), frame["net_exposure"].to_numpy().astype(np.float64)
+
+    def _closed_trades(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        closed = self.trades.filter(~pl.col("is_open"))
+        durations = (closed["exit_time"].cast(pl.Int64) - closed["entry_time"].cast(pl.Int64)).to_numpy()
+        return (closed["pnl"].to_numpy().astype(np.float64), closed["return"].to_numpy().astype(np.float64),
+                durations.astype(np.int64))
+
+    def _traded_notional(self) -> np.ndarray:
+        fills = self.fills
+        return _traded_notional(fills["bar"].to_numpy(), fills["qty"].to_numpy(), fills["price"].to_numpy(),
+                                len(self.timestamps_ns))
+
+    def _equal_weight(self) -> np.ndarray | None:
+        table = self._table("benchmark")
+        if table is None or EQUAL_WEIGHT not in table.columns:
+            return None
+        return table[EQUAL_WEIGHT].to_numpy().astype(np.float64)
+
+    def _protective_orders(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        # read only the rows needed (orders and order logs of minute runs hold millions of rows)
+        try:
+            stops = pl.scan_parquet(self._tables["orders"]).filter(pl.col("role").is_in(list(_PROTECTIVE_ROLES))).collect()
+            log = pl.scan_parquet(self._tables["order_log"]).filter(
+                pl.col("order_id").is_in(stops["order_id"].implode())).collect()
+        except KeyError as exc:
+            raise BackforgeError(f"saved run is incomplete: {exc.args[0]}.parquet is missing", path=str(self.path)) from None
+        except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupted file
+            raise BackforgeError(f"orders cannot be read: {exc}", path=str(self.path)) from None
+        return stops, log
+
+    def _costs(self) -> dict[str, Any]:
+        s = self._documents["summary"]
+        return {key: s.get(key) for key in ("fees", "financing", "slippage", "orders", "fills", "open_positions")}
+
+    def chart_prices(self, asset: int, buckets: int = CHART_BUCKETS) -> tuple[np.ndarray, np.ndarray] | None:
+        """The saved chart closes of asset number ``asset`` (``chart_prices.parquet``; None for runs
+        saved without it), downsampled further when ``buckets`` is smaller than at saving."""
+        from backforge.results.report import minmax_indices
+
+        table = self._table("chart_prices")
+        if table is None:
+            return None
+        part = table.filter(pl.col("asset") == self.assets[asset])
+        ts = part["timestamp"].cast(pl.Int64).to_numpy()
+        close = part["close"].to_numpy().astype(np.float64)
+        keep = minmax_indices(close, buckets)
+        return ts[keep], close[keep]
+
+    def config_document(self) -> dict[str, Any]:
+        """The saved ``config.json``."""
+        return self.config
+
+    def metadata_document(self) -> dict[str, Any]:
+        """The saved ``metadata.json``."""
+        return self.metadata
+
+    # ------------------------------------------------------------------ figures
+    def summary(self) -> dict[str, Any]:
+        """The saved ``summary.json`` (the headline figures of :meth:`Result.summary`)."""
+        return dict(self._documents["summary"])
+
+    def metrics(self, benchmark: Any = None, risk_free: float = 0.0, calendar: str | float = "auto") -> dict[str, Any]:
+        """Every metric of the run; see :meth:`RunAnalysis.metrics`.
+
+        With the options ``metrics.json`` was saved with (risk-free 0, calendar ``"auto"``, and no
+        benchmark or the equal-weight one) the saved values are returned as they are; otherwise
+        they are recomputed from the saved tables with the same code.
+        """
+        saved = self._documents.get("metrics")
+        if saved and isinstance(benchmark, (str, type(None))):
+            options = saved.get("options", {})
+            same = float(risk_free) == float(options.get("risk_free", 0.0)) and calendar == options.get("calendar")
+            if same and (benchmark is None or benchmark == options.get("benchmark")):
+                values = dict(saved["metrics"])
+                if benchmark is None:
+                    for key in _BENCHMARK_KEYS:
+                        values.pop(key, None)
+                return values
+        return super().metrics(benchmark, risk_free, calendar)
+
+    def benchmark_metrics(self, benchmark: Any = EQUAL_WEIGHT, risk_free: float = 0.0,
+                          calendar: str | float = "auto") -> dict[str, Any] | None:
+        """The benchmark's own equity metrics; the saved ones when the options match."""
+        saved = self._documents.get("metrics")
+        if saved and saved.get("benchmark") and benchmark == saved.get("options", {}).get("benchmark") \
+                and float(risk_free) == 0.0 and calendar == "auto":
+            return dict(saved["benchmark"])
+        return super().benchmark_metrics(benchmark, risk_free, calendar)
+
+
+def load_result(path: str | Path) -> SavedRun:
+    """Read a saved run folder back as a :class:`SavedRun`: tables (Polars, read when first used),
+    JSON documents, metrics, and the HTML report, without re-running anything.
+
+    Raises :class:`~backforge.errors.BackforgeError` naming the file when the folder is not a run, a
+    JSON document is missing or corrupted, or a table cannot be read.
 
     Examples
     --------
     >>> import backforge as bf, tempfile, pathlib
     >>> data = bf.synth(n_assets=1, years=1, seed=3)
     >>> folder = bf.from_signals(data, data.close > data.open).save(pathlib.Path(tempfile.mkdtemp()) / "r")
-    >>> sorted(bf.load_result(folder))[:3]
-    ['config', 'equity', 'fills']
+    >>> run = bf.load_result(folder)
+    >>> sorted(run)[:4]
+    ['benchmark', 'chart_prices', 'config', 'equity']
+    >>> run["summary"]["bars"], run.trades.columns[:2]
+    (252, ['asset', 'direction'])
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise BackforgeError("no saved run here (not a folder)", path=str(folder))
-    out: dict[str, Any] = {}
-    for name in ("config", "summary", "metadata"):
-        file = folder / f"{name}.json"
-        if not file.exists():
-            raise BackforgeError(f"saved run is incomplete: {file.name} is missing", path=str(folder))
-        try:
-            out[name] = json.loads(file.read_text())
-        except json.JSONDecodeError as exc:
-            raise BackforgeError(f"{file.name} is corrupted: {exc.msg} at line {exc.lineno}", path=str(file)) from None
-    for file in sorted(folder.glob("*.parquet")):
-        try:
-            out[file.stem] = pl.read_parquet(file)
-        except Exception as exc:  # noqa: BLE001 - any reader failure means a corrupted file
-            raise BackforgeError(f"{file.name} cannot be read: {exc}", path=str(file)) from None
-    return out
+    return SavedRun(path)
+
+
+def compare_runs(runs: Any, *, keys: Any = None, benchmark: Any = EQUAL_WEIGHT) -> pl.DataFrame:
+    """Metrics of several runs side by side: one row per metric, one Float64 column per run.
+
+    Parameters
+    ----------
+    runs
+        Saved run folders (paths), :class:`SavedRun` or :class:`Result` objects. Saved runs are
+        read from their ``metrics.json`` (nothing is re-run).
+    keys
+        Metric keys to list, in order (default: every numeric key of the first run, then any other).
+    benchmark
+        Benchmark for alpha/beta (see :meth:`RunAnalysis.benchmark_equity`).
+
+    Returns
+    -------
+    polars.DataFrame
+        Column ``metric`` then one column per run, named after its folder (``run 1``... for live
+        results; duplicates get a suffix); null where a run lacks a metric.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> data = bf.synth(n_assets=1, years=1, seed=3)
+    >>> a = bf.from_signals(data, data.close > data.open, data.close < data.open)
+    >>> b = bf.from_signals(data, data.close > data.open, data.close < data.open, fee_rate=0.01)
+    >>> table = compare_runs([a, b], keys=["total_return", "fees"])
+    >>> table.columns, table["metric"].to_list()
+    (['metric', 'run 1', 'run 2'], ['total_return', 'fees'])
+    """
+    loaded = [run if isinstance(run, RunAnalysis) else load_result(run) for run in runs]
+    if not loaded:
+        raise ConfigError("compare needs at least one run", field="runs")
+    labels: list[str] = []
+    for i, run in enumerate(loaded):
+        label = getattr(run, "name", None) or f"run {i + 1}"
+        base, n = label, 2
+        while label in labels:
+            label, n = f"{base} ({n})", n + 1
+        labels.append(label)
+    values = [run.metrics(benchmark=benchmark) for run in loaded]
+    if keys is None:
+        keys = []
+        for figures in values:
+            keys += [key for key, value in figures.items()
+                     if key not in keys and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    columns: dict[str, Any] = {"metric": pl.Series(list(keys), dtype=pl.String)}
+    for label, figures in zip(labels, values):
+        cells = []
+        for key in keys:
+            value = figures.get(key)
+            cells.append(float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None)
+        columns[label] = pl.Series(cells, dtype=pl.Float64)
+    return pl.DataFrame(columns)

@@ -131,6 +131,15 @@ class SignalConfig(_Frozen):
                 raise ValueError(f"must be a fraction > 0 (0.05 = 5 %), got {v}")
         return value
 
+    @field_validator("stop_loss", "trailing_stop")
+    @classmethod
+    def _below_one(cls, value: PerAsset | None) -> PerAsset | None:
+        values = [] if value is None else (value.values() if isinstance(value, dict) else [value])
+        for v in values:
+            if v >= 1:
+                raise ValueError(f"must be below 1 (a stop 100 % away is at a price of zero), got {v}")
+        return value
+
     def lower(self, assets: tuple[str, ...]) -> SignalParams:
         """Compile to the ``SignalParams`` record the kernels take."""
 

@@ -392,14 +392,14 @@ def desired_qty_nb(state: State, params: Params, order, price: float) -> float:
     elif size_type == NOTIONAL:
         qty = side * size / price
     elif size_type == EQUITY_FRACTION:
-        qty = side * size * equity_nb(state) / (price * (1.0 + params.fee_rate[a]))
+        qty = side * size * max(equity_nb(state), 0.0) / (price * (1.0 + params.fee_rate[a]))
     elif size_type == CASH_FRACTION:
         free = max(0.0, equity_nb(state) * params.leverage - gross_exposure_nb(state))
         qty = side * size * free / (price * (1.0 + params.fee_rate[a]))
     elif size_type == TARGET_UNITS:
         qty = size - pos
     elif size_type == TARGET_FRACTION:
-        qty = size * equity_nb(state) / price - pos
+        qty = size * max(equity_nb(state), 0.0) / price - pos
     else:  # POSITION_FRACTION: close part of the position, never beyond it
         qty = -pos * min(max(size, 0.0), 1.0)
     if order["reverse"] != 0 and pos * side < 0.0 and size_type != TARGET_UNITS and size_type != TARGET_FRACTION:

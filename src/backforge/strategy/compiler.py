@@ -692,6 +692,7 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
         return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,
                    assets=tuple(portfolio.universe))
     from backforge.data.importers import frame_to_market, read_bid_ask, read_file
+    from backforge.data.quality import apply_policy
 
     frames = {}
     quotes = False
@@ -704,5 +705,5 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
             quotes = True
         else:
             fd = read_file(root / entry, format=spec.format)
-        frames[asset] = fd.frame
+        frames[asset], _ = apply_policy(fd, policy=spec.policy, symbol=asset)
     return frame_to_market(frames, kind="quote_bars" if quotes else "bars")

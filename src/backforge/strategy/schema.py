@@ -399,6 +399,8 @@ class DataSpec(Node):
     source: Literal["synthetic", "files"] = "synthetic"
     paths: dict[str, Union[str, BidAskFiles]] = Field(default_factory=dict)
     format: str = "auto"
+    policy: Literal["error", "drop", "repair"] = Field(
+        "error", description="bad rows in the files: refuse them (error), drop them, or repair what can be repaired")
     years: float = Field(10.0, gt=0)
     bar: str = "1d"
     seed: int = 7

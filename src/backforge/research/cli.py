@@ -67,6 +67,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
             "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
             "pareto": result.pareto, "generations": result.generations, "executor": executor,
+            "strategy_file": str(strategy.resolve()),
         }, indent=2, default=_json))
         if heatmap:
             x, _, y = heatmap.partition(",")
@@ -77,6 +78,9 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
             values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
             run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market))
+            run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
+                               "start": None, "end": None, "parameters": values,
+                               "trials": result.n_trials}
             run.save(folder / f"best-{rank}")
         console.print(f"[green]saved:[/] {folder}")
 

@@ -449,7 +449,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     """
     started = time.perf_counter()
     if end is not None:
-        data = data.slice(None, end)
+        data = data.slice(None, _scalar_ns(end, "end"))
     if tuple(portfolio.universe) != data.assets and set(portfolio.universe) <= set(data.assets):
         data = data.select(portfolio.universe)
     c = _Compiler(portfolio, data, fundamentals, cache)
@@ -565,10 +565,14 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     return compiled
 
 
-def _scalar_ns(value: Any) -> int:
+def _scalar_ns(value: Any, field: str = "start") -> int:
+    """A time given as a string, datetime or int ns, as int ns; a clear error for anything else."""
     if isinstance(value, (int, np.integer)):
         return int(value)
-    return int(to_ns([value])[0])
+    try:
+        return int(to_ns([value])[0])
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field) from None
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:

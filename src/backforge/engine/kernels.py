@@ -760,11 +760,21 @@ def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, pha
 
 @kernel
 def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac) -> None:
-    """Check every working order against bar ``t`` in two passes, in submission order within each:
-    first everything that executes at the open (market orders, gaps through limits and stops), then
-    the touches inside the bar — so nothing that happens later in the bar can pre-empt the open.
-    Brackets created by a fill are appended and checked in the same bar."""
-    for phase in range(2):
+    """Check every working order against bar ``t`` in submission order within three passes: at the open,
+    first the orders that reduce a position (they free cash for the others), then the rest that
+    executes at the open (market orders, gaps through limits and stops), then the touches inside the
+    bar — so nothing that happens later in the bar can pre-empt the open. Brackets created by a fill
+    are appended and checked in the same bar."""
+    for i in range(state.counters[C_ACTIVE]):  # time in force first, once per bar
+        oid = state.active[i]
+        order = state.orders[oid]
+        if (order["status"] == PENDING or order["status"] == TRIGGERED) and not np.isnan(c[order["asset"]]) \
+                and not (order["created_bar"] >= t and order["born_intrabar"] == 0):
+            expire_if_due_nb(state, oid, t, ts)
+    for step in range(3):
+        # step 0: at the open, orders that reduce a position (they free cash first); step 1: the other
+        # orders at the open; step 2: touches inside the bar
+        phase = 0 if step < 2 else 1
         i = 0
         while i < state.counters[C_ACTIVE]:
             oid = state.active[i]
@@ -776,8 +786,8 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
             a = order["asset"]
             if np.isnan(c[a]) or (order["created_bar"] >= t and order["born_intrabar"] == 0):
                 continue  # no bar for this asset, or decided on this very bar
-            if phase == 0 and expire_if_due_nb(state, oid, t, ts):
-                continue
+            if step == 0 and order["side"] * state.position[a] >= 0.0:
+                continue  # not reducing: step 1 (re-checking a reducing order there is harmless)
             if order["oco_group"] >= 0:
                 fill_group_nb(state, params, order["oco_group"], t, ts, phase, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
                 continue

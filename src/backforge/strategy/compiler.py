@@ -201,7 +201,7 @@ class _Compiler:
         if isinstance(node, sc.Arithmetic):
             vals = [self.value(a, f"{path}.args[{i}]") for i, a in enumerate(node.args)]
             out = vals[0].copy()
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 for v in vals[1:]:
                     if node.kind == "add":
                         out = out + v
@@ -298,7 +298,10 @@ class _Compiler:
             if isinstance(node, sc.Const):
                 self.emit(rt.OP_CONST, value=float(node.value))
                 return 0
-            col = self.series_col(self.value(node, path), _key(node), j, f"{node.kind}@{self.assets[j]}")
+            if j < 0 and not is_pinned(node):
+                raise ConfigError("evaluated once for the portfolio: pin this indicator to an asset ('asset: SPY')",
+                                  path=path)
+            col = self.series_col(self.value(node, path), _key(node), max(j, 0), f"{node.kind}@{self.assets[max(j, 0)]}")
             self.emit(rt.OP_SERIES, col)
             return 0
         if isinstance(node, sc.State):
@@ -327,10 +330,10 @@ class _Compiler:
 
     def emit_condition(self, node: Any, j: int, path: str) -> int:
         if is_pure(node):
-            if j < 0:
-                raise ConfigError("a rebalance condition is evaluated once for the portfolio: pin its indicators "
-                                  "to an asset ('asset: SPY') or use portfolio state", path=path)
-            col = self.series_col(self.condition(node, path), _key(node), j, f"{node.kind}@{self.assets[j]}")
+            if j < 0 and not is_pinned(node):
+                raise ConfigError("a rebalance condition is evaluated once for the portfolio: pin every price "
+                                  "indicator in it to an asset ('asset: SPY') or use portfolio state", path=path)
+            col = self.series_col(self.condition(node, path), _key(node), max(j, 0), f"{node.kind}@{self.assets[max(j, 0)]}")
             self.emit(rt.OP_BSERIES, col)
             return 0
         if isinstance(node, sc.Compare):
@@ -359,6 +362,19 @@ class _Compiler:
             self.memory_init.extend([0.0, 0.0])
             return leaves
         raise ConfigError(f"unsupported condition {node!r}", path=path)
+
+
+def is_pinned(node: Any) -> bool:
+    """True when every market-data leaf of a node names its asset (so it means the same for any scope)."""
+    if isinstance(node, (sc.Price, sc.Fundamental, sc.VolumeAverage, sc.BarIndicator)):
+        return node.asset is not None
+    if isinstance(node, sc.CrossSection):
+        return False
+    if isinstance(node, sc.State):
+        return node.asset is not None or node.kind in ("portfolio_value", "drawdown")
+    children = [getattr(node, n) for n in ("of", "lhs", "rhs", "condition") if getattr(node, n, None) is not None]
+    children += list(getattr(node, "args", None) or []) + list(getattr(node, "conditions", None) or [])
+    return all(is_pinned(c) for c in children)
 
 
 def crosses(diff: np.ndarray, *, above: bool) -> np.ndarray:
@@ -416,7 +432,7 @@ def _schedule(kind: Any, ts: np.ndarray) -> np.ndarray:
     if kind == "daily":
         key = idx.normalize().asi8
     elif kind == "weekly":
-        key = (idx.normalize() - pd.to_timedelta(idx.weekday, unit="D")).asi8
+        key = (idx.normalize() - pd.to_timedelta(idx.day_of_week, unit="D")).asi8
     else:
         key = (idx.year * 12 + idx.month).to_numpy()
     first = np.ones(len(ts), dtype=bool)
@@ -603,6 +619,8 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
     leaf_width = max(cp.max_leaves, 1)
     n_inst = cp.instances.shape[0]
 
+    captured: list[np.ndarray] = []
+
     def run(cap: int):
         state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions)
         signals = np.zeros((cap, 6), dtype=np.int64)
@@ -615,13 +633,13 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
             cp.rb_filter, cp.rb_sort, cp.rb_weight, cp.rb_fixed, np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64),
             signals, signal_leaves, n_signals,
         )
-        run.signals = (signals[: n_signals[0]], signal_leaves[: n_signals[0]])
+        captured[:] = [signals[: n_signals[0]], signal_leaves[: n_signals[0]]]
         return state, ok
 
     state = _run_with_capacity(run, 4 * data.n_bars // 16 + 64 * A + 256)
     result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="strategy",
                     strategy=cp.portfolio.model_dump(mode="json"))
-    signals, leaves = run.signals
+    signals, leaves = captured
     result.signal_events = _signal_frame(cp, data, signals, leaves) if audit else None
     result.compiled = cp
     return result

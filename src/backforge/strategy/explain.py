@@ -118,10 +118,13 @@ def explain_at(compiled: Any, result: Any, bar: int) -> list[str]:
     lines: list[str] = []
 
     def value(node: Any, j: int) -> float:
-        if is_pure(node) and j >= 0:
-            return float(compiled.matrices[_key(node)][bar, j])
         if isinstance(node, sc.Const):
             return float(node.value)
+        if is_pure(node):
+            matrix = compiled.matrices.get(_key(node))
+            if matrix is None:
+                return float("nan")
+            return float(matrix[bar, max(j, 0)])
         if isinstance(node, sc.State):
             a = j if node.asset is None else assets.index(node.asset)
             return view.value(node.kind, max(a, 0), run_bar)
@@ -139,10 +142,11 @@ def explain_at(compiled: Any, result: Any, bar: int) -> list[str]:
 
     def condition(node: Any, j: int, depth: int) -> bool:
         pad = "    " * depth
-        if is_pure(node) and j >= 0:
-            result_ = bool(compiled.matrices[_key(node)][bar, j])
-        else:
-            result_ = None
+        result_ = None
+        if is_pure(node):
+            matrix = compiled.matrices.get(_key(node))
+            if matrix is not None:
+                result_ = bool(matrix[bar, max(j, 0)])
         if isinstance(node, sc.Compare):
             lhs, rhs = value(node.lhs, j), value(node.rhs, j)
             if result_ is None:

@@ -84,7 +84,7 @@ def state_value_nb(state, kind: int, a: int, t: int, timestamps, peak: float) ->
     return (timestamps[t] - timestamps[last]) / NS_PER_DAY
 
 
-@kernel
+@inline_kernel
 def evaluate_nb(state, ops, op_values, series, memory, stack, leaves, start: int, end: int, t: int,
                 timestamps, peak: float) -> bool:
     """Run the postfix program ``ops[start:end]`` at bar ``t``; state leaves are written to ``leaves``."""
@@ -359,7 +359,7 @@ def rebalance_nb(state, s: int, t: int, ts: int, c, strategies_i, strategies_f, 
                              targets, 0, leaf_width)
 
 
-@kernel
+@inline_kernel
 def decide_strategies_nb(state, t: int, ts: int, c, timestamps, schedule, ops, op_values, series, memory, stack,
                          leaves, instances, strategies_i, strategies_f, inst_order, rb_filter, rb_sort, rb_weight,
                          rb_fixed, targets, scores, chosen, signals, signal_leaves, n_signals, peak: float) -> None:
@@ -375,8 +375,12 @@ def decide_strategies_nb(state, t: int, ts: int, c, timestamps, schedule, ops, o
                 continue
             fired = True
             if strategies_i[s, SI_HAS_CONDITION] != 0:
-                fired = evaluate_nb(state, ops, op_values, series, memory, stack, leaves, instances[inst, I_PROG_START],
-                                    instances[inst, I_PROG_END], t, timestamps, peak)
+                start = instances[inst, I_PROG_START]
+                if instances[inst, I_PROG_END] - start == 1 and ops[start, 0] == OP_BSERIES:
+                    fired = series[t, ops[start, 1]] == 1.0  # a data-only condition: one lookup
+                else:
+                    fired = evaluate_nb(state, ops, op_values, series, memory, stack, leaves, start,
+                                        instances[inst, I_PROG_END], t, timestamps, peak)
             if not fired:
                 continue
             n_leaves = instances[inst, I_LEAF_COUNT]

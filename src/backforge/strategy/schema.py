@@ -82,7 +82,7 @@ class Const(Node):
     """A constant number."""
 
     kind: Literal["const"] = "const"
-    value: float
+    value: float = Field(allow_inf_nan=False)
 
 
 class Fundamental(Node):
@@ -547,8 +547,11 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
     errors = exc.errors()
     # prefer the most specific error (the deepest location), skipping the noise of union branches
     err = max(errors, key=lambda e: len(e["loc"]))
-    if any(e["type"] in ("union_tag_invalid", "extra_forbidden", "missing") for e in errors):
-        err = next(e for e in errors if e["type"] in ("union_tag_invalid", "extra_forbidden", "missing"))
+    for wanted in ("union_tag_invalid", "extra_forbidden", "missing"):  # a typo'd field shows as both of the last two
+        found = [e for e in errors if e["type"] == wanted]
+        if found:
+            err = found[0]
+            break
     path = _format_loc(tuple(err["loc"]))
     kind = err["type"]
     if kind == "union_tag_invalid":
@@ -557,16 +560,22 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
         message = f"unknown kind {tag!r}{did_you_mean(tag, expected)} (one of: {', '.join(expected)})"
     elif kind == "extra_forbidden":
         name = str(err["loc"][-1])
-        message = f"unknown field {name!r}"
+        missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(err["loc"][:-1])]
+        message = f"unknown field {name!r}{did_you_mean(name, missing)}"
         path = _format_loc(tuple(err["loc"][:-1])) or None
     elif kind == "missing":
         message = f"missing required field {str(err['loc'][-1])!r}"
         path = _format_loc(tuple(err["loc"][:-1])) or None
     elif kind == "union_tag_not_found":
         message = "this node needs a 'kind' (e.g. 'sma', 'compare', 'buy')"
+    elif kind == "literal_error":
+        expected = [x.strip().strip("'") for x in str(err.get("ctx", {}).get("expected", "")).replace(" or ", ",").split(",") if x.strip()]
+        message = f"{err['msg']}, got {err.get('input')!r}{did_you_mean(str(err.get('input')), expected)}"
     else:
         msg = err["msg"].removeprefix("Value error, ")
-        message = f"{msg}, got {err.get('input')!r}" if "got" not in msg else msg
+        value = err.get("input")
+        scalar = isinstance(value, (str, int, float, bool)) or value is None
+        message = f"{msg}, got {value!r}" if "got" not in msg and scalar else msg
     full_path = f"{source}: {path}" if source and path else (source or path)
     return ConfigError(message, path=full_path)
 
@@ -582,7 +591,7 @@ def read_config(source: str | Path | dict) -> tuple[dict, str | None]:
     if isinstance(source, dict):
         return source, None
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
-                                    and (source.endswith((".yaml", ".yml", ".json")) or Path(source).exists())):
+                                    and (source.endswith((".yaml", ".yml", ".json")) or _is_file(source))):
         path = Path(source)
         label = str(path)
         if not path.exists():
@@ -604,6 +613,13 @@ def read_config(source: str | Path | dict) -> tuple[dict, str | None]:
     if not isinstance(raw, dict):
         raise ConfigError(f"a strategy file must be a mapping with name, universe and strategies; got {type(raw).__name__}", path=label)
     return raw, label
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte...
+        return False
 
 
 def _has_parameters(node: Any) -> bool:

@@ -56,7 +56,9 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
     args = parser.parse_args()
     data = bf.synth(n_assets=100, years=2, seed=7)
-    fundamentals = synthetic_fundamentals(data.assets, 2, seed=7)
+    from backforge.data.fundamentals import Fundamentals
+
+    fundamentals = Fundamentals.from_frame(synthetic_fundamentals(data.assets, 2, seed=7))  # indexed once
     raw = strategy(data.assets)
     print(f"machine: {machine()}")
     print(f"data: {data!r}")

@@ -318,9 +318,10 @@ class MarketData:
 
     def __repr__(self) -> str:
         if self.n_bars:
-            import pandas as pd
-
-            span = f"{pd.Timestamp(int(self.timestamps[0]), tz='UTC')} → {pd.Timestamp(int(self.timestamps[-1]), tz='UTC')}"
+            # numpy, not pandas: a repr must not cost an import
+            first, last = (np.datetime_as_string(np.datetime64(int(x), "ns"), unit="s").replace("T", " ") + "+00:00"
+                           for x in self.timestamps[[0, -1]])
+            span = f"{first} → {last}"
         else:
             span = "empty"
         quotes = ", bid/ask" if self.has_quotes else ""

@@ -479,6 +479,11 @@ def optimize(
     space = ParameterSpace.from_config(raw)
     if not space:
         raise ConfigError("the strategy declares no parameters: write e.g. window: {param: fast, range: [5, 50, 5]}", field="parameters")
+    if fundamentals is not None:
+        from backforge.data.fundamentals import Fundamentals
+
+        if not isinstance(fundamentals, Fundamentals):  # index the table once, not once per trial
+            fundamentals = Fundamentals.from_frame(fundamentals)
     if method not in ("grid", "random", "genetic"):
         raise ConfigError(f"unknown method {method!r}{did_you_mean(method, ['grid', 'random', 'genetic'])}", field="method")
     if method == "genetic" and (population < 4 or generations < 1):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from backforge._time import parse_duration, to_ns
 from backforge.data.market import MarketData
@@ -113,6 +114,7 @@ class _Compiler:
         self.labels: list[str] = []
         self.ops: list[tuple[int, int, int, int]] = []
         self.op_values: list[float] = []
+        self._longest: int | None = None  # bars of the asset with the most bars (for window checks)
         self.memory_init: list[float] = []  # crosses: previous difference (NaN = none yet); held_for: count, start
 
     # ------------------------------------------------------------------ data-only evaluation
@@ -137,7 +139,9 @@ class _Compiler:
 
     def check_window(self, window: int | str, path: str) -> None:
         if isinstance(window, int):
-            longest = int(np.max(np.sum(~np.isnan(self.data.close[:, self.cols]), axis=0)))
+            if self._longest is None:
+                self._longest = int(np.max(np.sum(~np.isnan(self.data.close[:, self.cols]), axis=0)))
+            longest = self._longest
             if window > longest:
                 raise ConfigError(f"window of {window} bars is longer than the data ({longest} bars)", path=path)
         else:
@@ -382,16 +386,23 @@ def crosses(diff: np.ndarray, *, above: bool) -> np.ndarray:
 
     NaN rows (no bar) are skipped: the previous value is the asset's previous existing bar.
     """
-    out = np.zeros(diff.shape, dtype=bool)
-    for j in range(diff.shape[1]):
-        col = diff[:, j]
-        rows = np.flatnonzero(~np.isnan(col))
-        if rows.size < 2:
-            continue
-        v = col[rows]
-        hit = (v[:-1] <= 0) & (v[1:] > 0) if above else (v[:-1] >= 0) & (v[1:] < 0)
-        out[rows[1:][hit], j] = True
+    out = np.zeros(diff.shape, dtype=np.bool_)
+    _crosses_nb(np.ascontiguousarray(diff), above, out)
     return out
+
+
+@njit(cache=True)
+def _crosses_nb(diff, above, out):
+    """Compiled :func:`crosses`; equivalent to comparing each column's non-NaN values with their predecessor."""
+    for j in range(diff.shape[1]):
+        prev = np.nan
+        for t in range(diff.shape[0]):
+            v = diff[t, j]
+            if np.isnan(v):
+                continue
+            if not np.isnan(prev):
+                out[t, j] = (prev <= 0.0 < v) if above else (prev >= 0.0 > v)
+            prev = v
 
 
 def held_for(inner: np.ndarray, present: np.ndarray, ts: np.ndarray, bars: int, ns: int) -> np.ndarray:

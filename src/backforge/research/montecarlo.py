@@ -43,7 +43,13 @@ import numba
 from numba import njit, prange
 
 from backforge.errors import ConfigError, DataError, did_you_mean
-from backforge.results.metrics import DISPERSION_FLOOR, equity_metrics, periods_per_year_for, returns_from_equity
+from backforge.results.metrics import (
+    DISPERSION_FLOOR,
+    equity_metrics,
+    periods_per_year_for,
+    returns_from_equity,
+    select_range_nb,
+)
 from backforge.results.result import Result
 
 __all__ = ["MonteCarloResult", "monte_carlo", "optimal_block_length", "METHODS", "TRADE_MODELS"]
@@ -379,7 +385,7 @@ def row_quantiles_nb(
     for r_index in range(2 * n_quantiles):
         b = rank_bins[r_index]
         begin = starts[slots[b]]
-        selected[r_index] = _select_nb(scratch, begin, begin + counts[b], begin + rank_offsets[r_index])
+        selected[r_index] = select_range_nb(scratch, begin, begin + counts[b], begin + rank_offsets[r_index])
     for q_index in range(n_quantiles):
         lower_value = selected[2 * q_index]
         fraction = fractions[q_index]
@@ -412,48 +418,6 @@ def step_quantiles_nb(buffer: np.ndarray, quantiles: np.ndarray, n_workers: int)
         for row in range(worker, n_rows, n_workers):
             row_quantiles_nb(buffer[row], quantiles, out[row], scratch, counts, slots)
     return out
-
-
-@njit(cache=True)
-def _select_nb(values: np.ndarray, left: int, end: int, k: int) -> float:
-    """Partition ``values[left:end]`` in place so that ``values[k]`` is its (k - left)-th smallest.
-
-    Equivalent to ``np.partition(values[left:end], k - left)[k - left]``; Hoare partition with a
-    median-of-three pivot, as :func:`backforge.results.metrics.select_nb`.
-    """
-    right = end - 1
-    while right > left:
-        middle = (left + right) >> 1
-        first = values[left]
-        second = values[middle]
-        third = values[right]
-        if first > second:
-            first, second = second, first
-        if second > third:
-            second = third
-            if first > second:
-                second = first
-        pivot = second
-        i = left
-        j = right
-        while i <= j:
-            while values[i] < pivot:
-                i += 1
-            while values[j] > pivot:
-                j -= 1
-            if i <= j:
-                swap = values[i]
-                values[i] = values[j]
-                values[j] = swap
-                i += 1
-                j -= 1
-        if k <= j:
-            right = j
-        elif k >= i:
-            left = i
-        else:
-            break
-    return values[k]
 
 
 @njit(cache=True)

@@ -196,11 +196,19 @@ def ratio_nb(numerator: float, denominator: float, neutral: float) -> float:
 def select_nb(values: np.ndarray, k: int) -> float:
     """Reorder ``values`` in place so that ``values[k]`` is the k-th smallest (0-based) and return it.
 
-    Afterwards ``values[:k] <= values[k] <= values[k + 1:]``. Hoare partition with a median-of-three
-    pivot, O(n) on average. Equivalent to ``np.partition(values, k)[k]``.
+    Afterwards ``values[:k] <= values[k] <= values[k + 1:]``. Equivalent to ``np.partition(values, k)[k]``.
     """
-    left = 0
-    right = values.shape[0] - 1
+    return select_range_nb(values, 0, values.shape[0], k)
+
+
+@njit(cache=True)
+def select_range_nb(values: np.ndarray, left: int, end: int, k: int) -> float:
+    """Partition ``values[left:end]`` in place so that ``values[k]`` is its (k - left)-th smallest.
+
+    Hoare partition with a median-of-three pivot, O(n) on average. Equivalent to
+    ``np.partition(values[left:end], k - left)[k - left]``.
+    """
+    right = end - 1
     while right > left:
         middle = (left + right) >> 1
         first = values[left]

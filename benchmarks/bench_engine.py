@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import io
 import json
 import os
@@ -54,7 +53,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, machine, write_section
 START_MARK = "<!-- bench_engine:start -->"
 END_MARK = "<!-- bench_engine:end -->"
 CASH = 100_000.0
@@ -341,34 +340,6 @@ def cold_start(fresh_cache: bool) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------- reporting
 
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    ram = "?"
-    try:
-        with open("/proc/meminfo") as info:
-            ram = f"{int(info.readline().split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    try:
-        load = "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
-    except OSError:
-        load = "load average ?"
-    return {"cpu": cpu, "cores": f"{os.cpu_count()} logical ({usable} usable)", "ram": ram, "load": load,
-            "os": f"{platform.system()} {platform.release()}", "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
-
-
 def versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -452,7 +423,7 @@ def report(rows: list[dict[str, Any]], cold: dict[str, Any] | None, args: argpar
     info = machine()
     libs = versions()
     header = (f"Machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM, {info['os']}; {info['date']}; "
-              f"{info['load']} at the end\n"
+              f"load average {info['load']} at the end\n"
               f"Versions: " + ", ".join(f"{k} {v}" for k, v in libs.items()))
 
     widths = [max(len(str(r[i])) for r in [head] + table) for i in range(len(head))]
@@ -461,7 +432,7 @@ def report(rows: list[dict[str, Any]], cold: dict[str, Any] | None, args: argpar
 
     md = [START_MARK, "## Engine (`benchmarks/bench_engine.py`)", "",
           f"Recorded {info['date']} with `python benchmarks/bench_engine.py{' --quick' if args.quick else ''} --write`.", "",
-          f"- Machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM, {info['os']}; {info['load']} at the end",
+          f"- Machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM, {info['os']}; load average {info['load']} at the end",
           "- Versions: " + ", ".join(f"{k} {v}" for k, v in libs.items()), "",
           "Long-only SMA cross, market orders at the next open, whole shares, no costs; every engine gets the "
           "same precomputed crossover signals. Times are medians of warm runs; (×) is the peer's time divided "
@@ -471,26 +442,6 @@ def report(rows: list[dict[str, Any]], cold: dict[str, Any] | None, args: argpar
           *(f"- {n}" for n in notes), END_MARK]
     return text, "\n".join(md)
 
-
-def write_markdown(section: str) -> Path:
-    path = REPO / "BENCHMARKS.md"
-    if path.exists():
-        text = path.read_text()
-        if START_MARK in text and END_MARK in text:
-            before, rest = text.split(START_MARK, 1)
-            after = rest.split(END_MARK, 1)[1]
-            text = before + section + after
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        text = ("# Benchmarks\n\nFigures recorded by the scripts in `benchmarks/` (each owns one marked section). "
-                "Absolute times depend on the machine and its load; compare the ratios against peers measured "
-                "in the same run.\n\n" + section + "\n")
-    path.write_text(text)
-    return path
-
-
-# ------------------------------------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -534,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text)
     if args.write:
-        print(f"\nwrote {write_markdown(markdown)}")
+        print(f"\nwrote {write_section('bench_engine', markdown)}")
     return 0
 
 

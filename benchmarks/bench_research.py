@@ -12,9 +12,7 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
-import numpy as np
 
 import backforge as bf
 from backforge.data.synth import synthetic_fundamentals
@@ -22,7 +20,13 @@ from backforge.research.optimize import LocalExecutor, evaluate_params, optimize
 from backforge.strategy.compiler import compile_portfolio, run_compiled
 from backforge.strategy.schema import load_portfolio
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import machine, write_section
+
+
+def describe() -> str:
+    info = machine()
+    return (f"{info['cpu']}, {info['cores']}, {info['ram']} RAM, Python {platform.python_version()}, "
+            f"numba {__import__('numba').__version__}, load average {info['load']}")
 
 
 def strategy(assets: tuple[str, ...]) -> dict:
@@ -37,19 +41,6 @@ def strategy(assets: tuple[str, ...]) -> dict:
                     {"lhs": {"fundamental": {"field": "eps"}}, "op": ">", "rhs": 0}]}}}}]}
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    except OSError:
-        mem = float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}, numba {__import__('numba').__version__}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -60,7 +51,7 @@ def main() -> None:
 
     fundamentals = Fundamentals.from_frame(synthetic_fundamentals(data.assets, 2, seed=7))  # indexed once
     raw = strategy(data.assets)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     print(f"data: {data!r}")
 
     # single backtest, compiled once (the engine's per-backtest cost) and end to end (compile + run)
@@ -106,21 +97,11 @@ def main() -> None:
         print(f"{name:<{width}}  {value:>10}  {target:>8}  {peer}")
     if args.write:
         lines = ["<!-- bench_research:start -->", "## Research: backtests for optimizers (`benchmarks/bench_research.py`)", "",
-                 f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}. Medians of warm runs.", "",
+                 f"Machine: {describe()}; {time.strftime('%Y-%m-%d')}. Medians of warm runs.", "",
                  "| scenario | backforge | target | anchor |", "|---|---|---|---|"]
         lines += [f"| {n} | {v} | {t} | {p} |" for n, v, t, p in rows]
         lines += ["<!-- bench_research:end -->"]
-        _write_section(ROOT / "BENCHMARKS.md", "bench_research", "\n".join(lines))
-
-
-def _write_section(path: Path, name: str, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+        write_section("bench_research", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -35,17 +35,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, machine, write_section
 START_MARK = "<!-- bench_strategy:start -->"
 END_MARK = "<!-- bench_strategy:end -->"
 SEED_RUST_MS = 292.0  # seeds/000: one 100-asset monthly rebalance backtest in the Rust engine
@@ -196,34 +193,6 @@ def cli_cold(runs: int = 2) -> list[float]:
 
 # ---------------------------------------------------------------------------------------- reporting
 
-def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    ram = "?"
-    try:
-        with open("/proc/meminfo") as info:
-            ram = f"{int(info.readline().split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    try:
-        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        load = "?"
-    return {"cpu": cpu, "cores": f"{os.cpu_count()} logical ({usable} usable)", "ram": ram, "load": load,
-            "os": f"{platform.system()} {platform.release()}", "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
-
-
 def versions() -> str:
     from importlib import metadata
 
@@ -302,23 +271,6 @@ def report(results: dict[str, Any], args: argparse.Namespace, info: dict[str, st
     return "\n".join(lines)
 
 
-def write_markdown(section: str) -> Path:
-    """Replace this script's section of BENCHMARKS.md (re-read right before writing), or append it."""
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nFigures recorded by the scripts in `benchmarks/` (each owns one marked section). "
-        "Absolute times depend on the machine and its load; compare the ratios against peers measured in the "
-        "same run.\n")
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="(a) on 1 year of minutes; no cold CLI runs")
@@ -346,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(section)
     if args.write:
-        print(f"\nwrote {write_markdown(section)}")
+        print(f"\nwrote {write_section('bench_strategy', section)}")
     return 0
 
 

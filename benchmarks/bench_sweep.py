@@ -37,7 +37,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import os
 import platform
@@ -50,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, load_average, machine, write_section
 START_MARK = "<!-- bench_sweep:start -->"
 END_MARK = "<!-- bench_sweep:end -->"
 NAN = math.nan
@@ -177,35 +176,6 @@ def run_vectorbt(data, subset, repeats: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ reporting
 
-def machine() -> dict[str, str]:
-    """CPU model, cores, RAM, OS, load average and the date, for the record."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as info:
-            ram = f"{int(info.readline().split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        ram = "?"
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"cpu": cpu, "cores": f"{os.cpu_count()} logical ({usable} usable)", "ram": ram,
-            "os": f"{platform.system()} {platform.release()}",
-            "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
-
-
-def load_average() -> str:
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
-    except OSError:
-        return "?"
-
-
 def versions() -> str:
     import numba
     import polars
@@ -225,25 +195,6 @@ def versions() -> str:
 
 def seconds(value: float) -> str:
     return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def write_markdown(section: str) -> Path:
-    """Replace this script's section of BENCHMARKS.md, re-reading the file right before writing (other
-    scripts own the other sections)."""
-    path = REPO / "BENCHMARKS.md"
-    if path.exists():
-        text = path.read_text()
-        if START_MARK in text and END_MARK in text:
-            before, rest = text.split(START_MARK, 1)
-            text = before + section + rest.split(END_MARK, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        text = ("# Benchmarks\n\nFigures recorded by the scripts in `benchmarks/` (each owns one marked section). "
-                "Absolute times depend on the machine and its load; compare the ratios against peers measured "
-                "in the same run.\n\n" + section + "\n")
-    path.write_text(text)
-    return path
 
 
 def verdict_mark(ours: dict, met: bool) -> str:
@@ -398,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write and args.quick:
         print("--write ignored with --quick (BENCHMARKS.md records the full workload)")
     elif args.write and results:
-        path = write_markdown(render(results, host, args, threads))
+        path = write_section("bench_sweep", render(results, host, args, threads))
         print(f"wrote the bench_sweep section of {path}")
     return 0
 

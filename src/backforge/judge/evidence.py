@@ -74,6 +74,8 @@ DEFAULT_BUDGET_TOKENS = 8_000
 """Default token budget of the pack given to a model."""
 
 ASSUMED_COSTS: dict[str, float] = {"fee_rate": 0.0005, "slippage_bps": 2.0}
+_DECISION_ROLES = ("entry", "exit")
+"""Order roles that carry a strategy's decision (the others are created by the engine: brackets, liquidations)."""
 """Costs assumed to price a run that modelled none: 5 bps commission and 2 bps slippage per fill."""
 
 TRIM_ORDER: tuple[str, ...] = (
@@ -359,6 +361,7 @@ class _Builder:
         self.all_trades = self.analysis.trades
         self.cash = float(self.analysis.initial_cash)
         self.sim_config = view.config.get("sim_config") or {}
+        self.has_quotes = _has_quotes(view)
         self.variant_returns: dict[str, np.ndarray] = {}
         self.variant_sharpes: list[float] = []
         self.sensitivity_runs = 0
@@ -529,6 +532,10 @@ class _Builder:
             out["best"] = [self._trade_row(r) for r in best.iter_rows(named=True)]
             out["worst"] = [self._trade_row(r) for r in worst.iter_rows(named=True)]
             out["recent"] = [self._trade_row(r) for r in recent.iter_rows(named=True)]
+        if self.all_trades.height:
+            # the longest holding counts positions still open at the end: a buy-and-hold never closes
+            longest = float(self.all_trades["bars"].max())
+            stats["max_bars_held_share_of_period"] = longest / max(len(self.ts) - 1, 1)
         open_trades = self.all_trades.filter(pl.col("is_open"))
         out["open_at_end"] = {"positions": int(open_trades.height),
                               "unrealized_pnl": float(open_trades["pnl"].sum()) if open_trades.height else 0.0}
@@ -564,13 +571,16 @@ class _Builder:
     def cost_section(self) -> dict[str, Any]:
         m = self.metrics
         modelled = {k: self.sim_config.get(k) for k in COST_FIELDS if self.sim_config.get(k)}
+        if self.has_quotes:
+            # buys filled at the ask and sells at the bid: the spread is paid through the prices
+            modelled["spread"] = "bid/ask quotes in the data (paid in the fill prices, not itemised)"
         paid = float((m.get("fees") or 0.0) + (m.get("slippage") or 0.0))
         net = float(self.curve[-1] - self.cash)
         gross = net + paid
         out: dict[str, Any] = {
             "costs_modelled": modelled, "costs_paid": paid, "net_pnl": net, "gross_pnl_before_costs": gross,
             "cost_share_of_gross_pnl": paid / gross if gross > 0 else None,
-            "annual_turnover": m.get("annual_turnover"),
+            "annual_turnover": m.get("annual_turnover"), "spread_from_quotes": self.has_quotes,
         }
         base = {"multiplier": 1.0, "total_return": m["total_return"], "cagr": m["cagr"], "sharpe": m["sharpe"],
                 "max_drawdown": m["max_drawdown"], "n_trades": m["n_trades"], "costs_paid": paid}
@@ -1087,9 +1097,18 @@ class _Builder:
         orders = self.analysis.orders
         out: dict[str, Any] = {"fills": int(fills.height)}
         if fills.height and orders.height and "created_bar" in orders.columns:
-            joined = fills.join(orders.select("order_id", "created_bar", "order_type"), on="order_id", how="left")
-            early = joined.filter(pl.col("bar") <= pl.col("created_bar"))
+            # A decision (entry or exit) decided on bar t may fill from bar t + 1 on. Orders the engine
+            # creates itself are not decisions: bracket children are born when their entry fills and may
+            # fill in that same bar (the fill rules allow it), liquidations and end-of-data closes fill on
+            # the bar that triggers them. For those, only a fill before their creation bar is early.
+            joined = fills.join(orders.select("order_id", "created_bar", "order_type",
+                                              pl.col("role").alias("order_role")), on="order_id", how="left")
+            decision = pl.col("order_role").is_in(list(_DECISION_ROLES))
+            early = joined.filter(pl.when(decision).then(pl.col("bar") <= pl.col("created_bar"))
+                                  .otherwise(pl.col("bar") < pl.col("created_bar")))
             out["fills_at_or_before_decision_bar"] = int(early.height)
+            out["engine_orders_filled_on_their_creation_bar"] = int(
+                joined.filter(~decision & (pl.col("bar") == pl.col("created_bar"))).height)
         m = self.metrics
         out["annual_sharpe"] = m.get("sharpe")
         out["win_rate"] = m.get("win_rate")
@@ -1111,6 +1130,17 @@ class _Builder:
         else:
             out["lag_test"] = {"status": "not_run", "reason": self.view.rerun_note}
         return out
+
+
+def _has_quotes(view: RunView) -> bool:
+    """True when the run filled against bid/ask quotes (from its data, else from its saved metadata)."""
+    data = view.data if view.data is not None else getattr(view.analysis, "data", None)
+    if data is not None:
+        return bool(data.has_quotes)
+    try:
+        return bool((view.analysis.metadata_document() or {}).get("has_quotes"))
+    except (BackforgeError, OSError, ValueError, TypeError):
+        return False
 
 
 def _ns(value: Any) -> int:

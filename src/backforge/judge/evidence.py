@@ -59,6 +59,7 @@ import polars as pl
 from backforge._time import format_duration, median_bar_ns
 from backforge.errors import BackforgeError
 from backforge.judge.runs import COST_FIELDS, RunView, SignalRerunner, StrategyRerunner, open_run
+from backforge.results.metrics import max_drawdown, sharpe_ratio, skewness
 from backforge.results.result import RunAnalysis
 
 __all__ = [
@@ -145,22 +146,6 @@ def _stamp(ns: int, intraday: bool) -> str:
 
     moment = dt.datetime.fromtimestamp(int(ns) / 1e9, tz=dt.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M") if intraday else moment.strftime("%Y-%m-%d")
-
-
-def _sharpe(returns: np.ndarray, periods_per_year: float) -> float:
-    if returns.shape[0] < 2:
-        return 0.0
-    std = float(np.std(returns, ddof=1))
-    if std <= 1e-13:
-        return 0.0
-    return float(np.mean(returns) / std * math.sqrt(periods_per_year))
-
-
-def _max_drawdown(equity: np.ndarray) -> float:
-    peaks = np.maximum.accumulate(equity)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = np.where(peaks > 0, equity / peaks - 1.0, 0.0)
-    return float(dd.min()) if dd.size else 0.0
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
@@ -517,7 +502,7 @@ class _Builder:
             stats["avg_bars_held"] = float(trades["bars"].mean())
             stats["max_bars_held"] = int(trades["bars"].max())
             stats["max_bars_held_share_of_period"] = float(trades["bars"].max()) / max(len(self.ts) - 1, 1)
-            stats["trade_return_skew"] = _skew(rets)
+            stats["trade_return_skew"] = skewness(rets)
             stats["median_trade_return"] = float(np.median(rets))
             reasons = trades.group_by("exit_reason").agg(pl.len().alias("n")).sort("n", "exit_reason", descending=[True, False])
             out["exit_reasons"] = {r["exit_reason"]: int(r["n"]) for r in reasons.iter_rows(named=True)}
@@ -793,7 +778,7 @@ class _Builder:
         from backforge.research.montecarlo import monte_carlo
 
         out: dict[str, Any] = {"seed": self.seed, "n_simulations": self.n_simulations, "ruin_drawdown": 0.5}
-        realized = {"total_return": float(self.curve[-1] / self.cash - 1.0), "max_drawdown": _max_drawdown(self.curve),
+        realized = {"total_return": float(self.curve[-1] / self.cash - 1.0), "max_drawdown": max_drawdown(self.curve),
                     "sharpe": float(self.metrics.get("sharpe") or 0.0)}
         out["realized"] = realized
         values = self._trade_values()
@@ -912,7 +897,7 @@ class _Builder:
             for name, pieces in (("halves", 2), ("thirds", 3)):
                 rows = []
                 for chunk in np.array_split(r, pieces):
-                    rows.append({"sharpe": _sharpe(chunk, self.periods),
+                    rows.append({"sharpe": sharpe_ratio(chunk, self.periods),
                                  "annual_return": float(np.prod(1.0 + chunk) ** (self.periods / max(chunk.size, 1)) - 1.0)
                                  if np.prod(1.0 + chunk) > 0 else -1.0})
                 out[name] = rows
@@ -1060,7 +1045,7 @@ class _Builder:
             part, bpart = r[mask], b_returns[mask]
             rows.append({"regime": name, "bar_share": float(mask.mean()),
                          "strategy_annual_return": float(part.mean() * self.periods),
-                         "strategy_sharpe": _sharpe(part, self.periods),
+                         "strategy_sharpe": sharpe_ratio(part, self.periods),
                          "strategy_growth": float(np.prod(1.0 + part) - 1.0),
                          "benchmark_annual_return": float(bpart.mean() * self.periods)})
         return {"available": True, "window_bars": window,
@@ -1153,18 +1138,6 @@ def _ns(value: Any) -> int:
         delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
         return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
     return int(value)
-
-
-def _skew(values: np.ndarray) -> float:
-    n = values.size
-    if n < 3:
-        return 0.0
-    d = values - values.mean()
-    m2 = float(np.mean(d ** 2))
-    if m2 <= 1e-24:
-        return 0.0
-    g1 = float(np.mean(d ** 3)) / m2 ** 1.5
-    return g1 * math.sqrt(n * (n - 1)) / (n - 2)
 
 
 def _breakeven(points: list[tuple[float, float]]) -> float | str | None:

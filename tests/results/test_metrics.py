@@ -8,7 +8,6 @@ one into the other and still asks for 1e-9 relative agreement.
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 import warnings
@@ -761,12 +760,6 @@ def test_metrics_match_pandas_formulas(equity):
 
 
 # ================================================================================ documentation
-def test_docstring_examples_run():
-    failures, attempted = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert attempted > 20
-    assert failures == 0
-
-
 def test_public_surface():
     assert sorted(metrics.__all__) == sorted(
         [

@@ -267,23 +267,35 @@ def sql_command(
     """Run SQL over the catalog with DuckDB, e.g. "SELECT symbol, count(*) FROM bars GROUP BY symbol"."""
     from backforge.errors import DataError
 
+    if output is not None:
+        if output.suffix.lower() not in (".csv", ".parquet"):
+            raise DataError(f"--output must end in .csv or .parquet, got {output.name!r}", field="output")
+        check_output_file(output, option="--output")
     cat = _catalog(catalog)
     result = cat.sql(query)
     out = _console()
     if output is not None:
-        suffix = output.suffix.lower()
-        if suffix == ".csv":
-            result.write_csv(output)
-        elif suffix == ".parquet":
-            result.write_parquet(output)
-        else:
-            raise DataError(f"--output must end in .csv or .parquet, got {output.name!r}", field="output")
+        _write_atomically(output, result.write_csv if output.suffix.lower() == ".csv" else result.write_parquet)
         out.print(f"wrote {result.height:,} rows to {output}")
         return
     _print_frame(out, result.head(max_rows), title=f"{result.height:,} rows" + (f" (first {max_rows})" if result.height > max_rows else ""))
 
 
 # ====================================================================== helpers
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """``write(tmp)`` into a temporary file next to ``path``, then rename it over ``path`` (no half-written file)."""
+    import os
+    import uuid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def _print_frame(out: Any, frame: Any, *, title: Optional[str] = None) -> None:
     from rich.table import Table

@@ -298,7 +298,7 @@ def _parse_clock(text: str) -> int:
     h, m = int(parts[0]), int(parts[1])
     s = int(parts[2]) if len(parts) == 3 else 0
     if not (0 <= h <= 24 and 0 <= m < 60 and 0 <= s < 60) or (h == 24 and (m or s)):
-        raise ValueError(f"not a time of day: {text!r}")
+        raise ValueError("not a time of day (HH:MM from 00:00 to 24:00)")
     return h * 3600 + m * 60 + s
 
 

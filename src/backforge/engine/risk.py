@@ -486,6 +486,9 @@ class RiskConfig(_Frozen):
                 if lv > hv:
                     where = f" for {name}" if name else ""
                     raise ValueError(f"{lo} ({lv}) is above {hi} ({hv}){where}")
+        if self.flatten_on_halt and self.resume == "recovered":
+            raise ValueError("a flattened account cannot recover its drawdown: with flatten_on_halt use "
+                             "resume: next_day or manual")
         if self.resume_drawdown is not None:
             if self.max_drawdown is None:
                 raise ValueError("resume_drawdown needs max_drawdown")

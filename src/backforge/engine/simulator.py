@@ -556,14 +556,25 @@ class Simulator:
                limit_price: float | None = None, stop_price: float | None = None, stop_loss: float | None = None,
                take_profit: float | None = None, trailing_stop: float | None = None, time_in_force: str = "gtc",
                gtn_bars: int = 0) -> int:
-        """Submit an order decided on the last processed bar; returns its id."""
+        """Submit an order decided on the last processed bar; returns its id (-1 when a risk rule blocks
+        an entry: see ``result().risk_events``)."""
         self._require_bar()
         nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
         a = self._asset(asset)
         st = SizeType.code(size_type)
+        size = float(size)
+        sl_abs = np.nan
+        if self._state.risk.on[0] != 0:
+            if st != SizeType.POSITION_FRACTION:
+                # the same entry checks as the backtest (halts, limits, multipliers): -1 when blocked
+                st, size, sl_abs = k.risk_entry_order_nb(self._state, 0, a, self._t, int(self._timestamps[self._t]),
+                                                         st, size, nan(stop_loss), np.nan)
+                if st < 0:
+                    return -1
+            rk.risk_count_order_nb(self._state.risk, 0)
         return int(k.submit_order_nb(
             self._state, self._t, int(self._timestamps[self._t]), a, _side_code(side), OrderType.code(order_type), st,
-            float(size), nan(limit_price), nan(stop_price), nan(stop_loss), np.nan, nan(take_profit), np.nan,
+            size, nan(limit_price), nan(stop_price), nan(stop_loss), sl_abs, nan(take_profit), np.nan,
             nan(trailing_stop), np.nan, TimeInForce.code(time_in_force), int(gtn_bars),
             k.EXIT if st == SizeType.POSITION_FRACTION else k.ENTRY, -1, -1, 0, -1, k.R_USER,
         ))

@@ -502,15 +502,16 @@ class Portfolio(Node):
         for prefix, risk in [("risk", self.risk)] + [(f"strategies[{i}].risk", s.risk) for i, s in enumerate(self.strategies)]:
             if risk is None:
                 continue
+            # a ConfigError (not a ValueError) leaves pydantic as it is, with its exact path
             if risk.sizing is not None:
-                raise ValueError(f"{prefix}.sizing: in a strategy file, sizing is the action's allocation "
-                                 "(risk, volatility_target, expression, kelly)")
+                raise ConfigError("in a strategy file, sizing is the action's allocation "
+                                  "(risk, volatility_target, expression, kelly)", path=f"{prefix}.sizing")
             for name in ("max_weight", "min_qty", "max_qty", "min_notional", "max_notional"):
                 value = getattr(risk, name)
                 for asset in value if isinstance(value, dict) else []:
                     if asset not in universe:
-                        raise ValueError(f"{prefix}.{name}.{asset}: {asset!r} is not in the universe"
-                                         f"{did_you_mean(asset, self.universe)}")
+                        raise ConfigError(f"{asset!r} is not in the universe{did_you_mean(asset, self.universe)}",
+                                          path=f"{prefix}.{name}.{asset}")
         return self
 
 
@@ -620,6 +621,9 @@ def _format_loc(loc: tuple) -> str:
             continue
         text = str(item)
         previous = loc[i - 1] if i else None
+        if i >= 2 and loc[i - 2] == "allocation" and previous in _ALLOCATION_TYPES + _ALLOCATION_MODES:
+            parts.append(text)  # a field of an allocation ('max', 'min'), not an indicator tag
+            continue
         if text in tags and not (text == "atr" and previous in ("stop_loss", "take_profit", "trailing_stop")):
             continue  # a union tag pydantic inserts after a field name or list index
         if previous == "allocation" and text in _ALLOCATION_TYPES + _ALLOCATION_MODES:
@@ -751,6 +755,11 @@ def load_portfolio(source: str | Path | dict, *, parameters: dict[str, Any] | No
         return Portfolio.model_validate(_expand(raw, "portfolio"))
     except ValidationError as exc:
         raise validation_error_to_config(exc, source=label) from None
+    except ConfigError as exc:
+        if label:
+            exc.path = f"{label}: {exc.path}" if exc.path else label
+            exc.args = (str(exc),)
+        raise exc from None
 
 
 def dump_portfolio(portfolio: Portfolio, *, format: Literal["yaml", "json"] = "yaml") -> str:

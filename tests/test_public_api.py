@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_public_names_are_pinned():
     assert sorted(backforge.__all__) == [
         "BackforgeError", "ConfigError", "DataError", "MarketData", "OrderProgram", "Quotes", "Result",
-        "SignalConfig", "SimConfig", "SimulationError", "Simulator", "__version__", "from_signals",
+        "RiskConfig", "SignalConfig", "SimConfig", "SimulationError", "Simulator", "__version__", "from_signals",
         "load_result", "simulate", "synth",
     ]
 

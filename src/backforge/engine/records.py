@@ -178,6 +178,7 @@ class Reason(CodeTable):
     SUPERSEDED = 14
     BRACKET = 15
     UNKNOWN_ORDER = 16
+    RISK = 17
     _descriptions = {
         0: ("none", ""),
         1: ("signal", "strategy signal"),
@@ -196,6 +197,7 @@ class Reason(CodeTable):
         14: ("superseded", "a newer signal for the same asset replaced it"),
         15: ("bracket", "attached to an entry as a bracket order"),
         16: ("unknown_order", "cancel/replace of an order that is not working"),
+        17: ("risk", "a risk rule (see the run's risk events)"),
     }
 
 

@@ -24,6 +24,7 @@ Examples
 >>> store = SessionStore.open(folder, config={"name": "x"}, session_id="s1")
 >>> store.write_intent(OrderIntent("s1-3-0-0", bar=3, ts_ns=10, strategy=0, leg=0, engine_id=0, symbol="AAPL",
 ...                                side="buy", qty=5.0, order_type="market"))
+True
 >>> store.order("s1-3-0-0")["status"]
 'intent'
 >>> store.add_fill(Fill("f1", "s1-3-0-0", "v1", "AAPL", "buy", 5.0, 100.0)), store.add_fill(Fill("f1", "s1-3-0-0", "v1", "AAPL", "buy", 5.0, 100.0))

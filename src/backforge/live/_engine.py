@@ -51,9 +51,20 @@ def grow_state(state: k.State, t: int) -> k.State:
     return state._replace(**grow) if grow else state
 
 
-def state_arrays(state: k.State, prefix: str = "state.") -> dict[str, np.ndarray]:
-    """The state as named arrays (for a snapshot)."""
-    return {prefix + name: np.asarray(value) for name, value in zip(k.State._fields, state)}
+_USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS}
+
+
+def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = None) -> dict[str, np.ndarray]:
+    """The state as named arrays (for a snapshot): record arrays cut to their used rows and, with ``bars``,
+    the per-bar history to its first ``bars`` rows (:func:`grow_state` makes room again after a restore)."""
+    out = {}
+    for name, value in zip(k.State._fields, state):
+        if name in _USED:
+            value = value[: int(state.counters[_USED[name]])]
+        elif bars is not None and (name in _HISTORY or (name == "positions" and value.shape[0])):
+            value = value[:bars]
+        out[prefix + name] = np.asarray(value)
+    return out
 
 
 def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:

@@ -16,12 +16,12 @@ Examples
 >>> import backforge as bf
 >>> data = bf.synth(n_assets=2, years=1, seed=3)
 >>> feed = ReplayFeed(data, start=200)
->>> feed.history(5).n_bars, feed.next_bar().ts_ns == data.timestamps[200]
+>>> feed.history(5).n_bars, feed.next_bar().ts_ns == int(data.timestamps[200])
 (5, True)
 >>> b = BarBuilder(["X"], every="1min")
 >>> b.add_trade("X", 0, 10.0, 1.0), b.add_trade("X", 20 * 10**9, 11.0, 1.0)
 ([], [])
->>> [(e.ts_ns // 10**9, e.open[0], e.high[0], e.close[0], e.volume[0]) for e in b.add_trade("X", 70 * 10**9, 9.0, 2.0)]
+>>> [(e.ts_ns // 10**9, *(float(x[0]) for x in (e.open, e.high, e.close, e.volume))) for e in b.add_trade("X", 70 * 10**9, 9.0, 2.0)]
 [(60, 10.0, 11.0, 11.0, 2.0)]
 """
 

@@ -315,7 +315,7 @@ class StrategyStep:
         """The engine state after the last bar, as arrays (the bar buffer is not included: it is rebuilt from
         the feed's history on recovery)."""
         t = self.t
-        out = state_arrays(self.state)
+        out = state_arrays(self.state, bars=t + 1)
         out.update({"memory": self.memory, "inst_order": self.inst_order, "peak": self.peak,
                     "live_ts": self._live_ts[: t + 1], "meta": np.array([t, self.n_warm, self.n], dtype=np.int64)})
         return out

@@ -54,7 +54,7 @@ __all__ = ["SessionError", "SessionStore", "OrderIntent", "config_hash", "SNAPSH
 DB_NAME = "session.db"
 LOCK_NAME = "runner.lock"
 SCHEMA_VERSION = 1
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 KEEP_SNAPSHOTS = 3
 
 # order statuses in the store: the broker's (broker.ORDER_STATUSES) plus the runner's own
@@ -368,8 +368,11 @@ class SessionStore:
         if row[2] != SNAPSHOT_VERSION:
             raise SessionError(f"the engine snapshot has format version {row[2]}, this backforge reads {SNAPSHOT_VERSION}",
                                path=str(self.folder / DB_NAME))
-        with np.load(io.BytesIO(row[3]), allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        try:
+            arrays = unpack_arrays(bytes(row[3]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SessionError(f"the engine snapshot of bar {row[0]} is unreadable ({exc})",
+                               path=str(self.folder / DB_NAME)) from None
         return int(row[0]), int(row[1]), arrays
 
     # ------------------------------------------------------------------ control commands
@@ -386,10 +389,38 @@ class SessionStore:
 
 
 def pack_arrays(arrays: dict[str, np.ndarray]) -> bytes:
-    """Serialize arrays for a snapshot BLOB (``np.savez``, no pickles)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+    """Serialize arrays for a snapshot BLOB: a JSON header (names, NumPy dtype descriptions, shapes) and the
+    raw bytes, no pickles. Inverse: :func:`unpack_arrays`.
+
+    >>> import numpy as np
+    >>> out = unpack_arrays(pack_arrays({"a": np.arange(3), "b": np.zeros((2, 2))}))
+    >>> out["a"].tolist(), out["b"].shape
+    ([0, 1, 2], (2, 2))
+    """
+    from numpy.lib.format import dtype_to_descr
+
+    header = []
+    chunks = []
+    for name, value in arrays.items():
+        value = np.ascontiguousarray(value)
+        header.append([name, dtype_to_descr(value.dtype), list(value.shape), value.nbytes])
+        chunks.append(value.tobytes())
+    head = json.dumps(header).encode()
+    return len(head).to_bytes(8, "little") + head + b"".join(chunks)
+
+
+def unpack_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    from numpy.lib.format import descr_to_dtype
+
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8: 8 + size].decode())
+    out = {}
+    pos = 8 + size
+    for name, descr, shape, nbytes in header:
+        dtype = descr_to_dtype(descr if isinstance(descr, str) else [tuple(f) if isinstance(f, list) else f for f in descr])
+        out[name] = np.frombuffer(blob, dtype=dtype, count=int(np.prod(shape)) if shape else 1, offset=pos).reshape(shape).copy()
+        pos += nbytes
+    return out
 
 
 class _Transaction:

@@ -105,6 +105,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:24] or "session"
 
 
+_STORED_EVENTS = frozenset({"reconciliation", "halt", "resume", "bar_dropped", "order_refused", "broker_error",
+                            "session_started", "session_recovered", "command"})
 _CRASH_AT = os.environ.get("BACKFORGE_PAPER_CRASH_AT", "")  # test hook: "point:n" kills the process at the n-th hit
 
 
@@ -149,7 +151,6 @@ class PaperRunner:
     def _open(self, reference: Any, fundamentals: Any, warmup_bars: int | None) -> None:
         self.feed.connect()
         self.broker.connect()
-        self.broker.instruments(list(self.portfolio.universe))
         big = warmup_bars if warmup_bars is not None else 10**12
         snap = self.store.last_snapshot()
         if snap is None:
@@ -172,24 +173,29 @@ class PaperRunner:
         for row in self.store.orders():
             if row["engine_id"] is not None and not row["external"]:
                 self._model_cid[int(row["engine_id"])] = row["client_order_id"]
+        self.broker.instruments(list(self.portfolio.universe))
         self._reconcile_on_start()
 
     def _reconcile_on_start(self) -> None:
         """Before acting: fills since the last known one, every in-flight order, unknown open orders."""
-        self._drain()
+        before = {r["client_order_id"]: r for r in self.store.in_flight()}
+        self._drain(while_down=True)
         for fill in self.broker.fills(since_ns=self.store.last_fill_ts()):
             if self.store.add_fill(fill):
                 self._emit("reconciliation", {"what": "fill_while_down", "fill_id": fill.fill_id,
                                               "client_order_id": fill.client_order_id, "qty": fill.qty, "price": fill.price})
         t_snap = self.step.t
-        for row in self.store.in_flight():
-            cid = row["client_order_id"]
+        for cid, row in before.items():
             venue = self.broker.order(cid)
             if venue is not None:
+                self._record_order(venue)
                 if venue.status != row["status"]:
                     self._emit("reconciliation", {"what": "order_changed_while_down", "client_order_id": cid,
                                                   "was": row["status"], "now": venue.status})
-                self._record_order(venue)
+                    if venue.status in ("cancelled", "rejected", "expired"):
+                        # the venue closed it in the past: the model must not fill it when it re-steps those
+                        # bars (a fill while down is made again by the model itself, bar for bar)
+                        self._reconcile_orders(t_snap, self.step.last_ts or 0, only={cid})
             elif row["status"] in ("intent", "ambiguous") and row["bar"] is not None and row["bar"] <= t_snap:
                 # decided and written before the snapshot, never reached the venue: send it now
                 self._send_row(row)
@@ -197,7 +203,7 @@ class PaperRunner:
                 self._emit("reconciliation", {"what": "order_unknown_to_venue", "client_order_id": cid,
                                               "was": row["status"]})
                 self.store.set_status(cid, "expired", "the venue does not know this order")
-                self._venue_final.add(cid)
+                self._reconcile_orders(t_snap, self.step.last_ts or 0, only={cid})
         for venue in self.broker.open_orders():
             if self.store.order(venue.client_order_id) is None:
                 self.store.record_ack(venue, external=True)
@@ -290,11 +296,15 @@ class PaperRunner:
         elif self.error_streak >= self.config.max_error_streak:
             self.halt(f"{self.error_streak} broker errors in a row (last: {exc.message})")
 
-    def _drain(self) -> None:
+    def _drain(self, *, while_down: bool = False) -> None:
         updates = self._broker_call(self.broker.poll, 0.0) or []
         for update in updates:
             if isinstance(update, Fill):
                 if self.store.add_fill(update):
+                    if while_down:
+                        self._emit("reconciliation", {"what": "fill_while_down", "fill_id": update.fill_id,
+                                                      "client_order_id": update.client_order_id, "qty": update.qty,
+                                                      "price": update.price})
                     self._emit("fill", {"fill_id": update.fill_id, "client_order_id": update.client_order_id,
                                         "symbol": update.symbol, "side": update.side, "qty": update.qty,
                                         "price": update.price, "fee": update.fee, "ts": update.ts_ns})
@@ -445,14 +455,15 @@ class PaperRunner:
         return sent
 
     # ================================================================== reconciliation
-    def _reconcile_orders(self, t: int, ts: int) -> None:
+    def _reconcile_orders(self, t: int, ts: int, *, only: set[str] | None = None) -> None:
         """Orders the venue finished (cancelled, rejected, expired, filled) that the model still works after
         the same bar: the venue acted on its own; close them in the model."""
-        if not self._venue_final:
+        todo = self._venue_final if only is None else only
+        if not todo:
             return
         state = self.step.state
         by_cid = {cid: oid for oid, cid in self._model_cid.items()}
-        for cid in sorted(self._venue_final):
+        for cid in sorted(todo):
             oid = by_cid.get(cid)
             if oid is None or int(state.orders[oid]["status"]) not in _ACTIVE:
                 continue
@@ -460,7 +471,8 @@ class PaperRunner:
             k.cancel_order_nb(state, oid, t, ts, k.R_USER)
             self._emit("reconciliation", {"what": "venue_closed_order", "client_order_id": cid,
                                           "venue_status": row.get("status"), "reason": row.get("reason", "")})
-        self._venue_final.clear()
+        if only is None:
+            self._venue_final.clear()
 
     def _reconcile_positions(self, t: int) -> None:
         venue = self._broker_call(self.broker.positions)
@@ -483,7 +495,6 @@ class PaperRunner:
         for a, symbol, model, have, avg in mismatches:
             event = {"what": "position_mismatch", "symbol": symbol, "model": model, "venue": have,
                      "policy": self.config.reconcile_policy, "bar": t}
-            self.store.event("reconciliation", event)
             self._emit("reconciliation", event)
             if self.config.reconcile_policy == "adopt":
                 state.position[a] = have
@@ -500,7 +511,6 @@ class PaperRunner:
         """Trip the circuit breaker: no order is sent until :meth:`resume`."""
         self.halted = reason
         self.store.set_meta("halted", reason)
-        self.store.event("halt", {"reason": reason})
         self._emit("halt", {"reason": reason})
 
     def resume(self) -> None:
@@ -547,7 +557,10 @@ class PaperRunner:
 
     # ================================================================== observability
     def _emit(self, kind: str, payload: dict) -> None:
+        """One event-log line; reconciliation, halt, repair and refusal events also go to the store."""
         self._log.write(json.dumps({"wall_ns": time.time_ns(), "kind": kind, **payload}, default=str) + "\n")
+        if kind in _STORED_EVENTS:
+            self.store.event(kind, payload)
 
     def status(self) -> dict:
         """Positions, P&L, open orders, last bar, breaker state, lag and heartbeat."""

@@ -330,7 +330,7 @@ class StrategyStep:
         hist = history.select(self.assets) if tuple(history.assets) != self.assets else history
         self._append_rows(hist.timestamps, hist.open, hist.high, hist.low, hist.close, hist.volume, hist.bid, hist.ask)
         self.n_warm = n_warm
-        self.state = state_from_arrays(arrays)
+        self.state = grow_state(state_from_arrays(arrays), t + 1)  # room for kernels called before the next step
         self.memory = arrays["memory"].copy()
         self.inst_order = arrays["inst_order"].copy()
         self.peak = arrays["peak"].copy()

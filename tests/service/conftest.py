@@ -53,3 +53,20 @@ def store_url(request, tmp_path):
     metadata.drop_all(engine)  # each test starts from empty tables
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """One real server (2 local workers, SQLite store) shared by a test module."""
+    from svc_server import Service
+
+    # the workers warm up while the first tests (auth, bad input) run; jobs wait for them
+    server = Service(tmp_path_factory.mktemp("service")).start(wait_for_workers=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    with service.client() as http:
+        yield http

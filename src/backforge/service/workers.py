@@ -220,6 +220,7 @@ class Supervisor:
         self.stale_after = stale_after
         self.instance = uuid.uuid4().hex[:8]
         self._slots: list[_Slot] = []
+        self._hung: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mp = None
@@ -334,6 +335,9 @@ class Supervisor:
             code = slot.process.exitcode
             reason = (f"worker process {slot.process.pid} died (signal {signal.Signals(-code).name})" if code and code < 0
                       else f"worker process {slot.process.pid} exited with code {code}")
+            silent = self._hung.pop(slot.worker_id, None)
+            if silent is not None:
+                reason = f"worker process {slot.process.pid} sent no heartbeat for {silent:.0f} s and was ended"
             for job in self.store.active():
                 if job.worker == slot.worker_id:
                     self.store.lost(job.id, reason, worker=slot.worker_id)
@@ -346,6 +350,7 @@ class Supervisor:
             age = time.time() - (job.heartbeat or 0.0)
             slot = ours.get(job.worker or "")
             if slot is not None and slot.process.is_alive():
+                self._hung[slot.worker_id] = age
                 slot.process.kill()  # hung: the next round takes its job back as a dead worker's
                 continue
             self.store.lost(job.id, f"no heartbeat for {age:.0f} s from worker {job.worker}", worker=job.worker)

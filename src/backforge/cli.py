@@ -276,6 +276,7 @@ def _mount_optional_apps() -> None:
     from backforge.research.cli import register
 
     register(app, console, friendly_errors)
+    from backforge.service.cli import serve; app.command()(friendly_errors(serve))  # noqa: E702
     from backforge.judge.cli import register as register_judge; register_judge(app, console, friendly_errors)  # noqa: E702
     from backforge.live.cli import register as register_live; register_live(app, console, friendly_errors)  # noqa: E702
     try:

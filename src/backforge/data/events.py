@@ -43,7 +43,7 @@ from backforge.errors import DataError
 
 __all__ = [
     "event_record_dt", "EVENT_COLUMNS", "MarketEventKind", "EventData", "EventStore",
-    "read_truefx_quotes", "read_binance_trades", "read_l2_csv", "synthetic_l2", "check_events",
+    "read_truefx_quotes", "read_binance_trades", "read_l2_csv", "synthetic_l2", "synthetic_quotes", "check_events",
     "EventIssue", "EVENT_ISSUES",
 ]
 
@@ -770,6 +770,38 @@ def synthetic_l2(*, n_events: int = 100_000, seed: int = 0, symbol: str = "SYNTH
     qty = np.round(qty / lot_size) * lot_size
     return EventData(exch, local, kind, side, np.round(price, 10), qty, symbol=symbol, tick_size=tick_size,
                      lot_size=lot_size, source={"format": "synthetic_l2", "seed": int(seed), "n_events": int(n_events)})
+
+
+def synthetic_quotes(*, n_ticks: int = 100_000, seed: int = 0, symbol: str = "SYNTHFX", start_price: float = 100.0,
+                     tick_size: float = 0.001, mean_gap_ns: int = 250_000_000, feed_latency_ns: int = 0,
+                     start: str = "2024-01-02T00:00:00Z") -> EventData:
+    """A deterministic L1 quote stream: ``n_ticks`` (bid, ask) pairs, two quote rows each, sizes unknown.
+
+    Model: the mid moves by a random ±1 tick step or stays (probabilities 0.3 / 0.3 / 0.4); the spread is
+    1, 2 or 3 ticks (probabilities 0.5 / 0.35 / 0.15) around it; gaps between ticks are exponential with
+    mean ``mean_gap_ns`` (at least 1 ns). Never crossed.
+
+    Examples
+    --------
+    >>> q = synthetic_quotes(n_ticks=1_000, seed=3)
+    >>> len(q), bool((q.price[1::2] > q.price[0::2]).all())
+    (2000, True)
+    """
+    from backforge._time import to_ns
+
+    rng = np.random.default_rng(seed)
+    steps = rng.choice(np.array([-1, 0, 1]), size=n_ticks, p=[0.3, 0.4, 0.3])
+    mid2 = 2 * int(round(start_price / tick_size)) + 2 * np.cumsum(steps)  # twice the mid, in ticks
+    spread = rng.choice(np.array([1, 2, 3]), size=n_ticks, p=[0.5, 0.35, 0.15])
+    bid = (mid2 - spread) // 2
+    ask = bid + spread
+    ts = int(to_ns([start])[0]) + np.cumsum(1 + rng.exponential(mean_gap_ns, size=n_ticks).astype(np.int64))
+    exch = np.repeat(ts, 2)
+    price = np.column_stack([bid, ask]).ravel() * tick_size
+    return EventData(exch, exch + int(feed_latency_ns), np.full(2 * n_ticks, MarketEventKind.QUOTE, dtype=np.int64),
+                     np.tile(np.array([1, -1], dtype=np.int64), n_ticks), np.round(price, 10),
+                     np.full(2 * n_ticks, np.inf), symbol=symbol, tick_size=tick_size, lot_size=0.0,
+                     source={"format": "synthetic_quotes", "seed": int(seed), "n_ticks": int(n_ticks)})
 
 
 # ----------------------------------------------------------------------------------------------- store

@@ -48,6 +48,7 @@ R_OK, R_END, R_FEED, R_RESPONSE = 0, 1, 2, 3
 E_OK, E_ID_EXISTS, E_NOT_FOUND, E_IN_PROCESS, E_CAPACITY, E_BAD_PRICE, E_BAD_QTY = 0, -1, -2, -3, -4, -5, -6
 
 INT_MAX = np.iinfo(np.int64).max
+ID_EMPTY = np.iinfo(np.int64).min  # the one order id that cannot be used
 # record codes as plain ints (module-level ints are frozen into compiled code)
 EV_CANCELLED = EventKind.CANCELLED
 EV_EXPIRED = EventKind.EXPIRED
@@ -77,8 +78,8 @@ N_PARAMS = 13
 # integer state slots
 (I_CUR, I_IE, I_IL, I_XBB, I_XBA, I_LBB, I_LBA, I_NSLOT, I_NMSG, I_NORD, I_NFILL, I_NTRADE, I_NEVT, I_NSAMP,
  I_NEXT_SAMPLE, I_LAT_E, I_LAT_R, I_OVERFLOW, I_MIN_TO_EXCH, I_MIN_TO_LOCAL, I_RESTING, I_WLO, I_W, I_STARTED,
- I_OPEN_TS, I_OPEN_SAMPLE, I_LAST_EXCH_TS) = range(27)
-N_INTS = 27
+ I_OPEN_TS, I_OPEN_SAMPLE, I_LAST_EXCH_TS, I_MIN_SELL, I_MAX_BUY) = range(29)
+N_INTS = 29
 # float state slots
 (F_POS, F_CASH, F_FEES, F_AVG, F_ENTRY_FEES, F_LPOS, F_LCASH, F_LFEES, F_BUY_VOL, F_SELL_VOL, F_LAST_TRADE,
  F_TRADED, F_SLIPPAGE, F_EXT_HI, F_EXT_LO, F_LNTRADES) = range(16)
@@ -90,6 +91,7 @@ slot_dt = np.dtype([
     # exchange view
     ("x_status", np.int64), ("x_tick", np.int64), ("x_qty", np.float64), ("x_leaves", np.float64),
     ("x_resting", np.int64), ("front_q", np.float64), ("cum_trade", np.float64), ("x_ts", np.int64),
+    ("nxt", np.int64), ("prv", np.int64),  # our other orders resting at the same tick (linked list)
     # local view
     ("l_status", np.int64), ("l_req", np.int64), ("l_tick", np.int64), ("l_qty", np.float64),
     ("l_leaves", np.float64), ("l_exec_qty", np.float64), ("l_exec_tick", np.int64), ("l_ts", np.int64),
@@ -101,6 +103,7 @@ msg_dt = np.dtype([
     ("ts", np.int64), ("slot", np.int64), ("to_local", np.int64), ("req", np.int64), ("status", np.int64),
     ("tick", np.int64), ("qty", np.float64), ("leaves", np.float64), ("exec_qty", np.float64),
     ("exec_tick", np.int64), ("maker", np.int64), ("x_ts", np.int64), ("req_ts", np.int64), ("seq", np.int64),
+    ("rec", np.int64),
 ], align=True)
 """An order request travelling to the exchange, or a response (the exchange's order snapshot) travelling back."""
 
@@ -121,7 +124,11 @@ class Sim(NamedTuple):
     x_ask: np.ndarray
     l_bid: np.ndarray  # f8[W] local book
     l_ask: np.ndarray
+    x_bid_orders: np.ndarray  # i8[W] first of our orders resting at each bid tick (-1: none)
+    x_ask_orders: np.ndarray
     slots: np.ndarray  # slot_dt[S]
+    id_keys: np.ndarray  # i8[2^k] open-addressing table: order id -> slot (ID_EMPTY = free)
+    id_slots: np.ndarray  # i8[2^k]
     msgs: np.ndarray  # msg_dt[M]
     lat_req: np.ndarray  # i8[L] recorded order latencies (req, exch, resp timestamps)
     lat_exch: np.ndarray
@@ -207,7 +214,7 @@ def clear_side_nb(bid, ask, ints, bb_slot, ba_slot, side):
         ints[ba_slot] = w
 
 
-@kernel
+@inline
 def apply_book_row_nb(bid, ask, ints, bb_slot, ba_slot, kind, side, price, qty, tick_size, lot):
     """Apply one feed row to a book (local side: no matching). Trades do not change the book."""
     if kind == CLEAR:
@@ -343,6 +350,7 @@ def push_msg_nb(sim, ts, slot, to_local, req):
     g.to_local = to_local
     g.req = req
     g.seq = m
+    g.rec = s.rec
     if to_local:
         g.status = s.x_status
         g.tick = s.x_tick
@@ -552,17 +560,41 @@ def fill_nb(sim, i, ts, exec_tick, exec_qty, maker, quote_tick):
 
 @inline
 def rest_nb(sim, i, ts):
-    """Put slot ``i`` in the exchange book behind the queue already at its price."""
+    """Put slot ``i`` in the exchange book behind the queue already at its price (linked into the
+    list of our orders at that tick, so a feed row only visits the orders at its own price)."""
     s = sim.slots[i]
-    if s.side > 0:
-        sim.slots[i].front_q = sim.x_bid[s.x_tick]
-    else:
-        sim.slots[i].front_q = sim.x_ask[s.x_tick]
+    t = s.x_tick
+    heads = sim.x_bid_orders if s.side > 0 else sim.x_ask_orders
+    sim.slots[i].front_q = sim.x_bid[t] if s.side > 0 else sim.x_ask[t]
     sim.slots[i].cum_trade = 0.0
     sim.slots[i].x_resting = 1
     sim.slots[i].x_status = ST_NEW
     sim.slots[i].x_ts = ts
+    sim.slots[i].prv = -1
+    sim.slots[i].nxt = heads[t]
+    if heads[t] >= 0:
+        sim.slots[heads[t]].prv = i
+    heads[t] = i
     sim.ints[I_RESTING] += 1
+    if s.side > 0:
+        sim.ints[I_MAX_BUY] = max(sim.ints[I_MAX_BUY], t)
+    else:
+        sim.ints[I_MIN_SELL] = min(sim.ints[I_MIN_SELL], t)
+
+
+@kernel
+def resting_bounds_nb(sim):
+    """Recompute the highest resting buy tick and the lowest resting sell tick."""
+    hi = -1
+    lo = INT_MAX
+    for i in range(sim.ints[I_NSLOT]):
+        if sim.slots[i].x_resting:
+            if sim.slots[i].side > 0:
+                hi = max(hi, sim.slots[i].x_tick)
+            else:
+                lo = min(lo, sim.slots[i].x_tick)
+    sim.ints[I_MAX_BUY] = hi
+    sim.ints[I_MIN_SELL] = lo
 
 
 @inline
@@ -570,6 +602,60 @@ def unrest_nb(sim, i):
     if sim.slots[i].x_resting:
         sim.slots[i].x_resting = 0
         sim.ints[I_RESTING] -= 1
+        t = sim.slots[i].x_tick
+        heads = sim.x_bid_orders if sim.slots[i].side > 0 else sim.x_ask_orders
+        prv = sim.slots[i].prv
+        nxt = sim.slots[i].nxt
+        if prv >= 0:
+            sim.slots[prv].nxt = nxt
+        else:
+            heads[t] = nxt
+        if nxt >= 0:
+            sim.slots[nxt].prv = prv
+        if heads[t] < 0 and ((sim.slots[i].side > 0 and t == sim.ints[I_MAX_BUY])
+                             or (sim.slots[i].side < 0 and t == sim.ints[I_MIN_SELL])):
+            resting_bounds_nb(sim)
+
+
+@inline
+def trade_at_level_nb(sim, heads, u, t, q, ts, model, lot, partial):
+    """A trade at tick ``t`` against our orders resting at tick ``u``: strictly better-priced orders fill
+    completely; at ``t`` the queue ahead is consumed first (hftbacktest ``check_if_*_filled``)."""
+    j = heads[u]
+    while j >= 0:
+        nxt = sim.slots[j].nxt
+        if u != t:
+            unrest_nb(sim, j)
+            fill_nb(sim, j, ts, u, sim.slots[j].x_leaves, True, u)
+        else:
+            queue_trade_nb(sim.slots, j, model, q)
+            execd = queue_filled_nb(sim.slots, j, lot)
+            if execd > 0.0:
+                if not partial or execd >= sim.slots[j].x_leaves:
+                    unrest_nb(sim, j)
+                    fill_nb(sim, j, ts, u, sim.slots[j].x_leaves, True, u)
+                else:
+                    fill_nb(sim, j, ts, u, execd, True, u)
+        j = nxt
+
+
+@inline
+def fill_level_nb(sim, heads, u, ts):
+    """The book moved through tick ``u``: every order of ours resting there fills at its price."""
+    j = heads[u]
+    while j >= 0:
+        nxt = sim.slots[j].nxt
+        unrest_nb(sim, j)
+        fill_nb(sim, j, ts, u, sim.slots[j].x_leaves, True, u)
+        j = nxt
+
+
+@inline
+def depth_at_level_nb(sim, heads, u, model, n, prev_q, new_q):
+    j = heads[u]
+    while j >= 0:
+        queue_depth_nb(sim.slots, j, model, n, prev_q, new_q)
+        j = sim.slots[j].nxt
 
 
 @inline
@@ -583,48 +669,18 @@ def exchange_row_nb(sim, r):
     lot = p[P_LOT]
     model = int(p[P_QUEUE])
     partial = p[P_PARTIAL] != 0.0
-    n_slots = ints[I_NSLOT]
-    slots = sim.slots
+    w = sim.x_bid.shape[0]
     if kind == TRADE:
-        if ints[I_RESTING] == 0:
-            if sim.price[r] > 0.0:
-                sim.floats[F_LAST_TRADE] = sim.price[r]
-            return
-        t = int(np.round(sim.price[r] / p[P_TICK])) - ints[I_WLO]
-        q = sim.qty[r]
-        for i in range(n_slots):
-            if not slots[i].x_resting:
-                continue
-            if side > 0 and slots[i].side < 0:
-                ot = slots[i].x_tick
-                if ot < t:
-                    unrest_nb(sim, i)
-                    fill_nb(sim, i, ts, ot, slots[i].x_leaves, True, ot)
-                elif ot == t:
-                    queue_trade_nb(slots, i, model, q)
-                    execd = queue_filled_nb(slots, i, lot)
-                    if execd > 0.0:
-                        if not partial or execd >= slots[i].x_leaves:
-                            unrest_nb(sim, i)
-                            fill_nb(sim, i, ts, ot, slots[i].x_leaves, True, ot)
-                        else:
-                            fill_nb(sim, i, ts, ot, execd, True, ot)
-            elif side < 0 and slots[i].side > 0:
-                ot = slots[i].x_tick
-                if ot > t:
-                    unrest_nb(sim, i)
-                    fill_nb(sim, i, ts, ot, slots[i].x_leaves, True, ot)
-                elif ot == t:
-                    queue_trade_nb(slots, i, model, q)
-                    execd = queue_filled_nb(slots, i, lot)
-                    if execd > 0.0:
-                        if not partial or execd >= slots[i].x_leaves:
-                            unrest_nb(sim, i)
-                            fill_nb(sim, i, ts, ot, slots[i].x_leaves, True, ot)
-                        else:
-                            fill_nb(sim, i, ts, ot, execd, True, ot)
         if sim.price[r] > 0.0:
             sim.floats[F_LAST_TRADE] = sim.price[r]
+        t = int(np.round(sim.price[r] / p[P_TICK])) - ints[I_WLO]
+        q = sim.qty[r]
+        if side > 0 and ints[I_MIN_SELL] <= t:
+            for u in range(max(ints[I_MIN_SELL], 0), min(t, w - 1) + 1):
+                trade_at_level_nb(sim, sim.x_ask_orders, u, t, q, ts, model, lot, partial)
+        elif side < 0 and ints[I_MAX_BUY] >= t:
+            for u in range(min(ints[I_MAX_BUY], w - 1), max(t, 0) - 1, -1):
+                trade_at_level_nb(sim, sim.x_bid_orders, u, t, q, ts, model, lot, partial)
         return
     prev_bb = ints[I_XBB]
     prev_ba = ints[I_XBA]
@@ -632,7 +688,7 @@ def exchange_row_nb(sim, r):
         clear_side_nb(sim.x_bid, sim.x_ask, ints, I_XBB, I_XBA, side)
         return
     t = int(np.round(sim.price[r] / p[P_TICK])) - ints[I_WLO]
-    if t < 0 or t >= sim.x_bid.shape[0]:
+    if t < 0 or t >= w:
         return
     if kind == QUOTE:
         # an L1 quote: better levels of its side are gone (each is a depth change for orders there)
@@ -641,10 +697,7 @@ def exchange_row_nb(sim, r):
                 if sim.x_bid[u] > 0.0:
                     prev_q = sim.x_bid[u]
                     sim.x_bid[u] = 0.0
-                    if ints[I_RESTING]:
-                        for i in range(n_slots):
-                            if slots[i].x_resting and slots[i].side > 0 and slots[i].x_tick == u:
-                                queue_depth_nb(slots, i, model, p[P_QN], prev_q, 0.0)
+                    depth_at_level_nb(sim, sim.x_bid_orders, u, model, p[P_QN], prev_q, 0.0)
             if prev_bb > t:
                 ints[I_XBB] = best_below_nb(sim.x_bid, t)
         else:
@@ -652,32 +705,23 @@ def exchange_row_nb(sim, r):
                 if sim.x_ask[u] > 0.0:
                     prev_q = sim.x_ask[u]
                     sim.x_ask[u] = 0.0
-                    if ints[I_RESTING]:
-                        for i in range(n_slots):
-                            if slots[i].x_resting and slots[i].side < 0 and slots[i].x_tick == u:
-                                queue_depth_nb(slots, i, model, p[P_QN], prev_q, 0.0)
+                    depth_at_level_nb(sim, sim.x_ask_orders, u, model, p[P_QN], prev_q, 0.0)
             if prev_ba < t:
-                ints[I_XBA] = best_above_nb(sim.x_ask, t, sim.x_bid.shape[0])
+                ints[I_XBA] = best_above_nb(sim.x_ask, t, w)
     prev_q = set_level_nb(sim.x_bid, sim.x_ask, ints, I_XBB, I_XBA, side, t, sim.qty[r], lot)
     if ints[I_RESTING] == 0:
         return
-    new_q = sim.x_bid[t] if side > 0 else sim.x_ask[t]
-    for i in range(n_slots):
-        if slots[i].x_resting and slots[i].side == side and slots[i].x_tick == t:
-            queue_depth_nb(slots, i, model, p[P_QN], prev_q, new_q)
+    if side > 0:
+        depth_at_level_nb(sim, sim.x_bid_orders, t, model, p[P_QN], prev_q, sim.x_bid[t])
+    else:
+        depth_at_level_nb(sim, sim.x_ask_orders, t, model, p[P_QN], prev_q, sim.x_ask[t])
     # the best bid rose through resting sells / the best ask fell through resting buys: they fill
-    if side > 0 and ints[I_XBB] > prev_bb:
-        nb = ints[I_XBB]
-        for i in range(n_slots):
-            if slots[i].x_resting and slots[i].side < 0 and slots[i].x_tick <= nb:
-                unrest_nb(sim, i)
-                fill_nb(sim, i, ts, slots[i].x_tick, slots[i].x_leaves, True, slots[i].x_tick)
-    elif side < 0 and ints[I_XBA] < prev_ba:
-        na = ints[I_XBA]
-        for i in range(n_slots):
-            if slots[i].x_resting and slots[i].side > 0 and slots[i].x_tick >= na:
-                unrest_nb(sim, i)
-                fill_nb(sim, i, ts, slots[i].x_tick, slots[i].x_leaves, True, slots[i].x_tick)
+    if side > 0 and ints[I_XBB] > prev_bb and ints[I_MIN_SELL] <= ints[I_XBB]:
+        for u in range(max(ints[I_MIN_SELL], 0), ints[I_XBB] + 1):
+            fill_level_nb(sim, sim.x_ask_orders, u, ts)
+    elif side < 0 and ints[I_XBA] < prev_ba and ints[I_MAX_BUY] >= ints[I_XBA]:
+        for u in range(ints[I_MAX_BUY], ints[I_XBA] - 1, -1):
+            fill_level_nb(sim, sim.x_bid_orders, u, ts)
 
 
 # ------------------------------------------------------------------------------------ order requests
@@ -852,6 +896,11 @@ def exchange_receive_nb(sim, ts):
         i = g.slot
         at = g.ts
         req = g.req
+        if sim.slots[i].rec != g.rec:
+            # the strategy forgot this order (its final response arrived) and reused the slot: a late
+            # cancel/modify of it finds nothing at the exchange
+            record_event_nb(sim, g.rec, at, EV_REJECTED, RS_UNKNOWN_ORDER, np.nan, 0.0)
+            continue
         if req == REQ_NEW:
             ack_new_nb(sim, i, at)
         elif req == REQ_CANCEL:
@@ -874,6 +923,8 @@ def local_receive_nb(sim, ts, wait_slot):
         i = g.slot
         if i == wait_slot or wait_slot == -2:
             got = True
+        if not sim.slots[i].in_use or sim.slots[i].rec != g.rec:
+            continue  # a late response about an order the strategy already forgot
         if g.req == REQ_REJECTED:
             # rejected before reaching the exchange (negative latency)
             if sim.slots[i].l_req_ts == g.req_ts:
@@ -899,10 +950,11 @@ def local_receive_nb(sim, ts, wait_slot):
             sim.slots[i].l_leaves = g.leaves
             sim.slots[i].l_ts = g.x_ts
             sim.slots[i].l_req = REQ_NONE
-        st = sim.slots[i].l_status
-        if st >= ST_FILLED and sim.slots[i].inflight == 0 and sim.slots[i].l_req == REQ_NONE \
-                and sim.slots[i].x_resting == 0:
+        # a finished order is forgotten at once (hftbacktest's clear_inactive_orders on every step):
+        # its id can be reused; responses still travelling about it are ignored
+        if sim.slots[i].l_status >= ST_FILLED and sim.slots[i].l_req == REQ_NONE and sim.slots[i].x_resting == 0:
             sim.slots[i].in_use = 0
+            id_delete_nb(sim, sim.slots[i].id)
 
 
 # --------------------------------------------------------------------------------------- equity grid
@@ -1011,12 +1063,63 @@ def finish_nb(sim):
 
 # ------------------------------------------------------------------------------------------ requests
 
-@kernel
+@inline
+def id_home_nb(order_id, mask):
+    h = np.uint64(order_id) * np.uint64(11400714819323198485)
+    return np.int64((h >> np.uint64(17)) & np.uint64(mask))
+
+
+@inline
 def find_slot_nb(sim, order_id):
-    for i in range(sim.ints[I_NSLOT]):
-        if sim.slots[i].in_use and sim.slots[i].id == order_id:
-            return i
-    return -1
+    """Slot of a live order id (-1 if none): linear probing in ``id_keys``."""
+    keys = sim.id_keys
+    mask = keys.shape[0] - 1
+    j = id_home_nb(order_id, mask)
+    while True:
+        k = keys[j]
+        if k == order_id:
+            return sim.id_slots[j]
+        if k == ID_EMPTY:
+            return -1
+        j = (j + 1) & mask
+
+
+@kernel
+def id_insert_nb(sim, order_id, slot):
+    keys = sim.id_keys
+    mask = keys.shape[0] - 1
+    j = id_home_nb(order_id, mask)
+    while keys[j] != ID_EMPTY:
+        j = (j + 1) & mask
+    keys[j] = order_id
+    sim.id_slots[j] = slot
+
+
+@kernel
+def id_delete_nb(sim, order_id):
+    """Remove an id (backward-shift deletion keeps every probe chain unbroken)."""
+    keys = sim.id_keys
+    mask = keys.shape[0] - 1
+    i = id_home_nb(order_id, mask)
+    while keys[i] != order_id:
+        if keys[i] == ID_EMPTY:
+            return
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if keys[j] == ID_EMPTY:
+            break
+        home = id_home_nb(keys[j], mask)
+        if i <= j:
+            if i < home <= j:
+                continue
+        elif home > i or home <= j:
+            continue
+        keys[i] = keys[j]
+        sim.id_slots[i] = sim.id_slots[j]
+        i = j
+    keys[i] = ID_EMPTY
 
 
 @kernel
@@ -1055,7 +1158,7 @@ def send_request_nb(sim, i, req):
 @kernel
 def submit_nb(sim, order_id, side, price, qty, tif, order_type):
     """Create an order at the current time and send it (hftbacktest ``submit_buy_order``)."""
-    if find_slot_nb(sim, order_id) >= 0:
+    if order_id == ID_EMPTY or find_slot_nb(sim, order_id) >= 0:
         return E_ID_EXISTS
     if not (qty > 0.0) or not np.isfinite(qty):
         return E_BAD_QTY
@@ -1108,6 +1211,7 @@ def submit_nb(sim, order_id, side, price, qty, tif, order_type):
     s = sim.slots[i]
     s.id = order_id
     s.in_use = 1
+    id_insert_nb(sim, order_id, i)
     s.side = side
     s.order_type = order_type
     s.tif = tif

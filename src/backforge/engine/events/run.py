@@ -139,6 +139,8 @@ def new_sim(data: EventData, config: EventConfig | None = None, *, order_latency
     ints[c.I_XBB] = ints[c.I_LBB] = -1
     ints[c.I_XBA] = ints[c.I_LBA] = window
     ints[c.I_MIN_TO_EXCH] = ints[c.I_MIN_TO_LOCAL] = c.INT_MAX
+    ints[c.I_MIN_SELL] = c.INT_MAX
+    ints[c.I_MAX_BUY] = -1
     ints[c.I_WLO] = lo
     ints[c.I_W] = window
     ints[c.I_CUR] = c.INT_MAX
@@ -151,7 +153,11 @@ def new_sim(data: EventData, config: EventConfig | None = None, *, order_latency
     return c.Sim(
         *columns, params, ints, floats,
         np.zeros(window), np.zeros(window), np.zeros(window), np.zeros(window),
-        np.zeros(cfg.live_orders, dtype=c.slot_dt), np.zeros(4 * cfg.live_orders + 16, dtype=c.msg_dt),
+        np.full(window, -1, dtype=np.int64), np.full(window, -1, dtype=np.int64),
+        np.zeros(cfg.live_orders, dtype=c.slot_dt),
+        np.full(1 << int(np.ceil(np.log2(4 * cfg.live_orders))), c.ID_EMPTY, dtype=np.int64),
+        np.zeros(1 << int(np.ceil(np.log2(4 * cfg.live_orders))), dtype=np.int64),
+        np.zeros(4 * cfg.live_orders + 16, dtype=c.msg_dt),
         req, exch, resp,
         np.zeros(cap, dtype=order_dt), np.zeros(2 * cap, dtype=fill_dt), np.zeros(cap, dtype=trade_dt),
         np.zeros(6 * cap, dtype=event_dt),

@@ -96,7 +96,9 @@ def load_credentials(venue: str, fields: dict[str, Sequence[str]], *, given: dic
     table: dict = {}
     if path.is_file():
         try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get(venue, {}) or {}
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+            for part in venue.split("."):  # "ccxt.binance" reads the [ccxt.binance] table
+                table = table.get(part, {}) if isinstance(table, dict) else {}
         except (OSError, tomllib.TOMLDecodeError) as exc:  # the message of a TOML error quotes no values
             raise BrokerError(f"{venue}: cannot read the broker config: {type(exc).__name__}", kind="auth",
                               path=str(path)) from None
@@ -109,12 +111,48 @@ def load_credentials(venue: str, fields: dict[str, Sequence[str]], *, given: dic
             value = table.get(name)
         if value:
             out[name] = Secret(str(value))
+            register_secrets(out[name])
     for name in (fields if required is None else required):
         if name not in out:
             names = " or ".join(fields[name])
             raise BrokerError(f"{venue}: no {name}; set {names} or put {name} under [{venue}] in {path}",
                               kind="auth")
     return out
+
+
+class _SecretFilter(logging.Filter):
+    """Scrubs every registered secret (and query-string credentials) from the records of the client
+    libraries' loggers, which log request headers, URLs and websocket frames at DEBUG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record that cannot be formatted is left to logging's own error path
+            return True
+        clean = scrub(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True
+
+
+_REDACTOR = _SecretFilter()
+LIBRARY_LOGGERS = ("ccxt.base.exchange", "websockets.client", "websockets.protocol", "urllib3.connectionpool",
+                   "httpx", "httpcore.http11", "aiohttp.client", "alpaca.trading.stream",
+                   "alpaca.data.live.websocket", "alpaca.common.rest")
+for _name in LIBRARY_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACTOR)
+
+
+def register_secrets(*secrets: "Secret | str") -> None:
+    """Add values that the client libraries' loggers must never print."""
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, Secret) else str(secret)
+        if len(value) >= 4:
+            _REDACTOR.secrets.add(value)
 
 
 _SIGNATURE = re.compile(r"(signature|apiKey|api_key|token|secret|key)=([^&\s\"']+)", re.IGNORECASE)
@@ -253,11 +291,11 @@ def conform_order(request: OrderRequest, instrument: Instrument, *, venue: str,
     changes: dict[str, float] = {}
     qty = instrument.round_qty(request.qty)
     if qty != request.qty:
-        notes.append(f"qty {request.qty:g} rounded down to {qty:g} (step {instrument.qty_step:g})")
+        notes.append(f"qty {_num(request.qty)} rounded down to {_num(qty)} (step {_num(instrument.qty_step)})")
         changes["qty"] = qty
     if qty <= 0 or (instrument.min_qty > 0 and qty < instrument.min_qty - 1e-12):
-        raise BrokerError(f"{venue} refuses qty {request.qty:g}: below the minimum {instrument.min_qty:g} "
-                          f"(step {instrument.qty_step:g})", kind="final", asset=request.symbol)
+        raise BrokerError(f"{venue} refuses qty {_num(request.qty)}: below the minimum {_num(instrument.min_qty)} "
+                          f"(step {_num(instrument.qty_step)})", kind="final", asset=request.symbol)
     # limit prices never pay more than asked (by the side of their order); stop prices trigger no later
     # (by the opposite side); bracket children belong to the exit order
     exit_side = "sell" if request.side == "buy" else "buy"
@@ -268,15 +306,19 @@ def conform_order(request: OrderRequest, instrument: Instrument, *, venue: str,
             continue
         rounded = instrument.round_price(value, side)
         if rounded != value:
-            notes.append(f"{name} {value:g} rounded to {rounded:g} (tick {instrument.price_tick:g})")
+            notes.append(f"{name} {_num(value)} rounded to {_num(rounded)} (tick {_num(instrument.price_tick)})")
             changes[name] = rounded
     price = changes.get("limit_price", request.limit_price) or reference_price
     if instrument.min_notional > 0 and price is not None and qty * price < instrument.min_notional - 1e-9:
-        raise BrokerError(f"{venue} refuses a notional of {qty * price:g}: below the minimum "
-                          f"{instrument.min_notional:g}", kind="final", asset=request.symbol)
+        raise BrokerError(f"{venue} refuses a notional of {_num(qty * price)}: below the minimum "
+                          f"{_num(instrument.min_notional)}", kind="final", asset=request.symbol)
     for note in notes:
         log.info("%s order %s: %s", venue, request.client_order_id, note)
     return (replace(request, **changes) if changes else request), notes
+
+
+def _num(value: float) -> str:
+    return f"{value:.12g}"
 
 
 class LoopThread:

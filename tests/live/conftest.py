@@ -9,6 +9,13 @@ import pytest
 from backforge.live._venue import RetryPolicy
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_wait=1.0)
+MADE: list = []
+"""Brokers and feeds a test built; each test module's autouse fixture closes them."""
+
+
+def track(thing):
+    MADE.append(thing)
+    return thing
 
 
 def collect(broker, until, timeout: float = 5.0) -> list:

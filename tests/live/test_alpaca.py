@@ -10,7 +10,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.alpaca import AlpacaBroker, AlpacaFeed
-from conftest import FAST_RETRY, collect
+from conftest import FAST_RETRY, MADE, collect, track
 from fakes.alpaca_fake import KEY, SECRET, T0, run
 
 
@@ -18,7 +18,14 @@ def make_broker(server, **kwargs) -> AlpacaBroker:
     options = dict(key_id=KEY, secret_key=SECRET, url_override=server.url, stream_url=server.ws_url + "/stream",
                    timeout=1.0, retry=FAST_RETRY, reconnect_delay=0.1, config_path="/nonexistent.toml")
     options.update(kwargs)
-    return AlpacaBroker(**options)
+    return track(AlpacaBroker(**options))
+
+
+@pytest.fixture(autouse=True)
+def _close_everything():
+    yield
+    while MADE:
+        MADE.pop().close()
 
 
 def fills_of(items):
@@ -171,7 +178,7 @@ def test_keys_from_config_file(tmp_path, alpaca_venue, monkeypatch):
     server, _ = alpaca_venue
     config = tmp_path / "brokers.toml"
     config.write_text(f'[alpaca]\nkey_id = "{KEY}"\nsecret_key = "{SECRET}"\n')
-    broker = AlpacaBroker(config_path=str(config), url_override=server.url, stream=False, retry=FAST_RETRY)
+    broker = track(AlpacaBroker(config_path=str(config), url_override=server.url, stream=False, retry=FAST_RETRY))
     assert broker.account().currency == "USD"
 
 
@@ -195,9 +202,9 @@ def test_feed_history_stream_and_reconnect_backfill(alpaca_venue):
     for i in range(5):
         for s, base in (("AAPL", 100.0), ("MSFT", 300.0)):
             venue.bars.setdefault(s, []).append((T0 + i * minute, base + i, base + i + 1, base + i - 1, base + i + .5, 1000.0))
-    feed = AlpacaFeed(["AAPL", "MSFT"], "1Min", KEY, SECRET, url_override=server.url,
-                      stream_url=server.ws_url + "/v2/iex", retry=FAST_RETRY, reconnect_delay=0.1,
-                      config_path="/nonexistent.toml")
+    feed = track(AlpacaFeed(["AAPL", "MSFT"], "1Min", KEY, SECRET, url_override=server.url,
+                            stream_url=server.ws_url + "/v2/iex", retry=FAST_RETRY, reconnect_delay=0.1,
+                            config_path="/nonexistent.toml"))
     md = feed.history(3, end_ns=T0 + 4 * minute)
     assert md.assets == ("AAPL", "MSFT") and md.n_bars == 3
     assert md.timestamps[0] == T0 + 2 * minute and np.allclose(md.close[:, 1], [302.5, 303.5, 304.5])

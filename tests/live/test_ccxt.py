@@ -11,7 +11,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.ccxt_venue import CcxtBroker, CcxtFeed
-from conftest import FAST_RETRY, collect
+from conftest import FAST_RETRY, MADE, collect, track
 from fakes.binance_fake import KEY, SECRET, T0_MS, run, wait_for
 
 
@@ -19,7 +19,14 @@ def make_broker(server, **kwargs) -> CcxtBroker:
     options = dict(api_key=KEY, secret=SECRET, base_url=server.url, ws_url=server.ws_url, timeout=1.0,
                    retry=FAST_RETRY, reconnect_delay=0.1, config_path="/nonexistent.toml", rate_limit_ms=1)
     options.update(kwargs)
-    return CcxtBroker("binance", **options)
+    return track(CcxtBroker("binance", **options))
+
+
+@pytest.fixture(autouse=True)
+def _close_everything():
+    yield
+    while MADE:
+        MADE.pop().close()
 
 
 def fills_of(items):
@@ -192,8 +199,8 @@ def test_keys_from_environment(ccxt_venue, monkeypatch):
     server, _ = ccxt_venue
     monkeypatch.setenv("BACKFORGE_BINANCE_API_KEY", KEY)
     monkeypatch.setenv("BACKFORGE_BINANCE_SECRET", SECRET)
-    broker = CcxtBroker("binance", base_url=server.url, ws_url=server.ws_url, stream=False, retry=FAST_RETRY,
-                        config_path="/nonexistent.toml")
+    broker = track(CcxtBroker("binance", base_url=server.url, ws_url=server.ws_url, stream=False, retry=FAST_RETRY,
+                              config_path="/nonexistent.toml"))
     assert broker.account().currency == "USDT"
 
 
@@ -203,8 +210,8 @@ def test_feed_history_stream_and_reconnect_backfill(ccxt_venue):
     for i in range(5):
         venue.klines.setdefault("BTCUSDT", []).append([T0_MS + i * minute, 100.0 + i, 101.0 + i, 99.0 + i, 100.5 + i, 2.0])
         venue.klines.setdefault("ETHUSDT", []).append([T0_MS + i * minute, 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 3.0])
-    feed = CcxtFeed("binance", ["BTC/USDT", "ETH/USDT"], "1m", base_url=server.url, ws_url=server.ws_url,
-                    retry=FAST_RETRY, reconnect_delay=0.1, rate_limit_ms=1)
+    feed = track(CcxtFeed("binance", ["BTC/USDT", "ETH/USDT"], "1m", base_url=server.url, ws_url=server.ws_url,
+                          retry=FAST_RETRY, reconnect_delay=0.1, rate_limit_ms=1))
     md = feed.history(3, end_ns=(T0_MS + 4 * minute) * 1_000_000)
     assert md.n_bars == 3 and np.allclose(md.close[:, 0], [102.5, 103.5, 104.5])
     feed.connect()

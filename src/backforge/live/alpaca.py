@@ -234,6 +234,7 @@ class AlpacaBroker(Broker):
             self._stream_thread.join(10)
             self._stream_thread = None
         self._connected.clear()
+        self._client._session.close()  # requests reopens its pool on the next call
 
     def _on_stream_connect(self) -> None:
         self._connections += 1
@@ -518,4 +519,5 @@ class AlpacaFeed(Feed):
             self._thread.join(10)
             self._thread = None
         self._connected.clear()
+        self._client._session.close()
 

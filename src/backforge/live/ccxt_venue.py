@@ -313,6 +313,9 @@ class CcxtBroker(_Ccxt, Broker):
     def close(self) -> None:
         self._stop_loop()
         self._connected.clear()
+        session = getattr(self._rest, "session", None)
+        if session is not None:
+            session.close()
 
     # ------------------------------------------------------------------ mapping
     def _map_order(self, o: dict, reason: str = "") -> BrokerOrder:
@@ -624,6 +627,9 @@ class CcxtFeed(_Ccxt, Feed):
         return self._assembler.next(timeout)
 
     def close(self) -> None:
+        session = getattr(self._rest, "session", None)
+        if session is not None:
+            session.close()
         if self._loop is None:
             return
         self._stopping = True

@@ -292,6 +292,7 @@ def _mount_optional_apps() -> None:
 
     register(app, console, friendly_errors)
     from backforge.judge.cli import register as register_judge; register_judge(app, console, friendly_errors)  # noqa: E702
+    from backforge.live.cli import register as register_live; register_live(app, console, friendly_errors)  # noqa: E702
     try:
         from backforge.data.cli import data_app
     except ImportError:  # the data layer's CLI is optional while it is being built

@@ -305,6 +305,9 @@ def conform_order(request: OrderRequest, instrument: Instrument, *, venue: str,
         if value is None:
             continue
         rounded = instrument.round_price(value, side)
+        if rounded <= 0:
+            raise BrokerError(f"{venue} refuses {name} {_num(value)}: below one price tick "
+                              f"({_num(instrument.price_tick)})", kind="final", asset=request.symbol)
         if rounded != value:
             notes.append(f"{name} {_num(value)} rounded to {_num(rounded)} (tick {_num(instrument.price_tick)})")
             changes[name] = rounded

@@ -165,6 +165,7 @@ class AlpacaBroker(Broker):
     """
 
     name = "alpaca"
+    native_brackets = True
 
     def __init__(self, key_id: str | None = None, secret_key: str | None = None, *, paper: bool = True,
                  url_override: str | None = None, stream_url: str | None = None, stream: bool = True,

@@ -36,6 +36,7 @@ class OandaVenue:
     streams: set = field(default_factory=set)         # asyncio.Queue per open transactions stream
     heartbeat: float = 0.2
     drop_event: asyncio.Event | None = None
+    stopping: bool = False
 
     def txn(self, kind: str, **fields) -> dict:
         txn = {"id": str(len(self.transactions) + 1), "time": ns_iso(time.time_ns()) .replace("Z", "000Z"),
@@ -244,14 +245,18 @@ def build_app(venue: OandaVenue, server_ref: list) -> web.Application:
         if venue.drop_event is None:
             venue.drop_event = asyncio.Event()
         drop = venue.drop_event
+        last_sent = time.monotonic()
         try:
-            while not drop.is_set():
+            while not drop.is_set() and not venue.stopping:
                 try:
-                    txn = await asyncio.wait_for(queue.get(), venue.heartbeat)
+                    txn = await asyncio.wait_for(queue.get(), 0.05)
                     line = json.dumps(txn)
                 except asyncio.TimeoutError:
+                    if time.monotonic() - last_sent < venue.heartbeat:
+                        continue
                     line = json.dumps({"type": "HEARTBEAT", "lastTransactionID": venue.last_id(),
                                        "time": ns_iso(time.time_ns())})
+                last_sent = time.monotonic()
                 try:
                     await response.write(line.encode() + b"\n")
                 except (ConnectionResetError, RuntimeError):  # the client went away
@@ -294,6 +299,12 @@ def start() -> tuple[FakeServer, OandaVenue]:
     ref: list = [None]
     server = FakeServer(build_app(venue, ref))
     ref[0] = server
+    original_stop = server.stop
+
+    def stop() -> None:  # end the open streams first, so the server does not wait for them
+        venue.stopping = True
+        original_stop()
+    server.stop = stop
     return server, venue
 
 

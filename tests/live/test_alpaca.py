@@ -223,3 +223,12 @@ def test_feed_history_stream_and_reconnect_backfill(alpaca_venue):
         assert bar is not None and bar.ts_ns == t6 and list(bar.close) == [106.5, 306.5]
     finally:
         feed.close()
+
+
+def test_replace_changes_a_working_order(alpaca_venue):
+    server, venue = alpaca_venue
+    broker = make_broker(server, stream=False)
+    broker.submit(OrderRequest("rep-1", "AAPL", "buy", 5, "limit", limit_price=180.0))
+    new = broker.replace("rep-1", new_client_order_id="rep-2", limit_price=181.0)
+    assert (new.client_order_id, new.limit_price, new.status) == ("rep-2", 181.0, "accepted")
+    assert broker.order("rep-1").status == "cancelled" and [o.client_order_id for o in broker.open_orders()] == ["rep-2"]

@@ -71,6 +71,8 @@ def test_cancel_and_duplicate_client_id(ccxt_venue):
     first = broker.submit(OrderRequest("dup-1", "ETH/USDT", "buy", 0.5, "limit", limit_price=2000.0))
     again = broker.submit(OrderRequest("dup-1", "ETH/USDT", "buy", 0.5, "limit", limit_price=2000.0))
     assert again.venue_order_id == first.venue_order_id and len(venue.orders) == 1
+    with pytest.raises(BrokerError, match="cannot replace"):
+        broker.replace("dup-1", new_client_order_id="dup-2", limit_price=2001.0)  # the runner cancels and resubmits
     cancelled = broker.cancel("dup-1")
     assert cancelled.status == "cancelled"
     assert broker.cancel("never-sent") is None

@@ -211,3 +211,12 @@ def test_feed_bid_ask_history_and_polled_bars(oanda_venue):
         assert np.allclose(bar.bid[3], [1.2, 150.0]) and feed.next_bar(timeout=0.3) is None  # incomplete candle waits
     finally:
         feed.close()
+
+
+def test_replace_changes_a_working_order(oanda_venue):
+    server, _ = oanda_venue
+    broker = make_broker(server, stream=False)
+    broker.submit(OrderRequest("rep-1", "EUR_USD", "buy", 100, "limit", limit_price=1.09))
+    new = broker.replace("rep-1", new_client_order_id="rep-2", limit_price=1.091)
+    assert (new.client_order_id, new.limit_price, new.status) == ("rep-2", 1.091, "accepted")
+    assert broker.order("rep-1").status == "cancelled" and [o.client_order_id for o in broker.open_orders()] == ["rep-2"]

@@ -191,6 +191,7 @@ class AlpacaBroker(Broker):
         self._connected = threading.Event()
         self._connections = 0
         self._last_fill_ns = 0
+        self._connected_at_ns = 0
         self.notes: dict[str, list[str]] = {}
         """Reasons for every change :meth:`submit` made to an order (rounding), by client order id."""
 
@@ -208,6 +209,7 @@ class AlpacaBroker(Broker):
 
     def connect(self) -> None:
         self._call("account", self._client.get_account)  # bad keys fail here, once
+        self._connected_at_ns = time.time_ns()
         if not self._use_stream or self._stream is not None:
             return
         self._stream = _TradingStream(self._key.reveal(), self._secret.reveal(), paper=self.paper,
@@ -246,7 +248,9 @@ class AlpacaBroker(Broker):
     def _backfill(self) -> None:
         """After a reconnect: queue the fills and order states the stream missed (dedupe drops repeats)."""
         try:
-            since = max(self._last_fill_ns - 60 * 1_000_000_000, 0)
+            # the runner reconciled everything before connect(); look back a minute past the later of the
+            # connection time and the last fill seen, for clock skew between the venue and this machine
+            since = max(self._last_fill_ns, self._connected_at_ns) - 60 * 1_000_000_000
             for fill in self.fills(since):
                 self._updates.put(fill)
             for order in self.open_orders():

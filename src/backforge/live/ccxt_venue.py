@@ -199,6 +199,8 @@ class CcxtBroker(_Ccxt, Broker):
         self._stopping = False
         self._connected = threading.Event()
         self.reconnects = 0
+        self._last_fill_ns = 0
+        self._connected_at_ns = 0
         self.notes: dict[str, list[str]] = {}
 
     def __repr__(self) -> str:
@@ -208,6 +210,7 @@ class CcxtBroker(_Ccxt, Broker):
     def connect(self) -> None:
         self._call("markets", self._rest.load_markets)
         self._call("balance", self._rest.fetch_balance)  # bad keys fail here, once
+        self._connected_at_ns = time.time_ns()
         if not self._use_stream or self._loop is not None:
             return
         self._loop = LoopThread(f"ccxt-{self.venue}")
@@ -289,7 +292,8 @@ class CcxtBroker(_Ccxt, Broker):
 
     def _backfill(self) -> None:
         try:
-            for fill in self.fills(max(0, time.time_ns() - 24 * 3600 * 1_000_000_000)):
+            since = max(self._last_fill_ns, self._connected_at_ns) - 60 * 1_000_000_000  # see AlpacaBroker
+            for fill in self.fills(since):
                 self._updates.put(fill)
             for order in self.open_orders():
                 self._updates.put(order)
@@ -346,6 +350,7 @@ class CcxtBroker(_Ccxt, Broker):
             client_id = self._map_order(found).client_order_id
         fee = (t.get("fee") or {}).get("cost") or 0.0
         taker = t.get("takerOrMaker")
+        self._last_fill_ns = max(self._last_fill_ns, int(t.get("timestamp") or 0) * 1_000_000)
         return Fill(fill_id=f"{t['symbol']}:{t['id']}", client_order_id=client_id, venue_order_id=venue_id,
                     symbol=t["symbol"], side=t["side"], qty=float(t["amount"]), price=float(t["price"]),
                     fee=float(fee), ts_ns=int(t.get("timestamp") or 0) * 1_000_000,

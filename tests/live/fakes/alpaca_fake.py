@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -31,12 +32,13 @@ class AlpacaVenue:
     activities: list = field(default_factory=list)
     positions: dict = field(default_factory=dict)       # symbol -> [qty, avg]
     bars: dict = field(default_factory=dict)            # symbol -> list of (ts_ns, o, h, l, c, v)
-    clock_ns: int = T0
+    clock_ns: int = 0
     trade_sockets: set = field(default_factory=set)
     data_sockets: set = field(default_factory=set)
 
     def tick(self) -> str:
-        self.clock_ns += 1_000_000_000
+        """The venue's clock: wall time, strictly increasing."""
+        self.clock_ns = max(self.clock_ns + 1_000, time.time_ns())
         return ns_iso(self.clock_ns)
 
     # -------------------------------------------------------------- venue actions driven by tests
@@ -193,6 +195,19 @@ def build_app(venue: AlpacaVenue, server_ref: list) -> web.Application:
         o.update(status="canceled", canceled_at=venue.tick(), updated_at=ns_iso(venue.clock_ns))
         await venue.push("canceled", o)
         return web.Response(status=204)
+
+    @routes.patch("/v2/orders/{oid}")
+    async def replace(request):
+        old = venue.orders.get(request.match_info["oid"])
+        if old is None or old["status"] not in ("new", "accepted", "partially_filled"):
+            return error(422, 42210000, "order is not replaceable")
+        body = await request.json()
+        new = venue.new_order({**{k: old[k] for k in ("symbol", "side", "type", "time_in_force", "limit_price",
+                                                      "stop_price", "qty")}, **body})
+        new["replaces"] = old["id"]
+        old.update(status="replaced", replaced_by=new["id"], replaced_at=new["created_at"])
+        await venue.push("replaced", old)
+        return json_response(new)
 
     @routes.get("/v2/positions")
     async def positions(request):

@@ -177,6 +177,20 @@ def build_app(venue: OandaVenue, server_ref: list) -> web.Application:
             return error(404, "The Order specified does not exist", "NO_SUCH_ORDER")
         return json_response({"order": venue.public(order), "lastTransactionID": venue.last_id()})
 
+    @routes.put(base + "/orders/{spec}")
+    async def replace(request):
+        old = venue.find(request.match_info["spec"])
+        if old is None or old["state"] != "PENDING":
+            return error(404, "The Order specified does not exist", "NO_SUCH_ORDER")
+        order = (await request.json())["order"]
+        cancel = venue.txn("ORDER_CANCEL", orderID=old["id"], reason="CLIENT_REQUEST_REPLACED")
+        old.update(state="CANCELLED", cancelledTime=cancel["time"])
+        create = venue.txn(f"{order['type']}_ORDER", **{k: v for k, v in order.items() if k != "type"},
+                           reason="REPLACEMENT", replacesOrderID=old["id"])
+        venue.orders[create["id"]] = {"id": create["id"], "createTime": create["time"], "state": "PENDING", **order}
+        return json_response({"orderCancelTransaction": cancel, "orderCreateTransaction": create,
+                              "lastTransactionID": venue.last_id()}, status=201)
+
     @routes.put(base + "/orders/{spec}/cancel")
     async def cancel(request):
         order = venue.find(request.match_info["spec"])

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from backforge._time import median_bar_ns, to_ns
+from backforge._time import format_ns, median_bar_ns, to_ns
 from backforge.errors import DataError, did_you_mean
 
 __all__ = ["MarketData", "Quotes"]
@@ -399,9 +399,7 @@ class MarketData:
 # ---------------------------------------------------------------------- helpers
 
 def _fmt_ts(ns: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(int(ns), tz="UTC"))
+    return format_ns(ns)
 
 
 def _scalar_ns(value: Any) -> int:

@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from backforge._time import format_ns
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SignalConfig, SimConfig
@@ -58,8 +59,8 @@ def _codes(values: np.ndarray, table) -> pl.Series:
 
 
 def _timestamp_text(ns: int) -> str:
-    """``'2020-01-02 00:00:00+00:00'``: the format of ``str()`` of a UTC Polars datetime."""
-    return str(pl.Series([int(ns)], dtype=pl.Int64).cast(_UTC)[0])
+    """``'2020-01-02 00:00:00+00:00'`` (:func:`backforge._time.format_ns`)."""
+    return format_ns(ns)
 
 
 def _plain(value: Any) -> Any:

@@ -327,6 +327,11 @@ class MarketData:
         quotes = ", bid/ask" if self.has_quotes else ""
         return f"MarketData({self.n_bars} bars × {self.n_assets} assets {list(self.assets)[:8]}, {span}{quotes})"
 
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import market_html
+
+        return market_html(self)
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check every invariant; raise :class:`DataError` naming asset, row and field of the first violation.

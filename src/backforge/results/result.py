@@ -427,6 +427,28 @@ class RunAnalysis:
 
         return write_report(self, path, **options)
 
+    def plot(self, chart: str = "equity", **options: Any):
+        """The report's interactive Plotly figure of this run (``chart``: ``"equity"`` — equity with the
+        benchmark, the deepest drawdowns and risk halts shaded — or ``"drawdown"``), a
+        ``plotly.graph_objects.Figure`` to show, restyle or save.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> fig = bf.from_signals(data, data.close > data.open).plot()
+        >>> type(fig).__name__, fig.data[0].name
+        ('Figure', 'Strategy')
+        """
+        from backforge.results.report import report_figure
+
+        return report_figure(self, chart, **options)
+
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import run_html
+
+        return run_html(self)
+
 
 class Result(RunAnalysis):
     """The outcome of a backtest: equity, cash, exposure, positions, orders, the order log, fills,

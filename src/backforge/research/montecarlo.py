@@ -51,7 +51,7 @@ from backforge.results.metrics import (
     select_range_nb,
     sharpe_from_sums,
 )
-from backforge.results.result import Result
+from backforge.results.result import Result, RunAnalysis
 
 __all__ = ["MonteCarloResult", "monte_carlo", "optimal_block_length", "METHODS", "TRADE_MODELS"]
 
@@ -668,13 +668,13 @@ def _check_quantiles(quantiles: Any) -> tuple[float, ...]:
     return levels
 
 
-def _trade_values(result: Result, trade_model: str) -> tuple[np.ndarray, float, float]:
+def _trade_values(result: RunAnalysis, trade_model: str) -> tuple[np.ndarray, float, float]:
     """Per-trade values of a run's closed trades, its initial cash and its trades per year."""
     trades = result.trades.filter(~pl.col("is_open"))
     if trades.height == 0:
         raise DataError("the run has no closed trades to resample; use method='block_bootstrap' to resample "
                         "its per-bar returns", field="trades")
-    cash = float(result.sim_config.cash)
+    cash = float(result.initial_cash)
     pnl = trades["pnl"].to_numpy().astype(np.float64)
     if trade_model == "additive":
         values = pnl
@@ -687,7 +687,7 @@ def _trade_values(result: Result, trade_model: str) -> tuple[np.ndarray, float, 
             raise DataError("a trade was entered with no equity left, its return on equity is undefined; use "
                             "trade_model='additive'", row=row, field="trades")
         values = pnl / before
-    timestamps = np.asarray(result.data.timestamps, dtype=np.int64)
+    timestamps = np.asarray(result.timestamps_ns, dtype=np.int64)
     years = float(timestamps[-1] - timestamps[0]) / _NS_PER_YEAR if timestamps.shape[0] > 1 else 0.0
     per_year = values.shape[0] / years if years > 0.0 else 1.0
     return _finite_1d(values, "trades"), cash, per_year
@@ -813,12 +813,12 @@ def monte_carlo(
 
     # ------------------------------------------------------------------ values to resample
     original_path: np.ndarray | None = None
-    if isinstance(source, Result):
+    if isinstance(source, RunAnalysis):  # a Result or a saved run
         if is_block:
-            cash = float(source.sim_config.cash)
+            cash = float(source.initial_cash)
             original_path = np.concatenate(([cash], np.asarray(source.equity_values, dtype=np.float64)))
             values = returns_from_equity(original_path)
-            default_per_year = periods_per_year_for(source.data.timestamps)
+            default_per_year = periods_per_year_for(np.asarray(source.timestamps_ns, dtype=np.int64))
         else:
             values, cash, default_per_year = _trade_values(source, trade_model)
         start_equity = cash

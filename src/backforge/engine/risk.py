@@ -850,6 +850,7 @@ def risk_entry_nb(risk: RiskBook, position, orders, active, n_active: int, equit
             record_risk_event_nb(risk, t, ts, r, a, -1, EV_SCALED, 15, float(st["streak"]),
                                  float(rules["streak_losses"]), size, size * multiplier * m)
             multiplier *= m
+    risk.assets[0, a]["block_rule"] = 0
     risk.assets[row, a]["block_rule"] = 0
     return size * multiplier
 

@@ -91,6 +91,10 @@ class CompiledPortfolio:
     matrices: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     compile_seconds: float = 0.0
     risk: Any = field(repr=False, default=None)  # a lowered RiskBook over the whole data, or None
+    # what each series column is: (node key, column j) and key -> (node, "value" | "condition"); the live
+    # strategy step re-evaluates the same nodes bar by bar (backforge.live.step)
+    series_keys: list[tuple[str, int]] = field(repr=False, default_factory=list)
+    nodes: dict[str, tuple[Any, str]] = field(repr=False, default_factory=dict)
 
 
 class _Compiler:
@@ -117,6 +121,8 @@ class _Compiler:
         self.op_values: list[float] = []
         self._longest: int | None = None  # bars of the asset with the most bars (for window checks)
         self.memory_init: list[float] = []  # crosses: previous difference (NaN = none yet); held_for: count, start
+        self.series_keys: list[tuple[str, int]] = []
+        self.nodes: dict[str, tuple[Any, str]] = {}
 
     # ------------------------------------------------------------------ data-only evaluation
     def field(self, name: str, asset: str | None, path: str) -> np.ndarray:
@@ -156,6 +162,7 @@ class _Compiler:
 
     def _cached(self, node: Any, path: str, compute) -> np.ndarray:
         key = _key(node)
+        self.nodes[key] = (node, "condition" if compute == self._condition else "value")
         cached = self.matrices.get(key)
         if cached is None and self.shared is not None:
             cached = self.shared.get(self.prefix + key)
@@ -290,6 +297,7 @@ class _Compiler:
             col = matrix[:, j]
             self.series.append(col.astype(np.float64) if col.dtype != np.float64 else col)
             self.series_index[(key, j)] = idx
+            self.series_keys.append((key, j))
             self.labels.append(label)
         return idx
 
@@ -591,7 +599,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
         op_values=np.array(c.op_values or [0.0]), instances=np.array(instances, dtype=np.int64).reshape(-1, rt.N_INSTANCE_FIELDS),
         strategies_i=strategies_i, strategies_f=strategies_f, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
         rb_weight=rb_weight, rb_fixed=rb_fixed, memory_init=np.array(c.memory_init or [0.0]), max_depth=depth, max_leaves=max_leaves,
-        matrices=c.matrices, risk=risk_book,
+        matrices=c.matrices, risk=risk_book, series_keys=c.series_keys, nodes=c.nodes,
     )
     compiled.compile_seconds = time.perf_counter() - started
     return compiled

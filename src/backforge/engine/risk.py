@@ -907,6 +907,21 @@ def risk_size_nb(risk: RiskBook, row: int, a: int, t: int, equity: float, close:
     return -2, 0.0
 
 
+@inline_kernel
+def cap_needs_equity_nb(risk: RiskBook, tag: int, a: int) -> bool:
+    """True when the fill-time caps of the order's rows need equity and exposure (weight, gross, net)."""
+    for pass_ in range(2):
+        r = 0 if pass_ == 0 else tag + 1
+        if pass_ == 1 and (tag < 0 or tag + 1 >= risk.rules.shape[0]):
+            break
+        if risk.rules[r]["enabled"] == 0:
+            continue
+        if np.isfinite(risk.assets[r, a]["max_weight"]) or np.isfinite(risk.rules[r]["max_gross"]) \
+                or np.isfinite(risk.rules[r]["max_net"]):
+            return True
+    return False
+
+
 @kernel
 def risk_cap_nb(risk: RiskBook, tag: int, a: int, t: int, ts: int, oid: int, base: float, opening: float,
                 side: int, price: float, equity: float, gross_other: float, net_other: float) -> float:
@@ -1186,16 +1201,17 @@ def risk_events_frame(book: RiskBook, timestamps_offset_bar: int = 0, *, assets:
     return pl.DataFrame({
         "timestamp": pl.Series(ev["ts"]).cast(pl.Datetime("ns", "UTC")),
         "bar": ev["bar"] + timestamps_offset_bar,
-        "scope": ["portfolio" if r == 0 else (strategies[r - 1] if r - 1 < len(strategies) else f"strategy {r - 1}")
-                  for r in rows],
+        "scope": pl.Series([
+            "portfolio" if r == 0 else (strategies[r - 1] if r - 1 < len(strategies) else f"strategy {r - 1}")
+            for r in rows], dtype=pl.String),
         "asset": pl.Series([assets[a] if 0 <= a < len(assets) else None for a in ev["asset"]], dtype=pl.String),
         "order_id": ev["order_id"],
-        "event": [RiskEventKind.name(k) for k in ev["kind"]],
-        "rule": [RiskRule.name(r) for r in ev["rule"]],
+        "event": pl.Series([RiskEventKind.name(k) for k in ev["kind"]], dtype=pl.String),
+        "rule": pl.Series([RiskRule.name(r) for r in ev["rule"]], dtype=pl.String),
         "value": ev["value"],
         "limit": ev["limit"],
         "requested": ev["requested"],
         "allowed": ev["allowed"],
-        "message": [describe_risk_event(*x) for x in zip(ev["kind"], ev["rule"], ev["value"], ev["limit"],
-                                                          ev["requested"], ev["allowed"])],
+        "message": pl.Series([describe_risk_event(*x) for x in zip(ev["kind"], ev["rule"], ev["value"], ev["limit"],
+                                                                    ev["requested"], ev["allowed"])], dtype=pl.String),
     })

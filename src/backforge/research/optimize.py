@@ -349,6 +349,11 @@ class OptimizationResult:
     def n_trials(self) -> int:
         return len(self.trials)
 
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import optimization_html
+
+        return optimization_html(self)
+
     @property
     def table(self) -> pl.DataFrame:
         """One row per trial: parameters, metrics (and error), best first by the first metric."""

@@ -42,7 +42,7 @@ from backforge.errors import ConfigError, DataError
 
 __all__ = [
     "CHART_IDS", "HEADLINE_METRICS", "METRIC_DISPLAY", "METRIC_GROUPS", "format_metric", "minmax_indices",
-    "minmax_indices_nb", "report_html", "write_report",
+    "minmax_indices_nb", "report_figure", "report_html", "write_report",
 ]
 
 NS_PER_DAY = 86_400_000_000_000
@@ -937,6 +937,32 @@ def report_html(
     report = _Report(run, benchmark=benchmark, risk_free=risk_free, calendar=calendar, title=title,
                      max_points=max_points, max_assets=max_assets, max_rows=max_rows, max_markers=max_markers)
     return report.build()
+
+
+_FIGURES = {"equity": "chart-equity", "drawdown": "chart-underwater"}
+
+
+def report_figure(run: Any, chart: str = "equity", *, benchmark: Any = "equal_weight", risk_free: float = 0.0,
+                  calendar: str | float = "auto", max_points: int = DEFAULT_POINTS):
+    """One chart of the tear sheet as a ``plotly.graph_objects.Figure`` (the same data and layout as the
+    report's; ``chart``: ``"equity"`` or ``"drawdown"``).
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> data = bf.synth(n_assets=1, years=1, seed=3)
+    >>> report_figure(bf.from_signals(data, data.close > data.open), "drawdown").data[0].name
+    'Drawdown'
+    """
+    import plotly.graph_objects as go
+
+    if chart not in _FIGURES:
+        raise ConfigError(f"unknown chart {chart!r}; choose from {', '.join(_FIGURES)}", field="chart")
+    report = _Report(run, benchmark=benchmark, risk_free=risk_free, calendar=calendar, title=None,
+                     max_points=max_points, max_assets=0, max_rows=2, max_markers=0)
+    report.performance()
+    spec = report.charts[_FIGURES[chart]]
+    return go.Figure(data=spec["data"], layout=spec["layout"])
 
 
 def write_report(run: Any, path: str | Path, **options: Any) -> Path:

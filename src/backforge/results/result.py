@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from backforge._time import format_ns
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SignalConfig, SimConfig
@@ -58,8 +59,8 @@ def _codes(values: np.ndarray, table) -> pl.Series:
 
 
 def _timestamp_text(ns: int) -> str:
-    """``'2020-01-02 00:00:00+00:00'``: the format of ``str()`` of a UTC Polars datetime."""
-    return str(pl.Series([int(ns)], dtype=pl.Int64).cast(_UTC)[0])
+    """``'2020-01-02 00:00:00+00:00'`` (:func:`backforge._time.format_ns`)."""
+    return format_ns(ns)
 
 
 def _plain(value: Any) -> Any:
@@ -425,6 +426,28 @@ class RunAnalysis:
         from backforge.results.report import write_report
 
         return write_report(self, path, **options)
+
+    def plot(self, chart: str = "equity", **options: Any):
+        """The report's interactive Plotly figure of this run (``chart``: ``"equity"`` — equity with the
+        benchmark, the deepest drawdowns and risk halts shaded — or ``"drawdown"``), a
+        ``plotly.graph_objects.Figure`` to show, restyle or save.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> fig = bf.from_signals(data, data.close > data.open).plot()
+        >>> type(fig).__name__, fig.data[0].name
+        ('Figure', 'Strategy')
+        """
+        from backforge.results.report import report_figure
+
+        return report_figure(self, chart, **options)
+
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import run_html
+
+        return run_html(self)
 
 
 class Result(RunAnalysis):

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backforge._time import to_ns
+from backforge._time import format_ns, to_ns
 from backforge.errors import BackforgeError, ConfigError
 from backforge.strategy import schema as sc
 from backforge.strategy.compiler import _key, is_pure
@@ -176,9 +176,7 @@ def explain_at(compiled: Any, result: Any, bar: int) -> list[str]:
         lines[mark_line] = f"{pad}{'[green]✓[/]' if result_ else '[red]✗[/]'} {title}"
         return result_
 
-    import pandas as pd
-
-    lines.append(f"[bold]{pd.Timestamp(int(compiled.data.timestamps[bar]), tz='UTC')}[/] (bar {bar})")
+    lines.append(f"[bold]{format_ns(int(compiled.data.timestamps[bar]))}[/] (bar {bar})")
     for s, strat in enumerate(compiled.portfolio.strategies):
         scheduled = bool(compiled.schedule[bar, s])
         lines.append(f"[bold cyan]strategy {strat.name!r}[/] → {strat.action.kind}"

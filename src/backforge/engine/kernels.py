@@ -835,12 +835,20 @@ def risk_cap_opening_nb(state: State, oid: int, t: int, ts: int, a: int, side: i
     """The opening quantity of order ``oid`` the risk caps allow at ``price`` (``base``: the signed
     position after the order's closing part); see :func:`backforge.engine.risk.risk_cap_nb`."""
     pos = state.position[a]
-    equity = equity_nb(state) + pos * (price - state.mark[a])
-    gross_other = gross_exposure_nb(state) - abs(pos * state.mark[a])
+    equity = 0.0
+    gross_other = 0.0
     net_other = 0.0
-    for b in range(state.position.shape[0]):
-        if b != a and state.position[b] != 0.0:
-            net_other += state.position[b] * state.mark[b]
+    if rk.cap_needs_equity_nb(state.risk, state.orders[oid]["tag"], a):
+        # one pass over the book (only when a weight or exposure cap is configured)
+        equity = state.cash[0]
+        for b in range(state.position.shape[0]):
+            if state.position[b] != 0.0:
+                value = state.position[b] * state.mark[b]
+                equity += value
+                if b != a:
+                    gross_other += abs(value)
+                    net_other += value
+        equity += pos * (price - state.mark[a])
     return rk.risk_cap_nb(state.risk, state.orders[oid]["tag"], a, t, ts, oid, base, opening, side, price, equity,
                           gross_other, net_other)
 

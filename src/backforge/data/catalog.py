@@ -254,7 +254,11 @@ class Catalog:
         else:
             self.root = Path(text)
             self.uri = str(self.root)
-            if self.root.exists() and not self.root.is_dir():
+            try:
+                is_file = self.root.exists() and not self.root.is_dir()
+            except OSError as exc:  # a symbolic link loop, a path through a file...
+                raise DataError(f"catalog path cannot be used: {exc.strerror}", path=str(self.root)) from None
+            if is_file:
                 raise DataError("catalog path exists and is not a folder", path=str(self.root))
             self._store = ParquetStore(self.root, partition_rows=self.partition_rows)
 
@@ -401,6 +405,7 @@ class Catalog:
         from backforge.data.quality import apply_policy
 
         validate_symbol(symbol)
+        self.check_writable()  # before reading a large file
         if ask is not None:
             fd = read_bid_ask(path, ask, delimiter=delimiter, time_format=time_format, timezone=timezone, bar=bar)
         else:
@@ -411,6 +416,19 @@ class Catalog:
                   "actions": [str(a) for a in quality.actions]}
         result = self.write(symbol, frame, kind=fd.kind, bar=bar or fd.bar, mode=mode, source=source)
         return ImportReport(symbol, result.bar, fd.kind, str(fd.path), fd.format, fd.rows, quality, result, fd.notes)
+
+    def check_writable(self) -> None:
+        """Raise a :class:`DataError` naming the catalog when it cannot be written (a read-only folder, a file or
+        a symbolic link loop in its place); nothing is created.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> Catalog(tempfile.mkdtemp()).check_writable()
+        """
+        checker = getattr(self._store, "_check_writable", None)
+        if checker is not None:
+            checker()
 
     def import_fundamentals(self, path: str | os.PathLike[str], *, mode: Literal["append", "replace"] = "append") -> int:
         """Read a fundamentals file (CSV, gzip CSV or Parquet) and store it; returns the rows stored.
@@ -796,6 +814,20 @@ class ParquetStore(_Store):
     def __init__(self, root: Path, *, partition_rows: int) -> None:
         self.root = root
         self.partition_rows = partition_rows
+        self._writable = False
+
+    def _check_writable(self) -> None:
+        """Refuse (one DataError naming the catalog) a catalog folder that cannot be written, before any work."""
+        if self._writable:
+            return
+        from backforge._paths import check_output_folder
+        from backforge.errors import ConfigError
+
+        try:
+            check_output_folder(self.root, option="catalog")
+        except ConfigError as exc:
+            raise DataError(exc.message, path=str(self.root)) from None
+        self._writable = True
 
     # ------------------------------------------------------------------ paths
     def _series(self, symbol: str, bar: str) -> _Versioned:
@@ -938,6 +970,7 @@ class ParquetStore(_Store):
     # ------------------------------------------------------------------ writing
     def write(self, symbol: str, bar: str, frame: "pl.DataFrame", *, kind: str, mode: str, source: dict) -> WriteResult:
         series = self._series(symbol, bar)
+        self._check_writable()
         self.root.mkdir(parents=True, exist_ok=True)
         with series.lock():
             old_folder = series.current()
@@ -1012,6 +1045,7 @@ class ParquetStore(_Store):
 
     def delete(self, symbol: str, bar: str) -> None:
         series = self._series(symbol, bar)
+        self._check_writable()
         with series.lock():
             trash = self.root / ".trash" / uuid.uuid4().hex
             trash.parent.mkdir(parents=True, exist_ok=True)
@@ -1027,6 +1061,7 @@ class ParquetStore(_Store):
         import polars as pl
 
         store = _Versioned(self.root / "_fundamentals" / "all")
+        self._check_writable()
         self.root.mkdir(parents=True, exist_ok=True)
         with store.lock():
             current = store.current()

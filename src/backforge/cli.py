@@ -115,6 +115,12 @@ def demo(
     if fast >= slow:
         raise BackforgeError(f"--fast ({fast}) must be smaller than --slow ({slow})", field="fast")
     check_output_folder(out, option="--out")
+    from backforge._resources import require_memory
+    from backforge.data.synth import bar_count
+
+    cells = float(bar_count(years, bar)) * assets
+    require_memory(cells * 8 * 14, what=f"the demo on {years:g} years of {bar} bars × {assets} assets ({cells:,.0f} bars)",
+                   hint="use fewer assets or years, or a longer bar", field="assets")  # data, indicators, signals, results
     data = synth(n_assets=assets, years=years, bar=bar, seed=seed)
     console.print(f"[dim]data:[/] {data!r}")
     from backforge.strategy.indicators import sma

@@ -237,6 +237,13 @@ def synth_command(
         raise ConfigError(f"--assets must be >= 1, got {assets}", field="assets")
     cat = _catalog(catalog)
     cat.check_writable()
+    if cat.root is not None:  # the Parquet catalog keeps an uncompressed cache (48 bytes a bar) next to the Parquet files
+        from backforge._resources import require_disk
+        from backforge.data.synth import bar_count
+
+        require_disk(cat.root, float(bar_count(years, bar, calendar)) * assets * 80,
+                     what=f"{years:g} years of {bar} bars × {assets} assets", hint="use fewer years or assets, or a longer bar",
+                     field="years")
     names = tuple(prefix + n for n in default_assets(assets))
     out = _console()
     rows = 0

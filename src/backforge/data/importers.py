@@ -479,7 +479,8 @@ def frame_to_market(frames: Mapping[str, "pl.DataFrame"], *, kind: str) -> "Mark
     Examples
     --------
     >>> import polars as pl
-    >>> f = normalize_frame(pl.DataFrame({"timestamp": [0, 60_000_000_000], "close": [1.0, 2.0]})).frame
+    >>> f = normalize_frame(pl.DataFrame({"timestamp": [1_577_836_800_000_000_000, 1_577_836_860_000_000_000],
+    ...                                   "close": [1.0, 2.0]})).frame  # 2020-01-01 00:00 and 00:01 in ns
     >>> frame_to_market({"A": f}, kind="bars").n_bars
     2
     """

@@ -61,3 +61,22 @@ def test_the_cli_says_so_in_one_line(tmp_path):
     if (available_memory() or 0) < 500 * 2**30:
         assert "of memory" in result.output
     assert not (tmp_path / "cat").exists() and not (tmp_path / "runs").exists()
+
+
+def test_negative_seeds_and_non_regular_files_are_one_line(tmp_path):
+    import os
+
+    from backforge.data.importers import read_file
+    from backforge.errors import DataError
+
+    for call in (lambda: gbm(1, 1, seed=-1), lambda: synthetic_series(0, 1, seed=-1), lambda: synthetic_market(1, 1, seed=-2)):
+        with pytest.raises(ConfigError, match="seed must be a non-negative integer"):
+            call()
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):  # reading it would block forever
+        read_file(fifo)
+    result = CliRunner().invoke(app, ["data", "quality", str(fifo)])
+    assert result.exit_code == 2 and "not a regular file" in result.output
+    result = CliRunner().invoke(app, ["demo", "--seed", "-1", "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and result.output.strip() == "error: field seed: seed must be a non-negative integer, got -1"

@@ -178,7 +178,7 @@ def quality_command(
 
     out = _console()
     path = Path(target)
-    if path.is_file():
+    if path.is_file() or (path.exists() and not path.is_dir()) or "/" in target:  # symbols never hold a slash
         from backforge.data.importers import read_file
 
         report = check(read_file(path, format=format), gap_factor=gap_factor)

@@ -234,6 +234,8 @@ def read_file(
         raise DataError("file not found", path=str(p))
     if p.is_dir():
         raise DataError("is a directory, not a data file", path=str(p))
+    if not p.is_file():  # reading a FIFO would block, a device never end
+        raise DataError("not a regular file (a FIFO, device or socket); give a data file", path=str(p))
     if p.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path=str(p))
     with open(p, "rb") as fh:

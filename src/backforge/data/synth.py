@@ -87,6 +87,12 @@ def bar_count(years: float, bar: str | int, calendar: str = "equities") -> int:
     return n
 
 
+def _check_seed(seed: int) -> None:
+    """numpy seeds are non-negative integers; say so instead of letting numpy raise ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", field="seed")
+
+
 def _check_size(years: float, bar: str, calendar: str, n_assets: int, arrays: int) -> None:
     """Refuse, before any allocation, data that would not fit in the memory available now."""
     from backforge._resources import require_memory
@@ -152,6 +158,7 @@ def gbm(
         raise ConfigError(f"n_assets must be >= 1, got {n_assets}", field="n_assets")
     if not years > 0:
         raise ConfigError(f"years must be > 0, got {years}", field="years")
+    _check_seed(seed)
     _check_size(years, bar, calendar, n_assets, _GBM_ARRAYS)
     bar_ns = parse_duration(bar)
     ts = _calendar(years, bar_ns, calendar)
@@ -246,6 +253,7 @@ def synthetic_series(
         raise ConfigError(f"jump_intensity must be >= 0 jumps a year, got {jump_intensity}", field="jump_intensity")
     if any(not m > 0 for m in volatility_regimes):
         raise ConfigError(f"volatility regime multipliers must be > 0, got {volatility_regimes}", field="volatility_regimes")
+    _check_seed(seed)
     _check_size(years, bar, calendar, 1, _SERIES_ARRAYS)
     bar_ns = parse_duration(bar)
     ts = _calendar(years, bar_ns, calendar)
@@ -350,6 +358,7 @@ def synthetic_fundamentals(
     import pandas as pd
     import polars as pl
 
+    _check_seed(seed)
     names = default_assets(assets) if isinstance(assets, int) else tuple(assets)
     begin = pd.Timestamp(start)
     ends = pd.date_range(begin, begin + pd.DateOffset(months=int(round(years * 12))), freq="QE")

@@ -114,6 +114,13 @@ def demo(
 
     if fast >= slow:
         raise BackforgeError(f"--fast ({fast}) must be smaller than --slow ({slow})", field="fast")
+    check_output_folder(out, option="--out")
+    from backforge._resources import require_memory
+    from backforge.data.synth import bar_count
+
+    cells = float(bar_count(years, bar)) * assets
+    require_memory(cells * 8 * 14, what=f"the demo on {years:g} years of {bar} bars × {assets} assets ({cells:,.0f} bars)",
+                   hint="use fewer assets or years, or a longer bar", field="assets")  # data, indicators, signals, results
     data = synth(n_assets=assets, years=years, bar=bar, seed=seed)
     console.print(f"[dim]data:[/] {data!r}")
     from backforge.strategy.indicators import sma
@@ -183,6 +190,7 @@ def run(
     from backforge.engine.config import config_hash
     from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
 
+    check_output_folder(out, option="--out")
     portfolio = _load(strategy)
     market = load_data(portfolio, base=strategy.parent, override=data or None)
     compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end)
@@ -234,6 +242,7 @@ def report(
     """Write the HTML tear sheet of a saved run (one self-contained file that works offline); print its path."""
     from backforge.results.result import load_result
 
+    check_output_file(output or run_folder / "report.html", option="--output")
     run = load_result(run_folder)
     t0 = time.perf_counter()
     path = run.write_html(output or run_folder / "report.html", benchmark=benchmark, risk_free=risk_free, title=title)

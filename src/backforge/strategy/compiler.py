@@ -787,6 +787,7 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
         return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,
                    assets=tuple(portfolio.universe))
     from backforge.data.importers import frame_to_market, read_bid_ask, read_file
+    from backforge.data.paths import resolve_data_path
     from backforge.data.quality import apply_policy
 
     frames = {}
@@ -795,10 +796,12 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
         entry = spec.paths.get(asset)
         if entry is None:
             raise ConfigError(f"no file given for asset {asset!r}", path=f"data.paths.{asset}")
+        where = f"data.paths.{asset}"
         if isinstance(entry, sc.BidAskFiles):
-            fd = read_bid_ask(root / entry.bid, root / entry.ask)
+            fd = read_bid_ask(resolve_data_path(entry.bid, base=root, where=where + ".bid"),
+                              resolve_data_path(entry.ask, base=root, where=where + ".ask"))
             quotes = True
         else:
-            fd = read_file(root / entry, format=spec.format)
+            fd = read_file(resolve_data_path(entry, base=root, where=where), format=spec.format)
         frames[asset], _ = apply_policy(fd, policy=spec.policy, symbol=asset)
     return frame_to_market(frames, kind="quote_bars" if quotes else "bars")

@@ -370,8 +370,9 @@ def _load_saved(path: Path) -> SavedRun:
         raise
     except BackforgeError as exc:
         message = exc.message.splitlines()[0] if exc.message else str(exc)
-        raise JudgeError(f"cannot read the run: {message}; pass a folder written by `backforge run` or "
-                         "Result.save (re-run the backtest if it is damaged)", path=exc.path or str(path)) from None
+        advice = "" if "re-run" in message else ("; pass a folder written by `backforge run` or Result.save (re-run "
+                                                 "the backtest if it is damaged)")
+        raise JudgeError(f"cannot read the run: {message}{advice}", path=exc.path or str(path)) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise JudgeError(f"cannot read the run: a saved document is damaged ({type(exc).__name__}: {exc}); re-run "
                          "the backtest to recreate it", path=str(path)) from None

@@ -881,6 +881,52 @@ def _write_json(path: Path, document: Any, *, sort_keys: bool = False) -> None:
 
 # ---------------------------------------------------------------------------------------- saved runs
 _REQUIRED_JSON = ("config", "summary", "metadata")
+_REQUIRED_TABLES = ("equity",)
+
+
+class MissingRunFile(BackforgeError, KeyError):
+    """A file every saved run has is missing (also a ``KeyError``, as a mapping lookup would raise)."""
+
+    __str__ = BackforgeError.__str__
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+
+
+def _check_saved_run(folder: Path, documents: dict[str, Any], tables: dict[str, Path]) -> None:
+    """Refuse a damaged run folder up front, naming the file: what every reader of a saved run
+    (report, compare, judge, explain) relies on must be there and have the right shape."""
+    for name in _REQUIRED_TABLES:
+        if name not in tables:
+            raise BackforgeError(f"saved run is incomplete: {name}.parquet is missing; re-run the backtest to "
+                                 "recreate it", path=str(folder / f"{name}.parquet"))
+    config_file = str(folder / "config.json")
+    sim = documents["config"].get("sim_config")
+    if not isinstance(sim, dict):
+        raise BackforgeError("config.json has no sim_config object: not a backforge run or a damaged one; re-run "
+                             "the backtest to recreate it", path=config_file)
+    cash = sim.get("cash")
+    if isinstance(cash, bool) or not isinstance(cash, (int, float)) or not math.isfinite(cash) or cash <= 0:
+        raise BackforgeError(f"config.json: sim_config.cash must be a positive number, got {cash!r}", path=config_file)
+    assets = documents["metadata"].get("assets")
+    if not isinstance(assets, list) or not all(isinstance(a, str) for a in assets):
+        raise BackforgeError("metadata.json has no list of assets: a damaged run; re-run the backtest to recreate it",
+                             path=str(folder / "metadata.json"))
+    summary = documents["summary"]
+    for key in ("start", "end"):
+        if not isinstance(summary.get(key), str):
+            raise BackforgeError(f"summary.json has no {key!r} date: a damaged run; re-run the backtest to recreate it",
+                                 path=str(folder / "summary.json"))
+    metrics = documents.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics.get("metrics"), dict):
+            raise BackforgeError("metrics.json has no 'metrics' object: a damaged run; re-run the backtest to "
+                                 "recreate it", path=str(folder / "metrics.json"))
+        for key in ("options", "benchmark"):
+            if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+                raise BackforgeError(f"metrics.json: {key!r} must be an object, got a {_json_kind(metrics[key])}",
+                                     path=str(folder / "metrics.json"))
 
 
 class SavedRun(RunAnalysis, Mapping):
@@ -915,11 +961,20 @@ class SavedRun(RunAnalysis, Mapping):
                 raise BackforgeError(f"saved run is incomplete: {name}.json is missing", path=str(folder))
         for file in sorted(folder.glob("*.json")):
             try:
-                self._documents[file.stem] = _json_restore(json.loads(file.read_text()))
-            except json.JSONDecodeError as exc:
-                raise BackforgeError(f"{file.name} is corrupted: {exc.msg} at line {exc.lineno}", path=str(file)) from None
+                document = json.loads(file.read_bytes())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+                raise BackforgeError(f"{file.name} is corrupted: {reason}{where}", path=str(file)) from None
+            except OSError as exc:
+                raise BackforgeError(f"{file.name} cannot be read: {exc.strerror}", path=str(file)) from None
+            if not isinstance(document, dict):
+                raise BackforgeError(f"{file.name} is damaged: it holds a JSON {_json_kind(document)}, not an object; "
+                                     "re-run the backtest to recreate it", path=str(file))
+            self._documents[file.stem] = _json_restore(document)
         self._tables = {file.stem: file for file in sorted(folder.glob("*.parquet"))}
         self._loaded: dict[str, pl.DataFrame] = {}
+        _check_saved_run(folder, self._documents, self._tables)
 
     # ------------------------------------------------------------------ mapping
     def __getitem__(self, key: str) -> Any:
@@ -949,6 +1004,13 @@ class SavedRun(RunAnalysis, Mapping):
     def _table(self, name: str) -> pl.DataFrame | None:
         return self[name] if name in self._tables else None
 
+    def _required(self, name: str) -> pl.DataFrame:
+        """A table every saved run has: a clear error naming the file when it is missing."""
+        if name not in self._tables:
+            raise MissingRunFile(f"saved run is incomplete: {name}.parquet is missing; re-run the backtest to "
+                                 "recreate it", path=str(self.path / f"{name}.parquet"))
+        return self[name]
+
     # ------------------------------------------------------------------ documents and tables
     @property
     def config(self) -> dict[str, Any]:
@@ -963,27 +1025,27 @@ class SavedRun(RunAnalysis, Mapping):
     @property
     def equity(self) -> pl.DataFrame:
         """Per bar: timestamp, equity, cash, gross and net exposure."""
-        return self["equity"]
+        return self._required("equity")
 
     @property
     def trades(self) -> pl.DataFrame:
         """Closed trades followed by positions open at the end (``is_open``)."""
-        return self["trades"]
+        return self._required("trades")
 
     @property
     def orders(self) -> pl.DataFrame:
         """Every order with its final status."""
-        return self["orders"]
+        return self._required("orders")
 
     @property
     def order_log(self) -> pl.DataFrame:
         """Every state change of every order."""
-        return self["order_log"]
+        return self._required("order_log")
 
     @property
     def fills(self) -> pl.DataFrame:
         """Executions."""
-        return self["fills"]
+        return self._required("fills")
 
     @property
     def positions(self) -> pl.DataFrame | None:

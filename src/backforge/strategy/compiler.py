@@ -675,7 +675,8 @@ def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, 
 
 def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, start: Any = None, end: Any = None,
                   fundamentals: Any = None):
-    """Validate, compile and backtest a portfolio config on ``data``.
+    """Validate, compile and backtest a portfolio config on ``data``, over ``start``..``end`` (default:
+    the config's ``data.start``/``data.end``, as ``backforge run`` does).
 
     Examples
     --------
@@ -688,6 +689,8 @@ def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, sta
     """
     if not isinstance(portfolio, sc.Portfolio):
         portfolio = sc.load_portfolio(portfolio)
+    start = portfolio.data.start if start is None else start  # the file's period unless one is given
+    end = portfolio.data.end if end is None else end
     return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))
 
 

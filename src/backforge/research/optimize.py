@@ -681,7 +681,7 @@ def period_bars(data: MarketData, start: Any = None, end: Any = None) -> tuple[i
     >>> import backforge as bf
     >>> data = bf.synth(n_assets=1, years=1, seed=1)
     >>> period_bars(data, "2015-03-02", "2015-06-30")
-    (40, 124)
+    (41, 127)
     >>> period_bars(data)
     (None, None)
     """

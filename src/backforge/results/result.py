@@ -739,7 +739,7 @@ class Result(RunAnalysis):
                 f"Sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.2%}, {s['trades']} trades)")
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, *, report: bool = False) -> Path:
+    def save(self, path: str | Path, *, report: bool = False, title: str | None = None) -> Path:
         """Write the run to a folder and return the folder.
 
         Contents: Parquet tables (``equity``, ``fills``, ``trades``, ``orders``, ``order_log``,
@@ -748,10 +748,12 @@ class Result(RunAnalysis):
         charts) and JSON documents (``config``: everything needed to re-run; ``summary``;
         ``metrics``: :meth:`metrics` against the equal-weight benchmark plus the benchmark's own
         metrics; ``metadata``: versions, data fingerprint, seed, run id). With ``report=True`` the
-        HTML tear sheet is written as ``report.html`` too. :func:`load_result` reads it back.
+        HTML tear sheet (titled ``title``) is written as ``report.html`` too, inside the folder before
+        it is put in place. :func:`load_result` reads it back.
 
-        The folder is written to a temporary sibling and renamed into place, so a crash never leaves
-        a half-written run.
+        The folder is written to a temporary sibling and swapped into place atomically (Linux
+        ``renameat2(RENAME_EXCHANGE)``), so a crash never leaves a half-written run and concurrent saves
+        to the same folder never collide: readers see the old run or the new one, never a mix or nothing.
 
         Examples
         --------
@@ -792,10 +794,8 @@ class Result(RunAnalysis):
             _write_json(tmp / "metadata.json", {**self.metadata_document(),
                                                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             if report:
-                self.write_html(tmp / "report.html")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
+                self.write_html(tmp / "report.html", **({"title": title} if title else {}))
+            _swap_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -811,6 +811,73 @@ class Result(RunAnalysis):
                 "close": pl.Series(close, dtype=pl.Float64),
             }))
         return pl.concat(parts)
+
+
+def _exchange_paths(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux ``renameat2(RENAME_EXCHANGE)``; False where unavailable or
+    when ``b`` does not exist."""
+    import ctypes
+    import errno
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` at ``target``, replacing a previous run there atomically.
+
+    A missing target is a plain rename; an existing one is exchanged with ``tmp`` in one system call
+    (then ``tmp`` holds the old run and is removed). Where exchange is unavailable the old run is
+    renamed aside first (readers may then briefly find no folder, never a half one). Concurrent saves
+    retry until one of these succeeds.
+    """
+    import errno
+    import os
+    import secrets
+    import shutil
+
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise BackforgeError("exists and is not a run folder; choose another output name", path=str(target))
+    for _ in range(1000):
+        if _exchange_paths(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        if not target.exists():
+            try:
+                os.rename(tmp, target)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    raise
+                continue  # another save got there first: exchange with it
+        aside = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+        try:
+            os.rename(target, aside)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            continue
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
+    raise BackforgeError("could not put the run folder in place (too many concurrent saves)", path=str(target))
 
 
 def _traded_notional(bars: np.ndarray, qty: np.ndarray, price: np.ndarray, n_bars: int) -> np.ndarray:

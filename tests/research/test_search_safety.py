@@ -281,3 +281,14 @@ def test_workers_die_with_a_killed_optimize(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert not (tmp_path / "out").exists() or not [p for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]
+
+
+def test_monte_carlo_refuses_a_seed_beyond_its_uint64_state():
+    from backforge.research.montecarlo import monte_carlo
+
+    data = bf.synth(n_assets=1, years=1, seed=3)
+    result = bf.from_signals(data, data.close > data.open, data.close < data.open)
+    with pytest.raises(ConfigError, match="seed must be a whole number <= 18446744073709551615"):
+        monte_carlo(result, seed=99999999999999999999999, n_simulations=10)
+    with pytest.raises(ConfigError, match="seed must be a whole number >= 0"):
+        monte_carlo(result, seed=-1, n_simulations=10)

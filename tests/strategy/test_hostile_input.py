@@ -166,6 +166,7 @@ def test_non_finite_and_boolean_numbers_are_refused(tmp_path, edit, where):
     ("data: {bar: 5parsecs}", "data.bar", "unknown duration unit"),
     ("data: {start: garbage}", "data.start", "not a date/time"),
     ("data: {end: '2020-03-16T25:00'}", "data.end", "not a date/time"),
+    ("data: {start: ''}", "data.start", "not a date/time"),
 ])
 def test_out_of_range_fields_name_their_field(tmp_path, extra, where, words):
     with pytest.raises(ConfigError) as info:
@@ -183,3 +184,11 @@ def test_plain_numbers_still_load():
 def test_garbage_is_still_one_error():
     with pytest.raises(BackforgeError, match="not valid YAML/JSON at line"):
         read_config("name: [unclosed\nuniverse: x")
+
+
+def test_an_empty_or_nat_period_is_not_a_time():
+    from backforge.strategy.compiler import _scalar_ns
+
+    for value in ("", "NaT", "garbage"):
+        with pytest.raises(ConfigError, match="not a date/time"):
+            _scalar_ns(value, "start")

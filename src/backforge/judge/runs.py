@@ -391,6 +391,9 @@ def _optimization_of(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(summary, dict) or "trials" not in summary:
         return None
+    trials = summary.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, (int, float)) or not math.isfinite(trials) or trials < 0:
+        return None  # a damaged search summary: judge the run on its own
     table = None
     if (parent / "trials.parquet").exists():
         try:

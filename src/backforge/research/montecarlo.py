@@ -665,9 +665,11 @@ def _positive(value: Any, name: str) -> float:
     return number
 
 
-def _whole(value: Any, name: str, minimum: int) -> int:
+def _whole(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}", field=name)
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be a whole number <= {maximum}, got {value!r}", field=name)
     return int(value)
 
 
@@ -816,7 +818,7 @@ def monte_carlo(
         raise ConfigError(f"unknown trade_model {trade_model!r}: use one of {', '.join(TRADE_MODELS)}"
                           + did_you_mean(str(trade_model), TRADE_MODELS), field="trade_model")
     n_paths = _whole(n_simulations, "n_simulations", 1)
-    seed_value = _whole(seed, "seed", 0)
+    seed_value = _whole(seed, "seed", 0, 2**64 - 1)  # the generator state is a uint64
     ruin = _ruin_level(ruin_drawdown, "ruin_drawdown")
     levels = _check_quantiles(quantiles)
     is_block = method == "block_bootstrap"

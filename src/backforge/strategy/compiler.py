@@ -594,12 +594,15 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
 
 def _scalar_ns(value: Any, field: str = "start") -> int:
     """A time given as a string, datetime or int ns, as int ns; a clear error for anything else."""
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     try:
-        return int(to_ns([value])[0])
+        ns = int(to_ns([value])[0])
     except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field) from None
+        ns = None
+    if ns is None or ns == np.iinfo(np.int64).min:  # NaT: an empty string, "NaT", None...
+        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field)
+    return ns
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:

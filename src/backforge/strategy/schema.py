@@ -446,9 +446,11 @@ class DataSpec(Node):
             from backforge._time import to_ns
 
             try:
-                to_ns([value])
+                valid = int(to_ns([value])[0]) != -(2**63)  # NaT ("", "NaT") is not a time
             except (ValueError, TypeError, OverflowError):
-                raise ValueError("not a date/time (write e.g. 2020-03-16 or 2020-03-16T14:30)") from None
+                valid = False
+            if not valid:
+                raise ValueError("not a date/time (write e.g. 2020-03-16 or 2020-03-16T14:30)")
         return value
 
 

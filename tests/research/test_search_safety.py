@@ -292,3 +292,18 @@ def test_monte_carlo_refuses_a_seed_beyond_its_uint64_state():
         monte_carlo(result, seed=99999999999999999999999, n_simulations=10)
     with pytest.raises(ConfigError, match="seed must be a whole number >= 0"):
         monte_carlo(result, seed=-1, n_simulations=10)
+
+
+@pytest.mark.slow
+def test_four_concurrent_identical_cli_runs_leave_one_complete_folder(tmp_path):
+    """Issue 10 item 9 as reported: four `backforge run examples/sma_cross.yaml --out same` at once."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "sma_cross.yaml"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    procs = [subprocess.Popen([sys.executable, "-m", "backforge.cli", "run", str(example), "--out", str(tmp_path)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [proc.communicate(timeout=300)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0, 0], errors
+    (folder,) = [p for p in tmp_path.iterdir()]
+    names = {p.name for p in folder.iterdir()}
+    assert {"equity.parquet", "trades.parquet", "metrics.json", "config.json", "report.html"} <= names
+    bf.load_result(folder).metrics()

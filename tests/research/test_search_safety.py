@@ -37,7 +37,7 @@ def huge(n_values: int = 1000, n_params: int = 4) -> dict:
 
 @pytest.fixture(scope="module")
 def data():
-    return bf.synth(n_assets=1, years=5, seed=3)
+    return bf.synth(n_assets=1, years=3, seed=3)
 
 
 # ------------------------------------------------------------------------------ search config (issue 18)
@@ -104,7 +104,7 @@ def test_walk_forward_spans_cannot_overflow():
 
 def test_walk_forward_covers_only_the_period_it_is_given(data):
     raw = huge(3, 1)
-    lo, hi = 252, 252 * 4
+    lo, hi = 126, 126 + 252 + 2 * 126
     wf = walk_forward(raw, data, in_sample=252, out_of_sample=126, start=lo, end=hi, executor=LocalExecutor(1),
                       method="grid")
     first = wf.equity["timestamp"].cast(int).to_numpy()[0]

@@ -83,6 +83,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           env=env)
 
 
+@pytest.mark.slow
 def test_cli_report_and_compare_refuse_a_damaged_run_in_one_line(saved, tmp_path):
     folder = _damaged(saved, tmp_path, "metrics_not_object")
     proc = _cli("compare", str(folder), str(saved))

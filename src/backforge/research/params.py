@@ -195,13 +195,11 @@ class ParameterSpace:
                 yield values
 
     def size(self) -> int:
-        """Number of allowed combinations (counted, so constraints are honoured); without constraints
-        it is :meth:`total`, computed; spaces larger than :data:`MAX_SCAN` with constraints are refused."""
-        if not self.constraints:
+        """Number of allowed combinations: without constraints :meth:`total` (computed); with them,
+        counted when the space has at most :data:`MAX_SCAN` combinations, else :meth:`total` as an
+        upper bound (a space that large is never enumerated, only sampled)."""
+        if not self.constraints or self.total() > MAX_SCAN:
             return self.total()
-        if self.total() > MAX_SCAN:
-            raise ConfigError(f"cannot count the allowed combinations of {self.total():,} (more than {MAX_SCAN:,}) "
-                              "one by one; the constraints make the count unknown", path="constraints")
         return sum(1 for _ in self.grid())
 
     def total(self) -> int:

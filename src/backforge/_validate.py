@@ -37,15 +37,21 @@ def is_whole(value: Any, *, integral_floats: bool = True) -> bool:
     return integral_floats and isinstance(value, (float, np.floating)) and float(value).is_integer()
 
 
-def whole(value: Any, name: str, minimum: int, *, integral_floats: bool = False,
+def whole(value: Any, name: str, minimum: int, *, maximum: int | None = None, integral_floats: bool = False,
           error: type[BackforgeError] = ConfigError) -> int:
-    """``value`` as an int >= ``minimum`` (booleans refused; ``10.0`` accepted when ``integral_floats``).
+    """``value`` as an int in ``[minimum, maximum]`` (booleans refused; ``10.0`` accepted when ``integral_floats``).
 
     >>> whole(10.0, "n", 1, integral_floats=True)
     10
+    >>> whole(2**70, "seed", 0, maximum=2**64 - 1)
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field seed: seed must be a whole number <= 18446744073709551615, got 1180591620717411303424
     """
     if not is_whole(value, integral_floats=integral_floats) or value < minimum:
         raise error(f"{name} must be a whole number >= {minimum}, got {value!r}", field=name)
+    if maximum is not None and value > maximum:
+        raise error(f"{name} must be a whole number <= {maximum}, got {value!r}", field=name)
     return int(value)
 
 

@@ -204,10 +204,10 @@ def run(
     run_id = config_hash(portfolio, extra={"data": market.fingerprint(), "start": start, "end": end})
     result.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
                           "start": start, "end": end}
-    folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}")
+    folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}", report=report, title=portfolio.name)
     console.print(f"[green]saved run:[/] {folder}")
-    if report:
-        path = result.write_html(folder / "report.html", title=portfolio.name)
+    if report:  # written inside the folder before it was swapped in: concurrent runs never collide
+        path = folder / "report.html"
         console.print(f"[green]report:[/] {path} [dim]({path.stat().st_size / 1e6:.1f} MB)[/]")
 
 

@@ -801,7 +801,7 @@ def monte_carlo(
         raise ConfigError(f"unknown trade_model {trade_model!r}: use one of {', '.join(TRADE_MODELS)}"
                           + did_you_mean(str(trade_model), TRADE_MODELS), field="trade_model")
     n_paths = whole(n_simulations, "n_simulations", 1)
-    seed_value = whole(seed, "seed", 0)
+    seed_value = whole(seed, "seed", 0, maximum=2**64 - 1)  # the generator state is a uint64
     ruin = _ruin_level(ruin_drawdown, "ruin_drawdown")
     levels = _check_quantiles(quantiles)
     is_block = method == "block_bootstrap"

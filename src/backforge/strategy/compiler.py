@@ -650,12 +650,15 @@ def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
 
 def _scalar_ns(value: Any, field: str = "start") -> int:
     """A time given as a string, datetime or int ns, as int ns; a clear error for anything else."""
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     try:
-        return int(to_ns([value])[0])
+        ns = int(to_ns([value])[0])
     except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field) from None
+        ns = None
+    if ns is None or ns == np.iinfo(np.int64).min:  # NaT: an empty string, "NaT", None...
+        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field)
+    return ns
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
@@ -736,7 +739,8 @@ def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, 
 
 def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData | Any, *, start: Any = None, end: Any = None,
                   fundamentals: Any = None):
-    """Validate, compile and backtest a portfolio config on ``data``.
+    """Validate, compile and backtest a portfolio config on ``data``, over ``start``..``end`` (default:
+    the config's ``data.start``/``data.end``, as ``backforge run`` does).
 
     Examples
     --------
@@ -750,6 +754,8 @@ def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData | Any, 
     if not isinstance(portfolio, sc.Portfolio):
         portfolio = sc.load_portfolio(portfolio)
     data = MarketData.coerce(data)  # a pandas / Polars OHLCV frame works too
+    start = portfolio.data.start if start is None else start  # the file's period unless one is given
+    end = portfolio.data.end if end is None else end
     return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))
 
 

@@ -155,6 +155,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+    import backforge.strategy.schema  # noqa: F401 - imported once here, not by the first submission
+
     if settings.auth and not settings.token_digests:
         settings.token_digests = settings.store.token_digests()
 

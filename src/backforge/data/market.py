@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from backforge._time import median_bar_ns, to_ns
+from backforge._time import format_ns, median_bar_ns, to_ns
 from backforge.errors import DataError, did_you_mean
 
 __all__ = ["MarketData", "Quotes"]
@@ -327,6 +327,11 @@ class MarketData:
         quotes = ", bid/ask" if self.has_quotes else ""
         return f"MarketData({self.n_bars} bars × {self.n_assets} assets {list(self.assets)[:8]}, {span}{quotes})"
 
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import market_html
+
+        return market_html(self)
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check every invariant; raise :class:`DataError` naming asset, row and field of the first violation.
@@ -399,9 +404,7 @@ class MarketData:
 # ---------------------------------------------------------------------- helpers
 
 def _fmt_ts(ns: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(int(ns), tz="UTC"))
+    return format_ns(ns)
 
 
 def _scalar_ns(value: Any) -> int:

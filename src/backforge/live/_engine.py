@@ -8,7 +8,11 @@ import numpy as np
 
 from backforge.engine import kernels as k
 from backforge.engine.records import OrderRole
+from backforge.engine.risk import RiskBook
 from backforge.engine.simulator import new_state
+
+_NESTED = {"risk": RiskBook}
+"""State fields that are themselves named tuples of arrays (snapshotted field by field)."""
 
 __all__ = ["grow_state", "state_arrays", "state_from_arrays", "order_fields", "child_client_id", "fresh_state",
            "ENGINE_ORDER_FIELDS"]
@@ -59,6 +63,10 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
     the per-bar history to its first ``bars`` rows (:func:`grow_state` makes room again after a restore)."""
     out = {}
     for name, value in zip(k.State._fields, state):
+        if isinstance(value, tuple):  # a nested book of arrays (the risk layer's RiskBook): one entry per field
+            for sub, array in zip(value._fields, value):
+                out[f"{prefix}{name}.{sub}"] = np.asarray(array)
+            continue
         if name in _USED:
             value = value[: int(state.counters[_USED[name]])]
         elif bars is not None and (name in _HISTORY or (name == "positions" and value.shape[0])):
@@ -69,7 +77,13 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
 
 def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:
     """Inverse of :func:`state_arrays` (contiguous, writable copies)."""
-    return k.State(*(np.ascontiguousarray(arrays[prefix + name]).copy() for name in k.State._fields))
+    def field(name: str):
+        if name in _NESTED:
+            book = _NESTED[name]
+            return book(*(np.ascontiguousarray(arrays[f"{prefix}{name}.{sub}"]).copy() for sub in book._fields))
+        return np.ascontiguousarray(arrays[prefix + name]).copy()
+
+    return k.State(*(field(name) for name in k.State._fields))
 
 
 def order_fields(order) -> dict:

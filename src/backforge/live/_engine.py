@@ -31,10 +31,14 @@ def grow_state(state: k.State, t: int) -> k.State:
     grow: dict[str, np.ndarray] = {}
     if (state.orders.shape[0] - state.counters[k.C_ORDERS] < need or state.fills.shape[0] - state.counters[k.C_FILLS] < need
             or state.trades.shape[0] - state.counters[k.C_TRADES] < need
-            or state.events.shape[0] - state.counters[k.C_EVENTS] < 4 * need):
+            or state.events.shape[0] - state.counters[k.C_EVENTS] < 4 * need
+            or state.active.shape[0] - state.counters[k.C_ACTIVE] < need):
+        used = max(int(state.counters[c]) for c in (k.C_ORDERS, k.C_FILLS, k.C_TRADES))
+        cap = max(2 * state.orders.shape[0], used + 4 * need, state.events.shape[0] // 4 + 1)
         for name in ("orders", "active", "fills", "trades", "events"):
             old = getattr(state, name)
-            new = np.zeros(max(2 * old.shape[0], old.shape[0] + 4 * need), dtype=old.dtype)
+            size = 4 * cap if name == "events" else cap
+            new = np.zeros(max(size, old.shape[0]), dtype=old.dtype)
             new[: old.shape[0]] = old
             grow[name] = new
     if t >= state.equity.shape[0]:
@@ -51,7 +55,7 @@ def grow_state(state: k.State, t: int) -> k.State:
     return state._replace(**grow) if grow else state
 
 
-_USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS}
+_USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS, "active": k.C_ACTIVE}
 
 
 def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = None) -> dict[str, np.ndarray]:

@@ -107,7 +107,9 @@ def _slug(name: str) -> str:
 
 _STORED_EVENTS = frozenset({"reconciliation", "halt", "resume", "bar_dropped", "order_refused", "broker_error",
                             "session_started", "session_recovered", "command"})
-_CRASH_AT = os.environ.get("BACKFORGE_PAPER_CRASH_AT", "")  # test hook: "point:n" kills the process at the n-th hit
+# Fault-injection hook of the crash test: "point:n" SIGKILLs this process the n-th time it passes ``point``
+# (after_intent, before_submit, after_submit, mid_fills, after_step). Read at each call; off when empty.
+_CRASH_AT = os.environ.get("BACKFORGE_PAPER_CRASH_AT", "")
 
 
 class PaperRunner:

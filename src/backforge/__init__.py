@@ -14,6 +14,7 @@ from __future__ import annotations
 from backforge.data.market import MarketData, Quotes
 from backforge.data.synth import gbm as synth
 from backforge.engine.config import SignalConfig, SimConfig
+from backforge.engine.risk import RiskConfig
 from backforge.engine.simulator import OrderProgram, Simulator, from_signals, simulate
 from backforge.errors import BackforgeError, ConfigError, DataError, SimulationError
 from backforge.results.result import Result, load_result
@@ -28,6 +29,7 @@ __all__ = [
     "OrderProgram",
     "Quotes",
     "Result",
+    "RiskConfig",
     "SignalConfig",
     "SimConfig",
     "SimulationError",

@@ -1,19 +1,20 @@
 """The `backforge` command line. It only decodes arguments and calls one runner per command; every
-`BackforgeError` becomes one readable red line and exit code 2, never a traceback."""
+`BackforgeError` (and every argument error) becomes one readable red line and exit code 2, never a
+traceback — see :mod:`backforge._cli`, shared by every sub-app."""
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from backforge import __version__
+from backforge._cli import OneLineErrorsGroup, check_output_file, check_output_folder, friendly_errors
 from backforge.errors import BackforgeError
 
 app = typer.Typer(
@@ -22,26 +23,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
 console = Console()
 err_console = Console(stderr=True)
-
-
-def friendly_errors(fn: Callable) -> Callable:
-    """Turn BackforgeError (and bad files) into one red line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BackforgeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc.strerror}: {exc.filename}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=2) from None
-
-    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -291,6 +276,7 @@ def _mount_optional_apps() -> None:
     from backforge.research.cli import register
 
     register(app, console, friendly_errors)
+    from backforge.service.cli import serve; app.command()(friendly_errors(serve))  # noqa: E702
     from backforge.judge.cli import register as register_judge; register_judge(app, console, friendly_errors)  # noqa: E702
     from backforge.live.cli import register as register_live; register_live(app, console, friendly_errors)  # noqa: E702
     try:

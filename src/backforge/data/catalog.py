@@ -1060,29 +1060,47 @@ class ParquetStore(_Store):
 
     # ------------------------------------------------------------------ SQL
     def sql(self, query: str) -> "pl.DataFrame":
+        """Run ``query`` in a sandbox: an in-memory DuckDB whose only data are read-only views over Arrow datasets
+        of the current Parquet files (opened by Arrow, not by DuckDB), with external access disabled, Python
+        replacement scans and extension loading off, and the configuration locked once the views exist — so
+        no statement can read, write or attach a file (``COPY ... TO``, ``read_csv('/etc/passwd')``,
+        ``ATTACH``) or turn that back on."""
         try:
             import duckdb
         except ImportError:
             raise DataError("SQL needs DuckDB: pip install duckdb") from None
-        con = duckdb.connect()
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        con = duckdb.connect(":memory:", config={
+            "enable_external_access": False, "python_enable_replacements": False, "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False, "allow_community_extensions": False, "allow_persistent_secrets": False,
+        })
         try:
             views: dict[str, list[str]] = {"bars": [], "quotes": [], "trades": []}
             rows = []
-            for info in self.list():
+            for number, info in enumerate(self.list()):
                 folder, meta = self._current(info.symbol, info.bar)
-                files = ", ".join(_sql_str(str(f)) for f in self._files(folder, meta))
+                name = f"_series_{number}"
+                dataset = ds.dataset([str(f) for f in self._files(folder, meta)], format="parquet")
+                con.register(name, dataset)
                 view = {"bars": "bars", "quote_bars": "bars", "quotes": "quotes", "trades": "trades"}[info.kind]
-                views[view].append(f"SELECT {_sql_str(info.symbol)} AS symbol, {_sql_str(info.bar)} AS bar, * FROM read_parquet([{files}])")
+                views[view].append(f"SELECT {_sql_str(info.symbol)} AS symbol, {_sql_str(info.bar)} AS bar, "
+                                   f"{_sql_columns(dataset.schema)} FROM {name}")
                 rows.append((info.symbol, info.bar, info.kind, info.rows, _iso(info.start), _iso(info.end), info.version))
             for view, selects in views.items():
                 if selects:
-                    con.sql(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(selects))
-            con.sql("CREATE TABLE series (symbol VARCHAR, bar VARCHAR, kind VARCHAR, rows BIGINT, start_time VARCHAR, end_time VARCHAR, version INTEGER)")
-            if rows:
-                con.executemany("INSERT INTO series VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(selects))
+            columns = {"symbol": pa.string(), "bar": pa.string(), "kind": pa.string(), "rows": pa.int64(),
+                       "start_time": pa.string(), "end_time": pa.string(), "version": pa.int32()}
+            con.register("_series", pa.table({c: pa.array([r[i] for r in rows], type=t) for i, (c, t) in enumerate(columns.items())}))
+            con.execute("CREATE VIEW series AS SELECT * FROM _series")
             current = _Versioned(self.root / "_fundamentals" / "all").current()
             if current is not None:
-                con.sql(f"CREATE VIEW fundamentals AS SELECT * FROM read_parquet({_sql_str(str(current / 'fundamentals.parquet'))})")
+                dataset = ds.dataset([str(current / "fundamentals.parquet")], format="parquet")
+                con.register("_fundamentals", dataset)
+                con.execute(f"CREATE VIEW fundamentals AS SELECT {_sql_columns(dataset.schema)} FROM _fundamentals")
+            con.execute("SET lock_configuration = true")
             try:
                 relation = con.sql(query)
                 if relation is None:
@@ -1092,7 +1110,12 @@ class ParquetStore(_Store):
                 return relation.pl()
             except duckdb.Error as exc:
                 tables = ", ".join(v for v, s in views.items() if s) or "none yet"
-                raise DataError(f"SQL error: {str(exc).splitlines()[0]} (views: {tables}, series"
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in first or "configuration has been locked" in first:
+                    raise DataError(f"SQL may only read the catalog's views ({tables}, series"
+                                    f"{', fundamentals' if current is not None else ''}): files, ATTACH, extensions and "
+                                    f"settings are off; write results with --output. DuckDB said: {first}", field="query") from None
+                raise DataError(f"SQL error: {first} (views: {tables}, series"
                                 f"{', fundamentals' if current is not None else ''})", field="query") from None
         finally:
             con.close()
@@ -1520,6 +1543,16 @@ def _now() -> str:
 
 def _fundamental_key(frame: "pl.DataFrame") -> list[str]:
     return ["symbol", "field", "published_at", *(["period_end"] if "period_end" in frame.columns else [])]
+
+
+def _sql_columns(schema: "pa.Schema") -> str:
+    """``*`` with nanosecond timestamps cast to DuckDB's TIMESTAMPTZ (what ``read_parquet`` gives, and what every
+    date function accepts)."""
+    import pyarrow as pa
+
+    casts = [f'CAST("{f.name}" AS {"TIMESTAMPTZ" if f.type.tz else "TIMESTAMP"}) AS "{f.name}"'
+             for f in schema if pa.types.is_timestamp(f.type)]
+    return f"* REPLACE ({', '.join(casts)})" if casts else "*"
 
 
 def _sql_str(text: str) -> str:

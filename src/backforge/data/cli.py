@@ -8,13 +8,13 @@ ArcticDB backend). Bad input prints one red line naming the file, line and colum
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import typer
 
-from backforge.errors import BackforgeError
+from backforge._cli import OneLineErrorsGroup, check_output_file, check_output_folder
+from backforge._cli import friendly_errors as _friendly_errors
 
 __all__ = ["data_app"]
 
@@ -24,9 +24,8 @@ data_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 CatalogOption = typer.Option(None, "--catalog", "-c", envvar="BACKFORGE_DATA",
                              help="Catalog folder (default ./backforge-data) or lmdb://PATH for ArcticDB.")
 
@@ -38,22 +37,6 @@ def _console(stderr: bool = False) -> Any:
     if not console.is_terminal:  # piped or captured output: do not squeeze tables into 80 columns
         console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=160)
     return console
-
-
-def _friendly_errors(func: _F) -> _F:
-    """Turn a BackforgeError into one red line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BackforgeError as exc:
-            from rich.markup import escape
-
-            _console(stderr=True).print(f"[bold red]error:[/bold red] [red]{escape(str(exc))}[/red]")
-            raise typer.Exit(code=2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _catalog(root: Optional[str]) -> Any:
@@ -284,23 +267,35 @@ def sql_command(
     """Run SQL over the catalog with DuckDB, e.g. "SELECT symbol, count(*) FROM bars GROUP BY symbol"."""
     from backforge.errors import DataError
 
+    if output is not None:
+        if output.suffix.lower() not in (".csv", ".parquet"):
+            raise DataError(f"--output must end in .csv or .parquet, got {output.name!r}", field="output")
+        check_output_file(output, option="--output")
     cat = _catalog(catalog)
     result = cat.sql(query)
     out = _console()
     if output is not None:
-        suffix = output.suffix.lower()
-        if suffix == ".csv":
-            result.write_csv(output)
-        elif suffix == ".parquet":
-            result.write_parquet(output)
-        else:
-            raise DataError(f"--output must end in .csv or .parquet, got {output.name!r}", field="output")
+        _write_atomically(output, result.write_csv if output.suffix.lower() == ".csv" else result.write_parquet)
         out.print(f"wrote {result.height:,} rows to {output}")
         return
     _print_frame(out, result.head(max_rows), title=f"{result.height:,} rows" + (f" (first {max_rows})" if result.height > max_rows else ""))
 
 
 # ====================================================================== helpers
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """``write(tmp)`` into a temporary file next to ``path``, then rename it over ``path`` (no half-written file)."""
+    import os
+    import uuid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def _print_frame(out: Any, frame: Any, *, title: Optional[str] = None) -> None:
     from rich.table import Table

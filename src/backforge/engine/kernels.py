@@ -41,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from backforge.engine import risk as rk
 from backforge.engine.records import (
     EventKind,
     OrderRole,
@@ -74,6 +75,7 @@ R_OCO, R_POS_CLOSED, R_TIF, R_MARGIN, R_NO_SHORT, R_NO_POS, R_REPLACED, R_SUPERS
     Reason.OCO, Reason.POSITION_CLOSED, Reason.TIME_IN_FORCE, Reason.MARGIN_CALL, Reason.SHORT_NOT_ALLOWED,
     Reason.NO_POSITION, Reason.REPLACED, Reason.SUPERSEDED, Reason.BRACKET, Reason.UNKNOWN_ORDER,
 )
+R_RISK = Reason.RISK
 
 # counters[] slots
 C_ORDERS, C_FILLS, C_TRADES, C_EVENTS, C_ACTIVE, C_BARS, C_OVERFLOW, C_LAST_TS = 0, 1, 2, 3, 4, 5, 6, 7
@@ -149,6 +151,7 @@ class State(NamedTuple):
     gross_exposure: np.ndarray  # f8[H]
     net_exposure: np.ndarray  # f8[H]
     positions: np.ndarray  # f8[H, A] (H = 0 when positions are not recorded)
+    risk: rk.RiskBook  # risk rules and their state (an empty book when no rule is configured)
 
 
 class SignalParams(NamedTuple):
@@ -687,6 +690,14 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
             return
         opening = 0.0
     reduced = False
+    if opening > 0.0 and state.risk.on[0] != 0 and role == ENTRY:
+        cut = risk_cap_opening_nb(state, oid, t, ts, a, side, pos + side * closing, opening, quote_price + side * slip)
+        if cut < opening:
+            if cut <= 0.0 and closing == 0.0:
+                close_order_nb(state, oid, REJECTED, t, ts, EV_REJECTED, R_RISK)
+                return
+            record_event_nb(state, oid, t, ts, EV_REDUCED, R_RISK, np.nan, side * (closing + cut))
+            opening = cut
     if opening > 0.0:
         lot = params.lot_size[a]
         rounded = round_lot_nb(opening, lot)
@@ -713,6 +724,22 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
     if reduced:
         record_event_nb(state, oid, t, ts, EV_REDUCED, R_FUNDS, np.nan, qty)
     apply_fill_nb(state, params, oid, t, ts, qty, quote_price, slip)
+
+
+@kernel
+def risk_cap_opening_nb(state: State, oid: int, t: int, ts: int, a: int, side: int, base: float, opening: float,
+                        price: float) -> float:
+    """The opening quantity of order ``oid`` the risk caps allow at ``price`` (``base``: the signed
+    position after the order's closing part); see :func:`backforge.engine.risk.risk_cap_nb`."""
+    pos = state.position[a]
+    equity = equity_nb(state) + pos * (price - state.mark[a])
+    gross_other = gross_exposure_nb(state) - abs(pos * state.mark[a])
+    net_other = 0.0
+    for b in range(state.position.shape[0]):
+        if b != a and state.position[b] != 0.0:
+            net_other += state.position[b] * state.mark[b]
+    return rk.risk_cap_nb(state.risk, state.orders[oid]["tag"], a, t, ts, oid, base, opening, side, price, equity,
+                          gross_other, net_other)
 
 
 @kernel
@@ -972,6 +999,69 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
                   state.net_exposure, state.positions, t)
     state.counters[C_LAST_TS] = ts
     state.counters[C_BARS] = t + 1
+    if state.risk.on[0] != 0:
+        risk_after_bar_nb(state, t, ts)
+
+
+# ---------------------------------------------------------------------------------------------- risk
+
+@kernel
+def risk_after_bar_nb(state: State, t: int, ts: int) -> None:
+    """Update the risk state after bar ``t`` (:func:`backforge.engine.risk.risk_update_nb`); when a
+    drawdown halt fires, cancel the working entries, and close every position if the rule flattens."""
+    halted = state.risk.state[0]["halt"]
+    flatten = rk.risk_update_nb(state.risk, state.fills, state.counters[C_FILLS], state.orders, state.trades,
+                                state.counters[C_TRADES], t, ts, state.equity[t] if t < state.equity.shape[0] else equity_nb(state))
+    if halted == 0 and state.risk.state[0]["halt"] != 0 or flatten:
+        risk_stand_down_nb(state, t, ts, flatten)
+
+
+@kernel
+def risk_stand_down_nb(state: State, t: int, ts: int, flatten: bool) -> None:
+    """Cancel every working entry order; with ``flatten`` also send a market exit for every position
+    (they fill at the next bar's open, reason ``risk``)."""
+    for i in range(state.counters[C_ACTIVE]):
+        oid = state.active[i]
+        if state.orders[oid]["role"] == ENTRY:
+            cancel_order_nb(state, oid, t, ts, R_RISK)
+    if flatten:
+        for a in range(state.position.shape[0]):
+            pos = state.position[a]
+            if pos != 0.0:
+                oid = submit_order_nb(state, t, ts, a, -1 if pos > 0.0 else 1, MARKET, POSITION_FRACTION, 1.0, np.nan,
+                                      np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, GTC, 0, EXIT, -1, -1, 0,
+                                      -1, R_RISK)
+                if state.signal_order[a] >= 0:
+                    state.signal_order[a] = oid
+    compact_active_nb(state)
+
+
+@kernel
+def risk_entry_order_nb(state: State, row: int, a: int, t: int, ts: int, size_type: int, size: float, sl_pct: float,
+                        sl_abs: float):
+    """Size and check an entry decided after bar ``t`` under the risk rules of ``row`` (0: the portfolio
+    or signals; 1 + s: strategy s, whose portfolio rules apply too). Returns ``(size_type, size, sl_abs)``
+    with size type -1 when a rule blocks the entry (a risk event says which). The decision bar's close
+    is the asset's mark; equity is the account's after that bar: no later data is used."""
+    risk = state.risk
+    equity = equity_nb(state)
+    if risk.rules[row]["sizing"] != 0:
+        atr_col = risk.atr_cols[row, a]
+        if atr_col >= 0 and t < risk.series.shape[0]:
+            sl_abs = risk.rules[row]["stop_atr"] * risk.series[t, atr_col]
+        st, value = rk.risk_size_nb(risk, row, a, t, equity, state.mark[a], sl_pct, sl_abs)
+        if st == -1:
+            rule = rk.RULE_KELLY if risk.rules[row]["sizing"] == rk.SZ_KELLY else rk.RULE_NO_SIZE
+            rk._block_nb(risk, t, ts, row, a, rule, np.nan, np.nan, np.nan)
+            return -1, 0.0, sl_abs
+        if st >= 0:
+            size_type = st
+            size = value
+    sized = rk.risk_entry_nb(risk, state.position, state.orders, state.active, state.counters[C_ACTIVE], equity, row,
+                             a, t, ts, size)
+    if sized < 0.0:
+        return -1, 0.0, sl_abs
+    return size_type, sized, sl_abs
 
 
 # ---------------------------------------------------------------------------------------- deciders
@@ -980,12 +1070,23 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
 def submit_signal_order_nb(state: State, sp: SignalParams, t: int, ts: int, a: int, side: int, entry: bool,
                            reverse: int) -> None:
     """Replace any working signal order of asset ``a`` with a new market order."""
+    size_type = sp.size_type
+    size = sp.size[a]
+    sl_abs = np.nan
+    if state.risk.on[0] != 0:
+        if entry:
+            size_type, size, sl_abs = risk_entry_order_nb(state, 0, a, t, ts, size_type, size, sp.sl_pct[a], sl_abs)
+            if size_type < 0:
+                if reverse == 0:
+                    return
+                entry = False  # a blocked reversal still closes the position it reverses
+        rk.risk_count_order_nb(state.risk, 0)
     prev = state.signal_order[a]
     if prev >= 0:
         cancel_order_nb(state, prev, t, ts, R_SUPERSEDED)
     if entry:
-        oid = submit_order_nb(state, t, ts, a, side, MARKET, sp.size_type, sp.size[a], np.nan, np.nan,
-                              sp.sl_pct[a], np.nan, sp.tp_pct[a], np.nan, sp.trail_pct[a], np.nan,
+        oid = submit_order_nb(state, t, ts, a, side, MARKET, size_type, size, np.nan, np.nan,
+                              sp.sl_pct[a], sl_abs, sp.tp_pct[a], np.nan, sp.trail_pct[a], np.nan,
                               sp.tif, sp.gtn_bars, ENTRY, -1, -1, reverse, -1, R_SIGNAL)
     else:
         oid = submit_order_nb(state, t, ts, a, side, MARKET, POSITION_FRACTION, 1.0, np.nan, np.nan,
@@ -1068,8 +1169,19 @@ def decide_program_nb(state: State, program, ref_ids, t: int, ts: int, start: in
         if row["bar"] == t:
             action = row["action"]
             if action == 0:
+                size_type = row["size_type"]
+                size = row["size"]
+                if state.risk.on[0] != 0:
+                    if size_type != POSITION_FRACTION:
+                        size_type, size, _ = risk_entry_order_nb(state, 0, row["asset"], t, ts, size_type, size,
+                                                                 row["sl_pct"], row["sl_abs"])
+                        if size_type < 0:
+                            ref_ids[i] = -1
+                            i += 1
+                            continue
+                    rk.risk_count_order_nb(state.risk, 0)
                 ref_ids[i] = submit_order_nb(state, t, ts, row["asset"], row["side"], row["order_type"],
-                                             row["size_type"], row["size"], row["limit_price"], row["stop_price"],
+                                             size_type, size, row["limit_price"], row["stop_price"],
                                              row["sl_pct"], row["sl_abs"], row["tp_pct"], row["tp_abs"],
                                              row["trail_pct"], row["trail_abs"], row["tif"], row["gtn_bars"],
                                              ENTRY if row["size_type"] != POSITION_FRACTION else EXIT,

@@ -10,6 +10,7 @@ import numpy as np
 
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
+from backforge.engine import risk as rk
 from backforge.engine.config import SignalConfig, SimConfig, split_options
 from backforge.engine.records import (
     Action,
@@ -29,9 +30,17 @@ __all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state"]
 
 # ------------------------------------------------------------------------------------------ state
 
-def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int, record_positions: bool) -> k.State:
-    """Allocate a fresh account state with room for ``order_capacity`` orders and ``n_history`` bars."""
+def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int, record_positions: bool,
+              risk: rk.RiskBook | None = None) -> k.State:
+    """Allocate a fresh account state with room for ``order_capacity`` orders and ``n_history`` bars
+    (``risk``: a lowered :class:`~backforge.engine.risk.RiskBook`, copied so reruns start clean)."""
     cap = max(int(order_capacity), 16)
+    if risk is None:
+        risk = rk.empty_risk_book(n_assets)
+    else:
+        risk = risk._replace(state=risk.state.copy(), assets=risk.assets.copy(), owner=risk.owner.copy(),
+                             events=np.zeros(max(cap, risk.events.shape[0]), dtype=rk.risk_event_dt),
+                             n_events=np.zeros(1, dtype=np.int64), on=risk.on.copy())
     return k.State(
         cash=np.array([float(cash)]),
         counters=np.zeros(k.N_COUNTERS, dtype=np.int64),
@@ -60,6 +69,7 @@ def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int
         gross_exposure=np.zeros(n_history),
         net_exposure=np.zeros(n_history),
         positions=np.zeros((n_history if record_positions else 0, n_assets)),
+        risk=risk,
     )
 
 
@@ -137,7 +147,7 @@ def _run_with_capacity(run, capacity: int):
     """Run ``run(capacity)`` and retry with twice the capacity while a record array overflows."""
     for _ in range(24):
         state, ok = run(capacity)
-        if ok:
+        if ok and int(state.risk.n_events[0]) <= state.risk.events.shape[0]:
             return state
         capacity *= 2
     raise SimulationError("record capacity could not be sized; the simulation produced too many orders")
@@ -180,6 +190,7 @@ def from_signals(
     True
     """
     data = _check_data(data)
+    risk_cfg = rk.as_risk_config(options.pop("risk", None))
     sim_cfg, sig_cfg = split_options(options)
     le = _signal_array(entries, data, "entries")
     lx = _signal_array(exits, data, "exits")
@@ -190,6 +201,7 @@ def from_signals(
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
     sp = sig_cfg.lower(data.assets)
     prices = _price_arrays(data)
+    book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     # Orders come from signal changes: size the records by rising edges and let overflow double them.
     n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
     brackets = 1 + sum(x is not None for x in (sig_cfg.stop_loss, sig_cfg.take_profit, sig_cfg.trailing_stop))
@@ -197,14 +209,69 @@ def from_signals(
 
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
-                          record_positions=sim_cfg.record_positions)
+                          record_positions=sim_cfg.record_positions, risk=book)
         ok = k.run_signals_nb(state, params, sp, data.timestamps, *prices, le, lx, se, sx)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
     from backforge.results.result import Result
 
-    return Result(data=data, state=state, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
+    result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
+    result.risk_config = risk_cfg
+    return result
+
+
+def signal_risk_book(risk_cfg: rk.RiskConfig | None, sig_cfg: SignalConfig, data: MarketData, *,
+                     cash: float) -> rk.RiskBook | None:
+    """Lower ``risk=`` of :func:`from_signals` (rules and the sizing of its entries) for ``data``."""
+    if risk_cfg is None or not risk_cfg.active:
+        return None
+    book = rk.lower_risk(risk_cfg, data.assets, data.timestamps, cash=cash)
+    sizing = risk_cfg.sizing
+    if sizing is None:
+        return book
+    from backforge.strategy import indicators as ind
+
+    A = data.n_assets
+    if sizing.mode == "risk":
+        if sizing.stop_atr is None and sig_cfg.stop_loss is None:
+            raise ConfigError("risk sizing needs a stop: give stop_loss (a fraction) or risk.sizing.stop_atr",
+                              path="risk.sizing")
+        rk.set_sizing(book, 0, "risk", sizing.value, stop_atr=sizing.stop_atr if sizing.stop_atr else np.nan)
+        if sizing.stop_atr is not None:
+            atr = ind.atr(data.high, data.low, data.close, data.timestamps, sizing.atr_window)
+            book = rk.with_series(book, atr)
+            book.atr_cols[0] = np.arange(A)
+    elif sizing.mode == "volatility_target":
+        vol = realized_volatility(data.close, data.timestamps, sizing.window, sizing.periods_per_year)
+        rk.set_sizing(book, 0, "volatility_target", sizing.value, size_max=sizing.max)
+        book = rk.with_series(book, vol)
+        book.cols[0] = np.arange(A)
+    else:
+        rk.set_sizing(book, 0, "kelly", sizing.value, size_max=sizing.max, min_trades=sizing.min_trades,
+                      fallback=sizing.fallback)
+    return book
+
+
+def realized_volatility(close: np.ndarray, timestamps: np.ndarray, window: int | str,
+                        periods_per_year: float | None = None) -> np.ndarray:
+    """Annualized volatility of one-bar returns over ``window``: the population standard deviation of
+    ``close / previous close - 1`` (each asset's previous bar) times ``sqrt(periods_per_year)``
+    (default: bars per year of the timestamps).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> close = np.array([100.0, 101.0, 99.99, 100.9899])
+    >>> bool(np.isnan(realized_volatility(close, np.arange(4) * 86_400 * 10**9, 2, 1.0)[1]))
+    True
+    """
+    from backforge._time import periods_per_year as ppy
+    from backforge.strategy import indicators as ind
+
+    returns = ind.pct_change(np.asarray(close, dtype=np.float64), timestamps, 1)
+    scale = np.sqrt(periods_per_year if periods_per_year else ppy(timestamps))
+    return ind.stddev(returns, timestamps, window) * scale
 
 
 # ----------------------------------------------------------------------------------- order program
@@ -333,7 +400,12 @@ def simulate(data: MarketData, program: OrderProgram, **options: Any):
     [10.0]
     """
     data = _check_data(data)
+    risk_cfg = rk.as_risk_config(options.pop("risk", None))
     sim_cfg, sig_cfg = split_options(options)
+    if risk_cfg is not None and risk_cfg.sizing is not None:
+        raise ConfigError("risk.sizing applies to from_signals entries; a program gives each order's size",
+                          path="risk.sizing")
+    book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     if sig_cfg != SignalConfig():
         raise ConfigError("signal options (size, stop_loss, ...) belong on each program.submit(...) call", field="options")
     program_arr = program.to_array(data.n_bars, data.n_assets)
@@ -343,7 +415,7 @@ def simulate(data: MarketData, program: OrderProgram, **options: Any):
 
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
-                          record_positions=sim_cfg.record_positions)
+                          record_positions=sim_cfg.record_positions, risk=book)
         ref_ids = np.full(len(program_arr), -1, dtype=np.int64)
         ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, *prices)
         return state, ok
@@ -351,7 +423,9 @@ def simulate(data: MarketData, program: OrderProgram, **options: Any):
     state = _run_with_capacity(run, capacity)
     from backforge.results.result import Result
 
-    return Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="program")
+    result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="program")
+    result.risk_config = risk_cfg
+    return result
 
 
 # ------------------------------------------------------------------------------ the bar-by-bar driver
@@ -377,11 +451,22 @@ class Simulator:
         self.assets = tuple(str(a) for a in assets)
         if not self.assets:
             raise ConfigError("at least one asset is required", field="assets")
+        self.risk_config = rk.as_risk_config(options.pop("risk", None))
         self.sim_config, self.signal_config = split_options(options)
         self._params = self.sim_config.lower(self.assets, has_quotes=has_quotes)
         self._signal_params = self.signal_config.lower(self.assets)
+        book = None
+        if self.risk_config is not None and self.risk_config.active:
+            if self.risk_config.sizing is not None:
+                raise ConfigError("risk.sizing needs the whole history; size the orders you submit instead",
+                                  path="risk.sizing")
+            # no precomputed session days or windows: the kernels fall back to UTC days (see risk_update_nb)
+            book = rk.lower_risk(self.risk_config, self.assets, np.zeros(0, dtype=np.int64), cash=self.sim_config.cash)
+            if self.risk_config.trading_window is not None or self.risk_config.session != rk.Session():
+                raise ConfigError("trading windows and sessions in the bar-by-bar driver are computed per bar by "
+                                  "the live runner; not supported here yet", path="risk.trading_window")
         self._state = new_state(len(self.assets), 1024, cash=self.sim_config.cash, order_capacity=capacity,
-                                record_positions=self.sim_config.record_positions)
+                                record_positions=self.sim_config.record_positions, risk=book)
         self._timestamps = np.zeros(1024, dtype=np.int64)
         self._bars: dict[str, list[np.ndarray]] = {f: [] for f in ("open", "high", "low", "close", "volume")}
         self._quotes: dict[str, list[np.ndarray]] = {}
@@ -413,6 +498,11 @@ class Simulator:
             ts = np.zeros(2 * self._timestamps.shape[0], dtype=np.int64)
             ts[: self._timestamps.shape[0]] = self._timestamps
             self._timestamps = ts
+        book = s.risk
+        if book.on[0] != 0 and book.events.shape[0] - book.n_events[0] < 4 * need:
+            events = np.zeros(2 * book.events.shape[0] + 4 * need, dtype=rk.risk_event_dt)
+            events[: book.events.shape[0]] = book.events
+            grow["risk"] = book._replace(events=events)
         if grow:
             self._state = s._replace(**grow)
 
@@ -466,17 +556,43 @@ class Simulator:
                limit_price: float | None = None, stop_price: float | None = None, stop_loss: float | None = None,
                take_profit: float | None = None, trailing_stop: float | None = None, time_in_force: str = "gtc",
                gtn_bars: int = 0) -> int:
-        """Submit an order decided on the last processed bar; returns its id."""
+        """Submit an order decided on the last processed bar; returns its id (-1 when a risk rule blocks
+        an entry: see ``result().risk_events``)."""
         self._require_bar()
         nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
         a = self._asset(asset)
         st = SizeType.code(size_type)
+        size = float(size)
+        sl_abs = np.nan
+        if self._state.risk.on[0] != 0:
+            if st != SizeType.POSITION_FRACTION:
+                # the same entry checks as the backtest (halts, limits, multipliers): -1 when blocked
+                st, size, sl_abs = k.risk_entry_order_nb(self._state, 0, a, self._t, int(self._timestamps[self._t]),
+                                                         st, size, nan(stop_loss), np.nan)
+                if st < 0:
+                    return -1
+            rk.risk_count_order_nb(self._state.risk, 0)
         return int(k.submit_order_nb(
             self._state, self._t, int(self._timestamps[self._t]), a, _side_code(side), OrderType.code(order_type), st,
-            float(size), nan(limit_price), nan(stop_price), nan(stop_loss), np.nan, nan(take_profit), np.nan,
+            size, nan(limit_price), nan(stop_price), nan(stop_loss), sl_abs, nan(take_profit), np.nan,
             nan(trailing_stop), np.nan, TimeInForce.code(time_in_force), int(gtn_bars),
             k.EXIT if st == SizeType.POSITION_FRACTION else k.ENTRY, -1, -1, 0, -1, k.R_USER,
         ))
+
+    def halt(self, reason: str = "manual") -> None:
+        """Halt new entries now (a kill switch): only :meth:`resume` lifts it."""
+        self._require_bar()
+        rk.halt(self._state.risk, bar=self._t, timestamp=int(self._timestamps[self._t]), reason=reason)
+
+    def resume(self) -> bool:
+        """Lift a halt; drawdown is measured from the current equity from now on. False when not halted."""
+        self._require_bar()
+        return rk.resume(self._state.risk, bar=self._t, timestamp=int(self._timestamps[self._t]), equity=self.equity)
+
+    @property
+    def halted(self) -> bool:
+        """True while new entries are halted."""
+        return bool(self._state.risk.state[0]["halt"] != 0)
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order; False when it is not working."""

@@ -243,6 +243,10 @@ class Broker(ABC):
     """A trading venue as the runner uses it. Every method is synchronous and may raise :class:`BrokerError`."""
 
     name: str = "broker"
+    native_brackets: bool = False
+    """True when :meth:`submit` sends ``take_profit`` / ``stop_loss`` to the venue with the entry (Alpaca
+    ``order_class=bracket``, OANDA ``takeProfitOnFill``); otherwise the runner emulates brackets and leaves those
+    fields unset."""
 
     def connect(self) -> None:
         """Open sessions and streams (idempotent). Raises ``auth`` for bad keys."""

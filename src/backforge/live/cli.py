@@ -45,7 +45,10 @@ def _broker(spec: str, feed: Any, portfolio: Any):
 
 
 def register(app: typer.Typer, console: Any, friendly_errors: Callable) -> None:
-    """Add ``paper`` and the ``sessions`` group to the main app."""
+    """Add ``paper``, the ``sessions`` group and ``live`` (:mod:`backforge.live.venues`) to the main app."""
+    from backforge.live.venues import register as register_venues
+
+    register_venues(app, console, friendly_errors)
 
     @app.command()
     @friendly_errors

@@ -44,11 +44,11 @@ from numba import njit, prange
 
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.results.metrics import (
-    DISPERSION_FLOOR,
     equity_metrics,
     periods_per_year_for,
     returns_from_equity,
     select_range_nb,
+    sharpe_from_sums,
 )
 from backforge.results.result import Result
 
@@ -891,7 +891,7 @@ def monte_carlo(
         bands[start + 1:stop + 1] = step_quantiles_nb(rows, level_array, workers)
         if paths is not None:
             paths[:, start + 1:stop + 1] = rows.T
-    sharpe = _sharpe(sums, squares, shift, n_steps, per_year)
+    sharpe = sharpe_from_sums(sums, squares, shift, n_steps, per_year)
 
     # ------------------------------------------------------------------ the run itself
     own = equity_metrics(original_path, periods_per_year=per_year)
@@ -923,12 +923,3 @@ def monte_carlo(
         paths=paths,
     )
 
-
-def _sharpe(sums: np.ndarray, squares: np.ndarray, shift: float, n: int, per_year: float) -> np.ndarray:
-    """Annualized Sharpe ratios from the sums of ``x = r - shift`` and ``x ** 2`` over ``n`` returns."""
-    if n < 2:
-        return np.zeros_like(sums)
-    means = shift + sums / n
-    std = np.sqrt(np.maximum(squares - sums * sums / n, 0.0) / (n - 1))
-    zero = std <= DISPERSION_FLOOR
-    return np.where(zero, 0.0, means / np.where(zero, 1.0, std) * math.sqrt(per_year))

@@ -137,7 +137,7 @@ class ParameterSpace:
     ...                       {"window": {"param": "slow", "choices": [10, 20]}}], "constraints": ["fast < slow"]}
     >>> space = ParameterSpace.from_config(raw)
     >>> [p.name for p in space.parameters], space.size()
-    (['fast', 'slow'], 3)
+    (['fast', 'slow'], 4)
     >>> space.defaults()
     {'fast': 5, 'slow': 10}
     """

@@ -460,6 +460,15 @@ class _Report:
             shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": str(row["start"])[:19],
                            "x1": str(end)[:19], "y0": 0, "y1": 1, "fillcolor": "rgba(220,38,38,0.06)",
                            "line": {"width": 0}, "layer": "below"})
+        halts = self._halts()
+        for start, end, label in halts:
+            shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": start, "x1": end, "y0": 0, "y1": 1,
+                           "fillcolor": "rgba(234,88,12,0.10)", "line": {"width": 0}, "layer": "below"})
+        if halts:
+            data.append({"type": "scatter", "mode": "markers", "name": "Risk halt", "x": [h[0] for h in halts],
+                         "y": [self._equity_at(h[0]) for h in halts], "text": [h[2] for h in halts],
+                         "marker": {"symbol": "x", "size": 10, "color": _COLORS["warn"]},
+                         "hovertemplate": "%{text}<extra></extra>"})
         buttons = [{"label": "Linear", "method": "relayout", "args": [{"yaxis.type": "linear"}]},
                    {"label": "Log", "method": "relayout", "args": [{"yaxis.type": "log"}]}]
         layout = _layout(440, yaxis={"title": {"text": "equity"}, "tickformat": ",.0f"}, shapes=shapes,
@@ -475,11 +484,36 @@ class _Report:
                            "fill": "tozeroy", "line": {"color": _COLORS["neg"], "width": 1},
                            "fillcolor": "rgba(220,38,38,0.18)", "hovertemplate": "%{y:.2%}"}],
                  "layout": _layout(260, yaxis={"tickformat": ".0%", "title": {"text": "drawdown"}}, showlegend=False)}
-        note = ("The three deepest drawdowns are shaded. " if len(shapes) else "") + \
+        note = ("The three deepest drawdowns are shaded. " if len(self.drawdowns.head(3)) else "") + \
+            (f"Risk halts ✕ ({len(halts)}) are shaded orange until trading resumed. " if halts else "") + \
             "Use the Linear/Log buttons to switch the scale; drag to zoom, double-click to reset."
         return (f'<section class="card" id="performance"><h2>Equity and drawdown</h2><p class="note">{_esc(note)}</p>'
                 f'{equity}<h3>Underwater (drawdown from the running peak)</h3>'
                 f'{self._chart("chart-underwater", under, 260)}</section>')
+
+    def _halts(self) -> list[tuple[str, str, str]]:
+        """(start, end, message) of every risk halt of the run (end: its resume or the last bar)."""
+        events = getattr(self.run, "risk_events", None)
+        if events is None or events.height == 0:
+            return []
+        last = str(datetime.fromtimestamp(self.ts[-1] / 1e9, tz=timezone.utc))[:19]
+        out: list[tuple[str, str, str]] = []
+        open_: dict[tuple[str, str], int] = {}
+        for row in events.filter(events["event"].is_in(["halted", "resumed"])).iter_rows(named=True):
+            key = (row["scope"], row["rule"])
+            when = str(row["timestamp"])[:19]
+            if row["event"] == "halted":
+                open_[key] = len(out)
+                out.append((when, last, f"{row['scope']}: {row['message']}"))
+            elif key in open_:
+                start, _, text = out[open_.pop(key)]
+                out[out.index((start, last, text))] = (start, when, text)
+        return out
+
+    def _equity_at(self, when: str) -> float | None:
+        ns = int(np.datetime64(when, "ns").astype(np.int64))
+        i = int(np.searchsorted(np.asarray(self.ts, dtype=np.int64), ns, side="right")) - 1
+        return _finite(float(self.run.equity_values[max(i, 0)]))
 
     def returns_section(self) -> str:
         from backforge.results.metrics import monthly_table, period_returns

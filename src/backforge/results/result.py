@@ -452,6 +452,17 @@ class Result(RunAnalysis):
         self.strategy = strategy
         self.signal_events: pl.DataFrame | None = None
         self.data_source: dict | None = None
+        self.risk_config: Any = None  # the RiskConfig of from_signals/simulate runs (strategy runs: in strategy)
+        self.risk_bar_offset = 0  # bars of warm-up before the run (risk-event bars index the compiled data)
+
+    @property
+    def risk_events(self) -> pl.DataFrame:
+        """What the risk rules did: every entry blocked or scaled, every fill reduced, every halt and
+        resume, with a ``message`` naming the rule and the values (empty without risk rules)."""
+        from backforge.engine.risk import risk_events_frame
+
+        names = tuple(s.get("name", "") for s in (self.strategy or {}).get("strategies", []))
+        return risk_events_frame(self._state.risk, self.risk_bar_offset, assets=self.data.assets, strategies=names)
 
     # ------------------------------------------------------------------ raw arrays
     @property
@@ -678,7 +689,7 @@ class Result(RunAnalysis):
             "signal_config": self.signal_config.model_dump(mode="json") if self.signal_config else None,
             "strategy": self.strategy,
             "data_source": self.data_source,
-        }
+        } | ({"risk_config": self.risk_config.model_dump(mode="json")} if self.risk_config is not None else {})
 
     def metadata_document(self) -> dict[str, Any]:
         """Versions, data fingerprint, seed, run id, assets and bars, as saved in ``metadata.json``."""
@@ -778,6 +789,8 @@ class Result(RunAnalysis):
                 self.positions.write_parquet(tmp / "positions.parquet")
             if self.signal_events is not None:
                 self.signal_events.write_parquet(tmp / "signal_events.parquet")
+            if int(self._state.risk.on[0]):
+                self.risk_events.write_parquet(tmp / "risk_events.parquet")
             pl.DataFrame({EQUAL_WEIGHT: self._equal_weight()}).write_parquet(tmp / "benchmark.parquet")
             self._chart_price_table().write_parquet(tmp / "chart_prices.parquet")
             _write_json(tmp / "config.json", self.config_document(), sort_keys=True)
@@ -994,6 +1007,11 @@ class SavedRun(RunAnalysis, Mapping):
     def signal_events(self) -> pl.DataFrame | None:
         """The strategy's signal-event audit, or None for runs not made from a strategy."""
         return self._table("signal_events")
+
+    @property
+    def risk_events(self) -> pl.DataFrame | None:
+        """What the risk rules did (see :attr:`Result.risk_events`), or None for runs without rules."""
+        return self._table("risk_events")
 
     # ------------------------------------------------------------------ analysis inputs
     @cached_property

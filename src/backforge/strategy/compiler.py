@@ -90,6 +90,7 @@ class CompiledPortfolio:
     max_leaves: int
     matrices: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     compile_seconds: float = 0.0
+    risk: Any = field(repr=False, default=None)  # a lowered RiskBook over the whole data, or None
     # what each series column is: (node key, column j) and key -> (node, "value" | "condition"); the live
     # strategy step re-evaluates the same nodes bar by bar (backforge.live.step)
     series_keys: list[tuple[str, int]] = field(repr=False, default_factory=list)
@@ -515,9 +516,12 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
             si[rt.SI_ORDER_TYPE] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
             si[rt.SI_TIF] = TimeInForce.code(action.time_in_force)
             si[rt.SI_GTN] = action.gtn_bars
-            si[rt.SI_SIZE_TYPE] = SizeType.code(action.allocation.type)
+            alloc = action.allocation
+            plain = isinstance(alloc, sc.Allocation) and alloc.type != "risk"
+            # risk-based sizes are computed in the loop (engine.risk.risk_size_nb); the placeholder is unused
+            si[rt.SI_SIZE_TYPE] = SizeType.code(alloc.type) if plain else SizeType.EQUITY_FRACTION
             si[rt.SI_REPEAT] = action.repeat
-            sf[rt.SF_SIZE] = action.allocation.value
+            sf[rt.SF_SIZE] = alloc.value if isinstance(alloc, sc.Allocation) else 0.0
             sf[rt.SF_LIMIT_OFFSET] = action.limit_offset
             sf[rt.SF_STOP_OFFSET] = action.stop_offset
             for name, pct, abs_, atr in (("stop_loss", rt.SF_SL_PCT, rt.SF_SL_ABS, rt.SF_SL_ATR),
@@ -586,6 +590,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
         lo = 0 if start is None else int(np.searchsorted(data.timestamps, _scalar_ns(start)))
     if lo >= T - 1:
         raise ConfigError(f"start {start!r} leaves fewer than 2 bars to trade", path="start")
+    risk_book = _lower_portfolio_risk(c, portfolio)
     series = np.ascontiguousarray(np.column_stack(c.series)) if c.series else np.zeros((T, 1))
     ops = np.array(c.ops, dtype=np.int64).reshape(-1, 4) if c.ops else np.zeros((1, 4), dtype=np.int64)
     depth = max(8, len(c.ops) + 1)
@@ -594,10 +599,54 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
         op_values=np.array(c.op_values or [0.0]), instances=np.array(instances, dtype=np.int64).reshape(-1, rt.N_INSTANCE_FIELDS),
         strategies_i=strategies_i, strategies_f=strategies_f, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
         rb_weight=rb_weight, rb_fixed=rb_fixed, memory_init=np.array(c.memory_init or [0.0]), max_depth=depth, max_leaves=max_leaves,
-        matrices=c.matrices, series_keys=c.series_keys, nodes=c.nodes,
+        matrices=c.matrices, risk=risk_book, series_keys=c.series_keys, nodes=c.nodes,
     )
     compiled.compile_seconds = time.perf_counter() - started
     return compiled
+
+
+def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
+    """The risk rules of the portfolio (row 0) and its strategies (rows 1 + s) with the sizing of every
+    buy/sell whose allocation is risk-based, over the whole data (sliced to the backtest when run)."""
+    from backforge.engine import risk as rk
+    from backforge.engine.simulator import realized_volatility
+
+    sizings = [getattr(s.action, "allocation", None) for s in portfolio.strategies]
+    sized = [a is not None and not (isinstance(a, sc.Allocation) and a.type != "risk") for a in sizings]
+    strategy_risks = [s.risk for s in portfolio.strategies]
+    if not any(sized) and all(r is None or not r.active for r in [portfolio.risk, *strategy_risks]):
+        return None
+    book = rk.lower_risk(portfolio.risk, c.assets, c.ts, strategy_risks=strategy_risks, cash=portfolio.cash)
+    columns: list[np.ndarray] = []
+    for s, (strat, alloc) in enumerate(zip(portfolio.strategies, sizings)):
+        if not sized[s]:
+            continue
+        path = f"strategies[{s}].action.allocation"
+        row = 1 + s
+        scope = [c.assets.index(a) for a in (strat.assets or c.assets)]
+        matrix = None
+        if isinstance(alloc, sc.Allocation):  # risk at the stop
+            rk.set_sizing(book, row, "risk", alloc.value)
+        elif isinstance(alloc, sc.VolatilityTarget):
+            c.check_window(alloc.window, f"{path}.window")
+            matrix = realized_volatility(c.data.close[:, c.cols], c.ts, alloc.window, alloc.periods_per_year)
+            rk.set_sizing(book, row, "volatility_target", alloc.target, size_max=alloc.max)
+        elif isinstance(alloc, sc.ExpressionAllocation):
+            if not is_pure(alloc.expression):
+                raise ConfigError("an allocation expression must use market data only (no position state)",
+                                  path=f"{path}.expression")
+            matrix = c.value(alloc.expression, f"{path}.expression")
+            rk.set_sizing(book, row, "expression", np.nan, size_min=alloc.min, size_max=alloc.max)
+        else:
+            rk.set_sizing(book, row, "kelly", alloc.fraction, size_max=alloc.max, min_trades=alloc.min_trades,
+                          fallback=alloc.fallback)
+        if matrix is not None:
+            for j in scope:
+                book.cols[row, j] = len(columns)
+                columns.append(np.asarray(matrix[:, j], dtype=np.float64))
+    if columns:
+        book = rk.with_series(book, np.column_stack(columns))
+    return book
 
 
 def _scalar_ns(value: Any, field: str = "start") -> int:
@@ -640,8 +689,14 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
 
     captured: list[np.ndarray] = []
 
+    book = cp.risk
+    if book is not None:
+        book = book._replace(day=book.day[lo:], window=np.ascontiguousarray(book.window[lo:]),
+                             series=np.ascontiguousarray(book.series[lo:]))
+
     def run(cap: int):
-        state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions)
+        state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions,
+                          risk=book)
         signals = np.zeros((cap, 6), dtype=np.int64)
         signal_leaves = np.full((cap, 1 + leaf_width), np.nan)
         n_signals = np.zeros(2, dtype=np.int64)
@@ -661,6 +716,7 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
     signals, leaves = captured
     result.signal_events = _signal_frame(cp, data, signals, leaves) if audit else None
     result.compiled = cp
+    result.risk_bar_offset = cp.start
     return result
 
 

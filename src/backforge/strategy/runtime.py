@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from backforge.engine import kernels as k
+from backforge.engine import risk as rk
 
 kernel = njit(cache=True, _nrt=False)
 inline_kernel = njit(cache=True, _nrt=False, inline="always")
@@ -225,6 +226,8 @@ def trade_nb(state, s: int, inst: int, a: int, t: int, ts: int, close: float, st
     if action == A_CLOSE:
         if pos == 0.0:
             return -1
+        if state.risk.on[0] != 0:
+            rk.risk_count_order_nb(state.risk, s + 1)
         return k.submit_order_nb(state, t, ts, a, -1 if pos > 0.0 else 1, k.MARKET, k.POSITION_FRACTION,
                                  strategies_f[s, SF_SIZE], np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan,
                                  np.nan, strategies_i[s, SI_TIF], strategies_i[s, SI_GTN], k.EXIT, -1, -1, 0, s,
@@ -254,7 +257,23 @@ def trade_nb(state, s: int, inst: int, a: int, t: int, ts: int, close: float, st
     trail_abs = strategies_f[s, SF_TRAIL_ABS]
     if instances[inst, I_TRAIL_ATR] >= 0:
         trail_abs = strategies_f[s, SF_TRAIL_ATR] * series[t, instances[inst, I_TRAIL_ATR]]
-    oid = k.submit_order_nb(state, t, ts, a, side, order_type, strategies_i[s, SI_SIZE_TYPE], strategies_f[s, SF_SIZE],
+    size_type = strategies_i[s, SI_SIZE_TYPE]
+    size = strategies_f[s, SF_SIZE]
+    if state.risk.on[0] != 0:
+        size_type, size, sl_abs = k.risk_entry_order_nb(state, s + 1, a, t, ts, size_type, size,
+                                                        strategies_f[s, SF_SL_PCT], sl_abs)
+        if size_type < 0:
+            if pos * side >= 0.0:
+                return -1
+            # blocked while holding the other way: only the closing part goes out
+            rk.risk_count_order_nb(state.risk, s + 1)
+            oid = k.submit_order_nb(state, t, ts, a, side, k.MARKET, k.POSITION_FRACTION, 1.0, np.nan, np.nan, np.nan,
+                                    np.nan, np.nan, np.nan, np.nan, np.nan, strategies_i[s, SI_TIF],
+                                    strategies_i[s, SI_GTN], k.EXIT, -1, -1, 0, s, k.R_RISK)
+            inst_order[inst] = oid
+            return oid
+        rk.risk_count_order_nb(state.risk, s + 1)
+    oid = k.submit_order_nb(state, t, ts, a, side, order_type, size_type, size,
                             limit, stop, strategies_f[s, SF_SL_PCT], sl_abs, strategies_f[s, SF_TP_PCT], tp_abs,
                             strategies_f[s, SF_TRAIL_PCT], trail_abs, strategies_i[s, SI_TIF], strategies_i[s, SI_GTN],
                             k.ENTRY, -1, -1, 0, s, k.R_SIGNAL)
@@ -350,12 +369,22 @@ def rebalance_nb(state, s: int, t: int, ts: int, c, strategies_i, strategies_f, 
             reducing = abs(targets[a]) < abs(current) or targets[a] * current < 0.0
             if (phase == 0) != reducing:
                 continue
+            target = targets[a]
+            if state.risk.on[0] != 0:
+                if phase == 1:
+                    # an increase is an entry: the risk rules may block or scale it
+                    st_, scaled, _ = k.risk_entry_order_nb(state, s + 1, a, t, ts, k.TARGET_FRACTION, target,
+                                                           np.nan, np.nan)
+                    if st_ < 0 or abs(scaled) <= abs(current) + 1e-12:
+                        continue
+                    target = scaled
+                rk.risk_count_order_nb(state.risk, s + 1)
             side = 1 if diff > 0.0 else -1
-            role = k.EXIT if targets[a] == 0.0 else k.ENTRY
-            oid = k.submit_order_nb(state, t, ts, a, side, k.MARKET, k.TARGET_FRACTION, targets[a], np.nan, np.nan,
+            role = k.EXIT if target == 0.0 else k.ENTRY
+            oid = k.submit_order_nb(state, t, ts, a, side, k.MARKET, k.TARGET_FRACTION, target, np.nan, np.nan,
                                     np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, strategies_i[s, SI_TIF],
                                     strategies_i[s, SI_GTN], role, -1, -1, 0, s, k.R_SIGNAL)
-            record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, a, A_REBALANCE, oid, targets[a],
+            record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, a, A_REBALANCE, oid, target,
                              targets, 0, leaf_width)
 
 
@@ -397,7 +426,7 @@ def decide_strategies_nb(state, t: int, ts: int, c, timestamps, schedule, ops, o
                                inst_order)
                 if oid >= 0:
                     record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, a, action, oid,
-                                     strategies_f[s, SF_SIZE], leaves, n_leaves, leaf_width)
+                                     state.orders[oid]["size"], leaves, n_leaves, leaf_width)
 
 
 @kernel

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from backforge.engine import kernels as k
+from backforge.engine import risk as rk
 from backforge.engine.records import OrderRole
 from backforge.engine.simulator import new_state
 
@@ -19,8 +20,14 @@ ENGINE_ORDER_FIELDS = ("asset", "side", "order_type", "size_type", "size", "limi
 _HISTORY = ("equity", "cash_history", "gross_exposure", "net_exposure")
 
 
-def fresh_state(n_assets: int, *, cash: float, record_positions: bool) -> k.State:
-    return new_state(n_assets, 1024, cash=cash, order_capacity=256, record_positions=record_positions)
+def fresh_state(n_assets: int, *, cash: float, record_positions: bool, risk: rk.RiskBook | None = None) -> k.State:
+    """A new account state; ``risk`` is a lowered risk book whose per-bar arrays (day, window, series) the
+    caller fills bar by bar (they are given room for 1024 bars here)."""
+    if risk is not None:
+        risk = risk._replace(day=np.zeros(1024, dtype=np.int64),
+                             window=np.ones((1024, risk.window.shape[1]), dtype=risk.window.dtype),
+                             series=np.full((1024, risk.series.shape[1]), np.nan))
+    return new_state(n_assets, 1024, cash=cash, order_capacity=256, record_positions=record_positions, risk=risk)
 
 
 def grow_state(state: k.State, t: int) -> k.State:
@@ -63,6 +70,15 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
     the per-bar history to its first ``bars`` rows (:func:`grow_state` makes room again after a restore)."""
     out = {}
     for name, value in zip(k.State._fields, state):
+        if name == "risk":
+            n_events = int(value.n_events[0])
+            for field, arr in zip(rk.RiskBook._fields, value):
+                if field == "events":
+                    arr = arr[:n_events]
+                elif bars is not None and field in ("day", "window", "series"):
+                    arr = arr[:bars]
+                out[f"{prefix}risk.{field}"] = np.asarray(arr)
+            continue
         if name in _USED:
             value = value[: int(state.counters[_USED[name]])]
         elif bars is not None and (name in _HISTORY or (name == "positions" and value.shape[0])):
@@ -73,7 +89,9 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
 
 def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:
     """Inverse of :func:`state_arrays` (contiguous, writable copies)."""
-    return k.State(*(np.ascontiguousarray(arrays[prefix + name]).copy() for name in k.State._fields))
+    copy = lambda key: np.ascontiguousarray(arrays[key]).copy()  # noqa: E731
+    risk = rk.RiskBook(*(copy(f"{prefix}risk.{f}") for f in rk.RiskBook._fields))
+    return k.State(*(risk if name == "risk" else copy(prefix + name) for name in k.State._fields))
 
 
 def order_fields(order) -> dict:

@@ -393,12 +393,12 @@ class PaperRunner:
         cfg = self.config
         for oid in range(out.orders_from, out.orders_to):
             order = state.orders[oid]
-            if int(order["parent_id"]) >= 0 or int(order["reason"]) != k.R_SIGNAL:
+            if int(order["parent_id"]) >= 0 or int(order["reason"]) not in (k.R_SIGNAL, k.R_RISK):
                 continue  # engine-made children (brackets, liquidation): emulated by the same kernels at the venue
             s = int(order["tag"])
             leg = legs.get(s, 0)
             legs[s] = leg + 1
-            cid = f"{self.session_id}-{t}-{s}-{leg}"
+            cid = f"{self.session_id}-{t}-{s if s >= 0 else 'risk'}-{leg}"
             self._model_cid[oid] = cid
             a = int(order["asset"])
             symbol = self.step.assets[a]

@@ -128,6 +128,7 @@ for _code, _meaning in (
     ("BF-CONFIG", "a parameter or configuration that is invalid or impossible"),
     ("BF-SIM", "a simulation that cannot be carried out as requested"),
     ("BF-JUDGE", "a judgement that cannot be made as asked"),
+    ("BF-STRATEGY", "a strategy written as code raised (the message names the bar, its time and the line)"),
     ("BF-BROKER", "a venue call that did not succeed"),
     ("BF-SESSION", "a paper/live session state that cannot be used"),
     ("BF-SERVICE", "a job-service request that cannot be served"),

@@ -8,13 +8,13 @@ ArcticDB backend). Bad input prints one red line naming the file, line and colum
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import typer
 
-from backforge.errors import BackforgeError
+from backforge._cli import OneLineErrorsGroup, check_output_file
+from backforge._cli import friendly_errors as _friendly_errors
 
 __all__ = ["data_app"]
 
@@ -24,9 +24,8 @@ data_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrorsGroup,
 )
-
-_F = TypeVar("_F", bound=Callable[..., Any])
 CatalogOption = typer.Option(None, "--catalog", "-c", envvar="BACKFORGE_DATA",
                              help="Catalog folder (default ./backforge-data) or lmdb://PATH for ArcticDB.")
 
@@ -38,22 +37,6 @@ def _console(stderr: bool = False) -> Any:
     if not console.is_terminal:  # piped or captured output: do not squeeze tables into 80 columns
         console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=160)
     return console
-
-
-def _friendly_errors(func: _F) -> _F:
-    """Turn a BackforgeError into one red line on stderr and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BackforgeError as exc:
-            from rich.markup import escape
-
-            _console(stderr=True).print(f"[bold red]error:[/bold red] [red]{escape(str(exc))}[/red]")
-            raise typer.Exit(code=2) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _catalog(root: Optional[str]) -> Any:
@@ -86,6 +69,7 @@ def import_command(
     from backforge.errors import DataError
 
     cat = _catalog(catalog)
+    cat.check_writable()
     out = _console()
     if format == "fundamentals":
         from backforge.data.fundamentals import read_fundamentals
@@ -164,6 +148,7 @@ def delete_command(
 ) -> None:
     """Delete a series (or all series of a symbol) from the catalog."""
     cat = _catalog(catalog)
+    cat.check_writable()
     targets = [cat.info(symbol, bar)] if bar else [s for s in cat.list() if s.symbol == symbol]
     if not targets:
         cat.info(symbol)  # raises the "no data for symbol" error with a suggestion
@@ -193,7 +178,7 @@ def quality_command(
 
     out = _console()
     path = Path(target)
-    if path.is_file():
+    if path.is_file() or (path.exists() and not path.is_dir()) or "/" in target:  # symbols never hold a slash
         from backforge.data.importers import read_file
 
         report = check(read_file(path, format=format), gap_factor=gap_factor)
@@ -251,6 +236,14 @@ def synth_command(
     if assets < 1:
         raise ConfigError(f"--assets must be >= 1, got {assets}", field="assets")
     cat = _catalog(catalog)
+    cat.check_writable()
+    if cat.root is not None:  # the Parquet catalog keeps an uncompressed cache (48 bytes a bar) next to the Parquet files
+        from backforge._resources import require_disk
+        from backforge.data.synth import bar_count
+
+        require_disk(cat.root, float(bar_count(years, bar, calendar)) * assets * 80,
+                     what=f"{years:g} years of {bar} bars × {assets} assets", hint="use fewer years or assets, or a longer bar",
+                     field="years")
     names = tuple(prefix + n for n in default_assets(assets))
     out = _console()
     rows = 0
@@ -284,23 +277,35 @@ def sql_command(
     """Run SQL over the catalog with DuckDB, e.g. "SELECT symbol, count(*) FROM bars GROUP BY symbol"."""
     from backforge.errors import DataError
 
+    if output is not None:
+        if output.suffix.lower() not in (".csv", ".parquet"):
+            raise DataError(f"--output must end in .csv or .parquet, got {output.name!r}", field="output")
+        check_output_file(output, option="--output")
     cat = _catalog(catalog)
     result = cat.sql(query)
     out = _console()
     if output is not None:
-        suffix = output.suffix.lower()
-        if suffix == ".csv":
-            result.write_csv(output)
-        elif suffix == ".parquet":
-            result.write_parquet(output)
-        else:
-            raise DataError(f"--output must end in .csv or .parquet, got {output.name!r}", field="output")
+        _write_atomically(output, result.write_csv if output.suffix.lower() == ".csv" else result.write_parquet)
         out.print(f"wrote {result.height:,} rows to {output}")
         return
     _print_frame(out, result.head(max_rows), title=f"{result.height:,} rows" + (f" (first {max_rows})" if result.height > max_rows else ""))
 
 
 # ====================================================================== helpers
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """``write(tmp)`` into a temporary file next to ``path``, then rename it over ``path`` (no half-written file)."""
+    import os
+    import uuid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
 
 def _print_frame(out: Any, frame: Any, *, title: Optional[str] = None) -> None:
     from rich.table import Table

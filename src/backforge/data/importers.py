@@ -93,6 +93,7 @@ _CLOCK_RE = re.compile(r"^\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?$")
 _NUMBER_RE = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _EPOCH_RE = re.compile(r"^\d{8,19}(?:\.\d+)?$")
 _UNIX_FORMATS = {"unix_s": "s", "unix_ms": "ms", "unix_us": "us", "unix_ns": "ns"}
+_MAX_EPOCH_NS = 9_223_372_036_854_775_807 - 1  # int64 nanoseconds: 1677-09-21 .. 2262-04-11
 # strftime candidates tried (in this order) when timestamps are not ISO 8601 or epoch numbers
 _FORMAT_CANDIDATES = (
     "%Y%m%d %H:%M:%S%.f", "%Y%m%d %H%M%S", "%Y%m%d %H:%M", "%Y%m%d",
@@ -233,6 +234,8 @@ def read_file(
         raise DataError("file not found", path=str(p))
     if p.is_dir():
         raise DataError("is a directory, not a data file", path=str(p))
+    if not p.is_file():  # reading a FIFO would block, a device never end
+        raise DataError("not a regular file (a FIFO, device or socket); give a data file", path=str(p))
     if p.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path=str(p))
     with open(p, "rb") as fh:
@@ -478,7 +481,8 @@ def frame_to_market(frames: Mapping[str, "pl.DataFrame"], *, kind: str) -> "Mark
     Examples
     --------
     >>> import polars as pl
-    >>> f = normalize_frame(pl.DataFrame({"timestamp": [0, 60_000_000_000], "close": [1.0, 2.0]})).frame
+    >>> f = normalize_frame(pl.DataFrame({"timestamp": [1_577_836_800_000_000_000, 1_577_836_860_000_000_000],
+    ...                                   "close": [1.0, 2.0]})).frame  # 2020-01-01 00:00 and 00:01 in ns
     >>> frame_to_market({"A": f}, kind="bars").n_bars
     2
     """
@@ -896,10 +900,10 @@ def _timestamps_from_arrow(
     if pa.types.is_timestamp(typ):
         if typ.tz is not None:
             _reject_timezone(timezone, path, column)
-            return arr.cast(pa.timestamp("ns", "UTC")) if typ.unit != "ns" or typ.tz != "UTC" else arr
-        return _localize(arr.cast(pa.timestamp("ns")), timezone, path, column, header_lines)
+            return _cast_ns(arr, "UTC", path, column, header_lines) if typ.unit != "ns" or typ.tz != "UTC" else arr
+        return _localize(_cast_ns(arr, None, path, column, header_lines), timezone, path, column, header_lines)
     if pa.types.is_date(typ):
-        return _localize(arr.cast(pa.timestamp("ns")), timezone, path, column, header_lines)
+        return _localize(_cast_ns(arr, None, path, column, header_lines), timezone, path, column, header_lines)
     if pa.types.is_integer(typ) or pa.types.is_floating(typ):
         if spec is None or spec.kind != "epoch":
             unit = _UNIX_FORMATS.get(time_format or "", None)
@@ -911,7 +915,7 @@ def _timestamps_from_arrow(
                 unit = "ns" if first >= 1e17 else "us" if first >= 1e14 else "ms" if first >= 1e11 else "s"
             spec = _TimeSpec("epoch", unit=unit)
         _reject_timezone(timezone, path, column)
-        return _epoch_to_ns(arr, spec.unit or "s")
+        return _epoch_to_ns(arr, spec.unit or "s", path=path, column=column, header_lines=header_lines)
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)):
         raise DataError(f"timestamp column has type {typ}; expected datetimes, epoch numbers or text", path=path, field=column)
     arr = arr.cast(pa.large_string()) if not pa.types.is_large_string(typ) else arr
@@ -926,7 +930,7 @@ def _timestamps_from_arrow(
             r = _first_cast_failure(arr, pa.float64())
             raise DataError(f"cannot parse {arr[r].as_py()!r} as a {spec.unit} epoch number", path=path, row=_line(path, r, header_lines), field=column) from None
         _reject_timezone(timezone, path, column)
-        return _epoch_to_ns(nums, spec.unit or "s")
+        return _epoch_to_ns(nums, spec.unit or "s", path=path, column=column, header_lines=header_lines)
     if spec.kind == "iso":
         target = pa.timestamp("ns", "UTC" if spec.aware else None)
         try:
@@ -944,17 +948,38 @@ def _timestamps_from_arrow(
     series = pl.from_arrow(arr)
     assert isinstance(series, pl.Series)
     try:
-        parsed = series.str.strip_chars().str.to_datetime(spec.fmt, strict=False, time_unit="ns")
+        # microseconds first: nanoseconds would silently wrap years outside 1678-2261 around to wrong dates
+        parsed = series.str.strip_chars().str.to_datetime(spec.fmt, strict=False, time_unit="us")
     except Exception as exc:  # noqa: BLE001 - polars rejects malformed format strings with several error types
         raise DataError(f"invalid time format {spec.fmt!r}: {exc}", path=path, field="time_format") from None
     bad = parsed.is_null()
     if bad.any():
         r = int(bad.arg_true()[0])
         raise _timestamp_error(series[r], spec, path, _line(path, r, header_lines), column)
+    micros = parsed.dt.epoch("us")
+    outside = (micros <= -_MAX_EPOCH_NS // 1000) | (micros >= _MAX_EPOCH_NS // 1000)
+    if outside.any():
+        r = int(outside.arg_true()[0])
+        raise DataError(f"timestamp {series[r]!r} is outside the supported range 1678-2261 (64-bit nanosecond timestamps)",
+                        path=path, row=_line(path, r, header_lines), field=column)
+    parsed = parsed.dt.cast_time_unit("ns")
     if parsed.dtype.time_zone is not None:  # type: ignore[union-attr]
         _reject_timezone(timezone, path, column)
         return parsed.dt.convert_time_zone("UTC").to_arrow().cast(pa.timestamp("ns", "UTC"))
     return _localize(parsed.to_arrow().cast(pa.timestamp("ns")), timezone, path, column, header_lines)
+
+
+def _cast_ns(arr: "pa.Array", tz: str | None, path: str, column: str, header_lines: int | None) -> "pa.Array":
+    """Cast dates or timestamps of any unit to ``timestamp[ns]``, naming the first value outside 1678-2261."""
+    import pyarrow as pa
+
+    target = pa.timestamp("ns", tz)
+    try:
+        return arr.cast(target)
+    except pa.ArrowInvalid:
+        r = _first_cast_failure(arr, target)
+        raise DataError(f"timestamp {arr[r].as_py()} is outside the supported range 1678-2261 (64-bit nanosecond "
+                        "timestamps)", path=path, row=_line(path, r, header_lines), field=column) from None
 
 
 def _timestamp_error(value: Any, spec: _TimeSpec, path: str, line: int | None, column: str) -> DataError:
@@ -965,6 +990,10 @@ def _timestamp_error(value: Any, spec: _TimeSpec, path: str, line: int | None, c
         if has_tz != spec.aware:
             return DataError(f"mixed time zones: {text!r} {'has' if has_tz else 'lacks'} a UTC offset while earlier timestamps "
                              f"{'do not' if has_tz else 'have one'}; give every timestamp an offset, or none", path=path, row=line, field=column)
+        year = int(text.strip()[:4])
+        if not 1678 <= year <= 2261:
+            return DataError(f"timestamp {text!r} is outside the supported range 1678-2261 (64-bit nanosecond timestamps)",
+                             path=path, row=line, field=column)
         return DataError(f"invalid timestamp {text!r} (out-of-range month, day or time?)", path=path, row=line, field=column)
     expected = "ISO 8601, e.g. 2013-01-01 22:00:00" if spec.kind == "iso" else f"format {spec.fmt!r}"
     return DataError(f"cannot parse timestamp {text!r}: expected {expected}", path=path, row=line, field=column)
@@ -1006,11 +1035,22 @@ def _check_zone(timezone: str, path: str) -> None:
         raise DataError(f"unknown time zone {timezone!r}{_did_you_mean(timezone, zones)}", path=path, field="timezone") from None
 
 
-def _epoch_to_ns(arr: "pa.Array", unit: str) -> "pa.Array":
+def _epoch_to_ns(arr: "pa.Array", unit: str, *, path: str | None = None, column: str | None = None,
+                 header_lines: int | None = None) -> "pa.Array":
+    """Epoch numbers in ``unit`` -> ``timestamp[ns, UTC]``, refusing values outside 1678-2261 (int64 nanoseconds)
+    instead of letting them wrap around to a wrong date."""
     import pyarrow as pa
 
     scale = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
     values = arr.to_numpy(zero_copy_only=False)
+    limit = _MAX_EPOCH_NS / scale  # |value| beyond this overflows int64 nanoseconds
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values.astype(np.float64)) < limit)  # NaN counts as bad
+    if bad.any():
+        r = int(np.argmax(bad))
+        where = {"path": path, "row": _line(path, r, header_lines) if path is not None else r, "field": column}
+        raise DataError(f"epoch value {values[r].item()!r} ({unit}) is outside the supported range 1678-2261 "
+                        f"(64-bit nanosecond timestamps); check the time unit (unix_s/unix_ms/unix_us/unix_ns)", **where)
     if values.dtype.kind == "f":
         ns = np.round(values * scale).astype(np.int64)
     else:
@@ -1067,6 +1107,7 @@ def _diagnose_csv(p: Path, gzipped: bool, exc: Exception, *, names: list[str], i
                   header_lines: int) -> DataError:
     """Turn an Arrow CSV error into a DataError with the line number and column of the first bad value."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     message = str(exc)
@@ -1090,7 +1131,7 @@ def _diagnose_csv(p: Path, gzipped: bool, exc: Exception, *, names: list[str], i
             continue
         col = table.column(raw).combine_chunks()
         try:
-            pa.compute.cast(col, target)
+            pc.cast(col, target)
         except pa.ArrowInvalid:
             r = _first_cast_failure(col, target)
             value = col[r].as_py()

@@ -50,6 +50,7 @@ from typing import Any, Callable, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from backforge._secrets import redact, register_secret
 from backforge.errors import ConfigError
 from backforge.judge.errors import InvalidAnswerError, NotConfiguredError, ProviderError
 
@@ -116,6 +117,9 @@ class LLMConfig(BaseModel):
     price_output_per_mtok: float | None = Field(None, ge=0)
     cache_dir: str | None = None
     escalate: "LLMConfig | None" = None
+
+    def model_post_init(self, __context: Any) -> None:
+        register_secret(self.api_key)  # redacted from every message, log line and file from now on
 
     def chain(self) -> list["LLMConfig"]:
         """This model and the models it escalates to, in order."""
@@ -480,7 +484,7 @@ def _error_detail(exc: Exception) -> str:
         message = inner.get("message") if isinstance(inner, dict) else str(inner)
     if not message:
         return ""
-    text = " ".join(str(message).split())[:160]
+    text = " ".join(redact(message).split())[:160]  # redact before cutting: half a key would not match
     return f": {text}"
 
 
@@ -653,7 +657,7 @@ class LLMClient:
         record = CallRecord(purpose=purpose, provider=config.provider, model=config.model, attempt=attempt,
                             input_tokens=None if completion is None else completion.input_tokens,
                             output_tokens=None if completion is None else completion.output_tokens,
-                            cost_usd=cost, seconds=round(seconds, 3), cached=cached, outcome=outcome[:300])
+                            cost_usd=cost, seconds=round(seconds, 3), cached=cached, outcome=redact(outcome)[:300])
         with self._lock:
             self.calls.append(record)
 
@@ -719,7 +723,7 @@ class LLMClient:
         models = ", ".join(c.describe() for c in self.config.chain())
         if last_provider_error is not None and invalid_answers == 0:
             raise last_provider_error
-        last = failures[-1] if failures else "no answer"
+        last = redact(failures[-1]) if failures else "no answer"
         raise InvalidAnswerError(f"no valid answer from {models} after {invalid_answers} invalid answer(s) (last: "
                                  f"{last[:300]}); try a stronger model (BACKFORGE_LLM_ESCALATE_MODEL) or the rule-based "
                                  "reviewer")

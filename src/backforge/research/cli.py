@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from backforge._paths import check_output_folder
+
 
 def register(app: typer.Typer, console, friendly_errors) -> None:
     """Add the research commands to the main CLI."""
@@ -40,6 +42,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         from backforge.strategy.compiler import load_data
         from backforge.strategy.schema import load_portfolio, read_config
 
+        check_output_folder(out, option="--out")  # before the search, not after it
         raw, _ = read_config(strategy)
         portfolio = load_portfolio(raw)  # defaults: validates the file before any work
         space = ParameterSpace.from_config(raw)
@@ -117,6 +120,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         from backforge.strategy.compiler import load_data
         from backforge.strategy.schema import load_portfolio, read_config
 
+        check_output_folder(out, option="--out")
         raw, _ = read_config(strategy)
         portfolio = load_portfolio(raw)
         market = load_data(portfolio, base=strategy.parent, override=data or None)

@@ -126,24 +126,26 @@ class SearchConfig(BaseModel):
 # ----------------------------------------------------------------------------------------- trials
 
 def score_result(result: Any) -> dict[str, float]:
-    """The metrics of one backtest used to rank trials (a subset of the full metrics, cheap to compute)."""
-    from backforge.results.metrics import equity_metrics, periods_per_year_for
+    """The metrics of one backtest used to rank trials (a subset of the full metrics, cheap to compute).
+
+    Every figure comes from :mod:`backforge.results.metrics` (one implementation): the curve starts at the
+    starting cash on the first bar's timestamp, CAGR uses calendar years, and the trade figures are
+    :func:`~backforge.results.metrics.trade_metrics` of the closed trades.
+    """
+    from backforge.results.metrics import equity_metrics, periods_per_year_for, trade_metrics
 
     eq = np.concatenate([[result.sim_config.cash], result.equity_values])
     ts = result.data.timestamps
-    ppy = periods_per_year_for(ts)
-    m = equity_metrics(eq, periods_per_year=ppy)
-    pnl = result.trade_records["pnl"]
-    wins, losses = pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()
-    out = {name: float(m[name]) for name in ("total_return", "annual_return", "annual_volatility", "sharpe", "sortino",
-                                             "calmar", "omega", "max_drawdown", "ulcer_index", "recovery_factor")}
-    years = (int(ts[-1]) - int(ts[0])) / (365.25 * 86_400e9) if len(ts) > 1 else 0.0
-    final = float(eq[-1])
-    out["cagr"] = (final / eq[0]) ** (1 / years) - 1 if years > 0 and final > 0 else out["annual_return"]
-    out["trades"] = float(len(pnl))
-    out["win_rate"] = float(np.mean(pnl > 0)) if len(pnl) else 0.0
-    out["profit_factor"] = float(wins / losses) if losses > 0 else (math.inf if wins > 0 else 0.0)
-    out["final_equity"] = final
+    m = equity_metrics(eq, periods_per_year=periods_per_year_for(ts), timestamps_ns=np.concatenate([ts[:1], ts]))
+    trades = result.trade_records
+    t = trade_metrics(trades["pnl"], trades["ret"], trades["exit_ts"] - trades["entry_ts"])
+    out = {name: float(m[name]) for name in ("total_return", "annual_return", "cagr", "annual_volatility", "sharpe",
+                                             "sortino", "calmar", "omega", "max_drawdown", "ulcer_index",
+                                             "recovery_factor")}
+    out["trades"] = float(t["n_trades"])
+    out["win_rate"] = float(t["win_rate"])
+    out["profit_factor"] = float(t["profit_factor"])
+    out["final_equity"] = float(eq[-1])
     return out
 
 
@@ -446,6 +448,11 @@ class OptimizationResult:
     @property
     def n_trials(self) -> int:
         return len(self.trials)
+
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import optimization_html
+
+        return optimization_html(self)
 
     @property
     def table(self) -> pl.DataFrame:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from backforge._time import parse_duration
+from backforge._time import format_ns, parse_duration
 from backforge.data.market import MarketData
 from backforge.errors import ConfigError
 from backforge.research.optimize import MINIMIZE, LocalExecutor, SearchConfig, evaluate_params, optimize
@@ -201,6 +201,4 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
 
 
 def _iso(data: MarketData, i: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(int(data.timestamps[i]), tz="UTC"))
+    return format_ns(int(data.timestamps[i]))

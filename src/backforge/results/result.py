@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from backforge._time import format_ns
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SignalConfig, SimConfig
@@ -58,8 +59,8 @@ def _codes(values: np.ndarray, table) -> pl.Series:
 
 
 def _timestamp_text(ns: int) -> str:
-    """``'2020-01-02 00:00:00+00:00'``: the format of ``str()`` of a UTC Polars datetime."""
-    return str(pl.Series([int(ns)], dtype=pl.Int64).cast(_UTC)[0])
+    """``'2020-01-02 00:00:00+00:00'`` (:func:`backforge._time.format_ns`)."""
+    return format_ns(ns)
 
 
 def _plain(value: Any) -> Any:
@@ -426,6 +427,28 @@ class RunAnalysis:
 
         return write_report(self, path, **options)
 
+    def plot(self, chart: str = "equity", **options: Any):
+        """The report's interactive Plotly figure of this run (``chart``: ``"equity"`` — equity with the
+        benchmark, the deepest drawdowns and risk halts shaded — or ``"drawdown"``), a
+        ``plotly.graph_objects.Figure`` to show, restyle or save.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> fig = bf.from_signals(data, data.close > data.open).plot()
+        >>> type(fig).__name__, fig.data[0].name
+        ('Figure', 'Strategy')
+        """
+        from backforge.results.report import report_figure
+
+        return report_figure(self, chart, **options)
+
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import run_html
+
+        return run_html(self)
+
 
 class Result(RunAnalysis):
     """The outcome of a backtest: equity, cash, exposure, positions, orders, the order log, fills,
@@ -452,6 +475,17 @@ class Result(RunAnalysis):
         self.strategy = strategy
         self.signal_events: pl.DataFrame | None = None
         self.data_source: dict | None = None
+        self.risk_config: Any = None  # the RiskConfig of from_signals/simulate runs (strategy runs: in strategy)
+        self.risk_bar_offset = 0  # bars of warm-up before the run (risk-event bars index the compiled data)
+
+    @property
+    def risk_events(self) -> pl.DataFrame:
+        """What the risk rules did: every entry blocked or scaled, every fill reduced, every halt and
+        resume, with a ``message`` naming the rule and the values (empty without risk rules)."""
+        from backforge.engine.risk import risk_events_frame
+
+        names = tuple(s.get("name", "") for s in (self.strategy or {}).get("strategies", []))
+        return risk_events_frame(self._state.risk, self.risk_bar_offset, assets=self.data.assets, strategies=names)
 
     # ------------------------------------------------------------------ raw arrays
     @property
@@ -678,7 +712,7 @@ class Result(RunAnalysis):
             "signal_config": self.signal_config.model_dump(mode="json") if self.signal_config else None,
             "strategy": self.strategy,
             "data_source": self.data_source,
-        }
+        } | ({"risk_config": self.risk_config.model_dump(mode="json")} if self.risk_config is not None else {})
 
     def metadata_document(self) -> dict[str, Any]:
         """Versions, data fingerprint, seed, run id, assets and bars, as saved in ``metadata.json``."""
@@ -780,6 +814,8 @@ class Result(RunAnalysis):
                 self.positions.write_parquet(tmp / "positions.parquet")
             if self.signal_events is not None:
                 self.signal_events.write_parquet(tmp / "signal_events.parquet")
+            if int(self._state.risk.on[0]):
+                self.risk_events.write_parquet(tmp / "risk_events.parquet")
             pl.DataFrame({EQUAL_WEIGHT: self._equal_weight()}).write_parquet(tmp / "benchmark.parquet")
             self._chart_price_table().write_parquet(tmp / "chart_prices.parquet")
             _write_json(tmp / "config.json", self.config_document(), sort_keys=True)
@@ -1123,6 +1159,11 @@ class SavedRun(RunAnalysis, Mapping):
     def signal_events(self) -> pl.DataFrame | None:
         """The strategy's signal-event audit, or None for runs not made from a strategy."""
         return self._table("signal_events")
+
+    @property
+    def risk_events(self) -> pl.DataFrame | None:
+        """What the risk rules did (see :attr:`Result.risk_events`), or None for runs without rules."""
+        return self._table("risk_events")
 
     # ------------------------------------------------------------------ analysis inputs
     @cached_property

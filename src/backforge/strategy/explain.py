@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backforge._time import to_ns
+from backforge._time import format_ns, to_ns
 from backforge.errors import BackforgeError, ConfigError
 from backforge.strategy import schema as sc
 from backforge.strategy.compiler import _key, is_pure
@@ -176,9 +176,7 @@ def explain_at(compiled: Any, result: Any, bar: int) -> list[str]:
         lines[mark_line] = f"{pad}{'[green]✓[/]' if result_ else '[red]✗[/]'} {title}"
         return result_
 
-    import pandas as pd
-
-    lines.append(f"[bold]{pd.Timestamp(int(compiled.data.timestamps[bar]), tz='UTC')}[/] (bar {bar})")
+    lines.append(f"[bold]{format_ns(int(compiled.data.timestamps[bar]))}[/] (bar {bar})")
     for s, strat in enumerate(compiled.portfolio.strategies):
         scheduled = bool(compiled.schedule[bar, s])
         lines.append(f"[bold cyan]strategy {strat.name!r}[/] → {strat.action.kind}"
@@ -196,7 +194,30 @@ def explain_at(compiled: Any, result: Any, bar: int) -> list[str]:
                 lines.append("    (no condition: fires on every scheduled bar)")
             else:
                 condition(strat.condition, j, 2)
+    lines.extend(risk_lines(result, bar))
     return lines
+
+
+def risk_lines(result: Any, bar: int) -> list[str]:
+    """What the risk rules did at ``bar`` (entries blocked or scaled, fills reduced, halts) and any halt
+    in force there, as explain lines (none for runs without risk rules)."""
+    risk = getattr(result, "risk_events", None)
+    if risk is None or risk.height == 0:
+        return []
+    lines: list[str] = []
+    before = risk.filter(risk["bar"] <= bar)
+    for scope in dict.fromkeys(before["scope"].to_list()):
+        changes = before.filter((before["scope"] == scope) & before["event"].is_in(["halted", "resumed"]))
+        for rule in dict.fromkeys(changes["rule"].to_list()):
+            last = changes.filter(changes["rule"] == rule).row(-1, named=True)
+            if last["event"] == "halted" and last["bar"] < bar:
+                lines.append(f"  [red]{scope}: {last['message']}[/] (since {last['timestamp']}, bar {last['bar']})")
+    here = risk.filter(risk["bar"] == bar)
+    for row in here.iter_rows(named=True):
+        who = row["scope"] + (f" {row['asset']}" if row["asset"] else "")
+        colour = "red" if row["event"] in ("blocked", "halted") else "yellow"
+        lines.append(f"  [{colour}]{who}: {row['message']}[/]")
+    return (["[bold magenta]risk rules[/]"] + lines) if lines else []
 
 
 def explain_run(folder: str | Path, at: str) -> list[str]:

@@ -28,6 +28,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       model_validator)
 
 from backforge._time import parse_duration
+from backforge.engine.risk import RiskConfig
 from backforge.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -260,10 +261,64 @@ Condition = Annotated[Union[Compare, Logic, Not, AtLeast, HeldFor], Field(discri
 
 
 class Allocation(Node):
-    """How much to trade: a fraction of equity or of available cash, a number of units, or a notional."""
+    """How much to trade: a fraction of equity or of available cash, a number of units, a notional, or
+    ``risk`` — the fraction of equity lost if the action's ``stop_loss`` is hit: quantity = equity ×
+    risk ÷ stop distance (the distance is the stop's ``percent`` of the decision bar's close, its
+    ``fixed`` distance, or its ``atr`` multiple of the ATR at the decision bar; the stop-loss order is
+    placed with the entry)."""
 
-    type: Literal["equity_fraction", "cash_fraction", "units", "notional"] = "equity_fraction"
-    value: Real = Field(gt=0)
+    type: Literal["equity_fraction", "cash_fraction", "units", "notional", "risk"] = "equity_fraction"
+    value: Real = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _risk_fraction(self) -> "Allocation":
+        if self.type == "risk" and not self.value < 1:
+            raise ValueError(f"risk is a fraction of equity below 1 (0.01 = 1 %), got {self.value}")
+        return self
+
+
+class VolatilityTarget(Node):
+    """Weight = ``target`` annual volatility ÷ the asset's realised volatility over ``window`` (bars or a
+    duration; the population standard deviation of one-bar returns × √bars per year), capped at ``max``
+    (a fraction of equity)."""
+
+    type: Literal["volatility_target"] = "volatility_target"
+    target: Real = Field(gt=0, allow_inf_nan=False)
+    window: Window = 20
+    max: Real = Field(1.0, gt=0, allow_inf_nan=False)
+    periods_per_year: Real | None = Field(None, gt=0, allow_inf_nan=False)
+
+
+class ExpressionAllocation(Node):
+    """Weight = the value of a market-data ``expression`` at the decision bar, clamped to [``min``, ``max``]
+    (fractions of equity); no trade while it has no value."""
+
+    type: Literal["expression"] = "expression"
+    expression: "Indicator"
+    min: Real = Field(0.0, ge=0, allow_inf_nan=False)
+    max: Real = Field(1.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ExpressionAllocation":
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class KellyAllocation(Node):
+    """Weight = ``fraction`` × the Kelly fraction ``W - (1 - W) / R`` of this strategy's own closed trades
+    so far (W win rate, R average win ÷ average loss), capped at ``max``; ``fallback`` until
+    ``min_trades`` trades have closed."""
+
+    type: Literal["kelly"] = "kelly"
+    fraction: Real = Field(0.5, gt=0, le=1, allow_inf_nan=False)
+    max: Real = Field(0.25, gt=0, allow_inf_nan=False)
+    min_trades: Whole = Field(20, ge=1)
+    fallback: Real = Field(0.0, ge=0, allow_inf_nan=False)
+
+
+AllocationSpec = Annotated[Union[Allocation, VolatilityTarget, ExpressionAllocation, KellyAllocation],
+                           Field(discriminator="type")]
 
 
 class Distance(Node):
@@ -293,7 +348,7 @@ class Trade(Node):
     """
 
     kind: Literal["buy", "sell"]
-    allocation: Allocation = Field(default_factory=lambda: Allocation(value=1.0))
+    allocation: AllocationSpec = Field(default_factory=lambda: Allocation(value=1.0))
     order_type: Literal["market", "limit", "stop"] = "market"
     limit_offset: Real = Field(0.0, ge=0)
     stop_offset: Real = Field(0.0, ge=0)
@@ -303,6 +358,12 @@ class Trade(Node):
     take_profit: Distance | None = None
     trailing_stop: Distance | None = None
     repeat: StrictBool = False
+
+    @model_validator(mode="after")
+    def _risk_needs_stop(self) -> "Trade":
+        if isinstance(self.allocation, Allocation) and self.allocation.type == "risk" and self.stop_loss is None:
+            raise ValueError("a risk allocation sizes the trade by its stop: give stop_loss (percent, fixed or atr)")
+        return self
 
 
 class Close(Node):
@@ -380,6 +441,7 @@ class Strategy(Node):
     schedule: Schedule = "every_bar"
     condition: Condition | None = None
     action: Action
+    risk: RiskConfig | None = None
 
 
 class Costs(Node):
@@ -464,6 +526,7 @@ class Portfolio(Node):
     costs: Costs = Field(default_factory=Costs)
     strategies: list[Strategy] = Field(min_length=1)
     data: DataSpec = Field(default_factory=DataSpec)
+    risk: RiskConfig | None = None
 
     @field_validator("universe")
     @classmethod
@@ -482,11 +545,24 @@ class Portfolio(Node):
             for asset in strategy.assets or []:
                 if asset not in universe:
                     raise ValueError(f"strategies[{i}].assets: {asset!r} is not in the universe{did_you_mean(asset, self.universe)}")
+        for prefix, risk in [("risk", self.risk)] + [(f"strategies[{i}].risk", s.risk) for i, s in enumerate(self.strategies)]:
+            if risk is None:
+                continue
+            # a ConfigError (not a ValueError) leaves pydantic as it is, with its exact path
+            if risk.sizing is not None:
+                raise ConfigError("in a strategy file, sizing is the action's allocation "
+                                  "(risk, volatility_target, expression, kelly)", path=f"{prefix}.sizing")
+            for name in ("max_weight", "min_qty", "max_qty", "min_notional", "max_notional"):
+                value = getattr(risk, name)
+                for asset in value if isinstance(value, dict) else []:
+                    if asset not in universe:
+                        raise ConfigError(f"{asset!r} is not in the universe{did_you_mean(asset, self.universe)}",
+                                          path=f"{prefix}.{name}.{asset}")
         return self
 
 
 for _model in (Windowed, MACD, Bollinger, Arithmetic, Unary, CrossSection, Compare, Logic, Not, AtLeast, HeldFor,
-               Rebalance, Proportional, Strategy, Portfolio):
+               Rebalance, Proportional, ExpressionAllocation, Trade, Strategy, Portfolio):
     _model.model_rebuild()
 
 INDICATOR_KINDS = tuple(sorted({k for m in (Price, Const, Fundamental, Windowed, VolumeAverage, BarIndicator, MACD,
@@ -500,7 +576,8 @@ ACTION_KINDS = ("buy", "sell", "close", "rebalance", "alert")
 _INDICATOR_SET = set(INDICATOR_KINDS)
 _CONDITION_SET = set(CONDITION_KINDS)
 _ACTION_SET = set(ACTION_KINDS)
-_ALLOCATION_TYPES = ("equity_fraction", "cash_fraction", "units", "notional")
+_ALLOCATION_TYPES = ("equity_fraction", "cash_fraction", "units", "notional", "risk")
+_ALLOCATION_MODES = ("volatility_target", "expression", "kelly")
 
 
 def _expand(value: Any, role: str) -> Any:
@@ -521,6 +598,12 @@ def _expand(value: Any, role: str) -> Any:
         elif role == "allocation" and len(value) == 1 and next(iter(value)) in _ALLOCATION_TYPES:
             key = next(iter(value))
             return {"type": key, "value": value[key]}
+        elif role == "allocation" and len(value) == 1 and next(iter(value)) in _ALLOCATION_MODES \
+                and isinstance(next(iter(value.values())), dict):
+            key, inner = next(iter(value.items()))
+            value = {"type": key, **inner}
+        elif role == "allocation":
+            value.setdefault("type", "equity_fraction")
         elif len(value) == 1:
             key, inner = next(iter(value.items()))
             key_l = str(key).lower()
@@ -536,6 +619,8 @@ def _expand(value: Any, role: str) -> Any:
                     value = {"kind": key_l}
                 elif key_l == "const":
                     value = {"kind": "const", "value": inner}
+                elif key_l in ("add", "sub", "mul", "div", "min", "max") and isinstance(inner, list):
+                    value = {"kind": key_l, "args": inner}
             elif role in ("indicator", "condition", "action") and isinstance(inner, dict):
                 value = {"kind": key_l, **inner}  # an unknown kind: let validation name it and suggest
     elif isinstance(value["kind"], str):
@@ -557,6 +642,8 @@ def _expand(value: Any, role: str) -> Any:
         value["action"] = _expand(value["action"], "action")
     if "allocation" in value:
         value["allocation"] = _expand(value["allocation"], "allocation")
+    if role == "allocation" and "expression" in value:
+        value["expression"] = _expand(value["expression"], "indicator")
     if kind == "rebalance" and isinstance(value.get("weights"), dict) and "proportional" in value["weights"]:
         value["weights"] = {"proportional": _expand(value["weights"]["proportional"], "indicator")}
     if "strategies" in value and isinstance(value["strategies"], list):
@@ -580,8 +667,13 @@ def _format_loc(loc: tuple) -> str:
             continue
         text = str(item)
         previous = loc[i - 1] if i else None
+        if i >= 2 and loc[i - 2] == "allocation" and previous in _ALLOCATION_TYPES + _ALLOCATION_MODES:
+            parts.append(text)  # a field of an allocation ('max', 'min'), not an indicator tag
+            continue
         if text in tags and not (text == "atr" and previous in ("stop_loss", "take_profit", "trailing_stop")):
             continue  # a union tag pydantic inserts after a field name or list index
+        if previous == "allocation" and text in _ALLOCATION_TYPES + _ALLOCATION_MODES:
+            continue
         if text.startswith(("function-", "union[", "literal[", "str", "int", "float", "dict[", "list[", "Proportional", "EveryN")) and i:
             continue
         parts.append(text)
@@ -607,6 +699,8 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
     elif kind == "extra_forbidden":
         name = str(err["loc"][-1])
         missing = [str(e["loc"][-1]) for e in errors if e["type"] == "missing" and tuple(e["loc"][:-1]) == tuple(err["loc"][:-1])]
+        if not missing and str(err["loc"][-2] if len(err["loc"]) > 1 else "") == "risk":
+            missing = list(RiskConfig.model_fields)
         message = f"unknown field {name!r}{did_you_mean(name, missing)}"
         path = _format_loc(tuple(err["loc"][:-1])) or None
     elif kind == "missing":
@@ -623,7 +717,7 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
         scalar = isinstance(value, (str, int, float, bool)) or value is None
         message = f"{msg}, got {value!r}" if "got" not in msg and scalar else msg
     full_path = f"{source}: {path}" if source and path else (source or path)
-    return ConfigError(message, path=full_path)
+    return ConfigError(message, path=full_path or None)
 
 
 MAX_STRATEGY_BYTES = 4 * 1024 * 1024
@@ -886,6 +980,11 @@ def load_portfolio(source: str | Path | dict, *, parameters: dict[str, Any] | No
         return Portfolio.model_validate(_expand(raw, "portfolio"))
     except ValidationError as exc:
         raise validation_error_to_config(exc, source=label) from None
+    except ConfigError as exc:
+        if label:
+            exc.path = f"{label}: {exc.path}" if exc.path else label
+            exc.args = (str(exc),)
+        raise exc from None
 
 
 def dump_portfolio(portfolio: Portfolio, *, format: Literal["yaml", "json"] = "yaml") -> str:

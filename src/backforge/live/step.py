@@ -170,7 +170,8 @@ class StrategyStep:
                           hist.bid, hist.ask)
         self.n_warm = self.n
         # engine arrays
-        self.state = fresh_state(A, cash=self.sim_config.cash, record_positions=self.sim_config.record_positions)
+        self.state = fresh_state(A, cash=self.sim_config.cash, record_positions=self.sim_config.record_positions,
+                                 risk=cp.risk)
         self.memory = cp.memory_init.copy()
         self.inst_order = np.full(cp.instances.shape[0], -1, dtype=np.int64)
         self.peak = np.zeros(1)
@@ -236,11 +237,22 @@ class StrategyStep:
         return int(self._ts[self.n - 1]) if self.n else None
 
     # ------------------------------------------------------------------ one bar
-    def _evaluate_series(self) -> None:
+    def _evaluate_series(self, t: int) -> None:
         cp = self.compiled
-        if not cp.series_keys:
+        if not cp.series_keys and cp.risk is None:
             return
         evaluator = _LiveCompiler(self.portfolio, self.history(), self.fundamentals)
+        if cp.risk is not None:
+            # the risk layer's per-bar inputs (session day, trading window, sizing indicators), lowered by the
+            # compiler's own code on the bars so far; row t is the last one
+            from backforge.strategy.compiler import _lower_portfolio_risk
+
+            now = _lower_portfolio_risk(evaluator, self.portfolio)
+            book = self.state.risk
+            book.day[t] = now.day[-1]
+            book.window[t] = now.window[-1]
+            if now.series.shape[0]:
+                book.series[t] = now.series[-1]
         row = self._series_row
         for i, (key, j) in enumerate(cp.series_keys):
             node, kind = cp.nodes[key]
@@ -282,9 +294,9 @@ class StrategyStep:
             grown[: t] = self._live_ts[: t]
             self._live_ts = grown
         self._live_ts[t] = bar.ts_ns
-        self._evaluate_series()
-        self._evaluate_schedule(next_ts)
         self.state = state = grow_state(self.state, t)
+        self._evaluate_series(t)
+        self._evaluate_schedule(next_ts)
         cp = self.compiled
         # every row of these views aliases the one current row: the kernels read row t only
         series = np.lib.stride_tricks.as_strided(self._series_row, shape=(t + 1, self._series_row.shape[0]),

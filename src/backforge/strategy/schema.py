@@ -60,7 +60,7 @@ def _check_window(value: Any) -> int | str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"a bar-count window must be a finite whole number, got {value}")
-        if float(value) != int(value):
+        if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"a bar-count window must be a whole number, got {value}")
         if int(value) <= 0:
             raise ValueError(f"must be > 0, got {int(value)}")

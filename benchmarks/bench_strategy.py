@@ -11,6 +11,8 @@ Targets (issue "Strategy language"), compiled code cached and warm:
 (c) compiling a strategy — validation (``load_portfolio``) plus the indicator plan
     (``compile_portfolio``: every data-only indicator and condition computed once, vectorized, and the
     state-dependent programs emitted) — excluding the first-ever numba compilation: < 50 ms.
+(d) risk rules (issue 11): (a) and (b) with three risk rules active (``RISK_RULES``) are at most 15 %
+    slower than without them (``run_compiled`` medians, the two variants timed alternately).
 
 What is timed, in one process, on deterministic synthetic data (generation not timed, reported):
 
@@ -30,6 +32,7 @@ Usage::
     python benchmarks/bench_strategy.py            # full sizes
     python benchmarks/bench_strategy.py --quick    # (a) on 1 year of minutes: a smoke test
     python benchmarks/bench_strategy.py --write    # also record the figures in BENCHMARKS.md
+    python benchmarks/bench_strategy.py --risk     # only (d), the cost of the risk rules
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ REBALANCE_STRATEGY = {
     ],
 }
 
+
+# three rules checked on every decision and bar: a drawdown halt, a weight cap at every fill, and the
+# losing-streak multiplier (the rebalance: a weight cap, a gross cap and the drawdown halt)
+RISK_RULES = {
+    "minutes": {"max_drawdown": 0.3, "max_weight": 0.2, "losing_streak": {"losses": 3, "multiplier": 0.5}},
+    "rebalance": {"max_drawdown": 0.3, "max_weight": 0.12, "max_gross": 1.0},
+}
 
 # --------------------------------------------------------------------------------------- measuring
 
@@ -162,6 +172,39 @@ def scenario_rebalance(repeats: int) -> dict[str, Any]:
     return out
 
 
+def scenario_risk(years: float, repeats: int) -> dict[str, Any]:
+    """(d): ``run_compiled`` of (a) and (b) without and with three risk rules, timed alternately."""
+    from backforge.data.fundamentals import Fundamentals
+    from backforge.data.synth import gbm, synthetic_fundamentals
+    from backforge.strategy.compiler import compile_portfolio, run_compiled
+    from backforge.strategy.schema import load_portfolio
+
+    out: dict[str, Any] = {}
+    minutes = gbm(7, years, bar="1min", seed=7)
+    daily = gbm(100, 2, bar="1d", seed=11)
+    table = Fundamentals.from_frame(synthetic_fundamentals(daily.assets, 3, seed=11, start="2014-01-01"))
+    for name, config, data, fundamentals in (("minutes", MINUTE_STRATEGY, minutes, None),
+                                             ("rebalance", REBALANCE_STRATEGY, daily, table)):
+        plain = compile_portfolio(load_portfolio(dict(config, universe=list(data.assets))), data, fundamentals=fundamentals)
+        guarded = compile_portfolio(load_portfolio(dict(config, universe=list(data.assets), risk=RISK_RULES[name])), data,
+                                    fundamentals=fundamentals)
+        runs = {"plain": [], "risk": []}
+        results = {key: run_compiled(cp) for key, cp in (("plain", plain), ("risk", guarded))}  # warm-up
+        n = repeats if name == "minutes" else max(repeats, 30)
+        for _ in range(n):
+            for key, cp in (("plain", plain), ("risk", guarded)):
+                start = time.perf_counter()
+                run_compiled(cp)
+                runs[key].append(time.perf_counter() - start)
+        plain_s, risk_s = statistics.median(runs["plain"]), statistics.median(runs["risk"])
+        events = results["risk"].risk_events
+        out[name] = {"plain": plain_s, "risk": risk_s, "slowdown": risk_s / plain_s - 1,
+                     "bars": data.n_bars, "assets": data.n_assets, "events": events.height,
+                     "trades": (results["plain"].summary()["trades"], results["risk"].summary()["trades"]),
+                     "halts": events.filter(events["event"] == "halted").height}
+    return out
+
+
 def scenario_example_compile(repeats: int) -> dict[str, Any]:
     """Validation + compilation of the shipped SMA-cross example (3 assets × 10 years daily)."""
     from backforge.strategy.compiler import compile_portfolio, load_data
@@ -217,7 +260,22 @@ def mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
+def risk_lines(d: dict[str, Any]) -> list[str]:
+    lines = ["", "(d) Risk rules (issue 11): `run_compiled` with and without three active rules, timed alternately "
+             "(medians):", "", "| scenario | without | with | slower | target | trades without / with | risk events |",
+             "|---|---|---|---|---|---|---|"]
+    for name, label in (("minutes", "(a) 7 assets × 1-min, 3 indicators"), ("rebalance", "(b) 100 assets monthly rebalance")):
+        r = d[name]
+        rules = ", ".join(sorted(RISK_RULES[name]))
+        lines.append(f"| {label}; {rules} | {fmt(r['plain'])} | {fmt(r['risk'])} | {100 * r['slowdown']:+.1f} % | "
+                     f"≤ 15 % {mark(r['slowdown'] <= 0.15)} | {r['trades'][0]:,} / {r['trades'][1]:,} | "
+                     f"{r['events']:,} ({r['halts']} halts) |")
+    return lines
+
+
 def report(results: dict[str, Any], args: argparse.Namespace, info: dict[str, str]) -> str:
+    if "minutes" not in results:
+        return "\n".join(risk_lines(results["risk"]))
     a, b, c = results["minutes"], results["rebalance"], results["example"]
     aw, bw = a["warm"], b["warm"]
     compile_b = bw["validate"] + bw["compile"]
@@ -267,7 +325,9 @@ def report(results: dict[str, Any], args: argparse.Namespace, info: dict[str, st
         cli = results["cli"]
         lines.append(f"- `backforge run examples/sma_cross.yaml`, fresh process, command to exit (numba cache on disk): "
                      + ", ".join(fmt(s) for s in cli) + f"; VISION target < 2 s {mark(min(cli) < 2.0)}.")
-    lines += [f"- Median of {args.repeats} warm runs after one warm-up run per scenario.", END_MARK]
+    if results.get("risk"):
+        lines += risk_lines(results["risk"])
+    lines += ["", f"- Median of {args.repeats} warm runs after one warm-up run per scenario.", END_MARK]
     return "\n".join(lines)
 
 
@@ -276,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="(a) on 1 year of minutes; no cold CLI runs")
     parser.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
     parser.add_argument("--repeats", type=int, default=None, help="timed warm runs per figure (default 7, quick 5; min 5)")
+    parser.add_argument("--risk", action="store_true", help="only (d): the cost of three risk rules on (a) and (b)")
     args = parser.parse_args(argv)
     args.repeats = max(args.repeats or (5 if args.quick else 7), 5)
     years = 1.0 if args.quick else 10.0
@@ -284,12 +345,19 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM, {info['os']}, load {info['load']}", flush=True)
     results: dict[str, Any] = {}
+    if args.risk:
+        print(f"(d) risk rules on (a) ({years:g} y) and (b) ...", flush=True)
+        results["risk"] = scenario_risk(years, args.repeats)
+        print("\n".join(risk_lines(results["risk"])))
+        return 0
     print(f"(a) 7 assets × {years:g} years × 1-minute bars ...", flush=True)
     results["minutes"] = scenario_minutes(years, args.repeats)
     print("(b) 100 assets × 2 years daily, monthly rebalance ...", flush=True)
     results["rebalance"] = scenario_rebalance(max(args.repeats, 20))
     print("(c) compile the SMA-cross example ...", flush=True)
     results["example"] = scenario_example_compile(max(args.repeats, 20))
+    print("(d) risk rules on (a) and (b) ...", flush=True)
+    results["risk"] = scenario_risk(years, args.repeats)
     if not args.quick:
         print("cold CLI runs ...", flush=True)
         results["cli"] = cli_cold()

@@ -29,13 +29,6 @@ def test_exports_are_pinned() -> None:
         data.not_a_name  # noqa: B018
 
 
-@pytest.mark.parametrize("module", ["importers", "catalog", "quality", "resample", "fundamentals", "synth", "cli"])
-def test_docstring_examples_run(module: str) -> None:
-    mod = importlib.import_module(f"backforge.data.{module}")
-    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
-
-
 @pytest.mark.parametrize("module", ["importers", "catalog", "quality", "resample", "fundamentals", "synth"])
 def test_every_public_function_is_documented_with_an_example(module: str) -> None:
     mod = importlib.import_module(f"backforge.data.{module}")

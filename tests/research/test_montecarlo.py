@@ -4,7 +4,6 @@ thread counts, the Politis-White block length, and bad input."""
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numba
@@ -83,11 +82,6 @@ def reference_path(values: np.ndarray, indices: list[int], start: float, additiv
 def run() -> bf.Result:
     data = bf.synth(n_assets=1, years=2, seed=3)
     return bf.from_signals(data, data.close > data.open, data.close < data.open)
-
-
-def test_docstring_examples():
-    failures, tried = doctest.testmod(montecarlo, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert tried > 8 and failures == 0
 
 
 # ================================================================== the kernel vs the oracle

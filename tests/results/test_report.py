@@ -10,7 +10,6 @@ is set (CI installs Debian's ``chromium``), where a missing browser fails the te
 from __future__ import annotations
 
 import base64
-import doctest
 import json
 import math
 import os
@@ -32,7 +31,6 @@ from typer.testing import CliRunner
 import backforge as bf
 from backforge.cli import app
 from backforge.errors import ConfigError, DataError
-from backforge.results import report as report_module
 from backforge.results.report import CHART_IDS, format_metric, minmax_indices, minmax_indices_nb
 
 runner = CliRunner()
@@ -225,11 +223,6 @@ def test_metric_formatting():
     assert format_metric("avg_trade_duration_ns", 1.5 * 86_400e9) == "1d 12h"
     assert format_metric("n_trades", 12_345) == "12,345"
     assert format_metric("sharpe", float("nan")) == "–"
-
-
-def test_docstring_examples_run():
-    failures, attempted = doctest.testmod(report_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert attempted >= 5 and failures == 0
 
 
 # ============================================================================================ CLI

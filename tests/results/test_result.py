@@ -4,7 +4,6 @@ benchmark, saving and loading runs (SavedRun), and comparing runs."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import shutil
@@ -17,7 +16,6 @@ import pytest
 
 import backforge as bf
 from backforge.errors import BackforgeError, ConfigError, DataError
-from backforge.results import result as result_module
 from backforge.results.metrics import BENCHMARK_METRIC_NAMES, EQUITY_METRIC_NAMES
 from backforge.results.result import SavedRun, compare_runs, equal_weight_benchmark, equal_weight_benchmark_nb
 
@@ -372,7 +370,3 @@ def test_compare_runs_side_by_side(daily_result, saved, tmp_path):
     with pytest.raises(ConfigError, match="at least one run"):
         compare_runs([])
 
-
-def test_docstring_examples_run():
-    failures, attempted = doctest.testmod(result_module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert attempted > 10 and failures == 0

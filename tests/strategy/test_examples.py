@@ -459,6 +459,148 @@ def check_trend_pullback(name: str) -> None:
     assert breaker.height > 0
 
 
+# ------------------------------------------------------------------------- risk-rule examples
+
+def _risk_events(result, event: str | None = None, rule: str | None = None) -> pl.DataFrame:
+    ev = result.risk_events
+    if event is not None:
+        ev = ev.filter(pl.col("event") == event)
+    if rule is not None:
+        ev = ev.filter(pl.col("rule") == rule)
+    return ev
+
+
+def check_risk_atr_breakout(name: str) -> None:
+    """Each entry's quantity is equity × 1 % ÷ (2 × ATR14) at the decision bar (TA-Lib ATR), cut at the
+    fill to 25 % of equity; its stop sits 2 ATR below the fill; never more than four positions."""
+    portfolio, data, result = run_example(name)
+    close = close_frame(data)
+    breakout = close > close_frame_high(data).shift(1).rolling(20).max()
+    atr = pd.DataFrame({a: talib.ATR(data.high[:, j], data.low[:, j], data.close[:, j], 14)
+                        for j, a in enumerate(data.assets)}, index=close.index)
+    equity = result.equity["equity"].to_numpy()
+    buys = events(result, "breakout", "buy")
+    assert buys.height > 50
+    for row in buys.iter_rows(named=True):
+        t, asset = row["bar"], row["asset"]
+        assert breakout[asset].iloc[t]
+        distance = 2 * atr[asset].iloc[t]
+        assert row["value"] == pytest.approx(equity[t] * 0.01 / distance, rel=1e-9)
+        o = order(result, row["order_id"])
+        if o["status"] != "filled":
+            continue
+        fill_equity = float(result.equity["equity"][t]) + float(
+            sum(result.positions[a][t] * (data.open[t + 1, j] - data.close[t, j]) for j, a in enumerate(data.assets)))
+        assert o["filled_qty"] <= math.floor(row["value"]) + 1e-9
+        assert o["filled_qty"] * o["fill_price"] <= 0.25 * fill_equity * (1 + 1e-9)
+        stop = children(result, row["order_id"])["stop_loss"]
+        assert stop["stop_price"] == pytest.approx(o["fill_price"] - distance, rel=1e-9)
+    cut = _risk_events(result, "reduced", "max_weight")
+    assert cut.height > 0 and cut["message"][0].startswith("reduced")
+    held = (result.positions.select(list(data.assets)).to_numpy() != 0).sum(axis=1)
+    assert held.max() <= 4
+    assert _risk_events(result, "blocked", "max_positions").height > 0
+
+
+def close_frame_high(data) -> pd.DataFrame:
+    return frame(data, data.high)
+
+
+def check_vol_target_rotation(name: str) -> None:
+    """Month-start entries in the top third by 126-bar return, each weighted min(0.4, 0.10 ÷ annualized
+    20-bar volatility); exits where the percentile fell below 0.6; gross exposure ≤ 100 % at every fill."""
+    from backforge._time import periods_per_year
+
+    portfolio, data, result = run_example(name)
+    close = close_frame(data)
+    momentum = close / close.shift(126) - 1
+    rank = momentum.rank(axis=1, method="average")
+    percentile = (rank - 1).div(momentum.notna().sum(axis=1) - 1, axis=0)
+    vol = close.pct_change().rolling(20).std(ddof=0) * np.sqrt(periods_per_year(data.timestamps))
+    starts = _month_starts(data)
+    buys = events(result, "enter", "buy")
+    assert buys.height > 20
+    for row in buys.iter_rows(named=True):
+        t, asset = row["bar"], row["asset"]
+        assert starts[t] and percentile[asset].iloc[t] >= 0.6
+        assert row["value"] == pytest.approx(min(0.4, 0.10 / vol[asset].iloc[t]), rel=1e-9)
+    assert any(v < 0.4 for v in buys["value"]) and any(v == 0.4 for v in buys["value"])
+    for row in events(result, "leave", "close").iter_rows(named=True):
+        assert starts[row["bar"]] and percentile[row["asset"]].iloc[row["bar"]] < 0.6
+    # conversely: every month start where a stock entered the top third while flat has a buy
+    flat = result.positions.select(list(data.assets)).to_numpy() == 0
+    bought = set(zip(buys["bar"], buys["asset"]))
+    for t in np.flatnonzero(starts)[:-1]:
+        for j, asset in enumerate(data.assets):
+            if flat[t, j] and percentile[asset].iloc[t] >= 0.6 and abs(percentile[asset].iloc[t] - 0.6) > 1e-9:
+                assert (t, asset) in bought
+    equity = result.equity["equity"].to_numpy()
+    gross = result.equity["gross_exposure"].to_numpy()
+    fill_bars = set(result.fills.filter(pl.col("role") == "entry")["bar"].to_list())
+    opens = frame(data, data.open)
+    for t in fill_bars:  # at the open of a fill bar, after its fills: valued at that open
+        value = sum(abs(result.positions[a][t]) * opens[a].iloc[t] for a in data.assets)
+        cash = float(result.fills.filter(pl.col("bar") == t)["cash_after"][-1])
+        fees = float(result.fills.filter(pl.col("bar") == t)["fee"][-1])
+        net = sum(result.positions[a][t] * opens[a].iloc[t] for a in data.assets)
+        assert value <= 1.0 * (cash + fees + net) * (1 + 1e-9) + 1e-6
+    assert gross.max() / equity[np.argmax(gross)] < 1.1
+
+
+def _streak_before(trades: pl.DataFrame, bar: int) -> int:
+    """Consecutive losing trades closed on or before ``bar`` (a winner resets the count)."""
+    streak = 0
+    for pnl in trades.filter(pl.col("exit_bar") <= bar)["pnl"].to_list():
+        if pnl < 0:
+            streak += 1
+        elif pnl > 0:
+            streak = 0
+    return streak
+
+
+def check_trend_drawdown_halt(name: str) -> None:
+    """Entries on SMA 20/100 crosses at 30 % of equity, halved after three losses in a row; the 12 %
+    drawdown halt fires on the first close 12 % under the running peak and lifts once the drawdown is
+    back to 6 % (no entry is decided in between; the crosses in between are logged as blocked)."""
+    portfolio, data, result = run_example(name)
+    close = close_frame(data)
+    diff = close.rolling(20).mean() - close.rolling(100).mean()
+    up = crossed_above(diff)
+    trades = result.trades.filter(~pl.col("is_open")).sort("exit_bar", maintain_order=True)
+    buys = events(result, "enter", "buy")
+    assert buys.height > 10
+    halved = 0
+    for row in buys.iter_rows(named=True):
+        t = row["bar"]
+        assert up[row["asset"]].iloc[t]
+        expected = 0.3 * (0.5 if _streak_before(trades, t) >= 3 else 1.0)
+        assert row["value"] == pytest.approx(expected, rel=1e-12)
+        halved += expected < 0.3
+    assert halved > 0, "the losing-streak multiplier never applied"
+    equity = result.equity["equity"].to_numpy()
+    peak = np.maximum.accumulate(np.concatenate([[portfolio.cash], equity]))[1:]
+    drawdown = 1 - equity / peak
+    halts = _risk_events(result, "halted", "max_drawdown")["bar"].to_list()
+    resumes = _risk_events(result, "resumed", "max_drawdown")["bar"].to_list()
+    assert halts, "the drawdown halt never fired"
+    assert resumes, "the halt never lifted"
+    t = 0
+    for i, h in enumerate(halts):
+        assert h == t + int(np.argmax(drawdown[t:] >= 0.12)) and drawdown[h] >= 0.12
+        msg = _risk_events(result, "halted", "max_drawdown")["message"][i]
+        assert msg == f"halted: drawdown {100 * drawdown[h]:.1f} % ≥ max_drawdown 12 %".replace(".0 %", " %")
+        if i < len(resumes):
+            r = resumes[i]
+            assert r == h + 1 + int(np.argmax(drawdown[h + 1:] <= 0.06))
+            assert buys.filter((pl.col("bar") >= h) & (pl.col("bar") < r)).height == 0
+            t = r + 1
+        else:
+            assert buys.filter(pl.col("bar") >= h).height == 0 and drawdown[h + 1:].min() > 0.06
+    blocked = _risk_events(result, "blocked", "max_drawdown")
+    for row in blocked.iter_rows(named=True):
+        assert up[row["asset"]].iloc[row["bar"]]
+
+
 CHECKS = {
     "sma_cross": check_sma_cross,
     "optimize_sma_cross": check_sma_cross,
@@ -474,6 +616,9 @@ CHECKS = {
     "fx_breakout_usdjpy": check_fx_breakout_usdjpy,
     "nvda_one_sigma": check_nvda_one_sigma,
     "trend_pullback": check_trend_pullback,
+    "risk_atr_breakout": check_risk_atr_breakout,
+    "vol_target_rotation": check_vol_target_rotation,
+    "trend_drawdown_halt": check_trend_drawdown_halt,
 }
 
 

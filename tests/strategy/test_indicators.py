@@ -7,7 +7,6 @@ smoothers), pandas ``rank`` (cross-sectional) and hypothesis properties.
 
 from __future__ import annotations
 
-import doctest
 import math
 import os
 import time
@@ -803,11 +802,6 @@ def test_public_names_are_pinned():
     }
     for name in set(ind.__all__) - {"Window"}:
         assert getattr(ind, name).__doc__, name
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(ind, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 40
 
 
 def test_kernels_allocate_their_output_when_none_is_given(goog):

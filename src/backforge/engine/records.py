@@ -96,10 +96,16 @@ class TimeInForce(CodeTable):
     GTC = 0
     DAY = 1
     GTN = 2
+    GTX = 3
+    IOC = 4
+    FOK = 5
     _descriptions = {
         0: ("gtc", "good till cancelled"),
         1: ("day", "valid until the end of the UTC calendar day of the first bar it could fill on"),
         2: ("gtn", "good for N bars after the decision bar"),
+        3: ("gtx", "post-only (event engine): expires instead of taking liquidity when it would cross"),
+        4: ("ioc", "immediate or cancel (event engine): fills what it can on arrival, the rest expires"),
+        5: ("fok", "fill or kill (event engine): fills completely on arrival or expires"),
     }
 
 
@@ -178,6 +184,10 @@ class Reason(CodeTable):
     SUPERSEDED = 14
     BRACKET = 15
     UNKNOWN_ORDER = 16
+    RISK = 17
+    POST_ONLY = 18
+    NO_LIQUIDITY = 19
+    LATENCY_REJECT = 20
     _descriptions = {
         0: ("none", ""),
         1: ("signal", "strategy signal"),
@@ -196,6 +206,10 @@ class Reason(CodeTable):
         14: ("superseded", "a newer signal for the same asset replaced it"),
         15: ("bracket", "attached to an entry as a bracket order"),
         16: ("unknown_order", "cancel/replace of an order that is not working"),
+        17: ("risk", "a risk rule (see the run's risk events)"),
+        18: ("post_only", "a post-only (GTX) order would have crossed the book"),
+        19: ("no_liquidity", "an IOC/FOK/market order found no (or not enough) liquidity on arrival"),
+        20: ("latency_reject", "rejected before reaching the exchange (negative recorded order latency)"),
     }
 
 

@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
-from backforge.engine.config import SignalConfig, SimConfig, split_options
+from backforge.engine import risk as rk
+from backforge.engine.config import SIGNAL_OPTIONS, SIM_OPTIONS, PerAsset, SignalConfig, SimConfig, resolve_options
 from backforge.engine.records import (
     Action,
     OrderType,
@@ -24,52 +25,75 @@ from backforge.engine.records import (
 )
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 
-__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state"]
+__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state", "prices_of"]
+
+_SIM_OPTION_NAMES = frozenset(SIM_OPTIONS)
+_OPTION_NAMES = frozenset(SIM_OPTIONS) | frozenset(SIGNAL_OPTIONS)
 
 
 # ------------------------------------------------------------------------------------------ state
 
-def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int, record_positions: bool) -> k.State:
-    """Allocate a fresh account state with room for ``order_capacity`` orders and ``n_history`` bars."""
+def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int, record_positions: bool,
+              risk: rk.RiskBook | None = None) -> k.State:
+    """Allocate a fresh account state with room for ``order_capacity`` orders and ``n_history`` bars
+    (``risk``: a lowered :class:`~backforge.engine.risk.RiskBook`, copied so reruns start clean)."""
     cap = max(int(order_capacity), 16)
-    return k.State(
-        cash=np.array([float(cash)]),
-        counters=np.zeros(k.N_COUNTERS, dtype=np.int64),
-        totals=np.zeros(k.N_TOTALS),
-        position=np.zeros(n_assets),
-        avg_price=np.zeros(n_assets),
-        mark=np.full(n_assets, np.nan),
-        realized=np.zeros(n_assets),
-        entry_fees=np.zeros(n_assets),
-        open_bar=np.full(n_assets, -1, dtype=np.int64),
-        open_ts=np.zeros(n_assets, dtype=np.int64),
-        extreme_high=np.zeros(n_assets),
-        extreme_low=np.zeros(n_assets),
-        last_fill_bar=np.full(n_assets, -1, dtype=np.int64),
-        last_fill_price=np.full(n_assets, np.nan),
-        last_entry_bar=np.full(n_assets, -1, dtype=np.int64),
-        signal_order=np.full(n_assets, -1, dtype=np.int64),
-        signal_seen=np.full(n_assets, -1, dtype=np.int64),
-        orders=np.zeros(cap, dtype=order_dt),
-        active=np.zeros(cap, dtype=np.int64),
-        fills=np.zeros(cap, dtype=fill_dt),
-        trades=np.zeros(cap, dtype=trade_dt),
-        events=np.zeros(cap * 4, dtype=event_dt),
-        equity=np.full(n_history, np.nan),
-        cash_history=np.full(n_history, np.nan),
-        gross_exposure=np.zeros(n_history),
-        net_exposure=np.zeros(n_history),
-        positions=np.zeros((n_history if record_positions else 0, n_assets)),
+    if risk is None:
+        risk = rk.empty_risk_book(n_assets)
+    else:
+        risk = risk._replace(state=risk.state.copy(), assets=risk.assets.copy(), owner=risk.owner.copy(),
+                             events=np.zeros(max(cap, risk.events.shape[0]), dtype=rk.risk_event_dt),
+                             n_events=np.zeros(1, dtype=np.int64), on=risk.on.copy())
+    return k.State(**_state_arrays((), n_assets, n_history, cash=cash, order_capacity=order_capacity,
+                                   record_positions=record_positions), risk=risk)
+
+
+def _state_arrays(lead: tuple[int, ...], n_assets: int, n_history: int, *, cash: Any, order_capacity: int,
+                  record_positions: bool) -> dict[str, np.ndarray]:
+    """The arrays of :class:`~backforge.engine.kernels.State` (all but ``risk``), with a leading shape
+    ``lead`` (``(G,)`` for stacked independent accounts, whose starting cash is then ``cash[g]``)."""
+    cap = max(int(order_capacity), 16)
+    full = lambda shape, value, dtype=np.float64: np.full(lead + shape, value, dtype=dtype)  # noqa: E731
+    cash_arr = np.empty(lead + (1,))
+    cash_arr[..., 0] = cash
+    return dict(
+        cash=cash_arr,
+        counters=full((k.N_COUNTERS,), 0, np.int64),
+        totals=full((k.N_TOTALS,), 0.0),
+        position=full((n_assets,), 0.0),
+        avg_price=full((n_assets,), 0.0),
+        mark=full((n_assets,), np.nan),
+        realized=full((n_assets,), 0.0),
+        entry_fees=full((n_assets,), 0.0),
+        open_bar=full((n_assets,), -1, np.int64),
+        open_ts=full((n_assets,), 0, np.int64),
+        extreme_high=full((n_assets,), 0.0),
+        extreme_low=full((n_assets,), 0.0),
+        last_fill_bar=full((n_assets,), -1, np.int64),
+        last_fill_price=full((n_assets,), np.nan),
+        last_entry_bar=full((n_assets,), -1, np.int64),
+        signal_order=full((n_assets,), -1, np.int64),
+        signal_seen=full((n_assets,), -1, np.int64),
+        orders=np.zeros(lead + (cap,), dtype=order_dt),
+        active=np.zeros(lead + (cap,), dtype=np.int64),
+        fills=np.zeros(lead + (cap,), dtype=fill_dt),
+        trades=np.zeros(lead + (cap,), dtype=trade_dt),
+        events=np.zeros(lead + (cap * 4,), dtype=event_dt),
+        equity=full((n_history,), np.nan),
+        cash_history=full((n_history,), np.nan),
+        gross_exposure=full((n_history,), 0.0),
+        net_exposure=full((n_history,), 0.0),
+        positions=np.zeros(lead + ((n_history if record_positions else 0), n_assets)),
     )
 
 
-def _price_arrays(data: MarketData) -> tuple[np.ndarray, ...]:
-    """OHLC plus bid and ask OHLC (the OHLC again when the data has no quotes: the kernels then apply
-    the configured spread)."""
+def prices_of(data: MarketData) -> k.Prices:
+    """The :class:`~backforge.engine.kernels.Prices` record of ``data``: OHLC plus bid and ask OHLC (the
+    OHLC arrays again when the data has no quotes: the kernels then apply the configured spread)."""
     ohlc = (data.open, data.high, data.low, data.close)
     bid = tuple(data.bid) if data.bid is not None else ohlc
     ask = tuple(data.ask) if data.ask is not None else ohlc
-    return (*ohlc, *bid, *ask)
+    return k.Prices(*ohlc, *bid, *ask)
 
 
 # --------------------------------------------------------------------------------------- signals
@@ -126,8 +150,7 @@ def _rising_edges(signal: np.ndarray) -> int:
 
 
 def _check_data(data: Any) -> MarketData:
-    if not isinstance(data, MarketData):
-        raise DataError(f"expected MarketData, got {type(data).__name__}; build one with MarketData.from_frames(...) or backforge.data.read_csv(...)")
+    data = MarketData.coerce(data)
     if data.n_bars == 0:
         raise DataError("the data has no bars")
     return data
@@ -137,7 +160,7 @@ def _run_with_capacity(run, capacity: int):
     """Run ``run(capacity)`` and retry with twice the capacity while a record array overflows."""
     for _ in range(24):
         state, ok = run(capacity)
-        if ok:
+        if ok and int(state.risk.n_events[0]) <= state.risk.events.shape[0]:
             return state
         capacity *= 2
     raise SimulationError("record capacity could not be sized; the simulation produced too many orders")
@@ -149,21 +172,65 @@ def from_signals(
     exits: Any = None,
     short_entries: Any = None,
     short_exits: Any = None,
-    **options: Any,
+    *,
+    config: SimConfig | None = None,
+    cash: float | None = None,
+    fee_rate: PerAsset | None = None,
+    fee_per_unit: PerAsset | None = None,
+    fee_per_order: PerAsset | None = None,
+    fee_min: PerAsset | None = None,
+    slippage_bps: PerAsset | None = None,
+    slippage_range: PerAsset | None = None,
+    spread: PerAsset | None = None,
+    lot_size: PerAsset | None = None,
+    min_qty: PerAsset | None = None,
+    borrow_rate: PerAsset | None = None,
+    financing_rate: float | None = None,
+    leverage: float | None = None,
+    maintenance_margin: float | None = None,
+    allow_short: bool | None = None,
+    allow_partial: bool | None = None,
+    record_positions: bool | None = None,
+    signal_config: SignalConfig | None = None,
+    size: PerAsset | None = None,
+    size_type: str | None = None,
+    stop_loss: PerAsset | None = None,
+    take_profit: PerAsset | None = None,
+    trailing_stop: PerAsset | None = None,
+    accumulate: bool | None = None,
+    time_in_force: str | None = None,
+    gtn_bars: int | None = None,
+    risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+    **unknown: Any,
 ):
     """Backtest boolean entry/exit signals with market orders filled at the next bar's open.
 
     A signal on bar t is a decision on bar t's close: its order fills at bar t+1's open (or the first
-    later bar where the asset trades). Options are those of :class:`~backforge.engine.config.SimConfig`
-    (cash, costs, lot size, leverage, margin...) and :class:`~backforge.engine.config.SignalConfig`
-    (size, size type, stop-loss / take-profit / trailing stop, accumulate, time in force).
+    later bar where the asset trades).
 
     Parameters
     ----------
     data
-        The market data.
+        The market data: :class:`~backforge.data.market.MarketData`, or a pandas / Polars OHLCV frame
+        (one asset, or a long frame with a ``symbol`` column; :meth:`MarketData.coerce`).
     entries, exits, short_entries, short_exits
         Boolean ``[T, A]`` arrays (or ``[T]`` for one asset, or DataFrames with one column per asset).
+    config
+        The account settings as a :class:`~backforge.engine.config.SimConfig`; the keyword options
+        ``cash`` … ``record_positions`` below are its fields and override it when given (``None``:
+        the config's value, by default SimConfig's default — see its field descriptions).
+    cash, fee_rate, fee_per_unit, fee_per_order, fee_min, slippage_bps, slippage_range, spread, lot_size, min_qty, borrow_rate, financing_rate, leverage, maintenance_margin, allow_short, allow_partial, record_positions
+        :class:`~backforge.engine.config.SimConfig` fields: starting cash, commissions, slippage,
+        spread, lot size and minimum quantity, financing, leverage and margin, shorting, partial
+        fills, position history.
+    signal_config
+        How signals become orders, as a :class:`~backforge.engine.config.SignalConfig`; the options
+        ``size`` … ``gtn_bars`` are its fields and override it.
+    size, size_type, stop_loss, take_profit, trailing_stop, accumulate, time_in_force, gtn_bars
+        :class:`~backforge.engine.config.SignalConfig` fields: order size and its unit, bracket
+        distances (fractions of the entry price), adding to positions, time in force.
+    risk
+        Portfolio risk rules (:class:`~backforge.engine.risk.RiskConfig` or a mapping of its fields).
 
     Returns
     -------
@@ -179,8 +246,12 @@ def from_signals(
     >>> result.summary()["trades"] > 0
     True
     """
+    # every option is a keyword of the signature (help() and editors list them); the given ones, with
+    # any unknown name (a did-you-mean error), are validated together
+    options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
     data = _check_data(data)
-    sim_cfg, sig_cfg = split_options(options)
+    risk_cfg = rk.as_risk_config(risk)
+    sim_cfg, sig_cfg = resolve_options({**options, **unknown}, config=config, signal_config=signal_config)
     le = _signal_array(entries, data, "entries")
     lx = _signal_array(exits, data, "exits")
     se = _signal_array(short_entries, data, "short_entries")
@@ -189,7 +260,8 @@ def from_signals(
         raise ConfigError("short_entries were given but allow_short is False", field="allow_short")
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
     sp = sig_cfg.lower(data.assets)
-    prices = _price_arrays(data)
+    prices = prices_of(data)
+    book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     # Orders come from signal changes: size the records by rising edges and let overflow double them.
     n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
     brackets = 1 + sum(x is not None for x in (sig_cfg.stop_loss, sig_cfg.take_profit, sig_cfg.trailing_stop))
@@ -197,14 +269,69 @@ def from_signals(
 
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
-                          record_positions=sim_cfg.record_positions)
-        ok = k.run_signals_nb(state, params, sp, data.timestamps, *prices, le, lx, se, sx)
+                          record_positions=sim_cfg.record_positions, risk=book)
+        ok = k.run_signals_nb(state, params, sp, data.timestamps, prices, le, lx, se, sx)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
     from backforge.results.result import Result
 
-    return Result(data=data, state=state, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
+    result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
+    result.risk_config = risk_cfg
+    return result
+
+
+def signal_risk_book(risk_cfg: rk.RiskConfig | None, sig_cfg: SignalConfig, data: MarketData, *,
+                     cash: float) -> rk.RiskBook | None:
+    """Lower ``risk=`` of :func:`from_signals` (rules and the sizing of its entries) for ``data``."""
+    if risk_cfg is None or not risk_cfg.active:
+        return None
+    book = rk.lower_risk(risk_cfg, data.assets, data.timestamps, cash=cash)
+    sizing = risk_cfg.sizing
+    if sizing is None:
+        return book
+    from backforge.strategy import indicators as ind
+
+    A = data.n_assets
+    if sizing.mode == "risk":
+        if sizing.stop_atr is None and sig_cfg.stop_loss is None:
+            raise ConfigError("risk sizing needs a stop: give stop_loss (a fraction) or risk.sizing.stop_atr",
+                              path="risk.sizing")
+        rk.set_sizing(book, 0, "risk", sizing.value, stop_atr=sizing.stop_atr if sizing.stop_atr else np.nan)
+        if sizing.stop_atr is not None:
+            atr = ind.atr(data.high, data.low, data.close, data.timestamps, sizing.atr_window)
+            book = rk.with_series(book, atr)
+            book.atr_cols[0] = np.arange(A)
+    elif sizing.mode == "volatility_target":
+        vol = realized_volatility(data.close, data.timestamps, sizing.window, sizing.periods_per_year)
+        rk.set_sizing(book, 0, "volatility_target", sizing.value, size_max=sizing.max)
+        book = rk.with_series(book, vol)
+        book.cols[0] = np.arange(A)
+    else:
+        rk.set_sizing(book, 0, "kelly", sizing.value, size_max=sizing.max, min_trades=sizing.min_trades,
+                      fallback=sizing.fallback)
+    return book
+
+
+def realized_volatility(close: np.ndarray, timestamps: np.ndarray, window: int | str,
+                        periods_per_year: float | None = None) -> np.ndarray:
+    """Annualized volatility of one-bar returns over ``window``: the population standard deviation of
+    ``close / previous close - 1`` (each asset's previous bar) times ``sqrt(periods_per_year)``
+    (default: bars per year of the timestamps).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> close = np.array([100.0, 101.0, 99.99, 100.9899])
+    >>> bool(np.isnan(realized_volatility(close, np.arange(4) * 86_400 * 10**9, 2, 1.0)[1]))
+    True
+    """
+    from backforge._time import periods_per_year as ppy
+    from backforge.strategy import indicators as ind
+
+    returns = ind.pct_change(np.asarray(close, dtype=np.float64), timestamps, 1)
+    scale = np.sqrt(periods_per_year if periods_per_year else ppy(timestamps))
+    return ind.stddev(returns, timestamps, window) * scale
 
 
 # ----------------------------------------------------------------------------------- order program
@@ -318,10 +445,35 @@ def _side_code(side: str | int) -> int:
     raise ConfigError(f"side must be 'buy' or 'sell', got {side!r}", field="side")
 
 
-def simulate(data: MarketData, program: OrderProgram, **options: Any):
+def simulate(
+    data: MarketData,
+    program: OrderProgram,
+    *,
+    config: SimConfig | None = None,
+    cash: float | None = None,
+    fee_rate: PerAsset | None = None,
+    fee_per_unit: PerAsset | None = None,
+    fee_per_order: PerAsset | None = None,
+    fee_min: PerAsset | None = None,
+    slippage_bps: PerAsset | None = None,
+    slippage_range: PerAsset | None = None,
+    spread: PerAsset | None = None,
+    lot_size: PerAsset | None = None,
+    min_qty: PerAsset | None = None,
+    borrow_rate: PerAsset | None = None,
+    financing_rate: float | None = None,
+    leverage: float | None = None,
+    maintenance_margin: float | None = None,
+    allow_short: bool | None = None,
+    allow_partial: bool | None = None,
+    record_positions: bool | None = None,
+    risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+    **unknown: Any,
+):
     """Backtest an explicit :class:`OrderProgram` (orders, cancels, replaces keyed by decision bar).
 
-    Options are those of :class:`~backforge.engine.config.SimConfig`.
+    ``data`` is MarketData or a pandas / Polars OHLCV frame; ``config`` and the keyword options are the
+    account settings of :class:`~backforge.engine.config.SimConfig`, as in :func:`from_signals`.
 
     Examples
     --------
@@ -332,26 +484,34 @@ def simulate(data: MarketData, program: OrderProgram, **options: Any):
     >>> bf.simulate(data, program).fills["qty"].to_list()
     [10.0]
     """
+    options = {name: value for name, value in locals().items() if name in _SIM_OPTION_NAMES}
     data = _check_data(data)
-    sim_cfg, sig_cfg = split_options(options)
+    risk_cfg = rk.as_risk_config(risk)
+    sim_cfg, sig_cfg = resolve_options({**options, **unknown}, config=config)
+    if risk_cfg is not None and risk_cfg.sizing is not None:
+        raise ConfigError("risk.sizing applies to from_signals entries; a program gives each order's size",
+                          path="risk.sizing")
+    book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     if sig_cfg != SignalConfig():
         raise ConfigError("signal options (size, stop_loss, ...) belong on each program.submit(...) call", field="options")
     program_arr = program.to_array(data.n_bars, data.n_assets)
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
-    prices = _price_arrays(data)
+    prices = prices_of(data)
     capacity = 4 * len(program_arr) + 8 * data.n_assets + 64
 
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
-                          record_positions=sim_cfg.record_positions)
+                          record_positions=sim_cfg.record_positions, risk=book)
         ref_ids = np.full(len(program_arr), -1, dtype=np.int64)
-        ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, *prices)
+        ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, prices)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
     from backforge.results.result import Result
 
-    return Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="program")
+    result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="program")
+    result.risk_config = risk_cfg
+    return result
 
 
 # ------------------------------------------------------------------------------ the bar-by-bar driver
@@ -373,15 +533,64 @@ class Simulator:
     (5.0, 949.0)
     """
 
-    def __init__(self, assets: Sequence[str], *, has_quotes: bool = False, capacity: int = 256, **options: Any) -> None:
+    def __init__(
+        self,
+        assets: Sequence[str],
+        *,
+        has_quotes: bool = False,
+        capacity: int = 256,
+        config: SimConfig | None = None,
+        cash: float | None = None,
+        fee_rate: PerAsset | None = None,
+        fee_per_unit: PerAsset | None = None,
+        fee_per_order: PerAsset | None = None,
+        fee_min: PerAsset | None = None,
+        slippage_bps: PerAsset | None = None,
+        slippage_range: PerAsset | None = None,
+        spread: PerAsset | None = None,
+        lot_size: PerAsset | None = None,
+        min_qty: PerAsset | None = None,
+        borrow_rate: PerAsset | None = None,
+        financing_rate: float | None = None,
+        leverage: float | None = None,
+        maintenance_margin: float | None = None,
+        allow_short: bool | None = None,
+        allow_partial: bool | None = None,
+        record_positions: bool | None = None,
+        signal_config: SignalConfig | None = None,
+        size: PerAsset | None = None,
+        size_type: str | None = None,
+        stop_loss: PerAsset | None = None,
+        take_profit: PerAsset | None = None,
+        trailing_stop: PerAsset | None = None,
+        accumulate: bool | None = None,
+        time_in_force: str | None = None,
+        gtn_bars: int | None = None,
+        risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+        **unknown: Any,
+    ) -> None:
+        """``config`` / ``signal_config`` and the keyword options are those of :func:`from_signals`."""
+        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
         self.assets = tuple(str(a) for a in assets)
         if not self.assets:
             raise ConfigError("at least one asset is required", field="assets")
-        self.sim_config, self.signal_config = split_options(options)
+        self.risk_config = rk.as_risk_config(risk)
+        self.sim_config, self.signal_config = resolve_options({**options, **unknown}, config=config,
+                                                              signal_config=signal_config)
         self._params = self.sim_config.lower(self.assets, has_quotes=has_quotes)
         self._signal_params = self.signal_config.lower(self.assets)
+        book = None
+        if self.risk_config is not None and self.risk_config.active:
+            if self.risk_config.sizing is not None:
+                raise ConfigError("risk.sizing needs the whole history; size the orders you submit instead",
+                                  path="risk.sizing")
+            # no precomputed session days or windows: the kernels fall back to UTC days (see risk_update_nb)
+            book = rk.lower_risk(self.risk_config, self.assets, np.zeros(0, dtype=np.int64), cash=self.sim_config.cash)
+            if self.risk_config.trading_window is not None or self.risk_config.session != rk.Session():
+                raise ConfigError("trading windows and sessions in the bar-by-bar driver are computed per bar by "
+                                  "the live runner; not supported here yet", path="risk.trading_window")
         self._state = new_state(len(self.assets), 1024, cash=self.sim_config.cash, order_capacity=capacity,
-                                record_positions=self.sim_config.record_positions)
+                                record_positions=self.sim_config.record_positions, risk=book)
         self._timestamps = np.zeros(1024, dtype=np.int64)
         self._bars: dict[str, list[np.ndarray]] = {f: [] for f in ("open", "high", "low", "close", "volume")}
         self._quotes: dict[str, list[np.ndarray]] = {}
@@ -413,6 +622,11 @@ class Simulator:
             ts = np.zeros(2 * self._timestamps.shape[0], dtype=np.int64)
             ts[: self._timestamps.shape[0]] = self._timestamps
             self._timestamps = ts
+        book = s.risk
+        if book.on[0] != 0 and book.events.shape[0] - book.n_events[0] < 4 * need:
+            events = np.zeros(2 * book.events.shape[0] + 4 * need, dtype=rk.risk_event_dt)
+            events[: book.events.shape[0]] = book.events
+            grow["risk"] = book._replace(events=events)
         if grow:
             self._state = s._replace(**grow)
 
@@ -447,7 +661,7 @@ class Simulator:
             for i, side in enumerate(("bid", "ask")):
                 for j, f in enumerate(("open", "high", "low", "close")):
                     self._quotes.setdefault(f"{side}_{f}", []).append(quote_rows[4 * i + j])
-        k.process_bar_nb(self._state, self._params, self._t, ts, *rows, *quote_rows)
+        k.process_bar_nb(self._state, self._params, self._t, ts, k.Prices(*rows, *quote_rows))
 
     def _require_bar(self) -> None:
         if self._t < 0:
@@ -466,17 +680,43 @@ class Simulator:
                limit_price: float | None = None, stop_price: float | None = None, stop_loss: float | None = None,
                take_profit: float | None = None, trailing_stop: float | None = None, time_in_force: str = "gtc",
                gtn_bars: int = 0) -> int:
-        """Submit an order decided on the last processed bar; returns its id."""
+        """Submit an order decided on the last processed bar; returns its id (-1 when a risk rule blocks
+        an entry: see ``result().risk_events``)."""
         self._require_bar()
         nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
         a = self._asset(asset)
         st = SizeType.code(size_type)
+        size = float(size)
+        sl_abs = np.nan
+        if self._state.risk.on[0] != 0:
+            if st != SizeType.POSITION_FRACTION:
+                # the same entry checks as the backtest (halts, limits, multipliers): -1 when blocked
+                st, size, sl_abs = k.risk_entry_order_nb(self._state, 0, a, self._t, int(self._timestamps[self._t]),
+                                                         st, size, nan(stop_loss), np.nan)
+                if st < 0:
+                    return -1
+            rk.risk_count_order_nb(self._state.risk, 0)
         return int(k.submit_order_nb(
             self._state, self._t, int(self._timestamps[self._t]), a, _side_code(side), OrderType.code(order_type), st,
-            float(size), nan(limit_price), nan(stop_price), nan(stop_loss), np.nan, nan(take_profit), np.nan,
+            size, nan(limit_price), nan(stop_price), nan(stop_loss), sl_abs, nan(take_profit), np.nan,
             nan(trailing_stop), np.nan, TimeInForce.code(time_in_force), int(gtn_bars),
             k.EXIT if st == SizeType.POSITION_FRACTION else k.ENTRY, -1, -1, 0, -1, k.R_USER,
         ))
+
+    def halt(self, reason: str = "manual") -> None:
+        """Halt new entries now (a kill switch): only :meth:`resume` lifts it."""
+        self._require_bar()
+        rk.halt(self._state.risk, bar=self._t, timestamp=int(self._timestamps[self._t]), reason=reason)
+
+    def resume(self) -> bool:
+        """Lift a halt; drawdown is measured from the current equity from now on. False when not halted."""
+        self._require_bar()
+        return rk.resume(self._state.risk, bar=self._t, timestamp=int(self._timestamps[self._t]), equity=self.equity)
+
+    @property
+    def halted(self) -> bool:
+        """True while new entries are halted."""
+        return bool(self._state.risk.state[0]["halt"] != 0)
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order; False when it is not working."""

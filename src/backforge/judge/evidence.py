@@ -56,9 +56,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from backforge._time import format_duration, median_bar_ns
+from backforge._time import format_duration, format_ns, median_bar_ns
 from backforge.errors import BackforgeError
 from backforge.judge.runs import COST_FIELDS, RunView, SignalRerunner, StrategyRerunner, open_run
+from backforge.results.metrics import max_drawdown, sharpe_ratio, skewness
 from backforge.results.result import RunAnalysis
 
 __all__ = [
@@ -74,6 +75,8 @@ DEFAULT_BUDGET_TOKENS = 8_000
 """Default token budget of the pack given to a model."""
 
 ASSUMED_COSTS: dict[str, float] = {"fee_rate": 0.0005, "slippage_bps": 2.0}
+_DECISION_ROLES = ("entry", "exit")
+"""Order roles that carry a strategy's decision (the others are created by the engine: brackets, liquidations)."""
 """Costs assumed to price a run that modelled none: 5 bps commission and 2 bps slippage per fill."""
 
 TRIM_ORDER: tuple[str, ...] = (
@@ -139,26 +142,7 @@ def _number(value: Any) -> float | None:
 
 
 def _stamp(ns: int, intraday: bool) -> str:
-    import datetime as dt
-
-    moment = dt.datetime.fromtimestamp(int(ns) / 1e9, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M") if intraday else moment.strftime("%Y-%m-%d")
-
-
-def _sharpe(returns: np.ndarray, periods_per_year: float) -> float:
-    if returns.shape[0] < 2:
-        return 0.0
-    std = float(np.std(returns, ddof=1))
-    if std <= 1e-13:
-        return 0.0
-    return float(np.mean(returns) / std * math.sqrt(periods_per_year))
-
-
-def _max_drawdown(equity: np.ndarray) -> float:
-    peaks = np.maximum.accumulate(equity)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = np.where(peaks > 0, equity / peaks - 1.0, 0.0)
-    return float(dd.min()) if dd.size else 0.0
+    return format_ns(ns, "minute" if intraday else "day", offset=False)
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
@@ -359,6 +343,7 @@ class _Builder:
         self.all_trades = self.analysis.trades
         self.cash = float(self.analysis.initial_cash)
         self.sim_config = view.config.get("sim_config") or {}
+        self.has_quotes = _has_quotes(view)
         self.variant_returns: dict[str, np.ndarray] = {}
         self.variant_sharpes: list[float] = []
         self.sensitivity_runs = 0
@@ -514,7 +499,7 @@ class _Builder:
             stats["avg_bars_held"] = float(trades["bars"].mean())
             stats["max_bars_held"] = int(trades["bars"].max())
             stats["max_bars_held_share_of_period"] = float(trades["bars"].max()) / max(len(self.ts) - 1, 1)
-            stats["trade_return_skew"] = _skew(rets)
+            stats["trade_return_skew"] = skewness(rets)
             stats["median_trade_return"] = float(np.median(rets))
             reasons = trades.group_by("exit_reason").agg(pl.len().alias("n")).sort("n", "exit_reason", descending=[True, False])
             out["exit_reasons"] = {r["exit_reason"]: int(r["n"]) for r in reasons.iter_rows(named=True)}
@@ -529,6 +514,10 @@ class _Builder:
             out["best"] = [self._trade_row(r) for r in best.iter_rows(named=True)]
             out["worst"] = [self._trade_row(r) for r in worst.iter_rows(named=True)]
             out["recent"] = [self._trade_row(r) for r in recent.iter_rows(named=True)]
+        if self.all_trades.height:
+            # the longest holding counts positions still open at the end: a buy-and-hold never closes
+            longest = float(self.all_trades["bars"].max())
+            stats["max_bars_held_share_of_period"] = longest / max(len(self.ts) - 1, 1)
         open_trades = self.all_trades.filter(pl.col("is_open"))
         out["open_at_end"] = {"positions": int(open_trades.height),
                               "unrealized_pnl": float(open_trades["pnl"].sum()) if open_trades.height else 0.0}
@@ -564,13 +553,16 @@ class _Builder:
     def cost_section(self) -> dict[str, Any]:
         m = self.metrics
         modelled = {k: self.sim_config.get(k) for k in COST_FIELDS if self.sim_config.get(k)}
+        if self.has_quotes:
+            # buys filled at the ask and sells at the bid: the spread is paid through the prices
+            modelled["spread"] = "bid/ask quotes in the data (paid in the fill prices, not itemised)"
         paid = float((m.get("fees") or 0.0) + (m.get("slippage") or 0.0))
         net = float(self.curve[-1] - self.cash)
         gross = net + paid
         out: dict[str, Any] = {
             "costs_modelled": modelled, "costs_paid": paid, "net_pnl": net, "gross_pnl_before_costs": gross,
             "cost_share_of_gross_pnl": paid / gross if gross > 0 else None,
-            "annual_turnover": m.get("annual_turnover"),
+            "annual_turnover": m.get("annual_turnover"), "spread_from_quotes": self.has_quotes,
         }
         base = {"multiplier": 1.0, "total_return": m["total_return"], "cagr": m["cagr"], "sharpe": m["sharpe"],
                 "max_drawdown": m["max_drawdown"], "n_trades": m["n_trades"], "costs_paid": paid}
@@ -783,7 +775,7 @@ class _Builder:
         from backforge.research.montecarlo import monte_carlo
 
         out: dict[str, Any] = {"seed": self.seed, "n_simulations": self.n_simulations, "ruin_drawdown": 0.5}
-        realized = {"total_return": float(self.curve[-1] / self.cash - 1.0), "max_drawdown": _max_drawdown(self.curve),
+        realized = {"total_return": float(self.curve[-1] / self.cash - 1.0), "max_drawdown": max_drawdown(self.curve),
                     "sharpe": float(self.metrics.get("sharpe") or 0.0)}
         out["realized"] = realized
         values = self._trade_values()
@@ -902,7 +894,7 @@ class _Builder:
             for name, pieces in (("halves", 2), ("thirds", 3)):
                 rows = []
                 for chunk in np.array_split(r, pieces):
-                    rows.append({"sharpe": _sharpe(chunk, self.periods),
+                    rows.append({"sharpe": sharpe_ratio(chunk, self.periods),
                                  "annual_return": float(np.prod(1.0 + chunk) ** (self.periods / max(chunk.size, 1)) - 1.0)
                                  if np.prod(1.0 + chunk) > 0 else -1.0})
                 out[name] = rows
@@ -1050,7 +1042,7 @@ class _Builder:
             part, bpart = r[mask], b_returns[mask]
             rows.append({"regime": name, "bar_share": float(mask.mean()),
                          "strategy_annual_return": float(part.mean() * self.periods),
-                         "strategy_sharpe": _sharpe(part, self.periods),
+                         "strategy_sharpe": sharpe_ratio(part, self.periods),
                          "strategy_growth": float(np.prod(1.0 + part) - 1.0),
                          "benchmark_annual_return": float(bpart.mean() * self.periods)})
         return {"available": True, "window_bars": window,
@@ -1087,9 +1079,18 @@ class _Builder:
         orders = self.analysis.orders
         out: dict[str, Any] = {"fills": int(fills.height)}
         if fills.height and orders.height and "created_bar" in orders.columns:
-            joined = fills.join(orders.select("order_id", "created_bar", "order_type"), on="order_id", how="left")
-            early = joined.filter(pl.col("bar") <= pl.col("created_bar"))
+            # A decision (entry or exit) decided on bar t may fill from bar t + 1 on. Orders the engine
+            # creates itself are not decisions: bracket children are born when their entry fills and may
+            # fill in that same bar (the fill rules allow it), liquidations and end-of-data closes fill on
+            # the bar that triggers them. For those, only a fill before their creation bar is early.
+            joined = fills.join(orders.select("order_id", "created_bar", "order_type",
+                                              pl.col("role").alias("order_role")), on="order_id", how="left")
+            decision = pl.col("order_role").is_in(list(_DECISION_ROLES))
+            early = joined.filter(pl.when(decision).then(pl.col("bar") <= pl.col("created_bar"))
+                                  .otherwise(pl.col("bar") < pl.col("created_bar")))
             out["fills_at_or_before_decision_bar"] = int(early.height)
+            out["engine_orders_filled_on_their_creation_bar"] = int(
+                joined.filter(~decision & (pl.col("bar") == pl.col("created_bar"))).height)
         m = self.metrics
         out["annual_sharpe"] = m.get("sharpe")
         out["win_rate"] = m.get("win_rate")
@@ -1113,6 +1114,17 @@ class _Builder:
         return out
 
 
+def _has_quotes(view: RunView) -> bool:
+    """True when the run filled against bid/ask quotes (from its data, else from its saved metadata)."""
+    data = view.data if view.data is not None else getattr(view.analysis, "data", None)
+    if data is not None:
+        return bool(data.has_quotes)
+    try:
+        return bool((view.analysis.metadata_document() or {}).get("has_quotes"))
+    except (BackforgeError, OSError, ValueError, TypeError):
+        return False
+
+
 def _ns(value: Any) -> int:
     """A Python datetime (from Polars) to int ns UTC."""
     import datetime as dt
@@ -1123,18 +1135,6 @@ def _ns(value: Any) -> int:
         delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
         return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
     return int(value)
-
-
-def _skew(values: np.ndarray) -> float:
-    n = values.size
-    if n < 3:
-        return 0.0
-    d = values - values.mean()
-    m2 = float(np.mean(d ** 2))
-    if m2 <= 1e-24:
-        return 0.0
-    g1 = float(np.mean(d ** 3)) / m2 ** 1.5
-    return g1 * math.sqrt(n * (n - 1)) / (n - 2)
 
 
 def _breakeven(points: list[tuple[float, float]]) -> float | str | None:

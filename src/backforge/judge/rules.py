@@ -202,16 +202,24 @@ def _bars_are_daily_or_slower(f: Facts) -> bool:
 
 
 # ====================================================================== statistics and overfitting
-@rule("stats.few_trades_for_sharpe", "warning", "Too few trades for the claimed Sharpe ratio")
+@rule("stats.few_trades_for_sharpe", "warning", "Too few independent trades to establish an edge")
 def _few_trades(f: Facts, s: RuleSettings) -> Hit | None:
-    n, sharpe = f.num("metrics.n_trades"), f.num("metrics.sharpe")
-    if n is None or sharpe is None or n >= s.min_trades or sharpe < 1.0 or n == 0:
+    # Judged whatever the Sharpe ratio: a 2-trade decade is anecdote at Sharpe 0.6 as much as at 2.
+    # Positions still open at the end are bets too (a buy-and-hold is one bet).
+    closed, sharpe = f.num("metrics.n_trades"), f.num("metrics.sharpe")
+    still_open = f.num("trades.open_at_end.positions") or 0
+    if closed is None or sharpe is None:
         return None
-    return Hit(f"a Sharpe ratio of {sharpe:.2f} rests on {int(n)} closed trades (fewer than {s.min_trades}); "
-               "a handful of outcomes cannot establish an edge that strong",
-               {"n_trades": n, "sharpe": sharpe, "min_trades": s.min_trades},
+    n = closed + still_open
+    if n == 0 or n >= s.min_trades:
+        return None
+    bets = f"{int(closed)} closed trade(s)" + (f" and {int(still_open)} open position(s)" if still_open else "")
+    return Hit(f"a Sharpe ratio of {sharpe:.2f} and a total return of {_pct(f.num('metrics.total_return'))} rest on "
+               f"{bets} (fewer than {s.min_trades} independent outcomes): a handful of bets cannot establish an edge, "
+               "whatever the ratio says",
+               {"n_trades": closed, "open_positions": still_open, "sharpe": sharpe, "min_trades": s.min_trades},
                "test on more history or more assets until there are at least 30 trades; treat the Sharpe ratio as anecdotal",
-               severity="critical" if n < 10 else None,
+               severity="critical" if n < 10 and sharpe >= 1.0 else None,
                recommendation=RunTest(test="monte_carlo", method="bootstrap", n_simulations=5000,
                                       rationale=f"only {int(n)} trades behind Sharpe {sharpe:.2f}",
                                       expected_effect="a wide band of outcomes shows how much is luck"))
@@ -264,12 +272,20 @@ def _pbo_high(f: Facts, s: RuleSettings) -> Hit | None:
         return None
     source = f.get("overfitting.pbo.source", "")
     from_search = "search" in str(source)
-    return Hit(f"PBO is {pbo:.2f} ({source}): picking the in-sample best of these variants lands in the bottom half "
-               "out of sample more often than not",
+    if from_search:
+        text = (f"PBO is {pbo:.2f} ({source}): picking the in-sample best of these variants lands in the bottom "
+                "half out of sample more often than not")
+    else:
+        # no search was run: the figure is computed over the run and its parameter neighbours, so it says how
+        # much the choice among neighbours carries out of sample, not that a search overfitted
+        text = (f"no parameter search was recorded; over {source}, PBO is {pbo:.2f}: had one picked the in-sample "
+                "best among these variants, it would land in the bottom half out of sample more often than not, "
+                "so the choice between nearby parameters is not supported by the data")
+    return Hit(text,
                {"pbo": pbo, "source": source, "probability_of_loss": f.num("overfitting.pbo.probability_of_loss")},
                "reduce the number of free parameters, prefer the middle of a stable region over the best point, and "
                "validate with walk-forward",
-               severity="critical" if from_search else None,
+               severity="critical" if from_search else "info",
                recommendation=RunTest(test="walk_forward", rationale=f"PBO {pbo:.2f}",
                                       expected_effect="walk-forward efficiency above 0.5 if selection carries over"))
 
@@ -880,7 +896,9 @@ def _no_trades(f: Facts, s: RuleSettings) -> Hit | None:
     n = f.num("metrics.n_trades")
     if n is None or n > 0:
         return None
-    return Hit("the run closed no trade: there is nothing to judge",
+    if (f.num("trades.open_at_end.positions") or 0) > 0 or (f.num("metrics.open_positions") or 0) > 0:
+        return None  # it holds positions (a buy-and-hold): judged by its equity curve, not by closed trades
+    return Hit("the run neither closed a trade nor holds a position: there is nothing to judge",
                {"n_trades": n, "open_positions": f.num("metrics.open_positions")},
                "check that the entry and exit conditions can be true on this data (backforge explain RUN --at DATE)")
 
@@ -901,7 +919,7 @@ def _long_hold(f: Facts, s: RuleSettings) -> Hit | None:
     share = f.num("trades.statistics.max_bars_held_share_of_period")
     if share is None or share < 0.5:
         return None
-    return Hit(f"one trade was held for {share:.0%} of the period: the result is mostly buy-and-hold",
+    return Hit(f"one position was held for {share:.0%} of the period: the result is mostly buy-and-hold",
                {"max_bars_held_share_of_period": share}, "compare with buy-and-hold of the same asset")
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "SignalRerunner",
     "open_run",
     "scale_costs",
+    "scale_quoted_spread",
 ]
 
 COST_FIELDS: tuple[str, ...] = (
@@ -96,6 +97,36 @@ def scale_costs(costs: dict[str, Any], multiplier: float) -> dict[str, Any]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value) * multiplier
     return out
+
+
+def scale_quoted_spread(data: MarketData, multiplier: float) -> MarketData:
+    """The data with every bid/ask spread multiplied by ``multiplier`` around the unchanged mid.
+
+    On quote data the spread is a cost the data carries, not a cost field: a cost stress must widen
+    it there (``bid = mid - k * half_spread``, ``ask = mid + k * half_spread``, field by field). Data
+    without quotes is returned unchanged; its spread is the ``spread`` cost field.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from backforge.data.market import MarketData, Quotes
+    >>> bid = Quotes(*[np.array([[99.0]])] * 4)
+    >>> ask = Quotes(*[np.array([[101.0]])] * 4)
+    >>> md = MarketData.from_arrays(np.array([0]), close=np.array([[100.0]]), assets=["X"], bid=bid, ask=ask)
+    >>> wide = scale_quoted_spread(md, 2.0)
+    >>> float(wide.bid.close[0, 0]), float(wide.ask.close[0, 0])
+    (98.0, 102.0)
+    """
+    if data.bid is None or data.ask is None or multiplier == 1.0:
+        return data
+    bids, asks = [], []
+    for b, a in zip(data.bid, data.ask):
+        mid = 0.5 * (b + a)
+        half = 0.5 * (a - b) * multiplier
+        bids.append(mid - half)
+        asks.append(mid + half)
+    return MarketData(data.timestamps, data.open, data.high, data.low, data.close, data.volume, data.assets,
+                      type(data.bid)(*bids), type(data.ask)(*asks))
 
 
 def _timestamp(ns: int) -> Any:
@@ -172,8 +203,9 @@ class StrategyRerunner:
         portfolio = load_portfolio(raw)
         start = self.start_ns if start_ns is None else int(start_ns)
         end = self.end_ns if end_ns is None else int(end_ns)
-        compiled = compile_portfolio(portfolio, self.data, start=_timestamp(start), end=_timestamp(end),
-                                     fundamentals=self.fundamentals, cache=self._cache)
+        data = scale_quoted_spread(self.data, cost_multiplier)
+        compiled = compile_portfolio(portfolio, data, start=_timestamp(start), end=_timestamp(end),
+                                     fundamentals=self.fundamentals, cache=self._cache if data is self.data else None)
         return run_compiled(compiled)
 
 
@@ -245,7 +277,7 @@ class SignalRerunner:
                 shifted = np.zeros_like(signal)
                 shifted[lag:] = signal[:-lag]
             arrays[name] = np.ascontiguousarray(shifted[lo:hi])
-        return from_signals(self.data.rows(lo, hi), arrays["entries"], arrays["exits"], arrays["short_entries"],
+        return from_signals(scale_quoted_spread(self.data, cost_multiplier).rows(lo, hi), arrays["entries"], arrays["exits"], arrays["short_entries"],
                             arrays["short_exits"], **options)
 
 
@@ -370,8 +402,9 @@ def _load_saved(path: Path) -> SavedRun:
         raise
     except BackforgeError as exc:
         message = exc.message.splitlines()[0] if exc.message else str(exc)
-        raise JudgeError(f"cannot read the run: {message}; pass a folder written by `backforge run` or "
-                         "Result.save (re-run the backtest if it is damaged)", path=exc.path or str(path)) from None
+        advice = "" if "re-run" in message else ("; pass a folder written by `backforge run` or Result.save (re-run "
+                                                 "the backtest if it is damaged)")
+        raise JudgeError(f"cannot read the run: {message}{advice}", path=exc.path or str(path)) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise JudgeError(f"cannot read the run: a saved document is damaged ({type(exc).__name__}: {exc}); re-run "
                          "the backtest to recreate it", path=str(path)) from None
@@ -390,6 +423,9 @@ def _optimization_of(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(summary, dict) or "trials" not in summary:
         return None
+    trials = summary.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, (int, float)) or not math.isfinite(trials) or trials < 0:
+        return None  # a damaged search summary: judge the run on its own
     table = None
     if (parent / "trials.parquet").exists():
         try:
@@ -415,11 +451,13 @@ def _strategy_rerunner(config: dict[str, Any], period: tuple[int, int], *, data_
     if strategy_file and Path(strategy_file).is_file():
         try:
             raw, _ = read_config(Path(strategy_file))
-            if load_portfolio(raw).model_dump(mode="json") == strategy:
+            # a search's winner ran with its own parameter values, not the file's defaults
+            values = source.get("parameters") or None
+            if load_portfolio(raw, parameters=values).model_dump(mode="json") == strategy:
                 from backforge.research.params import ParameterSpace
 
                 if ParameterSpace.from_config(raw):
-                    raw_params = raw
+                    raw_params = _with_defaults(raw, values) if values else raw
             else:
                 notes.append("the strategy file changed since the run; the saved config is used")
         except BackforgeError:
@@ -444,6 +482,22 @@ def _strategy_rerunner(config: dict[str, Any], period: tuple[int, int], *, data_
         except BackforgeError:
             pass
     return rerunner, "", notes
+
+
+def _with_defaults(raw: Any, values: dict[str, Any]) -> Any:
+    """A copy of a raw config whose ``{param: ...}`` nodes default to ``values`` (a search winner's values):
+    the judge's neighbours are then the winner's neighbours, and walk-forward still searches the space.
+
+    >>> _with_defaults({"w": {"param": "n", "range": [5, 20, 5], "default": 5}}, {"n": 15})
+    {'w': {'param': 'n', 'range': [5, 20, 5], 'default': 15}}
+    """
+    if isinstance(raw, dict):
+        if "param" in raw and raw["param"] in values:
+            return {**raw, "default": values[raw["param"]]}
+        return {k: _with_defaults(v, values) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_with_defaults(v, values) for v in raw]
+    return raw
 
 
 def open_run(source: str | Path | RunAnalysis, *, rerun: Rerunner | None = None) -> RunView:

@@ -84,6 +84,11 @@ class OrderRequest:
     take_profit: float | None = None
     stop_loss: float | None = None
     reduce_only: bool = False
+    engine_order: dict | None = field(default=None, compare=False)
+    """The engine's own order fields (size type and size, brackets, time in force, role) when the order
+    comes from a compiled strategy. Only :class:`backforge.live.paper.PaperBroker` reads it — it sizes and
+    fills the order with the backtest's kernels, which is what makes paper fills equal ``backforge run``'s;
+    venue adapters ignore it and trade ``qty``."""
 
     def __post_init__(self) -> None:
         if not self.client_order_id:
@@ -238,6 +243,10 @@ class Broker(ABC):
     """A trading venue as the runner uses it. Every method is synchronous and may raise :class:`BrokerError`."""
 
     name: str = "broker"
+    native_brackets: bool = False
+    """True when :meth:`submit` sends ``take_profit`` / ``stop_loss`` to the venue with the entry (Alpaca
+    ``order_class=bracket``, OANDA ``takeProfitOnFill``); otherwise the runner emulates brackets and leaves those
+    fields unset."""
 
     def connect(self) -> None:
         """Open sessions and streams (idempotent). Raises ``auth`` for bad keys."""

@@ -72,6 +72,10 @@ __all__ = [
     "period_returns",
     "monthly_table",
     "periods_per_year_for",
+    "sharpe_ratio",
+    "sharpe_from_sums",
+    "max_drawdown",
+    "skewness",
 ]
 
 NS_PER_DAY = NS_PER["d"]
@@ -1594,3 +1598,83 @@ def periods_per_year_for(timestamps_ns: np.ndarray, calendar: str | float = "aut
         return 365.25 / bar_days
     _, bars_per_date = np.unique(days, return_counts=True)
     return days_per_year * float(np.median(bars_per_date))
+
+
+# ================================================================= single figures of returns or a curve
+def sharpe_ratio(returns: np.ndarray, periods_per_year: float, *, risk_free: float = 0.0) -> float:
+    """Annualized Sharpe ratio of per-bar ``returns``: ``mean(x) / std(x, ddof=1) * sqrt(P)`` with
+    ``x = returns - f`` (``f`` from :func:`risk_free_per_period`); 0.0 with fewer than two returns or a std
+    of at most :data:`DISPERSION_FLOOR` — the definition of ``sharpe`` in :func:`equity_metrics`, for
+    callers that hold returns rather than a curve (the judge's sub-periods, regimes).
+
+    Examples
+    --------
+    >>> round(sharpe_ratio(np.array([0.01, -0.005, 0.02, 0.0]), 252), 4)
+    8.949
+    >>> sharpe_ratio(np.array([0.01, 0.01]), 252)
+    0.0
+    """
+    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    if r.shape[0] < 2:
+        return 0.0
+    x = r - risk_free_per_period(risk_free, periods_per_year)
+    mean = float(np.mean(x))
+    std = math.sqrt(float(np.sum((r - float(np.mean(r))) ** 2)) / (r.shape[0] - 1))
+    if std <= DISPERSION_FLOOR:
+        return 0.0
+    return mean / std * math.sqrt(periods_per_year)
+
+
+def sharpe_from_sums(sums: np.ndarray, squares: np.ndarray, shift: float, n: int, periods_per_year: float) -> np.ndarray:
+    """Annualized Sharpe ratios of many return paths from their running sums (Monte Carlo): ``sums`` and
+    ``squares`` are the sums of ``x = r - shift`` and ``x ** 2`` over ``n`` returns (shifting by a typical
+    return keeps the one-pass variance accurate). Same definition and floor as :func:`sharpe_ratio`.
+
+    Examples
+    --------
+    >>> r = np.array([0.01, -0.005, 0.02, 0.0])
+    >>> x = r - 0.005
+    >>> round(float(sharpe_from_sums(np.array([x.sum()]), np.array([(x * x).sum()]), 0.005, 4, 252)[0]), 4)
+    8.949
+    """
+    if n < 2:
+        return np.zeros_like(sums)
+    means = shift + sums / n
+    std = np.sqrt(np.maximum(squares - sums * sums / n, 0.0) / (n - 1))
+    zero = std <= DISPERSION_FLOOR
+    return np.where(zero, 0.0, means / np.where(zero, 1.0, std) * math.sqrt(periods_per_year))
+
+
+def max_drawdown(equity: np.ndarray) -> float:
+    """Deepest fall of an equity curve from its running maximum, a fraction <= 0 (``max_drawdown`` of
+    :func:`equity_metrics`).
+
+    Examples
+    --------
+    >>> max_drawdown(np.array([100.0, 120.0, 90.0, 130.0]))
+    -0.25
+    """
+    curve = np.asarray(equity, dtype=np.float64).reshape(-1)
+    if curve.shape[0] < 2:
+        return 0.0
+    return float(equity_metrics(curve, periods_per_year=1.0)["max_drawdown"])
+
+
+def skewness(values: np.ndarray) -> float:
+    """Adjusted Fisher-Pearson skewness G1, as ``pandas.Series.skew`` and the ``skew`` of
+    :func:`equity_metrics` (0.0 with fewer than 3 values or no dispersion).
+
+    Examples
+    --------
+    >>> round(skewness(np.array([0.0, 0.0, 0.0, 1.0])), 4)
+    2.0
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = v.shape[0]
+    if n < 3:
+        return 0.0
+    d = v - float(np.mean(v))
+    sum_squares = float(np.sum(d * d))
+    if sum_squares / (n - 1) <= DISPERSION_FLOOR ** 2:
+        return 0.0
+    return (n * math.sqrt(n - 1.0) / (n - 2.0)) * (float(np.sum(d * d * d)) / sum_squares ** 1.5)

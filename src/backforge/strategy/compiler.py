@@ -22,7 +22,7 @@ from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.records import SizeType, TimeInForce
-from backforge.engine.simulator import _price_arrays, _run_with_capacity, new_state
+from backforge.engine.simulator import _run_with_capacity, new_state, prices_of
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.strategy import indicators as ind
 from backforge.strategy import runtime as rt
@@ -78,8 +78,7 @@ class CompiledPortfolio:
     ops: np.ndarray
     op_values: np.ndarray
     instances: np.ndarray
-    strategies_i: np.ndarray
-    strategies_f: np.ndarray
+    strategies: np.ndarray  # runtime.strategy_dt [S]
     schedule: np.ndarray
     rb_filter: np.ndarray
     rb_sort: np.ndarray
@@ -90,6 +89,11 @@ class CompiledPortfolio:
     max_leaves: int
     matrices: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
     compile_seconds: float = 0.0
+    risk: Any = field(repr=False, default=None)  # a lowered RiskBook over the whole data, or None
+    # what each series column is: (node key, column j) and key -> (node, "value" | "condition"); the live
+    # strategy step re-evaluates the same nodes bar by bar (backforge.live.step)
+    series_keys: list[tuple[str, int]] = field(repr=False, default_factory=list)
+    nodes: dict[str, tuple[Any, str]] = field(repr=False, default_factory=dict)
 
 
 class _Compiler:
@@ -116,6 +120,8 @@ class _Compiler:
         self.op_values: list[float] = []
         self._longest: int | None = None  # bars of the asset with the most bars (for window checks)
         self.memory_init: list[float] = []  # crosses: previous difference (NaN = none yet); held_for: count, start
+        self.series_keys: list[tuple[str, int]] = []
+        self.nodes: dict[str, tuple[Any, str]] = {}
 
     # ------------------------------------------------------------------ data-only evaluation
     def field(self, name: str, asset: str | None, path: str) -> np.ndarray:
@@ -155,6 +161,7 @@ class _Compiler:
 
     def _cached(self, node: Any, path: str, compute) -> np.ndarray:
         key = _key(node)
+        self.nodes[key] = (node, "condition" if compute == self._condition else "value")
         cached = self.matrices.get(key)
         if cached is None and self.shared is not None:
             cached = self.shared.get(self.prefix + key)
@@ -289,6 +296,7 @@ class _Compiler:
             col = matrix[:, j]
             self.series.append(col.astype(np.float64) if col.dtype != np.float64 else col)
             self.series_index[(key, j)] = idx
+            self.series_keys.append((key, j))
             self.labels.append(label)
         return idx
 
@@ -485,8 +493,10 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     if T < 2:
         raise DataError("the data has fewer than 2 bars in the requested period")
     n_s = len(portfolio.strategies)
-    strategies_i = np.zeros((n_s, rt.N_SI), dtype=np.int64)
-    strategies_f = np.full((n_s, rt.N_SF), np.nan)
+    strategies = np.zeros(n_s, dtype=rt.strategy_dt)
+    for name, (dtype, _) in rt.strategy_dt.fields.items():
+        if dtype.kind == "f":
+            strategies[name] = np.nan
     rb_filter = np.full((n_s, A), -1, dtype=np.int64)
     rb_sort = np.full((n_s, A), -1, dtype=np.int64)
     rb_weight = np.full((n_s, A), -1, dtype=np.int64)
@@ -497,46 +507,47 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     for s, strat in enumerate(portfolio.strategies):
         path = f"strategies[{s}]"
         action = strat.action
-        si, sf = strategies_i[s], strategies_f[s]
-        si[rt.SI_ACTION] = _ACTIONS[action.kind]
-        si[rt.SI_HAS_CONDITION] = strat.condition is not None
-        si[rt.SI_TIF] = TimeInForce.GTC
+        st = strategies[s]  # a view: writes go to the table
+        st["action"] = _ACTIONS[action.kind]
+        st["has_condition"] = strat.condition is not None
+        st["tif"] = TimeInForce.GTC
         schedule[:, s] = c.schedule(strat.schedule)
         scope = [c.assets.index(a) for a in (strat.assets or c.assets)]
         if isinstance(action, sc.Trade):
-            si[rt.SI_ORDER_TYPE] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
-            si[rt.SI_TIF] = TimeInForce.code(action.time_in_force)
-            si[rt.SI_GTN] = action.gtn_bars
-            si[rt.SI_SIZE_TYPE] = SizeType.code(action.allocation.type)
-            si[rt.SI_REPEAT] = action.repeat
-            sf[rt.SF_SIZE] = action.allocation.value
-            sf[rt.SF_LIMIT_OFFSET] = action.limit_offset
-            sf[rt.SF_STOP_OFFSET] = action.stop_offset
-            for name, pct, abs_, atr in (("stop_loss", rt.SF_SL_PCT, rt.SF_SL_ABS, rt.SF_SL_ATR),
-                                         ("take_profit", rt.SF_TP_PCT, rt.SF_TP_ABS, rt.SF_TP_ATR),
-                                         ("trailing_stop", rt.SF_TRAIL_PCT, rt.SF_TRAIL_ABS, rt.SF_TRAIL_ATR)):
+            st["order_type"] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
+            st["tif"] = TimeInForce.code(action.time_in_force)
+            st["gtn_bars"] = action.gtn_bars
+            alloc = action.allocation
+            plain = isinstance(alloc, sc.Allocation) and alloc.type != "risk"
+            # risk-based sizes are computed in the loop (engine.risk.risk_size_nb); the placeholder is unused
+            st["size_type"] = SizeType.code(alloc.type) if plain else SizeType.EQUITY_FRACTION
+            st["repeat"] = action.repeat
+            st["size"] = alloc.value if isinstance(alloc, sc.Allocation) else 0.0
+            st["limit_offset"] = action.limit_offset
+            st["stop_offset"] = action.stop_offset
+            for name, prefix in (("stop_loss", "sl"), ("take_profit", "tp"), ("trailing_stop", "trail")):
                 dist = getattr(action, name)
                 if dist is not None:
-                    sf[pct] = dist.percent if dist.percent is not None else np.nan
-                    sf[abs_] = dist.fixed if dist.fixed is not None else np.nan
-                    sf[atr] = dist.atr if dist.atr is not None else np.nan
+                    st[f"{prefix}_pct"] = dist.percent if dist.percent is not None else np.nan
+                    st[f"{prefix}_abs"] = dist.fixed if dist.fixed is not None else np.nan
+                    st[f"{prefix}_atr"] = dist.atr if dist.atr is not None else np.nan
         elif isinstance(action, sc.Close):
-            sf[rt.SF_SIZE] = action.fraction
+            st["size"] = action.fraction
         elif isinstance(action, sc.Rebalance):
-            sf[rt.SF_MAX_WEIGHT] = action.max_weight
-            sf[rt.SF_MIN_TRADE] = action.min_trade
-            sf[rt.SF_GROSS] = action.gross
-            si[rt.SI_SELECT] = rt.SEL_TOP if action.top else (rt.SEL_BOTTOM if action.bottom else rt.SEL_ALL)
-            si[rt.SI_N_SELECT] = action.top or action.bottom or A
+            st["max_weight"] = action.max_weight
+            st["min_trade"] = action.min_trade
+            st["gross"] = action.gross
+            st["select"] = rt.SEL_TOP if action.top else (rt.SEL_BOTTOM if action.bottom else rt.SEL_ALL)
+            st["n_select"] = action.top or action.bottom or A
             apath = f"{path}.action"
             if action.weights == "equal":
-                si[rt.SI_WEIGHTING] = rt.W_EQUAL
+                st["weighting"] = rt.W_EQUAL
             elif isinstance(action.weights, dict):
-                si[rt.SI_WEIGHTING] = rt.W_FIXED
+                st["weighting"] = rt.W_FIXED
                 for asset, w in action.weights.items():
                     rb_fixed[s, c.assets.index(c._universe_asset(asset, f"{apath}.weights.{asset}"))] = w
             else:
-                si[rt.SI_WEIGHTING] = rt.W_PROPORTIONAL
+                st["weighting"] = rt.W_PROPORTIONAL
                 node = action.weights.proportional
                 if not is_pure(node):
                     raise ConfigError("proportional weights must be a market-data indicator", path=f"{apath}.weights")
@@ -556,7 +567,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                 key = _key(action.sort_by)
                 rb_sort[s] = [c.series_col(m, key, j, f"sort@{c.assets[j]}") for j in range(A)]
             scope = [-1]
-        si[rt.SI_INST_START] = len(instances)
+        st["inst_start"] = len(instances)
         for j in scope:
             start_op = len(c.ops)
             leaves = 0
@@ -571,35 +582,83 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                         atr_cols[n] = c.series_col(c.value(node, f"{path}.action.{name}"), _key(node), j, f"atr@{c.assets[j]}")
             instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])
             max_leaves = max(max_leaves, leaves)
-        si[rt.SI_INST_END] = len(instances)
+        st["inst_end"] = len(instances)
     if start_bar is not None:
         lo = int(start_bar)
     else:
         lo = 0 if start is None else int(np.searchsorted(data.timestamps, _scalar_ns(start)))
     if lo >= T - 1:
         raise ConfigError(f"start {start!r} leaves fewer than 2 bars to trade", path="start")
+    risk_book = _lower_portfolio_risk(c, portfolio)
     series = np.ascontiguousarray(np.column_stack(c.series)) if c.series else np.zeros((T, 1))
     ops = np.array(c.ops, dtype=np.int64).reshape(-1, 4) if c.ops else np.zeros((1, 4), dtype=np.int64)
     depth = max(8, len(c.ops) + 1)
     compiled = CompiledPortfolio(
         portfolio=portfolio, data=data, start=lo, series=series, series_labels=c.labels, ops=ops,
         op_values=np.array(c.op_values or [0.0]), instances=np.array(instances, dtype=np.int64).reshape(-1, rt.N_INSTANCE_FIELDS),
-        strategies_i=strategies_i, strategies_f=strategies_f, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
+        strategies=strategies, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
         rb_weight=rb_weight, rb_fixed=rb_fixed, memory_init=np.array(c.memory_init or [0.0]), max_depth=depth, max_leaves=max_leaves,
-        matrices=c.matrices,
+        matrices=c.matrices, risk=risk_book, series_keys=c.series_keys, nodes=c.nodes,
     )
     compiled.compile_seconds = time.perf_counter() - started
     return compiled
 
 
+def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
+    """The risk rules of the portfolio (row 0) and its strategies (rows 1 + s) with the sizing of every
+    buy/sell whose allocation is risk-based, over the whole data (sliced to the backtest when run)."""
+    from backforge.engine import risk as rk
+    from backforge.engine.simulator import realized_volatility
+
+    sizings = [getattr(s.action, "allocation", None) for s in portfolio.strategies]
+    sized = [a is not None and not (isinstance(a, sc.Allocation) and a.type != "risk") for a in sizings]
+    strategy_risks = [s.risk for s in portfolio.strategies]
+    if not any(sized) and all(r is None or not r.active for r in [portfolio.risk, *strategy_risks]):
+        return None
+    book = rk.lower_risk(portfolio.risk, c.assets, c.ts, strategy_risks=strategy_risks, cash=portfolio.cash)
+    columns: list[np.ndarray] = []
+    for s, (strat, alloc) in enumerate(zip(portfolio.strategies, sizings)):
+        if not sized[s]:
+            continue
+        path = f"strategies[{s}].action.allocation"
+        row = 1 + s
+        scope = [c.assets.index(a) for a in (strat.assets or c.assets)]
+        matrix = None
+        if isinstance(alloc, sc.Allocation):  # risk at the stop
+            rk.set_sizing(book, row, "risk", alloc.value)
+        elif isinstance(alloc, sc.VolatilityTarget):
+            c.check_window(alloc.window, f"{path}.window")
+            matrix = realized_volatility(c.data.close[:, c.cols], c.ts, alloc.window, alloc.periods_per_year)
+            rk.set_sizing(book, row, "volatility_target", alloc.target, size_max=alloc.max)
+        elif isinstance(alloc, sc.ExpressionAllocation):
+            if not is_pure(alloc.expression):
+                raise ConfigError("an allocation expression must use market data only (no position state)",
+                                  path=f"{path}.expression")
+            matrix = c.value(alloc.expression, f"{path}.expression")
+            rk.set_sizing(book, row, "expression", np.nan, size_min=alloc.min, size_max=alloc.max)
+        else:
+            rk.set_sizing(book, row, "kelly", alloc.fraction, size_max=alloc.max, min_trades=alloc.min_trades,
+                          fallback=alloc.fallback)
+        if matrix is not None:
+            for j in scope:
+                book.cols[row, j] = len(columns)
+                columns.append(np.asarray(matrix[:, j], dtype=np.float64))
+    if columns:
+        book = rk.with_series(book, np.column_stack(columns))
+    return book
+
+
 def _scalar_ns(value: Any, field: str = "start") -> int:
     """A time given as a string, datetime or int ns, as int ns; a clear error for anything else."""
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     try:
-        return int(to_ns([value])[0])
+        ns = int(to_ns([value])[0])
     except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field) from None
+        ns = None
+    if ns is None or ns == np.iinfo(np.int64).min:  # NaT: an empty string, "NaT", None...
+        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field)
+    return ns
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
@@ -623,28 +682,32 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
     data = cp.data.rows(cp.start, cp.data.n_bars)
     lo = cp.start
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
-    prices = _price_arrays(data)
+    prices = prices_of(data)
     series = cp.series[lo:]
     schedule = np.ascontiguousarray(cp.schedule[lo:])
     A = data.n_assets
     leaf_width = max(cp.max_leaves, 1)
     n_inst = cp.instances.shape[0]
 
+    program = rt.CompiledProgram(schedule, cp.ops, cp.op_values, series, cp.instances, cp.strategies, cp.rb_filter,
+                                 cp.rb_sort, cp.rb_weight, cp.rb_fixed)
     captured: list[np.ndarray] = []
 
+    book = cp.risk
+    if book is not None:
+        book = book._replace(day=book.day[lo:], window=np.ascontiguousarray(book.window[lo:]),
+                             series=np.ascontiguousarray(book.series[lo:]))
+
     def run(cap: int):
-        state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions)
-        signals = np.zeros((cap, 6), dtype=np.int64)
-        signal_leaves = np.full((cap, 1 + leaf_width), np.nan)
-        n_signals = np.zeros(2, dtype=np.int64)
-        ok = rt.run_strategies_nb(
-            state, params, data.timestamps, *prices, schedule, cp.ops, cp.op_values, series,
-            cp.memory_init.copy(), np.zeros(cp.max_depth),
-            np.zeros(leaf_width), cp.instances, cp.strategies_i, cp.strategies_f, np.full(n_inst, -1, dtype=np.int64),
-            cp.rb_filter, cp.rb_sort, cp.rb_weight, cp.rb_fixed, np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64),
-            signals, signal_leaves, n_signals,
-        )
-        captured[:] = [signals[: n_signals[0]], signal_leaves[: n_signals[0]]]
+        state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions,
+                          risk=book)
+        work = rt.Workspace(cp.memory_init.copy(), np.zeros(cp.max_depth), np.zeros(leaf_width),
+                            np.full(n_inst, -1, dtype=np.int64), np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64))
+        audit = rt.Audit(np.zeros((cap, 6), dtype=np.int64), np.full((cap, 1 + leaf_width), np.nan),
+                         np.zeros(2, dtype=np.int64))
+        ok = rt.run_strategies_nb(state, params, data.timestamps, prices, program, work, audit)
+        n = audit.n_signals[0]
+        captured[:] = [audit.signals[:n], audit.signal_leaves[:n]]
         return state, ok
 
     state = _run_with_capacity(run, 4 * data.n_bars // 16 + 64 * A + 256)
@@ -653,6 +716,7 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
     signals, leaves = captured
     result.signal_events = _signal_frame(cp, data, signals, leaves) if audit else None
     result.compiled = cp
+    result.risk_bar_offset = cp.start
     return result
 
 
@@ -673,9 +737,10 @@ def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, 
     })
 
 
-def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, start: Any = None, end: Any = None,
+def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData | Any, *, start: Any = None, end: Any = None,
                   fundamentals: Any = None):
-    """Validate, compile and backtest a portfolio config on ``data``.
+    """Validate, compile and backtest a portfolio config on ``data``, over ``start``..``end`` (default:
+    the config's ``data.start``/``data.end``, as ``backforge run`` does).
 
     Examples
     --------
@@ -688,6 +753,9 @@ def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, sta
     """
     if not isinstance(portfolio, sc.Portfolio):
         portfolio = sc.load_portfolio(portfolio)
+    data = MarketData.coerce(data)  # a pandas / Polars OHLCV frame works too
+    start = portfolio.data.start if start is None else start  # the file's period unless one is given
+    end = portfolio.data.end if end is None else end
     return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))
 
 

@@ -1,0 +1,121 @@
+"""Engine-state plumbing shared by the strategy step and the paper broker: growing the preallocated
+record arrays between bars (the kernels never allocate), snapshots to/from plain arrays, the order record
+as a dict for transport, and the client ids of engine-made bracket children."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backforge.engine import kernels as k
+from backforge.engine import risk as rk
+from backforge.engine.records import OrderRole
+from backforge.engine.risk import RiskBook
+from backforge.engine.simulator import new_state
+
+_NESTED = {"risk": RiskBook}
+"""State fields that are themselves named tuples of arrays (snapshotted field by field)."""
+
+__all__ = ["grow_state", "state_arrays", "state_from_arrays", "order_fields", "child_client_id", "fresh_state",
+           "ENGINE_ORDER_FIELDS"]
+
+ENGINE_ORDER_FIELDS = ("asset", "side", "order_type", "size_type", "size", "limit_price", "stop_price", "sl_pct",
+                       "sl_abs", "tp_pct", "tp_abs", "trail_pct", "trail_abs", "tif", "gtn_bars", "role", "reverse",
+                       "tag", "reason")
+_HISTORY = ("equity", "cash_history", "gross_exposure", "net_exposure")
+
+
+def fresh_state(n_assets: int, *, cash: float, record_positions: bool, risk: rk.RiskBook | None = None) -> k.State:
+    """A new account state; ``risk`` is a lowered risk book whose per-bar arrays (day, window, series) the
+    caller fills bar by bar (they are given room for 1024 bars here)."""
+    if risk is not None:
+        risk = risk._replace(day=np.zeros(1024, dtype=np.int64),
+                             window=np.ones((1024, risk.window.shape[1]), dtype=risk.window.dtype),
+                             series=np.full((1024, risk.series.shape[1]), np.nan))
+    return new_state(n_assets, 1024, cash=cash, order_capacity=256, record_positions=record_positions, risk=risk)
+
+
+def grow_state(state: k.State, t: int) -> k.State:
+    """``state`` with room for one more bar at index ``t`` and for the orders/fills a bar can create
+    (the same rule as :class:`backforge.Simulator`); returns the same object when nothing had to grow."""
+    n_assets = state.position.shape[0]
+    need = 8 * n_assets + 3 * int(state.counters[k.C_ACTIVE]) + 16
+    grow: dict[str, np.ndarray] = {}
+    if (state.orders.shape[0] - state.counters[k.C_ORDERS] < need or state.fills.shape[0] - state.counters[k.C_FILLS] < need
+            or state.trades.shape[0] - state.counters[k.C_TRADES] < need
+            or state.events.shape[0] - state.counters[k.C_EVENTS] < 4 * need
+            or state.active.shape[0] - state.counters[k.C_ACTIVE] < need):
+        used = max(int(state.counters[c]) for c in (k.C_ORDERS, k.C_FILLS, k.C_TRADES))
+        cap = max(2 * state.orders.shape[0], used + 4 * need, state.events.shape[0] // 4 + 1)
+        for name in ("orders", "active", "fills", "trades", "events"):
+            old = getattr(state, name)
+            size = 4 * cap if name == "events" else cap
+            new = np.zeros(max(size, old.shape[0]), dtype=old.dtype)
+            new[: old.shape[0]] = old
+            grow[name] = new
+    if t >= state.equity.shape[0]:
+        size = max(2 * state.equity.shape[0], t + 1)
+        for name in _HISTORY:
+            old = getattr(state, name)
+            new = np.full(size, np.nan if name in ("equity", "cash_history") else 0.0)
+            new[: old.shape[0]] = old
+            grow[name] = new
+        if state.positions.shape[0]:
+            new = np.zeros((size, n_assets))
+            new[: state.positions.shape[0]] = state.positions
+            grow["positions"] = new
+    return state._replace(**grow) if grow else state
+
+
+_USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS, "active": k.C_ACTIVE}
+
+
+def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = None) -> dict[str, np.ndarray]:
+    """The state as named arrays (for a snapshot): record arrays cut to their used rows and, with ``bars``,
+    the per-bar history to its first ``bars`` rows (:func:`grow_state` makes room again after a restore)."""
+    out = {}
+    for name, value in zip(k.State._fields, state):
+        if name == "risk":
+            n_events = int(value.n_events[0])
+            for field, arr in zip(rk.RiskBook._fields, value):
+                if field == "events":
+                    arr = arr[:n_events]
+                elif bars is not None and field in ("day", "window", "series"):
+                    arr = arr[:bars]
+                out[f"{prefix}risk.{field}"] = np.asarray(arr)
+            continue
+        if name in _USED:
+            value = value[: int(state.counters[_USED[name]])]
+        elif bars is not None and (name in _HISTORY or (name == "positions" and value.shape[0])):
+            value = value[:bars]
+        out[prefix + name] = np.asarray(value)
+    return out
+
+
+def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:
+    """Inverse of :func:`state_arrays` (contiguous, writable copies)."""
+    copy = lambda key: np.ascontiguousarray(arrays[key]).copy()  # noqa: E731
+    risk = rk.RiskBook(*(copy(f"{prefix}risk.{f}") for f in rk.RiskBook._fields))
+    return k.State(*(risk if name == "risk" else copy(prefix + name) for name in k.State._fields))
+
+
+def order_fields(order) -> dict:
+    """An engine order record's fields needed to recreate it (``OrderRequest.engine_order``), JSON-safe."""
+    out = {}
+    for name in ENGINE_ORDER_FIELDS:
+        value = order[name].item()
+        out[name] = None if isinstance(value, float) and value != value else value
+    return out
+
+
+_ROLE_NAMES = {OrderRole.STOP_LOSS: "sl", OrderRole.TAKE_PROFIT: "tp", OrderRole.TRAILING_STOP: "trail",
+               OrderRole.LIQUIDATION: "liq", OrderRole.END_OF_DATA: "eod"}
+
+
+def child_client_id(parent_cid: str, role: int, n: int) -> str:
+    """The client id of the ``n``-th engine-made child (stop-loss, take-profit, trailing stop) of an order:
+    the runner's model and the paper broker name them alike, so their fills can be matched.
+
+    >>> child_client_id("s-10-0-0", OrderRole.STOP_LOSS, 0)
+    's-10-0-0:sl0'
+    """
+    return f"{parent_cid}:{_ROLE_NAMES.get(int(role), 'r' + str(int(role)))}{n}"

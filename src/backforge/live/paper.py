@@ -1,0 +1,539 @@
+"""The paper broker: a :class:`~backforge.live.broker.Broker` that fills with the engine's own kernels.
+
+:class:`PaperBroker` keeps an engine account state and advances it with
+:func:`~backforge.engine.kernels.process_bar_nb` on every bar it is given (:meth:`PaperBroker.on_bar`) — the
+fill rules, fees, slippage, spread, brackets and margin of ``backforge run``. An order from a compiled
+strategy carries its engine fields (``OrderRequest.engine_order``) and is sized at the fill exactly as in the
+backtest; a plain order trades ``qty`` units. ``latency_bars`` delays every order by that many bars.
+
+The paper venue's clock is the bars it is given: a bar at or before the last one it processed is ignored,
+so a restarted runner that re-sends its recent bars changes nothing. It is idempotent by client order id
+(a second ``submit`` of a known id returns the order) and counts how many times each id reached it
+(:attr:`PaperBroker.submit_counts`; the crash test checks every count is 1).
+
+:func:`serve` runs a paper broker in its own process on 127.0.0.1 (``multiprocessing.connection`` with an
+auth key), persisting its state after every change; :class:`RemoteBroker` is the runner's client. The
+auth key is a secret: it is never logged or shown in a ``repr``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from backforge.live.broker import BarEvent, OrderRequest
+>>> broker = PaperBroker(["AAPL"], cash=10_000.0)
+>>> bar = lambda ts, p: BarEvent(ts, np.array([p]), np.array([p]), np.array([p]), np.array([p]), np.array([1e6]))
+>>> broker.on_bar(bar(1, 100.0))
+True
+>>> broker.submit(OrderRequest("o1", "AAPL", "buy", 10.0)).status
+'accepted'
+>>> broker.on_bar(bar(2, 101.0)), broker.positions()["AAPL"].qty, broker.fills()[0].price
+(True, 10.0, 101.0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from backforge.engine import kernels as k
+from backforge.engine.config import SimConfig
+from backforge.engine.records import OrderRole, OrderType, Reason, SizeType, TimeInForce
+from backforge.errors import did_you_mean
+from backforge.live._engine import child_client_id, fresh_state, grow_state, state_arrays, state_from_arrays
+from backforge.live.broker import Account, BarEvent, Broker, BrokerError, BrokerOrder, Fill, Instrument, OrderRequest, Position
+
+__all__ = ["PaperBroker", "RemoteBroker", "serve", "start_server"]
+
+_STATUS = {k.PENDING: "accepted", k.TRIGGERED: "accepted", k.FILLED: "filled", k.CANCELLED: "cancelled",
+           k.REJECTED: "rejected", k.EXPIRED: "expired"}
+_TIF = {"gtc": TimeInForce.GTC, "day": TimeInForce.DAY}
+
+
+class PaperBroker(Broker):
+    """A simulated venue on the engine's fill kernels (see the module docstring).
+
+    ``config`` is the engine's :class:`~backforge.engine.config.SimConfig` (costs, cash, leverage); keyword
+    ``cash`` is a shortcut for a default config with that cash. ``state_path`` makes it durable: its state is
+    saved there after every change and loaded at start.
+    """
+
+    name = "paper"
+
+    def __init__(self, symbols: Sequence[str], *, config: SimConfig | None = None, cash: float | None = None,
+                 has_quotes: bool = False, latency_bars: int = 0, state_path: str | Path | None = None) -> None:
+        if config is None:
+            config = SimConfig(cash=cash if cash is not None else 100_000.0)
+        self.symbols = tuple(symbols)
+        self.config = config
+        self.params = config.lower(self.symbols, has_quotes=has_quotes)
+        self.has_quotes = has_quotes
+        self.latency_bars = int(latency_bars)
+        self.state = fresh_state(len(self.symbols), cash=config.cash, record_positions=False)
+        self.t = -1
+        self.last_ts = 0
+        self.cids: dict[str, int] = {}  # client order id -> engine order id (-1 while delayed by latency)
+        self.oid_cid: dict[int, str] = {}
+        self.children: dict[str, int] = {}
+        self.submit_counts: dict[str, int] = {}
+        self.delayed: list[tuple[int, OrderRequest]] = []  # (release bar, request)
+        self.requests: dict[str, OrderRequest] = {}
+        self.queue: list[BrokerOrder | Fill] = []
+        self.fills_seen = 0
+        self.faults: dict[str, int] = {}
+        self._seen: dict[int, tuple[int, float]] = {}
+        self.state_path = Path(state_path) if state_path is not None else None
+        if self.state_path is not None and self.state_path.exists():
+            self._load()
+
+    # ------------------------------------------------------------------ venue clock
+    def on_bar(self, bar: BarEvent) -> bool:
+        """Advance the venue over one bar (fills, brackets, marks). False when the bar was already seen."""
+        if bar.ts_ns <= self.last_ts:
+            return False
+        self.t += 1
+        self.last_ts = bar.ts_ns
+        release = [r for due, r in self.delayed if due <= self.t]
+        self.delayed = [(due, r) for due, r in self.delayed if due > self.t]
+        for request in release:  # orders delayed by latency reach the book before this bar
+            self._book(request, self.t - 1, self._prev_ts)
+        self.state = state = grow_state(self.state, self.t)
+        rows = [np.ascontiguousarray(np.asarray(x, dtype=np.float64)) for x in (bar.open, bar.high, bar.low, bar.close)]
+        if self.has_quotes:
+            if bar.bid is None or bar.ask is None:
+                raise BrokerError("the paper broker was created with quotes but the bar has none", kind="final")
+            quotes = [np.ascontiguousarray(x, dtype=np.float64) for x in (*bar.bid, *bar.ask)]
+        else:
+            quotes = rows + rows
+        n_orders = int(state.counters[k.C_ORDERS])
+        touched = [int(oid) for oid in state.active[: state.counters[k.C_ACTIVE]]]
+        k.process_bar_nb(state, self.params, self.t, bar.ts_ns, k.Prices(*rows, *quotes))
+        self._prev_ts = bar.ts_ns
+        for oid in range(n_orders, int(state.counters[k.C_ORDERS])):  # bracket children made by fills
+            self._name_child(oid)
+        for i in range(self.fills_seen, int(state.counters[k.C_FILLS])):
+            self.queue.append(self._fill(i))
+        self.fills_seen = int(state.counters[k.C_FILLS])
+        for oid in sorted(set(touched) | set(range(n_orders, int(state.counters[k.C_ORDERS])))):
+            if oid in self.oid_cid:
+                o = state.orders[oid]
+                seen = (int(o["status"]), float(o["filled_qty"]))
+                if self._seen.get(oid) != seen:
+                    self._seen[oid] = seen
+                    self.queue.append(self._order(oid))
+        self._save()
+        return True
+
+    _prev_ts = 0
+
+    def _name_child(self, oid: int) -> None:
+        order = self.state.orders[oid]
+        parent = int(order["parent_id"])
+        if parent < 0 or parent not in self.oid_cid:
+            cid = f"{self.name}-{oid}"
+        else:
+            pcid = self.oid_cid[parent]
+            n = self.children.get(pcid, 0)
+            self.children[pcid] = n + 1
+            cid = child_client_id(pcid, int(order["role"]), n)
+        self.cids[cid] = oid
+        self.oid_cid[oid] = cid
+
+    # ------------------------------------------------------------------ records
+    def _order(self, oid: int) -> BrokerOrder:
+        o = self.state.orders[oid]
+        cid = self.oid_cid[oid]
+        request = self.requests.get(cid)
+        filled = abs(float(o["filled_qty"]))
+        status = _STATUS[int(o["status"])]
+        if status == "accepted" and filled > 0:
+            status = "partially_filled"
+        side = "buy" if int(o["side"]) > 0 else "sell"
+        qty = request.qty if request is not None else float(o["size"]) if o["size_type"] == SizeType.UNITS else filled
+        reason = Reason.describe(int(o["reason"])) if status in ("rejected", "cancelled", "expired") else ""
+        return BrokerOrder(cid, f"P{oid}", self.symbols[int(o["asset"])], side, qty if qty > 0 else filled,
+                           OrderType.name(int(o["order_type"])), status, filled,
+                           float(o["fill_price"]) if filled > 0 else None,
+                           _num(o["limit_price"]), _num(o["stop_price"]), int(o["fill_ts"] or o["created_ts"]), reason)
+
+    def _fill(self, i: int) -> Fill:
+        f = self.state.fills[i]
+        oid = int(f["order_id"])
+        qty = float(f["qty"])
+        return Fill(f"PF{i}", self.oid_cid.get(oid, f"{self.name}-{oid}"), f"P{oid}", self.symbols[int(f["asset"])],
+                    "buy" if qty > 0 else "sell", abs(qty), float(f["price"]), float(f["fee"]), int(f["ts"]), "taker")
+
+    # ------------------------------------------------------------------ Broker interface
+    def instruments(self, symbols: Sequence[str]) -> dict[str, Instrument]:
+        out = {}
+        for s in symbols:
+            if s not in self.symbols:
+                raise BrokerError(f"the paper venue does not list {s!r}{did_you_mean(s, self.symbols)}", kind="final")
+            a = self.symbols.index(s)
+            out[s] = Instrument(s, qty_step=float(self.params.lot_size[a]), min_qty=float(self.params.min_qty[a]))
+        return out
+
+    def inject(self, fault: str, count: int = 1) -> None:
+        """Arm a fault for the next ``count`` calls: ``"timeout_after_accept"`` (submit books the order, then
+        answers like a timed-out request), ``"timeout_before_accept"``, ``"reject"`` or ``"unavailable"``
+        (retryable 503)."""
+        self.faults[fault] = self.faults.get(fault, 0) + count
+
+    def _fault(self, name: str) -> bool:
+        if self.faults.get(name, 0) > 0:
+            self.faults[name] -= 1
+            return True
+        return False
+
+    def submit(self, request: OrderRequest) -> BrokerOrder:
+        cid = request.client_order_id
+        self.submit_counts[cid] = self.submit_counts.get(cid, 0) + 1
+        if cid in self.cids:
+            return self.order(cid)  # type: ignore[return-value]
+        if self._fault("unavailable"):
+            raise BrokerError("paper venue unavailable (503)", kind="retryable", retry_after=0.0, status=503)
+        if self._fault("timeout_before_accept"):
+            raise BrokerError("paper venue timed out", kind="ambiguous")
+        if self._fault("reject"):
+            raise BrokerError("paper venue rejected the order (injected)", kind="final")
+        if request.symbol not in self.symbols:
+            raise BrokerError(f"unknown symbol {request.symbol!r}{did_you_mean(request.symbol, self.symbols)}", kind="final")
+        if request.time_in_force not in _TIF:
+            raise BrokerError(f"the paper venue supports time in force gtc and day, not {request.time_in_force!r}", kind="final")
+        if request.take_profit is not None or request.stop_loss is not None:
+            raise BrokerError("the paper venue takes brackets as engine fields (engine_order), not absolute prices",
+                              kind="final")
+        self.requests[cid] = request
+        if self.latency_bars > 0:
+            self.cids[cid] = -1
+            self.delayed.append((self.t + self.latency_bars, request))
+            answer = BrokerOrder(cid, None, request.symbol, request.side, request.qty, request.order_type, "accepted",
+                                 limit_price=request.limit_price, stop_price=request.stop_price, ts_ns=self.last_ts)
+        else:
+            answer = self._order(self._book(request, self.t, self.last_ts))
+        self._save()
+        if self._fault("timeout_after_accept"):
+            raise BrokerError("paper venue timed out after accepting the order", kind="ambiguous")
+        return answer
+
+    def _book(self, request: OrderRequest, t: int, ts: int) -> int:
+        self.state = state = grow_state(self.state, max(t, 0))
+        a = self.symbols.index(request.symbol)
+        e = request.engine_order
+        nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
+        if e is not None:
+            oid = k.submit_order_nb(state, t, ts, a, int(e["side"]), int(e["order_type"]), int(e["size_type"]),
+                                    nan(e["size"]), nan(e["limit_price"]), nan(e["stop_price"]), nan(e["sl_pct"]),
+                                    nan(e["sl_abs"]), nan(e["tp_pct"]), nan(e["tp_abs"]), nan(e["trail_pct"]),
+                                    nan(e["trail_abs"]), int(e["tif"]), int(e["gtn_bars"]), int(e["role"]), -1, -1,
+                                    int(e["reverse"]), int(e["tag"]), int(e["reason"]))
+        else:
+            side = 1 if request.side == "buy" else -1
+            role = k.EXIT if request.reduce_only else k.ENTRY
+            oid = k.submit_order_nb(state, t, ts, a, side, OrderType.code(request.order_type), SizeType.UNITS,
+                                    float(request.qty), nan(request.limit_price), nan(request.stop_price), np.nan,
+                                    np.nan, np.nan, np.nan, np.nan, np.nan, _TIF[request.time_in_force], 0, role, -1,
+                                    -1, 0, -1, k.R_USER)
+        if oid < 0:
+            raise BrokerError("the paper venue's order book is full", kind="retryable")
+        self._seen[oid] = (int(state.orders[oid]["status"]), 0.0)
+        self.cids[request.client_order_id] = oid
+        self.oid_cid[oid] = request.client_order_id
+        return oid
+
+    def cancel(self, client_order_id: str) -> BrokerOrder | None:
+        oid = self.cids.get(client_order_id)
+        if oid is None:
+            return None
+        if oid < 0:  # still delayed by latency: never reaches the book
+            self.delayed = [(d, r) for d, r in self.delayed if r.client_order_id != client_order_id]
+            request = self.requests[client_order_id]
+            del self.cids[client_order_id]
+            return BrokerOrder(client_order_id, None, request.symbol, request.side, request.qty, request.order_type,
+                               "cancelled", reason="cancelled before reaching the book")
+        k.cancel_order_nb(self.state, oid, self.t, self.last_ts, k.R_USER)
+        answer = self._order(oid)
+        self.queue.append(answer)
+        self._save()
+        return answer
+
+    def order(self, client_order_id: str) -> BrokerOrder | None:
+        oid = self.cids.get(client_order_id)
+        if oid is None:
+            return None
+        if oid < 0:
+            r = self.requests[client_order_id]
+            return BrokerOrder(client_order_id, None, r.symbol, r.side, r.qty, r.order_type, "accepted", ts_ns=self.last_ts)
+        return self._order(oid)
+
+    def open_orders(self) -> list[BrokerOrder]:
+        s = self.state
+        out = [self._order(int(oid)) for oid in s.active[: s.counters[k.C_ACTIVE]] if int(oid) in self.oid_cid]
+        out += [self.order(r.client_order_id) for _, r in self.delayed]  # type: ignore[misc]
+        return out
+
+    def fills(self, since_ns: int = 0) -> list[Fill]:
+        return [f for f in (self._fill(i) for i in range(int(self.state.counters[k.C_FILLS]))) if f.ts_ns >= since_ns]
+
+    def positions(self) -> dict[str, Position]:
+        s = self.state
+        return {sym: Position(sym, float(s.position[a]), float(s.avg_price[a]))
+                for a, sym in enumerate(self.symbols) if s.position[a] != 0.0}
+
+    def account(self) -> Account:
+        equity = float(k.equity_nb(self.state)) if self.t >= 0 else float(self.state.cash[0])
+        if equity != equity:
+            equity = float(self.state.cash[0])
+        return Account("USD", float(self.state.cash[0]), equity, max(equity * self.config.leverage, 0.0))
+
+    def poll(self, timeout: float = 0.0) -> list[BrokerOrder | Fill]:
+        out, self.queue = self.queue, []
+        return out
+
+    # ------------------------------------------------------------------ outside changes (tests, sessions)
+    def set_position(self, symbol: str, qty: float, price: float) -> None:
+        """Change a position outside the runner (a manual trade at the venue), cash adjusted at ``price``."""
+        a = self.symbols.index(symbol)
+        s = self.state
+        s.cash[0] -= (qty - s.position[a]) * price
+        s.position[a] = qty
+        s.avg_price[a] = price if qty != 0 else 0.0
+        self._save()
+
+    # ------------------------------------------------------------------ durability
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        meta = {"t": self.t, "last_ts": self.last_ts, "prev_ts": self._prev_ts, "cids": self.cids,
+                "children": self.children, "submit_counts": self.submit_counts, "fills_seen": self.fills_seen,
+                "requests": {c: _request_json(r) for c, r in self.requests.items()},
+                "delayed": [(d, r.client_order_id) for d, r in self.delayed]}
+        tmp = self.state_path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **state_arrays(self.state))
+        os.replace(tmp, self.state_path)
+
+    def _load(self) -> None:
+        with np.load(self.state_path, allow_pickle=False) as z:
+            arrays = {n: z[n] for n in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+        self.state = state_from_arrays(arrays)
+        self.t, self.last_ts, self._prev_ts = meta["t"], meta["last_ts"], meta["prev_ts"]
+        self.cids = {c: int(o) for c, o in meta["cids"].items()}
+        self.oid_cid = {o: c for c, o in self.cids.items() if o >= 0}
+        self.children = meta["children"]
+        self.submit_counts = meta["submit_counts"]
+        self.fills_seen = meta["fills_seen"]
+        self.requests = {c: OrderRequest(**r) for c, r in meta["requests"].items()}
+        self.delayed = [(d, self.requests[c]) for d, c in meta["delayed"]]
+
+
+def _num(value: Any) -> float | None:
+    value = float(value)
+    return None if value != value else value
+
+
+def _request_json(r: OrderRequest) -> dict:
+    return {name: getattr(r, name) for name in OrderRequest.__dataclass_fields__}
+
+
+# ====================================================================== separate process
+
+_METHODS = {"instruments", "submit", "cancel", "order", "open_orders", "fills", "positions", "account", "poll",
+            "on_bar", "inject", "set_position", "submit_counts", "ping", "shutdown"}
+
+
+def serve(address: tuple[str, int], authkey: bytes, broker: PaperBroker, *, ready_file: str | None = None,
+          max_idle_s: float | None = None) -> None:
+    """Serve ``broker`` on ``address`` (127.0.0.1) until a ``shutdown`` call: one client at a time; a client
+    that disconnects (a killed runner) is dropped and the next one accepted. The broker's state outlives
+    its clients (and, with ``state_path``, the server)."""
+    from multiprocessing.connection import Listener
+
+    with Listener(address, authkey=authkey) as listener:
+        if ready_file:
+            tmp = Path(ready_file).with_suffix(".tmp")
+            tmp.write_text(f"{listener.address[0]}:{listener.address[1]}")
+            os.replace(tmp, ready_file)
+        running = True
+        while running:
+            try:
+                conn = listener.accept()
+            except (OSError, EOFError):
+                continue
+            with conn:
+                while True:
+                    try:
+                        method, args, kwargs = conn.recv()
+                    except (EOFError, OSError):
+                        break
+                    if method not in _METHODS:
+                        conn.send(("error", ("final", f"unknown method {method!r}")))
+                        continue
+                    if method == "shutdown":
+                        conn.send(("ok", None))
+                        running = False
+                        break
+                    try:
+                        if method == "ping":
+                            result: Any = "pong"
+                        elif method == "submit_counts":
+                            result = dict(broker.submit_counts)
+                        else:
+                            result = getattr(broker, method)(*args, **kwargs)
+                        reply = ("ok", result)
+                    except BrokerError as exc:
+                        reply = ("error", (exc.kind, exc.message))
+                    try:
+                        conn.send(reply)
+                    except (OSError, EOFError):
+                        break
+
+
+class RemoteBroker(Broker):
+    """The client of a paper broker served by :func:`serve` in another process. A call that gets no answer
+    within ``timeout`` seconds raises ``ambiguous`` (the request may have been acted on) and reconnects on
+    the next call; a refused connection is ``retryable``."""
+
+    name = "paper-remote"
+
+    def __init__(self, address: tuple[str, int], authkey: bytes, *, timeout: float = 10.0) -> None:
+        self.address = (str(address[0]), int(address[1]))
+        self._authkey = authkey
+        self.timeout = timeout
+        self._conn = None
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"RemoteBroker({self.address[0]}:{self.address[1]})"
+
+    def connect(self) -> None:
+        if self._conn is None:
+            from multiprocessing.connection import Client
+
+            try:
+                self._conn = Client(self.address, authkey=self._authkey)
+            except (ConnectionRefusedError, FileNotFoundError, OSError) as exc:
+                raise BrokerError(f"paper broker at {self.address[0]}:{self.address[1]} is not reachable "
+                                  f"({type(exc).__name__})", kind="retryable") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self.connect()
+        conn = self._conn
+        try:
+            conn.send((method, args, kwargs))
+            if not conn.poll(self.timeout):
+                self.close()
+                raise BrokerError(f"paper broker did not answer {method} within {self.timeout} s", kind="ambiguous")
+            status, payload = conn.recv()
+        except (EOFError, OSError, ConnectionError) as exc:
+            self.close()
+            raise BrokerError(f"connection to the paper broker dropped during {method} ({type(exc).__name__})",
+                              kind="ambiguous" if method == "submit" else "retryable") from None
+        if status == "error":
+            kind, message = payload
+            raise BrokerError(message, kind=kind)
+        return payload
+
+    def instruments(self, symbols):
+        return self._call("instruments", list(symbols))
+
+    def submit(self, request):
+        return self._call("submit", request)
+
+    def cancel(self, client_order_id):
+        return self._call("cancel", client_order_id)
+
+    def order(self, client_order_id):
+        return self._call("order", client_order_id)
+
+    def open_orders(self):
+        return self._call("open_orders")
+
+    def fills(self, since_ns: int = 0):
+        return self._call("fills", since_ns)
+
+    def positions(self):
+        return self._call("positions")
+
+    def account(self):
+        return self._call("account")
+
+    def poll(self, timeout: float = 0.0):
+        return self._call("poll")
+
+    def on_bar(self, bar: BarEvent) -> bool:
+        return self._call("on_bar", bar)
+
+    def inject(self, fault: str, count: int = 1) -> None:
+        return self._call("inject", fault, count)
+
+    def set_position(self, symbol: str, qty: float, price: float) -> None:
+        return self._call("set_position", symbol, qty, price)
+
+    def submit_counts(self) -> dict[str, int]:
+        return self._call("submit_counts")
+
+    @classmethod
+    def from_env(cls, address: tuple[str, int], *, variable: str = "BACKFORGE_PAPER_KEY", timeout: float = 10.0) -> "RemoteBroker":
+        """A client whose auth key (hex) is read from an environment variable."""
+        key = os.environ.get(variable)
+        if not key:
+            raise BrokerError(f"no auth key for the paper broker: set {variable}", kind="auth")
+        return cls(address, bytes.fromhex(key), timeout=timeout)
+
+    def shutdown(self) -> None:
+        try:
+            self._call("shutdown")
+        finally:
+            self.close()
+
+
+def _server_main(spec_path: str) -> None:  # pragma: no cover - runs in the child process
+    spec = json.loads(Path(spec_path).read_text())
+    authkey = bytes.fromhex(os.environ.pop("BACKFORGE_PAPER_KEY"))
+    config = SimConfig(**spec["config"])
+    broker = PaperBroker(spec["symbols"], config=config, has_quotes=spec["has_quotes"],
+                         latency_bars=spec["latency_bars"], state_path=spec.get("state_path"))
+    serve(("127.0.0.1", int(spec.get("port", 0))), authkey, broker, ready_file=spec["ready_file"])
+
+
+def start_server(symbols: Sequence[str], folder: str | Path, *, config: SimConfig | None = None,
+                 has_quotes: bool = False, latency_bars: int = 0, timeout: float = 60.0):
+    """Start a durable paper broker in its own process (state in ``folder``); returns ``(process, client)``.
+    The auth key goes to the child through its environment, never through a file or the command line."""
+    import subprocess
+    import sys
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ready = folder / "broker.address"
+    ready.unlink(missing_ok=True)
+    config = config or SimConfig()
+    spec = {"symbols": list(symbols), "config": config.model_dump(mode="json"), "has_quotes": has_quotes,
+            "latency_bars": latency_bars, "state_path": str(folder / "broker_state.npz"), "ready_file": str(ready)}
+    (folder / "broker.json").write_text(json.dumps(spec))
+    key = secrets.token_bytes(32)
+    env = dict(os.environ, BACKFORGE_PAPER_KEY=key.hex())
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from backforge.live.paper import _server_main; "
+                             "_server_main(sys.argv[1])", str(folder / "broker.json")], env=env)
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise BrokerError(f"the paper broker process exited with code {proc.returncode}", kind="final")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise BrokerError(f"the paper broker did not start within {timeout} s", kind="final")
+        time.sleep(0.02)
+    host, port = ready.read_text().split(":")
+    return proc, RemoteBroker((host, int(port)), key)

@@ -1,0 +1,231 @@
+"""The runner and its store: bad state folders, recovery and reconciliation, circuit breakers, bad bars."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from backforge.data.synth import gbm
+from backforge.engine import kernels as k
+from backforge.live import PaperBroker, PaperRunner, ReplayFeed, SessionError, SessionStore
+from backforge.live.broker import Fill
+from backforge.live.runner import LiveConfig
+from backforge.live.step import bar_event
+from backforge.live.store import pack_arrays, unpack_arrays
+from backforge.strategy.compiler import sim_config_of
+from backforge.strategy.schema import load_portfolio
+
+SPEC = {"name": "rec", "universe": ["AAA", "BBB"], "cash": 100_000, "costs": {"fee_rate": 0.001},
+        "strategies": [
+            {"name": "in", "condition": {"lhs": {"sma": {"window": 3}}, "op": "crosses_above", "rhs": {"sma": {"window": 8}}},
+             "action": {"buy": {"allocation": {"equity_fraction": 0.3}}}},
+            {"name": "out", "condition": {"lhs": {"sma": {"window": 3}}, "op": "crosses_below", "rhs": {"sma": {"window": 8}}},
+             "action": {"close": {}}}]}
+START = 20
+
+
+@pytest.fixture(scope="module")
+def market():
+    return gbm(2, 0.6, seed=11, assets=("AAA", "BBB"))
+
+
+@pytest.fixture(scope="module")
+def portfolio():
+    return load_portfolio(SPEC)
+
+
+def _broker(portfolio, market):
+    return PaperBroker(market.assets, config=sim_config_of(portfolio))
+
+
+def _runner(portfolio, market, broker, folder, **config):
+    return PaperRunner(portfolio, ReplayFeed(market, start=START), broker, folder, reference=market,
+                       config=LiveConfig(**config) if config else None)
+
+
+def _outcome(broker):
+    s = broker.state
+    n = int(s.counters[k.C_FILLS])
+    return float(s.cash[0]), s.position.copy(), s.fills[:n].copy()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(portfolio, market, tmp_path_factory):
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path_factory.mktemp("u")) as runner:
+        runner.run()
+    return _outcome(broker)
+
+
+def _same(outcome, reference):
+    cash, pos, fills = outcome
+    assert cash == reference[0]
+    assert np.array_equal(pos, reference[1])
+    assert fills.tobytes() == reference[2].tobytes()
+
+
+def _run_until_order_pending(runner, broker):
+    for _ in range(400):
+        runner.run(max_bars=1)
+        if broker.open_orders():
+            return broker.open_orders()[0]
+    raise AssertionError("no order was sent")
+
+
+def _events(folder, what=None):
+    store = SessionStore.read(folder)
+    try:
+        return [e for e in store.events("reconciliation") if what is None or e["what"] == what]
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------------- state folder
+def test_second_runner_is_refused_and_hash_mismatch_needs_force(portfolio, market, tmp_path):
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path):
+        with pytest.raises(SessionError, match="another runner .* is using this state folder"):
+            _runner(portfolio, market, broker, tmp_path)
+    changed = load_portfolio({**SPEC, "cash": 50_000})
+    with pytest.raises(SessionError, match="different strategy config"):
+        _runner(changed, market, _broker(changed, market), tmp_path)
+    with PaperRunner(changed, ReplayFeed(market, start=START), _broker(changed, market), tmp_path, reference=market,
+                     force=True) as runner:
+        assert runner.store.events("forced_config")
+
+
+def test_corrupt_database_is_one_clear_error(tmp_path):
+    (tmp_path / "session.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(SessionError, match="corrupt|cannot be opened"):
+        SessionStore.open(tmp_path, config={"x": 1})
+    assert (tmp_path / "session.db").read_bytes().startswith(b"this is not")  # nothing overwritten
+
+
+def test_store_dedupes_fills_and_round_trips_snapshots(tmp_path):
+    store = SessionStore.open(tmp_path, config={"x": 1})
+    fill = Fill("F1", "c1", "v1", "AAA", "buy", 2.0, 10.0, 0.1, 5)
+    assert store.add_fill(fill) and not store.add_fill(fill) and len(store.fills()) == 1
+    arrays = {"a": np.arange(5.0), "orders": np.zeros(3, dtype=np.dtype([("x", "i8"), ("y", "f8")], align=True))}
+    back = unpack_arrays(pack_arrays(arrays))
+    assert back["a"].tolist() == arrays["a"].tolist() and back["orders"].dtype == arrays["orders"].dtype
+    store.commit_bar(0, 5, "fp", 1.0, 1.0, snapshot=pack_arrays(arrays))
+    assert store.last_snapshot()[2]["a"].tolist() == [0, 1, 2, 3, 4]
+    store.close()
+    with sqlite3.connect(tmp_path / "session.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# ---------------------------------------------------------------------------------- reconciliation
+def test_order_filled_while_the_runner_was_down(portfolio, market, tmp_path, uninterrupted):
+    broker = _broker(portfolio, market)
+    runner = _runner(portfolio, market, broker, tmp_path)
+    pending = _run_until_order_pending(runner, broker)
+    t = runner.step.t
+    runner.close()
+    broker.on_bar(bar_event(market, START + t + 1))  # the venue moves on while the runner is down
+    assert broker.order(pending.client_order_id).status == "filled"
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        assert _events(tmp_path, "fill_while_down")
+        runner.run()
+    _same(_outcome(broker), uninterrupted)
+    assert set(broker.submit_counts.values()) == {1}
+    assert not _events(tmp_path, "position_mismatch")
+
+
+def test_order_the_broker_cancelled(portfolio, market, tmp_path):
+    broker = _broker(portfolio, market)
+    runner = _runner(portfolio, market, broker, tmp_path)
+    pending = _run_until_order_pending(runner, broker)
+    runner.close()
+    broker.cancel(pending.client_order_id)  # the venue cancels it while the runner is down
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        changed = _events(tmp_path, "order_changed_while_down")
+        assert changed and changed[0]["now"] == "cancelled"
+        assert _events(tmp_path, "venue_closed_order")  # closed in the model before it re-steps a bar
+        runner.run(max_bars=1)
+        model = runner.step.state.orders[int(runner.store.order(pending.client_order_id)["engine_id"])]
+        assert int(model["status"]) == k.CANCELLED  # closed in the model too: it never fills there
+        runner.run()
+        assert np.array_equal(runner.step.state.position, broker.state.position)
+    assert not _events(tmp_path, "position_mismatch")
+
+
+@pytest.mark.parametrize("policy", ["adopt", "halt"])
+def test_position_changed_outside_the_runner(portfolio, market, tmp_path, policy):
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path, reconcile_policy=policy) as runner:
+        runner.run(max_bars=5)
+        broker.set_position("BBB", 7.0, float(market.close[START + 4, 1]))  # a manual trade at the venue
+        runner.run(max_bars=1)
+        (event,) = _events(tmp_path, "position_mismatch")
+        assert event["symbol"] == "BBB" and event["venue"] == 7.0 and event["policy"] == policy
+        if policy == "adopt":
+            assert runner.step.state.position[1] == 7.0 and not runner.halted
+            runner.run()
+            assert np.array_equal(runner.step.state.position, broker.state.position)
+        else:
+            assert "position mismatch on BBB" in runner.halted
+            runner.run()
+            assert all(r["status"] in ("suppressed",) for r in runner.store.orders() if r["bar"] > 6)
+
+
+def test_broker_times_out_after_accepting(portfolio, market, tmp_path, uninterrupted):
+    broker = _broker(portfolio, market)
+    broker.inject("timeout_after_accept")
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        _run_until_order_pending(runner, broker)
+        (row,) = runner.store.orders(("ambiguous",))  # in flight, not rejected
+        runner.run(max_bars=1)
+        assert runner.store.order(row["client_order_id"])["status"] == "filled"
+        runner.run()
+    assert broker.submit_counts[row["client_order_id"]] == 1
+    _same(_outcome(broker), uninterrupted)
+
+
+# ---------------------------------------------------------------------------------- bad bars, breakers
+def test_duplicate_and_out_of_order_bars_are_dropped(portfolio, market, tmp_path):
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        runner.run(max_bars=3)
+        assert runner.on_bar(bar_event(market, START + 2)) is False
+        assert runner.on_bar(bar_event(market, START)) is False
+        assert runner.step.t == 2
+        whys = [e["why"] for e in runner.store.events("bar_dropped")]
+        assert whys == ["duplicate", "duplicate"]
+        revised = bar_event(market, START + 1)
+        revised.close[0] += 1.0
+        assert runner.on_bar(revised) is False and runner.store.events("bar_dropped")[-1]["why"] == "revised"
+
+
+def test_max_notional_breaker_halts_and_resume_clears(portfolio, market, tmp_path):
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path, max_notional_per_order=1_000.0) as runner:
+        _run_until_refused = [runner.run(max_bars=1) for _ in range(200) if not runner.halted]
+        assert "above max_notional_per_order" in runner.halted and _run_until_refused
+        assert not broker.submit_counts  # nothing reached the venue
+        assert runner.store.orders(("refused",))
+        runner.resume()
+        assert not runner.halted and runner.store.meta("halted") == ""
+
+
+def test_broker_error_streak_halts(portfolio, market, tmp_path):
+    broker = _broker(portfolio, market)
+    broker.inject("unavailable", 100)
+    with _runner(portfolio, market, broker, tmp_path, retry_limit=1, max_error_streak=2) as runner:
+        for _ in range(300):
+            runner.run(max_bars=1)
+            if runner.halted:
+                break
+        assert "broker errors in a row" in runner.halted
+        (row, *_) = runner.store.orders(("intent",))  # a retryable failure stays an intent: sent later
+        assert row["sends"] == 2
+
+
+def test_assets_the_feed_lacks(portfolio, market, tmp_path):
+    from backforge.errors import ConfigError
+
+    other = load_portfolio({**SPEC, "universe": ["AAA", "CCC"]})
+    with pytest.raises(ConfigError, match="CCC"):
+        PaperRunner(other, ReplayFeed(market, start=START), _broker(portfolio, market), tmp_path, reference=market)

@@ -774,6 +774,9 @@ class _Versioned:
         """A fresh temporary folder and the version name it will be published as (call under lock)."""
         for debris in self.path.glob(".tmp-*"):  # left by a crashed writer: we hold the lock, so no one else is writing
             shutil.rmtree(debris, ignore_errors=True)
+        for pointer in self.path.glob(".CURRENT-*"):  # a pointer written but never renamed over CURRENT
+            with contextlib.suppress(FileNotFoundError):
+                pointer.unlink()
         numbers = [int(p.name[1:]) for p in self.path.glob("v[0-9]*") if p.name[1:].isdigit()]
         name = f"v{max(numbers, default=0) + 1:06d}"
         token = uuid.uuid4().hex

@@ -10,7 +10,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.alpaca import AlpacaBroker, AlpacaFeed
-from conftest import FAST_RETRY, collect, track
+from venue_support import FAST_RETRY, collect, track
 from fakes.alpaca_fake import KEY, SECRET, T0, run
 
 

@@ -12,7 +12,7 @@ import pytest
 from backforge.live.session import session_tables
 from backforge.live.venues import Renamed, RenamedFeed, run_session
 from backforge.strategy.schema import load_portfolio
-from conftest import FAST_RETRY, track
+from venue_support import FAST_RETRY, track
 
 MINUTE = 60_000_000_000
 

@@ -495,6 +495,12 @@ class AlpacaFeed(Feed):
             self.close()
             raise BrokerError("alpaca: the bar stream did not connect within 10 s", kind="retryable")
 
+    def seek(self, ts_ns: int) -> None:
+        """Continue after ``ts_ns``: the closed bars since then (missed while the runner was down) come first."""
+        now = time.time_ns()
+        rows = self._bars(ts_ns + 1, now)
+        self._assembler.rewind(ts_ns, [(s, *r) for s, rs in rows.items() for r in rs if r[0] + self.bar_ns <= now])
+
     def _on_connect(self) -> None:
         self._connections += 1
         self._connected.set()

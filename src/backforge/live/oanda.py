@@ -497,6 +497,16 @@ class OandaFeed(_Oanda, Feed):
                 self._seen[symbol] = max(self._seen.get(symbol, 0), found[-1][0])
         return bars_to_market_data(self.symbols, rows, n_bars, quotes=True)
 
+    def seek(self, ts_ns: int) -> None:
+        """Continue after ``ts_ns``: the complete candles since then (missed while the runner was down) first."""
+        rows = []
+        for symbol in self.symbols:
+            found = self._candles(symbol, **{"from": ns_iso(ts_ns + 1000)})
+            rows.extend((symbol, r[0], *r[1:6], r[6], r[7]) for r in found if r[0] > ts_ns)
+            if found:
+                self._seen[symbol] = max(self._seen.get(symbol, -1), found[-1][0])
+        self._assembler.rewind(ts_ns, rows)
+
     def connect(self) -> None:
         if self._thread is not None:
             return

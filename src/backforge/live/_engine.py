@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from backforge.engine import kernels as k
+from backforge.engine import risk as rk
 from backforge.engine.records import OrderRole
 from backforge.engine.risk import RiskBook
 from backforge.engine.simulator import new_state
@@ -23,8 +24,14 @@ ENGINE_ORDER_FIELDS = ("asset", "side", "order_type", "size_type", "size", "limi
 _HISTORY = ("equity", "cash_history", "gross_exposure", "net_exposure")
 
 
-def fresh_state(n_assets: int, *, cash: float, record_positions: bool) -> k.State:
-    return new_state(n_assets, 1024, cash=cash, order_capacity=256, record_positions=record_positions)
+def fresh_state(n_assets: int, *, cash: float, record_positions: bool, risk: rk.RiskBook | None = None) -> k.State:
+    """A new account state; ``risk`` is a lowered risk book whose per-bar arrays (day, window, series) the
+    caller fills bar by bar (they are given room for 1024 bars here)."""
+    if risk is not None:
+        risk = risk._replace(day=np.zeros(1024, dtype=np.int64),
+                             window=np.ones((1024, risk.window.shape[1]), dtype=risk.window.dtype),
+                             series=np.full((1024, risk.series.shape[1]), np.nan))
+    return new_state(n_assets, 1024, cash=cash, order_capacity=256, record_positions=record_positions, risk=risk)
 
 
 def grow_state(state: k.State, t: int) -> k.State:
@@ -35,10 +42,14 @@ def grow_state(state: k.State, t: int) -> k.State:
     grow: dict[str, np.ndarray] = {}
     if (state.orders.shape[0] - state.counters[k.C_ORDERS] < need or state.fills.shape[0] - state.counters[k.C_FILLS] < need
             or state.trades.shape[0] - state.counters[k.C_TRADES] < need
-            or state.events.shape[0] - state.counters[k.C_EVENTS] < 4 * need):
+            or state.events.shape[0] - state.counters[k.C_EVENTS] < 4 * need
+            or state.active.shape[0] - state.counters[k.C_ACTIVE] < need):
+        used = max(int(state.counters[c]) for c in (k.C_ORDERS, k.C_FILLS, k.C_TRADES))
+        cap = max(2 * state.orders.shape[0], used + 4 * need, state.events.shape[0] // 4 + 1)
         for name in ("orders", "active", "fills", "trades", "events"):
             old = getattr(state, name)
-            new = np.zeros(max(2 * old.shape[0], old.shape[0] + 4 * need), dtype=old.dtype)
+            size = 4 * cap if name == "events" else cap
+            new = np.zeros(max(size, old.shape[0]), dtype=old.dtype)
             new[: old.shape[0]] = old
             grow[name] = new
     if t >= state.equity.shape[0]:
@@ -55,7 +66,7 @@ def grow_state(state: k.State, t: int) -> k.State:
     return state._replace(**grow) if grow else state
 
 
-_USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS}
+_USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS, "active": k.C_ACTIVE}
 
 
 def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = None) -> dict[str, np.ndarray]:
@@ -63,9 +74,14 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
     the per-bar history to its first ``bars`` rows (:func:`grow_state` makes room again after a restore)."""
     out = {}
     for name, value in zip(k.State._fields, state):
-        if isinstance(value, tuple):  # a nested book of arrays (the risk layer's RiskBook): one entry per field
-            for sub, array in zip(value._fields, value):
-                out[f"{prefix}{name}.{sub}"] = np.asarray(array)
+        if name == "risk":
+            n_events = int(value.n_events[0])
+            for field, arr in zip(rk.RiskBook._fields, value):
+                if field == "events":
+                    arr = arr[:n_events]
+                elif bars is not None and field in ("day", "window", "series"):
+                    arr = arr[:bars]
+                out[f"{prefix}risk.{field}"] = np.asarray(arr)
             continue
         if name in _USED:
             value = value[: int(state.counters[_USED[name]])]
@@ -77,13 +93,9 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
 
 def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:
     """Inverse of :func:`state_arrays` (contiguous, writable copies)."""
-    def field(name: str):
-        if name in _NESTED:
-            book = _NESTED[name]
-            return book(*(np.ascontiguousarray(arrays[f"{prefix}{name}.{sub}"]).copy() for sub in book._fields))
-        return np.ascontiguousarray(arrays[prefix + name]).copy()
-
-    return k.State(*(field(name) for name in k.State._fields))
+    copy = lambda key: np.ascontiguousarray(arrays[key]).copy()  # noqa: E731
+    risk = rk.RiskBook(*(copy(f"{prefix}risk.{f}") for f in rk.RiskBook._fields))
+    return k.State(*(risk if name == "risk" else copy(prefix + name) for name in k.State._fields))
 
 
 def order_fields(order) -> dict:

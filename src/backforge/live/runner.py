@@ -107,7 +107,9 @@ def _slug(name: str) -> str:
 
 _STORED_EVENTS = frozenset({"reconciliation", "halt", "resume", "bar_dropped", "order_refused", "broker_error",
                             "session_started", "session_recovered", "command"})
-_CRASH_AT = os.environ.get("BACKFORGE_PAPER_CRASH_AT", "")  # test hook: "point:n" kills the process at the n-th hit
+# Fault-injection hook of the crash test: "point:n" SIGKILLs this process the n-th time it passes ``point``
+# (after_intent, before_submit, after_submit, mid_fills, after_step). Read at each call; off when empty.
+_CRASH_AT = os.environ.get("BACKFORGE_PAPER_CRASH_AT", "")
 
 
 class PaperRunner:
@@ -391,12 +393,12 @@ class PaperRunner:
         cfg = self.config
         for oid in range(out.orders_from, out.orders_to):
             order = state.orders[oid]
-            if int(order["parent_id"]) >= 0 or int(order["reason"]) != k.R_SIGNAL:
+            if int(order["parent_id"]) >= 0 or int(order["reason"]) not in (k.R_SIGNAL, k.R_RISK):
                 continue  # engine-made children (brackets, liquidation): emulated by the same kernels at the venue
             s = int(order["tag"])
             leg = legs.get(s, 0)
             legs[s] = leg + 1
-            cid = f"{self.session_id}-{t}-{s}-{leg}"
+            cid = f"{self.session_id}-{t}-{s if s >= 0 else 'risk'}-{leg}"
             self._model_cid[oid] = cid
             a = int(order["asset"])
             symbol = self.step.assets[a]

@@ -15,6 +15,9 @@ from backforge.strategy.schema import load_portfolio
 from conftest import FAST_RETRY, track
 
 MINUTE = 60_000_000_000
+COLD = 300.0
+"""Upper bound for waits that may include numba compiling the strategy step on a cold cache (a warm run
+takes well under a second)."""
 
 
 def strategy(tmp_path, asset: str, level: float, units: float = 10):
@@ -45,7 +48,7 @@ class Session(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
             self.error = exc
 
-    def finish(self, timeout: float = 20.0) -> dict:
+    def finish(self, timeout: float = COLD) -> dict:
         self.join(timeout)
         assert not self.is_alive(), "the session did not finish"
         if self.error is not None:
@@ -53,7 +56,7 @@ class Session(threading.Thread):
         return self.status
 
 
-def wait_until(predicate, timeout: float = 10.0, session: "Session | None" = None) -> None:
+def wait_until(predicate, timeout: float = COLD, session: "Session | None" = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if session is not None and session.error is not None:

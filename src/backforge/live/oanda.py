@@ -510,6 +510,10 @@ class OandaFeed(_Oanda, Feed):
     def connect(self) -> None:
         if self._thread is not None:
             return
+        for symbol in self.symbols:  # candles complete before connect() are history, not live bars
+            if symbol not in self._seen:
+                latest = self._candles(symbol, count=1)
+                self._seen[symbol] = latest[-1][0] if latest else -1
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll_main, name="oanda-candles", daemon=True)
         self._thread.start()
@@ -518,10 +522,6 @@ class OandaFeed(_Oanda, Feed):
         while not self._stop.is_set():
             for symbol in self.symbols:
                 try:
-                    if symbol not in self._seen:  # candles complete before connect() are history, not live bars
-                        latest = self._candles(symbol, count=1)
-                        self._seen[symbol] = latest[-1][0] if latest else -1
-                        continue
                     params = {"from": ns_iso(self._seen[symbol] + 1000)} if self._seen[symbol] >= 0 else {"count": 2}
                     for row in self._candles(symbol, **params):
                         if row[0] > self._seen.get(symbol, -1):

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_public_names_are_pinned():
     assert sorted(backforge.__all__) == [
         "BackforgeError", "ConfigError", "DataError", "MarketData", "OrderProgram", "Quotes", "Result",
-        "RiskConfig", "SignalConfig", "SimConfig", "SimulationError", "Simulator", "__version__", "compile_portfolio",
+        "RiskConfig", "SignalConfig", "SimConfig", "SimulationError", "Simulator", "Strategy", "__version__", "backtest",
+        "compile_portfolio",
         "from_signals", "indicators", "judge", "load_data", "load_portfolio", "load_result", "monte_carlo", "optimize",
         "run_portfolio", "simulate", "sweep_signals", "sweep_sma_cross", "synth", "walk_forward",
     ]

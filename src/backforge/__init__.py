@@ -37,6 +37,8 @@ _LAZY = {
     "walk_forward": ("backforge.research.walkforward", "walk_forward"),
     "monte_carlo": ("backforge.research.montecarlo", "monte_carlo"),
     "judge": ("backforge.judge", "judge"),
+    "Strategy": ("backforge.strategy.code", "Strategy"),
+    "backtest": ("backforge.strategy.code", "backtest"),
 }
 
 
@@ -67,7 +69,9 @@ __all__ = [
     "SimConfig",
     "SimulationError",
     "Simulator",
+    "Strategy",
     "__version__",
+    "backtest",
     "compile_portfolio",
     "from_signals",
     "indicators",

@@ -179,18 +179,23 @@ def schema() -> None:
 @app.command()
 @friendly_errors
 def run(
-    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+    strategy: Path = typer.Argument(..., help="Strategy file: YAML/JSON, or a Python file defining a Strategy class."),
     data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) to run on instead of the strategy's data spec."),
     start: Optional[str] = typer.Option(None, help="First bar to trade (earlier bars only warm indicators up)."),
     end: Optional[str] = typer.Option(None, help="Last bar."),
     out: Path = typer.Option(Path("backforge-runs"), help="Folder under which the run is saved."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML tear sheet into the run folder."),
+    strategy_class: Optional[str] = typer.Option(None, "--strategy", help="With a Python file that defines several "
+                                                                           "Strategy classes: the one to run."),
 ) -> None:
     """Run a strategy file, save the run and its HTML report (without --data: the file's data spec)."""
     from backforge.engine.config import config_hash
     from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
 
     check_output_folder(out, option="--out")
+    if strategy.suffix == ".py":
+        _run_code(strategy, data, start, end, out, report, strategy_class)
+        return
     portfolio = _load(strategy)
     market = load_data(portfolio, base=strategy.parent, override=data or None)
     compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end)
@@ -209,6 +214,32 @@ def run(
     if report:  # written inside the folder before it was swapped in: concurrent runs never collide
         path = folder / "report.html"
         console.print(f"[green]report:[/] {path} [dim]({path.stat().st_size / 1e6:.1f} MB)[/]")
+
+
+def _run_code(path: Path, data: Optional[list[Path]], start: Optional[str], end: Optional[str], out: Path,
+              report: bool, name: Optional[str]) -> None:
+    """`backforge run file.py`: the file's Strategy class on its universe / data_spec (or --data)."""
+    from backforge.engine.config import config_hash
+    from backforge.strategy.code import backtest, load_strategy_class, strategy_parameters
+    from backforge.strategy.compiler import load_data
+    from backforge.strategy.schema import load_portfolio
+
+    cls = load_strategy_class(path, name)
+    spec = {"name": cls.__name__, "universe": list(cls.universe), "data": dict(cls.data_spec),
+            "strategies": [{"name": "data", "action": {"kind": "alert"}}]}
+    portfolio = load_portfolio(spec)  # the data spec is validated like a strategy file's
+    market = load_data(portfolio, base=path.parent, override=data or None)
+    if start or end or portfolio.data.start or portfolio.data.end:
+        market = market.slice(start or portfolio.data.start, end or portfolio.data.end)
+    t0 = time.perf_counter()
+    result = backtest(market, cls)
+    print_summary(result, title=cls.__name__, elapsed=time.perf_counter() - t0)
+    run_id = config_hash(extra={"class": cls.__name__, "parameters": strategy_parameters(cls),
+                                "data": market.fingerprint(), "source": path.read_text()})
+    result.data_source = {"strategy_file": str(path.resolve()), "class": cls.__name__,
+                          "data": [str(p.resolve()) for p in data or []], "start": start, "end": end}
+    folder = result.save(out / f"{_slug(cls.__name__)}-{run_id}", report=report, title=cls.__name__)
+    console.print(f"[green]saved run:[/] {folder}")
 
 
 def _slug(name: str) -> str:

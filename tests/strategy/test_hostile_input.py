@@ -192,3 +192,11 @@ def test_an_empty_or_nat_period_is_not_a_time():
     for value in ("", "NaT", "garbage"):
         with pytest.raises(ConfigError, match="not a date/time"):
             _scalar_ns(value, "start")
+
+
+def test_a_huge_whole_window_is_judged_against_the_data_not_called_fractional():
+    from backforge.strategy.compiler import compile_portfolio, load_data
+
+    p = load_portfolio(BASE.replace("window: 20", "window: 99999999999999999999999") + "data: {years: 1}\n")
+    with pytest.raises(ConfigError, match="window of 99999999999999999999999 bars is longer than the data"):
+        compile_portfolio(p, load_data(p))

@@ -38,7 +38,7 @@ class SimConfig(_Frozen):
     (10000.0, 0.001)
     """
 
-    cash: float = Field(100_000.0, gt=0, description="starting cash in account currency")
+    cash: float = Field(100_000.0, gt=0, allow_inf_nan=False, description="starting cash in account currency")
     fee_rate: PerAsset = Field(0.0, description="commission as a fraction of notional (0.001 = 0.1 %)")
     fee_per_unit: PerAsset = Field(0.0, description="commission per unit traded")
     fee_per_order: PerAsset = Field(0.0, description="fixed commission per fill")
@@ -170,9 +170,9 @@ def pydantic_to_config_error(exc: ValidationError, *, prefix: str = "") -> Confi
         known = list(SimConfig.model_fields) + list(SignalConfig.model_fields)
         name = str(err["loc"][-1])
         hint = did_you_mean(name, known)
-        return ConfigError(f"unknown option {name!r}{hint}", field=path)
+        return ConfigError(f"unknown option {name!r}{hint}", field=path, code="BF-CONFIG-UNKNOWN-OPTION")
     value = err.get("input")
-    return ConfigError(f"{err['msg']}, got {value!r}", field=path)
+    return ConfigError(f"{err['msg']}, got {value!r}", field=path, code="BF-CONFIG-INVALID")
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[SimConfig, SignalConfig]:

@@ -60,7 +60,7 @@ def _check_window(value: Any) -> int | str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"a bar-count window must be a finite whole number, got {value}")
-        if float(value) != int(value):
+        if isinstance(value, float) and not value.is_integer():
             raise ValueError(f"a bar-count window must be a whole number, got {value}")
         if int(value) <= 0:
             raise ValueError(f"must be > 0, got {int(value)}")
@@ -717,7 +717,8 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
         scalar = isinstance(value, (str, int, float, bool)) or value is None
         message = f"{msg}, got {value!r}" if "got" not in msg and scalar else msg
     full_path = f"{source}: {path}" if source and path else (source or path)
-    return ConfigError(message, path=full_path or None)
+    code = "BF-CONFIG-UNKNOWN-OPTION" if kind in ("extra_forbidden", "union_tag_invalid") else "BF-CONFIG-INVALID"
+    return ConfigError(message, path=full_path or None, code=code)
 
 
 MAX_STRATEGY_BYTES = 4 * 1024 * 1024

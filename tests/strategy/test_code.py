@@ -1,0 +1,193 @@
+"""Strategies as code (issue 19): the same decisions as a strategy file and as signals give bit-identical
+orders, fills and equity; look-ahead is an error; the user's errors name the bar and the line; files load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import backforge as bf
+from backforge.strategy.code import Strategy, StrategyError, backtest, crossover, load_strategy_class
+from backforge.strategy.compiler import load_data, run_portfolio
+from backforge.strategy.indicators import sma
+from backforge.strategy.schema import load_portfolio
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class SmaCrossEverywhere(Strategy):
+    """examples/sma_cross.yaml as code: buy 33 % of equity on a 20/50 cross up, close on the cross down."""
+
+    fast = 20
+    slow = 50
+    fraction = 0.33
+
+    def init(self):
+        self.f = self.I(sma, self.data.close, self.data.timestamps, self.fast)
+        self.s = self.I(sma, self.data.close, self.data.timestamps, self.slow)
+
+    def next(self):
+        assets = self.data.assets
+        f, s = np.asarray(self.f), np.asarray(self.s)
+        for j, asset in enumerate(assets):  # the file's first strategy (enter) for every asset, then the second
+            if crossover(f[:, j], s[:, j]) and self.position_of(asset).size <= 0:
+                self.buy(self.fraction, asset=asset)
+        for j, asset in enumerate(assets):
+            if crossover(s[:, j], f[:, j]) and self.position_of(asset):
+                self.close(asset=asset)
+
+
+def _same(a, b) -> None:
+    cols = ["bar", "asset", "qty", "price", "fee", "role"]
+    assert a.fills.select(cols).equals(b.fills.select(cols))
+    assert a.trades.drop("exit_reason").equals(b.trades.drop("exit_reason"))
+    assert np.array_equal(np.asarray(a.equity_values), np.asarray(b.equity_values))
+
+
+@pytest.fixture(scope="module")
+def sma_example():
+    portfolio = load_portfolio(ROOT / "examples" / "sma_cross.yaml")
+    data = load_data(portfolio, base=ROOT / "examples")
+    return portfolio, data
+
+
+def test_the_sma_cross_example_three_ways(sma_example):
+    portfolio, data = sma_example
+    from_file = run_portfolio(portfolio, data)
+    as_code = backtest(data, SmaCrossEverywhere, fee_rate=0.0005, slippage_bps=1)
+    fast = sma(data.close, data.timestamps, 20)
+    slow = sma(data.close, data.timestamps, 50)
+    diff = fast - slow
+    prev = np.vstack([np.full((1, data.n_assets), np.nan), diff[:-1]])
+    up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
+    as_signals = bf.from_signals(data, up, down, size=0.33, fee_rate=0.0005, slippage_bps=1)
+    assert from_file.summary()["trades"] > 10
+    _same(from_file, as_code)
+    _same(as_signals, as_code)
+    assert as_code.mode == "code" and as_code.strategy["parameters"] == {"fast": 20, "fraction": 0.33, "slow": 50}
+
+
+class Flip(Strategy):
+    """Enter on a given set of bars, exit on another: a stand-in for any signal stream."""
+
+    entries: tuple = ()
+    exits: tuple = ()
+
+    def next(self):
+        if self.bar in self.entries and not self.position:
+            self.buy(0.5)
+        elif self.bar in self.exits and self.position:
+            self.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.booleans(), min_size=60, max_size=60), st.lists(st.booleans(), min_size=60, max_size=60))
+def test_random_signal_streams_match_from_signals(entries, exits):
+    data = bf.synth(n_assets=1, years=0.3, seed=3)
+    n = data.n_bars
+    e = np.array((entries * 3)[:n]) & ~np.array((exits * 3)[:n])
+    x = np.array((exits * 3)[:n]) & ~e
+    cls = type("Stream", (Flip,), {"entries": frozenset(np.flatnonzero(e)), "exits": frozenset(np.flatnonzero(x))})
+    # from_signals: an entry while flat, an exit while long (what Flip does)
+    signals = bf.from_signals(data, e, x, size=0.5, fee_rate=0.001)
+    _same(signals, backtest(data, cls, fee_rate=0.001))
+
+
+def test_next_cannot_read_the_next_bar():
+    seen = []
+
+    class Peek(Strategy):
+        def next(self):
+            seen.append(len(self.data.close))
+            self.data.close[self.bar + 1]
+
+    data = bf.synth(n_assets=1, years=0.2, seed=1)
+    with pytest.raises(StrategyError, match=r"Peek.next\(\) raised IndexError at bar 0 \(.*test_code.py:\d+\)"):
+        backtest(data, Peek)
+    assert seen == [1]
+
+
+def test_indicators_are_truncated_and_read_only():
+    checked = []
+
+    class Look(Strategy):
+        def init(self):
+            self.m = self.I(sma, self.data.close, self.data.timestamps, 3)
+            assert len(self.m) == len(self.data.close)  # init sees the whole history
+
+        def next(self):
+            assert len(self.m) == self.bar + 1 == len(self.data.close)
+            with pytest.raises(ValueError):
+                self.data.close.values[0] = 1.0
+            checked.append(self.bar)
+
+    backtest(bf.synth(n_assets=1, years=0.1, seed=2), Look)
+    assert checked and checked[-1] == len(checked) - 1
+
+
+def test_hooks_see_fills_and_order_events():
+    fills, events = [], []
+
+    class Hooked(Strategy):
+        def next(self):
+            if self.bar == 1:
+                self.buy(10, size_type="units", stop_loss=0.5)
+            if self.bar == 5:
+                self.close()
+
+        def on_fill(self, fill):
+            fills.append((fill.bar, fill.qty, fill.role))
+
+        def on_order(self, order):
+            events.append(order.event)
+
+    result = backtest(bf.synth(n_assets=1, years=0.1, seed=2), Hooked)
+    assert fills == [(2, 10.0, "entry"), (6, -10.0, "exit")]
+    assert events[:2] == ["submitted", "filled"] and "cancelled" in events  # the stop went with the position
+    assert result.fills.height == 2
+
+
+def test_impossible_orders_are_rejected_records():
+    class Bad(Strategy):
+        def next(self):
+            if self.bar == 0:
+                self.buy(1.0, limit=-5.0)
+
+    result = backtest(bf.synth(n_assets=1, years=0.1, seed=2), Bad)
+    assert result.orders["status"].to_list() == ["rejected"] and result.orders["reason"].to_list() == ["invalid_price"]
+
+
+def test_parameters_and_options(sma_example):
+    _, data = sma_example
+    with pytest.raises(bf.ConfigError, match="unknown option 'fee_rat'"):
+        backtest(data, SmaCrossEverywhere, fee_rat=0.1)
+    with pytest.raises(bf.ConfigError, match="parameter 'fast'"):
+        backtest(data, SmaCrossEverywhere, fast="ten")
+    short = backtest(data, SmaCrossEverywhere, fast=5, slow=15)
+    assert short.strategy["parameters"]["fast"] == 5 and short.summary()["trades"] > 0
+    with pytest.raises(bf.ConfigError, match="expected a Strategy subclass"):
+        backtest(data, object)
+
+
+def test_strategy_files(tmp_path):
+    good = tmp_path / "mine.py"
+    good.write_text("import backforge as bf\nclass Mine(bf.Strategy):\n    window = 3\n")
+    assert load_strategy_class(good).__name__ == "Mine"
+    two = tmp_path / "two.py"
+    two.write_text("from backforge import Strategy\nclass A(Strategy): pass\nclass B(Strategy): pass\n")
+    with pytest.raises(bf.ConfigError, match="several strategies"):
+        load_strategy_class(two)
+    assert load_strategy_class(two, "B").__name__ == "B"
+    none = tmp_path / "none.py"
+    none.write_text("x = 1\n")
+    with pytest.raises(bf.ConfigError, match="defines no Strategy subclass"):
+        load_strategy_class(none)
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\nraise RuntimeError('boom')\n")
+    with pytest.raises(bf.ConfigError, match=r"does not import: RuntimeError \(broken.py:2\): boom"):
+        load_strategy_class(broken)

@@ -486,6 +486,9 @@ class AlpacaFeed(Feed):
     def connect(self) -> None:
         if self._stream is not None:
             return
+        if (self._amount, self._unit) != (1, "Min"):
+            raise BrokerError(f"alpaca streams minute bars only; a live {self._amount}{self._unit} feed is not "
+                              "supported (use 1Min; history() serves any timeframe)", kind="final")
         self._stream = _DataStream(self._key.reveal(), self._secret.reveal(), url_override=self._stream_url,
                                    on_connect=self._on_connect, reconnect_delay=self._reconnect_delay)
         self._stream.subscribe_bars(self._on_bar, *self.symbols)

@@ -250,6 +250,27 @@ class SessionStore:
         finally:
             self.conn.execute("PRAGMA synchronous=NORMAL")
 
+    def write_intents(self, intents: list[OrderIntent]) -> list[bool]:
+        """:meth:`write_intent` for the orders of one bar in one durable transaction (one fsync for all)."""
+        if not intents:
+            return []
+        self.conn.execute("PRAGMA synchronous=FULL")
+        fresh = []
+        try:
+            with self.transaction():
+                for intent in intents:
+                    cur = self.conn.execute(
+                        "INSERT OR IGNORE INTO orders (client_order_id, bar, ts_ns, strategy, leg, engine_id, symbol, side,"
+                        " qty, order_type, limit_price, stop_price, request, status, created_wall_ns, updated_wall_ns)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (intent.client_order_id, intent.bar, intent.ts_ns, intent.strategy, intent.leg, intent.engine_id,
+                         intent.symbol, intent.side, intent.qty, intent.order_type, intent.limit_price, intent.stop_price,
+                         intent.request, intent.status, _now(), _now()))
+                    fresh.append(cur.rowcount == 1)
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        return fresh
+
     def mark_sent(self, client_order_id: str) -> None:
         with self.transaction():
             self.conn.execute("UPDATE orders SET sends = sends + 1, updated_wall_ns = ? WHERE client_order_id = ?",

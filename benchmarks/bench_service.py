@@ -122,13 +122,19 @@ def fill_thousand(folder: Path, run_id: str) -> None:
     runs = folder / "runs"
     for i in range(1000 - len(list(runs.iterdir()))):
         shutil.copytree(runs / run_id, runs / f"copy-{i:04d}")
+    import json
+    import uuid
+
+    from backforge.service.store import jobs_table
+
     store = JobStore(f"sqlite:///{folder / 'service.db'}")
-    for i in range(1000):
-        job = store.create("backtest", {"strategy": DEMO})
-        claimed = store.claim("bench")
-        store.start(claimed.id, "bench")
-        store.finish(claimed.id, "bench", {"run": f"copy-{i % 999:04d}"})
-        assert job.id
+    now = time.time()
+    rows = [{"id": uuid.uuid4().hex[:16], "kind": "backtest", "state": "done", "config": json.dumps({"strategy": DEMO}),
+             "created": now - i, "updated": now - i, "started": now - i, "finished": now - i, "attempts": 1,
+             "max_attempts": 2, "worker": "bench", "heartbeat": now - i, "progress": 1.0, "eta": 0.0, "message": "done",
+             "result": json.dumps({"run": f"copy-{i % 999:04d}"}), "error": None} for i in range(1000)]
+    with store.engine.begin() as conn:  # finished jobs written directly (the running workers must not claim them)
+        conn.execute(jobs_table.insert(), rows)
     store.close()
 
 

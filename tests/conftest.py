@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 
 def shared_data_path() -> Path:
-    """Folder of the shared reference data: ``$BACKFORGE_SHARED_DATA`` or ``<repo>/../shared/data``."""
-    override = os.environ.get("BACKFORGE_SHARED_DATA")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    """Folder of the shared reference data: ``$BACKFORGE_SHARED_DATA`` or ``<repo>/../shared/data`` (resolved by the
+    function that resolves the data paths of strategy files)."""
+    from backforge.data.paths import resolve_data_path
+
+    return resolve_data_path("${BACKFORGE_SHARED_DATA:-../shared/data}", base=Path(__file__).resolve().parents[1])
 
 
 @pytest.fixture(scope="session")

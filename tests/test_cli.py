@@ -94,8 +94,6 @@ def test_every_cli_shares_one_friendly_errors():
 
 
 def test_file_errors_are_one_line_in_the_data_cli(tmp_path):
-    result = runner.invoke(app, ["data", "sql", "SELECT 1 AS x", "--output", str(tmp_path / "f" / "x.csv" / "y.csv"),
-                                 "--catalog", str(tmp_path / "cat")])
     (tmp_path / "f").write_text("a file, not a folder")
     result = runner.invoke(app, ["data", "sql", "SELECT 1 AS x", "--output", str(tmp_path / "f" / "x.csv"),
                                  "--catalog", str(tmp_path / "cat")])

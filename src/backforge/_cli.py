@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import typer
 import typer.core
 
+from backforge._paths import check_output_file, check_output_folder
 from backforge._secrets import redact
-from backforge.errors import BackforgeError, ConfigError
+from backforge.errors import BackforgeError
 
 __all__ = ["friendly_errors", "error_line", "OneLineErrorsGroup", "check_output_folder", "check_output_file"]
 
@@ -120,95 +118,3 @@ def _usage_message(exc: Exception) -> str:
     if ctx is not None:
         return f"{message} (see '{ctx.command_path} --help')"
     return f"{message} (see --help)"
-
-
-# ---------------------------------------------------------------------- output locations
-
-def _existing_ancestor(path: Path, option: str) -> Path:
-    """The nearest part of ``path`` that exists (``path`` itself included); refuses files and symlink loops."""
-    current = path
-    while True:
-        try:
-            os.stat(current)
-        except FileNotFoundError:
-            if os.path.islink(current):
-                raise ConfigError(f"{option} is a broken symbolic link", path=str(current), field=option) from None
-            parent = current.parent
-            if parent == current:
-                return current
-            current = parent
-            continue
-        except NotADirectoryError:
-            current = current.parent
-            continue
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ConfigError(f"{option} is a symbolic link loop", path=str(current), field=option) from None
-            raise ConfigError(f"{option} cannot be used: {exc.strerror}", path=str(current), field=option) from None
-        if current != path and not current.is_dir():
-            raise ConfigError(f"{option} lies under a file, not a folder", path=str(current), field=option)
-        return current
-
-
-def _probe_writable(folder: Path, option: str, target: Path) -> None:
-    try:
-        fd, name = tempfile.mkstemp(prefix=".backforge-write-test-", dir=folder)
-    except OSError as exc:
-        reason = {errno.EROFS: "it is on a read-only file system", errno.EACCES: "permission denied",
-                  errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full"}.get(exc.errno or 0, exc.strerror)
-        where = "" if folder == target else f" (in {folder})"
-        raise ConfigError(f"{option} cannot be written{where}: {reason}", path=str(target), field=option) from None
-    os.close(fd)
-    os.unlink(name)
-
-
-def check_output_folder(path: str | os.PathLike[str], *, option: str = "--out") -> Path:
-    """Refuse an output folder that exists as a file, is a symlink loop, or cannot be written; return it.
-
-    Nothing is created: the nearest existing folder is probed with a temporary file.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> check_output_folder(folder / "runs") == folder / "runs"
-    True
-    >>> (folder / "file").write_text("x")
-    1
-    >>> try:
-    ...     check_output_folder(folder / "file")
-    ... except ConfigError as exc:
-    ...     print(exc.message)
-    --out exists and is a file, not a folder
-    """
-    target = Path(path)
-    existing = _existing_ancestor(target, option)
-    if existing == target and not target.is_dir():
-        raise ConfigError(f"{option} exists and is a file, not a folder", path=str(target), field=option)
-    _probe_writable(existing, option, target)
-    return target
-
-
-def check_output_file(path: str | os.PathLike[str], *, option: str = "--output") -> Path:
-    """Refuse an output file that is a folder, a symlink loop, or in a folder that cannot be written; return it.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> check_output_file(folder / "out.csv") == folder / "out.csv"
-    True
-    >>> try:
-    ...     check_output_file(folder)
-    ... except ConfigError as exc:
-    ...     print(exc.message)
-    --output is a folder; give a file name
-    """
-    target = Path(path)
-    existing = _existing_ancestor(target, option)
-    if existing == target:
-        if target.is_dir():
-            raise ConfigError(f"{option} is a folder; give a file name", path=str(target), field=option)
-        existing = target.parent
-    _probe_writable(existing, option, target)
-    return target

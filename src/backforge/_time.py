@@ -11,7 +11,7 @@ import numpy as np
 
 from backforge.errors import ConfigError
 
-__all__ = ["NS_PER", "parse_duration", "format_duration", "to_ns", "median_bar_ns", "periods_per_year"]
+__all__ = ["NS_PER", "parse_duration", "format_duration", "format_ns", "to_ns", "median_bar_ns", "periods_per_year"]
 
 NS_PER = {
     "ns": 1,
@@ -63,6 +63,45 @@ def parse_duration(text: str) -> int:
     if ns <= 0:
         raise ConfigError(f"duration must be > 0, got {text!r}", field="duration")
     return ns
+
+
+_EPOCH = None
+
+
+def format_ns(ns: int, precision: str = "auto", *, offset: bool = True) -> str:
+    """Text of an int64 ns UTC timestamp, computed exactly from the integer (no float, no pandas).
+
+    ``precision``: ``"auto"`` gives seconds, plus the fraction when there is one (6 digits for whole
+    microseconds, else 9) — the text ``str(pandas.Timestamp(ns, tz="UTC"))`` prints; ``"second"``,
+    ``"minute"`` and ``"day"`` cut it there. ``offset`` appends ``+00:00`` (not with ``"day"``).
+
+    Examples
+    --------
+    >>> format_ns(1_577_923_200_000_000_000)
+    '2020-01-02 00:00:00+00:00'
+    >>> format_ns(60, offset=False)
+    '1970-01-01 00:00:00.000000060'
+    >>> format_ns(1_577_923_260_500_000_000, "minute", offset=False), format_ns(0, "day")
+    ('2020-01-02 00:01', '1970-01-01')
+    """
+    import datetime as dt
+
+    global _EPOCH
+    if _EPOCH is None:
+        _EPOCH = dt.datetime(1970, 1, 1)
+    seconds, fraction = divmod(int(ns), 1_000_000_000)
+    moment = _EPOCH + dt.timedelta(seconds=seconds)
+    if precision == "day":
+        return moment.strftime("%Y-%m-%d")
+    if precision == "minute":
+        text = moment.strftime("%Y-%m-%d %H:%M")
+    else:
+        text = moment.strftime("%Y-%m-%d %H:%M:%S")
+        if precision == "auto" and fraction:
+            text += f".{fraction // 1000:06d}" if fraction % 1000 == 0 else f".{fraction:09d}"
+        elif precision not in ("auto", "second"):
+            raise ConfigError(f"precision must be auto, second, minute or day, got {precision!r}", field="precision")
+    return text + "+00:00" if offset else text
 
 
 def format_duration(ns: int) -> str:

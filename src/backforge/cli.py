@@ -114,6 +114,13 @@ def demo(
 
     if fast >= slow:
         raise BackforgeError(f"--fast ({fast}) must be smaller than --slow ({slow})", field="fast")
+    check_output_folder(out, option="--out")
+    from backforge._resources import require_memory
+    from backforge.data.synth import bar_count
+
+    cells = float(bar_count(years, bar)) * assets
+    require_memory(cells * 8 * 14, what=f"the demo on {years:g} years of {bar} bars × {assets} assets ({cells:,.0f} bars)",
+                   hint="use fewer assets or years, or a longer bar", field="assets")  # data, indicators, signals, results
     data = synth(n_assets=assets, years=years, bar=bar, seed=seed)
     console.print(f"[dim]data:[/] {data!r}")
     from backforge.strategy.indicators import sma
@@ -183,6 +190,7 @@ def run(
     from backforge.engine.config import config_hash
     from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
 
+    check_output_folder(out, option="--out")
     portfolio = _load(strategy)
     market = load_data(portfolio, base=strategy.parent, override=data or None)
     compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end)
@@ -196,10 +204,10 @@ def run(
     run_id = config_hash(portfolio, extra={"data": market.fingerprint(), "start": start, "end": end})
     result.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
                           "start": start, "end": end}
-    folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}")
+    folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}", report=report, title=portfolio.name)
     console.print(f"[green]saved run:[/] {folder}")
-    if report:
-        path = result.write_html(folder / "report.html", title=portfolio.name)
+    if report:  # written inside the folder before it was swapped in: concurrent runs never collide
+        path = folder / "report.html"
         console.print(f"[green]report:[/] {path} [dim]({path.stat().st_size / 1e6:.1f} MB)[/]")
 
 
@@ -234,6 +242,7 @@ def report(
     """Write the HTML tear sheet of a saved run (one self-contained file that works offline); print its path."""
     from backforge.results.result import load_result
 
+    check_output_file(output or run_folder / "report.html", option="--output")
     run = load_result(run_folder)
     t0 = time.perf_counter()
     path = run.write_html(output or run_folder / "report.html", benchmark=benchmark, risk_free=risk_free, title=title)
@@ -270,6 +279,61 @@ def compare(
                  for v in values]
         table.add_row(label, *cells)
     console.print(table)
+
+
+_MC_METHODS = {"reshuffle": "reshuffle", "bootstrap": "bootstrap", "block": "block_bootstrap",
+               "block_bootstrap": "block_bootstrap"}
+
+
+@app.command()
+@friendly_errors
+def montecarlo(
+    run_folder: Path = typer.Argument(..., help="A saved run folder (from `backforge run`, `demo` or `optimize`)."),
+    method: str = typer.Option("reshuffle", help="reshuffle | bootstrap (closed trades) | block (per-bar returns, "
+                                                 "stationary block bootstrap)."),
+    n: int = typer.Option(2000, "--n", min=1, max=1_000_000, help="Number of simulated paths."),
+    seed: int = typer.Option(0, min=0, max=2**63 - 1, help="Random seed (same seed, same paths)."),
+    ruin: float = typer.Option(0.5, help="Drawdown counted as ruin, a fraction in (0, 1] (0.5 = half the peak)."),
+    block_length: Optional[float] = typer.Option(None, help="Mean block length in bars for --method block "
+                                                             "(default: Politis-White)."),
+) -> None:
+    """Monte Carlo of a saved run: the distribution of final equity, drawdown and Sharpe, probability of ruin;
+    saved beside the run (montecarlo.json, montecarlo_bands.parquet) for the report's fan chart."""
+    from backforge.research.montecarlo import monte_carlo
+    from backforge.results.result import load_result
+    from backforge.results.montecarlo_io import save_monte_carlo
+
+    if method not in _MC_METHODS:
+        from backforge.errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"unknown method {method!r}: use reshuffle, bootstrap or block{did_you_mean(method, _MC_METHODS)}",
+                          field="method")
+    run = load_result(run_folder)
+    started = time.perf_counter()
+    mc = monte_carlo(run, method=_MC_METHODS[method], n_simulations=n, seed=seed, ruin_drawdown=ruin,
+                     block_length=block_length)
+    summary = save_monte_carlo(run_folder, mc)
+    steps = "trades" if mc.block_length is None else "bars"
+    table = Table(title=f"Monte Carlo: {mc.n_simulations:,} paths of {mc.n_steps:,} {steps} ({mc.method}, seed "
+                        f"{mc.seed}, {time.perf_counter() - started:.2f} s)", title_justify="left")
+    levels = [k for k in summary["final_equity"] if k.startswith("p")]
+    table.add_column("statistic", style="bold")
+    for level in levels:
+        table.add_column(level, justify="right")
+    table.add_column("this run", justify="right")
+    table.add_column("its percentile", justify="right")
+    start = mc.initial_equity
+    rows = [("total return", "final_equity", lambda v: f"{v / start - 1.0:.1%}"),
+            ("max drawdown", "max_drawdown", lambda v: f"{v:.1%}"),
+            ("Sharpe", "sharpe", lambda v: f"{v:.2f}")]
+    for label, key, show in rows:
+        stats = summary[key]
+        table.add_row(label, *(show(stats[level]) for level in levels), show(summary["original"][key]),
+                      f"{summary['original_percentile'][key]:.0%}")
+    console.print(table)
+    console.print(f"probability of loss: {summary['probability_of_loss']:.1%}   probability of ruin "
+                  f"(a {ruin:.0%} drawdown): {summary['probability_of_ruin']:.1%}")
+    console.print(f"[green]saved:[/] {run_folder / 'montecarlo.json'} (the report draws the fan chart from it)")
 
 
 def _mount_optional_apps() -> None:

@@ -84,5 +84,23 @@ def main(path: str) -> None:
                           "stderr": err.read().decode(errors="replace")}), flush=True)
 
 
+def run_fresh(cases: list[dict], cwd, *, prefix: tuple[str, ...] = ()) -> list[dict]:
+    """Run ``cases`` through this driver in a new interpreter (optionally under a command ``prefix``)."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    spec = Path(cwd) / f"cases-{os.getpid()}-{time.monotonic_ns()}.json"
+    spec.write_text(json.dumps(cases))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1] / "src"), str(here)]), "COLUMNS": "200"}
+    proc = subprocess.run([*prefix, sys.executable, str(here / "_fresh.py"), str(spec)], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=cwd)
+    spec.unlink()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == len(cases), proc.stdout + proc.stderr
+    return results
+
+
 if __name__ == "__main__":
     main(sys.argv[1])

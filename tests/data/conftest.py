@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 
 def _shared_data() -> Path:
-    override = os.environ.get("BACKFORGE_SHARED_DATA")
-    return Path(override) if override else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    from backforge.data.paths import resolve_data_path
+
+    return resolve_data_path("${BACKFORGE_SHARED_DATA:-../shared/data}", base=Path(__file__).resolve().parents[2])
 
 
 SHARED = _shared_data()

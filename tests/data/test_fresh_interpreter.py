@@ -43,16 +43,9 @@ strategies:
 
 
 def run_fresh(cases: list[dict], tmp_path: Path) -> list[dict]:
-    """Run the cases through the fork-per-case driver in a new interpreter."""
-    spec = tmp_path / "cases.json"
-    spec.write_text(json.dumps(cases))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(HERE)]), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, str(HERE / "_fresh.py"), str(spec)], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == len(cases), proc.stdout + proc.stderr
-    return results
+    from _fresh import run_fresh as run
+
+    return run(cases, tmp_path)
 
 
 def _case(kind: str, entry: str, name: str, tmp_path: Path) -> dict:

@@ -235,9 +235,10 @@ def test_ioc_that_does_not_cross_expires_and_gtc_rests():
 
 
 def test_book_moving_through_a_resting_order_fills_it_at_its_price():
-    # our sell rests at 102; the best bid jumps to 103 (a buyer crossed): filled at 102 as maker
+    # our sell rests at 102 behind 1 lot; a buyer sweeps the 102 level and bids 103 (the feed shows the
+    # level gone and the new bid, no trade row): the book moved through our order, filled at 102 as maker
     data = stream(*book(asks=((101.0, 1.0), (102.0, 1.0))), (100, K.DEPTH, SELL, 101.0, 0.0),
-                  (200, K.DEPTH, BUY, 103.0, 1.0))
+                  (200, K.DEPTH, SELL, 102.0, 0.0), (200, K.DEPTH, BUY, 103.0, 1.0))
     sim = sim_for(data, maker_fee=-0.0001)
     api.elapse(sim, 0)
     api.submit_sell_order(sim, 1, 102.0, 1.0, api.GTC, api.LIMIT)
@@ -247,8 +248,7 @@ def test_book_moving_through_a_resting_order_fills_it_at_its_price():
     # negative maker fee = rebate: cash grows by the price plus 0.01 %
     assert sim.floats[c.F_CASH] - cash == pytest.approx(102.0 * 1.0001)
     assert sim.fills[0]["fee"] == pytest.approx(-0.0102)
-    # the crossing level removed the asks it crossed: the book is not crossed
-    assert sim.ints[c.I_XBA] > sim.ints[c.I_XBB]
+    assert sim.ints[c.I_XBA] > sim.ints[c.I_XBB]  # not crossed
 
 
 # ----------------------------------------------------------------------------------- cancel / modify

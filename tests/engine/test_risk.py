@@ -630,3 +630,42 @@ def test_property_sizing_never_uses_data_after_the_decision_bar(seed, mode, cut)
     mine = base.orders.filter((pl.col("role") == "entry") & (pl.col("created_bar") <= cut))
     theirs = other.orders.filter((pl.col("role") == "entry") & (pl.col("created_bar") <= cut))
     assert mine["size"].to_list() == theirs["size"].to_list()
+
+
+def test_brackets_still_protect_positions_while_halted() -> None:
+    n = 8
+    b = bars(n)
+    b["low"][2] = b["close"][2] = 85.0  # 15 % drawdown on the whole account: halt (manual)
+    b["open"][3:] = b["high"][3:] = b["close"][3:] = 85.0
+    b["low"][3] = 85.0
+    b["low"][4:] = 79.0  # the 20 % stop-loss (80) fills on bar 4, during the halt
+    b["close"][4:] = 79.5
+    b["open"][4:] = 84.0
+    held = np.ones((n, 1), dtype=bool)
+    r = bf.from_signals(market(b), held, stop_loss=0.2, risk={"max_drawdown": 0.1, "resume": "manual"})
+    stop = r.orders.filter(pl.col("role") == "stop_loss").row(0, named=True)
+    assert (stop["status"], stop["fill_bar"], stop["fill_price"]) == ("filled", 4, 80.0)
+    assert entries_of(r)["created_bar"].to_list() == [0]  # the signal stays on; no re-entry while halted
+    assert r.risk_events["event"].to_list() == ["halted", "blocked"]
+    assert r.risk_events["bar"].to_list() == [2, 4]
+
+
+def test_bar_by_bar_driver_applies_the_same_risk_rules_as_the_batch() -> None:
+    """The live runner's circuit breakers are the backtest's: stepping bars through `Simulator` with
+    risk rules equals `from_signals` bit for bit, risk events included."""
+    data = bf.synth(n_assets=3, years=2, bar="1d", seed=11)
+    rng = np.random.default_rng(4)
+    le, lx, se = (rng.random(data.close.shape) < p for p in (0.1, 0.08, 0.04))
+    risk = {"max_weight": 0.3, "max_gross": 0.8, "max_drawdown": 0.08, "losing_streak": {"losses": 2, "multiplier": 0.5},
+            "daily_loss_limit": 0.02, "max_positions": 2, "cooldown": 2}
+    options = dict(size=0.35, stop_loss=0.03, fee_rate=0.001, capacity=16)
+    batch = bf.from_signals(data, le, lx, se, risk=risk, **{k_: v for k_, v in options.items() if k_ != "capacity"})
+    sim = bf.Simulator(data.assets, risk=risk, **options)
+    for t in range(data.n_bars):
+        sim.on_bar(int(data.timestamps[t]), open=data.open[t], high=data.high[t], low=data.low[t], close=data.close[t])
+        sim.signals(le[t], lx[t], se[t])
+    live = sim.result()
+    assert np.array_equal(batch.equity_values, live.equity_values)
+    for table in ("fills", "orders", "order_log", "trades", "risk_events"):
+        assert getattr(batch, table).equals(getattr(live, table)), table
+    assert set(batch.risk_events["event"]) >= {"halted", "blocked", "scaled"}

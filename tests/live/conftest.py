@@ -18,6 +18,18 @@ def track(thing):
     return thing
 
 
+def close_made() -> None:
+    while MADE:
+        MADE.pop().close()
+
+
+@pytest.fixture(autouse=True)
+def _close_everything():
+    """Close every broker and feed the test built (their sockets and stream threads)."""
+    yield
+    close_made()
+
+
 def collect(broker, until, timeout: float = 5.0) -> list:
     """Poll ``broker`` until ``until(items)`` holds for the items gathered so far (bounded by ``timeout``)."""
     items: list = []
@@ -34,6 +46,7 @@ def alpaca_venue():
     from fakes import alpaca_fake
     server, venue = alpaca_fake.start()
     yield server, venue
+    close_made()  # brokers first: a stream must not reconnect to a stopped venue
     server.stop()
 
 
@@ -42,6 +55,7 @@ def ccxt_venue():
     from fakes import binance_fake
     server, venue = binance_fake.start()
     yield server, venue
+    close_made()  # brokers first: a stream must not reconnect to a stopped venue
     server.stop()
 
 
@@ -50,4 +64,5 @@ def oanda_venue():
     from fakes import oanda_fake
     server, venue = oanda_fake.start()
     yield server, venue
+    close_made()
     server.stop()

@@ -10,7 +10,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.alpaca import AlpacaBroker, AlpacaFeed
-from conftest import FAST_RETRY, MADE, collect, track
+from conftest import FAST_RETRY, collect, track
 from fakes.alpaca_fake import KEY, SECRET, T0, run
 
 
@@ -19,13 +19,6 @@ def make_broker(server, **kwargs) -> AlpacaBroker:
                    timeout=1.0, retry=FAST_RETRY, reconnect_delay=0.1, config_path="/nonexistent.toml")
     options.update(kwargs)
     return track(AlpacaBroker(**options))
-
-
-@pytest.fixture(autouse=True)
-def _close_everything():
-    yield
-    while MADE:
-        MADE.pop().close()
 
 
 def fills_of(items):

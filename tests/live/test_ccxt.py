@@ -11,7 +11,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.ccxt_venue import CcxtBroker, CcxtFeed
-from conftest import FAST_RETRY, MADE, collect, track
+from conftest import FAST_RETRY, collect, track
 from fakes.binance_fake import KEY, SECRET, T0_MS, run, wait_for
 
 
@@ -20,13 +20,6 @@ def make_broker(server, **kwargs) -> CcxtBroker:
                    retry=FAST_RETRY, reconnect_delay=0.1, config_path="/nonexistent.toml", rate_limit_ms=1)
     options.update(kwargs)
     return track(CcxtBroker("binance", **options))
-
-
-@pytest.fixture(autouse=True)
-def _close_everything():
-    yield
-    while MADE:
-        MADE.pop().close()
 
 
 def fills_of(items):

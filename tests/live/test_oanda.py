@@ -10,7 +10,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.oanda import OandaBroker, OandaFeed
-from conftest import FAST_RETRY, MADE, collect, track
+from conftest import FAST_RETRY, collect, track
 from fakes.oanda_fake import ACCOUNT, T0, TOKEN, candle, drop_streams, on_loop
 
 
@@ -19,13 +19,6 @@ def make_broker(server, **kwargs) -> OandaBroker:
                    retry=FAST_RETRY, reconnect_delay=0.1, heartbeat_timeout=1.0, config_path="/nonexistent.toml")
     options.update(kwargs)
     return track(OandaBroker(**options))
-
-
-@pytest.fixture(autouse=True)
-def _close_everything():
-    yield
-    while MADE:
-        MADE.pop().close()
 
 
 def fills_of(items):

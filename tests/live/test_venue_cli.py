@@ -87,8 +87,44 @@ def test_unknown_symbol_and_wrong_keys_exit_2(strategy_file, alpaca_keys, alpaca
     assert server.count("GET", "/v2/account") == before + 1
 
 
-def test_without_check_reports_the_missing_runner(strategy_file, alpaca_keys, alpaca_venue):
-    server, _ = alpaca_venue
-    result = runner.invoke(app, ["live", str(strategy_file), "--broker", "alpaca", "--rest-url", server.url,
-                                 "--stream-url", server.ws_url + "/stream"])
-    assert result.exit_code == 2 and "runner" in result.output
+def test_live_session_through_the_command(tmp_path, oanda_venue, monkeypatch):
+    import threading
+    import time
+
+    from backforge.live.session import session_tables
+    from fakes.oanda_fake import ACCOUNT, TOKEN, candle
+
+    server, venue = oanda_venue
+    minute = 60_000_000_000
+    now = (time.time_ns() // minute - 10) * minute
+    venue.candles["EUR_USD"] = [candle(now + i * minute, (1.09,) * 4, (1.0902,) * 4) for i in range(5)]
+    monkeypatch.setenv("OANDA_API_TOKEN", TOKEN)
+    monkeypatch.setenv("OANDA_ACCOUNT_ID", ACCOUNT)
+    path = tmp_path / "fx.yaml"
+    path.write_text("""
+name: fx-live
+universe: [EUR_USD]
+strategies:
+  - name: breakout
+    condition: {lhs: close, op: crosses_above, rhs: 1.1}
+    action: {buy: {allocation: {units: 1000}}}
+data: {source: synthetic}
+""")
+    folder = tmp_path / "state"
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=runner.invoke(app, [
+        "live", str(path), "--broker", "oanda", "--bar", "1min", "--warmup", "20", "--max-bars", "1",
+        "--state", str(folder), "--rest-url", server.url, "--stream-url", server.url])), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not ((folder / "events.jsonl").is_file() and "session_started" in (folder / "events.jsonl").read_text()):
+        assert time.monotonic() < deadline and thread.is_alive(), result.get("r") and result["r"].output
+        time.sleep(0.05)
+    venue.candles["EUR_USD"].append(candle(now + 5 * minute, (1.0995, 1.101, 1.099, 1.1005), (1.0997, 1.1012, 1.0992, 1.1007)))
+    thread.join(20)
+    out = result["r"]
+    assert out.exit_code == 0, out.output
+    assert "fx-live on oanda (paper/testnet)" in out.output and "bars 1" in out.output and TOKEN not in out.output
+    (order,) = venue.orders.values()
+    assert order["units"] == "1000" and order["clientExtensions"]["id"].startswith("fx-live-")
+    assert session_tables(folder)["orders"].height == 1

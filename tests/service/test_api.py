@@ -84,6 +84,8 @@ def test_bad_bodies_are_clear_4xx_answers(client):
     assert missing_data.status_code == 422
     assert missing_data.json()["detail"][0]["loc"] == ["body", "strategy", "universe", 0]
     assert "'AAA' is not in the catalog" in missing_data.json()["detail"][0]["msg"]
+    huge = client.post("/api/jobs", json={"kind": "backtest", "strategy": QUICK.replace("years: 2", "years: 5000, bar: 1min")})
+    assert huge.status_code == 422 and huge.json()["detail"][0]["loc"] == ["body", "strategy", "data", "years"]
     no_params = client.post("/api/jobs", json={"kind": "optimize", "strategy": QUICK})
     assert no_params.status_code == 422 and "declares no parameters" in no_params.json()["detail"][0]["msg"]
     no_run = client.post("/api/jobs", json={"kind": "judge", "run": "nope"})
@@ -128,6 +130,7 @@ def test_run_ids_cannot_leave_the_runs_folder(client):
 
 
 def test_filters_with_sql_metacharacters_are_parameters(client):
+    submit(client, kind="backtest", strategy=QUICK)
     submit(client, kind="backtest", strategy=QUICK)
     total = client.get("/api/jobs").json()["total"]
     for hostile in ("backtest' OR '1'='1", "x'; DROP TABLE bf_jobs; --", "\" OR 1=1 --", "%", "_"):
@@ -176,6 +179,14 @@ def test_a_saved_run_opens_with_the_library_and_its_report_is_served(service, cl
     report = client.get(f"/api/runs/{run_id}/report", timeout=120)
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "plotly" in report.text.lower() and (service.root / "runs" / run_id / "report.html").is_file()
+
+
+def test_a_run_without_trades_is_done_not_failed(client):
+    silent = "name: silent\nuniverse: [AAA]\ndata: {years: 1}\nstrategies:\n  - name: watch\n    action: {alert: {}}\n"
+    job = wait_for(client, submit(client, kind="backtest", strategy=silent)["id"])
+    assert job["state"] == "done", job["error"]
+    assert job["result"]["summary"]["trades"] == 0
+    assert client.get(f"/api/runs/{job['result']['run']}").status_code == 200
 
 
 def test_cancel_in_every_state(client):

@@ -66,8 +66,7 @@ def test_submit_watch_open_report_compare_in_chromium(chromium_path, tmp_path):
             run_ids = []
             for seed in (3, 4):
                 page.fill("#strategy", QUICK.replace("seed: 3", f"seed: {seed}"))
-                page.wait_for_selector("#validation .ok")
-                assert "valid: quick" in page.inner_text("#validation")
+                page.wait_for_function("document.querySelector('#validation').textContent.startsWith('valid: quick')")
                 page.click("#submit")
                 page.wait_for_function("document.querySelector('#submit-status').textContent.startsWith('queued job')")
                 job_id = page.inner_text("#submit-status").split()[-1]
@@ -79,6 +78,9 @@ def test_submit_watch_open_report_compare_in_chromium(chromium_path, tmp_path):
             page.wait_for_selector("#validation .bad")
             assert "strategies[0].condition.lhs.window" in page.inner_text("#validation")
             errors[:] = [e for e in errors if "422" not in e]  # the inline validation answered 422, as it should
+            for run_id in run_ids:  # the list of saved runs follows the jobs without a reload
+                page.wait_for_selector(f"#runs a[href='/runs/{run_id}']")
+            assert page.inner_text("#runs-count") == "3"
             _not_blank(page.screenshot(path=str(shots / "index.png"), full_page=True))
 
             page.click(f"#jobs a[href='/runs/{run_ids[0]}']")
@@ -105,8 +107,9 @@ def test_submit_watch_open_report_compare_in_chromium(chromium_path, tmp_path):
             assert done["state"] == "done", done
             page.goto(server.url + f"/runs/{done['result']['run']}")
             page.wait_for_selector("#heatmap .main-svg")
+            page.wait_for_function("(document.querySelector('#heatmap .gtitle') || {}).textContent === 'sharpe by fast and slow'")
             page.select_option("#hm", "total_return")
-            page.wait_for_selector("#heatmap .main-svg")
+            page.wait_for_function("(document.querySelector('#heatmap .gtitle') || {}).textContent === 'total_return by fast and slow'")
             _not_blank(page.screenshot(path=str(shots / "heatmap.png"), full_page=True))
             browser.close()
         assert errors == []

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 import backforge as bf
 from backforge.cli import app
+from backforge.data.paths import resolve_data_path
 from backforge.strategy import indicators as ind
 from backforge.strategy.compiler import load_data, run_portfolio
 from backforge.strategy.schema import load_portfolio
@@ -33,16 +34,16 @@ from backforge.strategy.schema import load_portfolio
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DIR = ROOT / "examples"
 EXAMPLES = sorted(EXAMPLE_DIR.glob("*.yaml"))
-SHARED_FILES = ("../../shared/data/",)
+SHARED_DATA = resolve_data_path("${BACKFORGE_SHARED_DATA:-../../shared/data}", base=EXAMPLE_DIR)  # as the examples name it
 
 
 def _needs_shared_data(path: Path) -> bool:
-    return any(marker in path.read_text() for marker in SHARED_FILES)
+    return "BACKFORGE_SHARED_DATA" in path.read_text()
 
 
 def _skip_without_data(path: Path) -> None:
-    if _needs_shared_data(path) and not (ROOT.parent / "shared" / "data").is_dir():
-        pytest.skip("the shared data folder (../shared/data) is not present")
+    if _needs_shared_data(path) and not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder ({SHARED_DATA}) is not present; set BACKFORGE_SHARED_DATA")
 
 
 @lru_cache(maxsize=None)

@@ -68,6 +68,7 @@ _KIND_COLUMNS: dict[str, tuple[str, ...]] = {
 _PRICE = ("open", "high", "low", "close")
 _FORMAT_VERSION = 1
 _MAX_ALIGNED_FILES = 16
+_PENDING = ".pending"
 
 
 # ====================================================================== small public helpers
@@ -254,9 +255,14 @@ class Catalog:
         else:
             self.root = Path(text)
             self.uri = str(self.root)
-            if self.root.exists() and not self.root.is_dir():
+            try:
+                is_file = self.root.exists() and not self.root.is_dir()
+            except OSError as exc:  # a symbolic link loop, a path through a file...
+                raise DataError(f"catalog path cannot be used: {exc.strerror}", path=str(self.root)) from None
+            if is_file:
                 raise DataError("catalog path exists and is not a folder", path=str(self.root))
             self._store = ParquetStore(self.root, partition_rows=self.partition_rows)
+            self._store.sweep()
 
     def __repr__(self) -> str:
         return f"Catalog({self.uri!r}, backend={self.backend!r})"
@@ -401,6 +407,8 @@ class Catalog:
         from backforge.data.quality import apply_policy
 
         validate_symbol(symbol)
+        self.check_writable()  # before reading a large file
+        self._store.sweep()
         if ask is not None:
             fd = read_bid_ask(path, ask, delimiter=delimiter, time_format=time_format, timezone=timezone, bar=bar)
         else:
@@ -411,6 +419,19 @@ class Catalog:
                   "actions": [str(a) for a in quality.actions]}
         result = self.write(symbol, frame, kind=fd.kind, bar=bar or fd.bar, mode=mode, source=source)
         return ImportReport(symbol, result.bar, fd.kind, str(fd.path), fd.format, fd.rows, quality, result, fd.notes)
+
+    def check_writable(self) -> None:
+        """Raise a :class:`DataError` naming the catalog when it cannot be written (a read-only folder, a file or
+        a symbolic link loop in its place); nothing is created.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> Catalog(tempfile.mkdtemp()).check_writable()
+        """
+        checker = getattr(self._store, "_check_writable", None)
+        if checker is not None:
+            checker()
 
     def import_fundamentals(self, path: str | os.PathLike[str], *, mode: Literal["append", "replace"] = "append") -> int:
         """Read a fundamentals file (CSV, gzip CSV or Parquet) and store it; returns the rows stored.
@@ -708,12 +729,24 @@ class _Store:
     def clear_cache(self) -> int:
         return 0
 
+    def sweep(self) -> int:
+        """Remove what killed writers left behind (see :func:`_sweep_debris`); 0 when there is nothing to do."""
+        return 0
+
 
 class _Versioned:
-    """A folder whose content is published atomically as numbered versions behind a CURRENT file."""
+    """A folder whose content is published atomically as numbered versions behind a CURRENT file.
 
-    def __init__(self, path: Path) -> None:
+    With ``root``, each temporary version folder is announced by a marker in ``<root>/.pending`` (naming the
+    folder and the lock its writer holds) from before it is created until it is published or discarded, so
+    :func:`_sweep_debris` can find and remove the folder of a writer that was killed — without walking the
+    catalog, and without touching the folder of a writer that is still alive (it holds the lock).
+    """
+
+    def __init__(self, path: Path, *, root: Path | None = None) -> None:
         self.path = path
+        self.root = root
+        self._markers: dict[Path, Path] = {}
 
     def current(self) -> Path | None:
         try:
@@ -743,15 +776,35 @@ class _Versioned:
             shutil.rmtree(debris, ignore_errors=True)
         numbers = [int(p.name[1:]) for p in self.path.glob("v[0-9]*") if p.name[1:].isdigit()]
         name = f"v{max(numbers, default=0) + 1:06d}"
-        tmp = self.path / f".tmp-{uuid.uuid4().hex}"
+        token = uuid.uuid4().hex
+        tmp = self.path / f".tmp-{token}"
+        if self.root is not None:
+            pending = self.root / _PENDING
+            pending.mkdir(exist_ok=True)
+            marker = pending / token
+            marker.write_text(json.dumps({"tmp": str(tmp.relative_to(self.root)),
+                                          "lock": str((self.path / ".lock").relative_to(self.root)), "pid": os.getpid()}))
+            self._markers[tmp] = marker
         tmp.mkdir()
         return tmp, name
+
+    def discard(self, tmp: Path) -> None:
+        """Remove an unpublished temporary version (call under lock)."""
+        shutil.rmtree(tmp, ignore_errors=True)
+        self._forget(tmp)
+
+    def _forget(self, tmp: Path) -> None:
+        marker = self._markers.pop(tmp, None)
+        if marker is not None:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
 
     def publish(self, tmp: Path, name: str, *, keep: int = 2) -> None:
         for f in tmp.iterdir():
             _fsync_file(f)
         final = self.path / name
         _publish_step(tmp, final)
+        self._forget(tmp)
         _fsync_dir(self.path)
         pointer = self.path / f".CURRENT-{uuid.uuid4().hex}"
         with open(pointer, "w") as fh:
@@ -768,6 +821,85 @@ class _Versioned:
 def _publish_step(tmp: Path, final: Path) -> None:
     """Rename a finished temporary version into place (a separate function so tests can simulate crashes)."""
     os.rename(tmp, final)
+
+
+def _sweep_debris(root: Path) -> int:
+    """Remove what killed writers left behind; returns the number of items removed.
+
+    * temporary version folders announced in ``<root>/.pending`` whose writer no longer holds its lock
+      (the lock is taken without waiting: a live writer keeps its folder);
+    * folders in ``<root>/.trash`` (deleted series whose removal was interrupted; nothing refers to them);
+    * temporary aligned-cache files whose writing process is gone.
+    """
+    removed = 0
+    pending = root / _PENDING
+    try:
+        markers = list(os.scandir(pending))
+    except (FileNotFoundError, NotADirectoryError):
+        markers = []
+    for entry in markers:
+        marker = Path(entry.path)
+        try:
+            info = json.loads(marker.read_text())
+            tmp, lock = root / info["tmp"], root / info["lock"]
+        except (OSError, ValueError, KeyError, TypeError):  # being written right now, or damaged
+            if time.time() - entry.stat().st_mtime > 3600:
+                with contextlib.suppress(OSError):
+                    marker.unlink()
+            continue
+        if not tmp.name.startswith(".tmp-") or ".." in Path(info["tmp"]).parts or ".." in Path(info["lock"]).parts:
+            continue  # never remove anything a marker did not create
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None  # no lock file: no writer can be holding it
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                import fcntl
+
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a live writer of this series: its folder (or its turn) is not debris
+                    continue
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed += 1
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+        except ImportError:  # pragma: no cover - no fcntl (Windows): writers are not serialized, leave it
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
+    for folder in _list_dir(root / ".trash"):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    for path in _list_dir(root / "_aligned"):
+        match = re.match(r"^\..+\.(\d+)\.[0-9a-f]{32}\.tmp$", path.name)
+        if match and not _process_alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def _list_dir(folder: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(folder)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _fsync_file(path: Path) -> None:
@@ -796,10 +928,30 @@ class ParquetStore(_Store):
     def __init__(self, root: Path, *, partition_rows: int) -> None:
         self.root = root
         self.partition_rows = partition_rows
+        self._writable = False
+
+    def sweep(self) -> int:
+        try:
+            return _sweep_debris(self.root)
+        except OSError:  # a read-only catalog: nothing can (or needs to) be removed by this process
+            return 0
+
+    def _check_writable(self) -> None:
+        """Refuse (one DataError naming the catalog) a catalog folder that cannot be written, before any work."""
+        if self._writable:
+            return
+        from backforge._paths import check_output_folder
+        from backforge.errors import ConfigError
+
+        try:
+            check_output_folder(self.root, option="catalog")
+        except ConfigError as exc:
+            raise DataError(exc.message, path=str(self.root)) from None
+        self._writable = True
 
     # ------------------------------------------------------------------ paths
     def _series(self, symbol: str, bar: str) -> _Versioned:
-        return _Versioned(self.root / symbol / bar)
+        return _Versioned(self.root / symbol / bar, root=self.root)
 
     def _current(self, symbol: str, bar: str) -> tuple[Path, dict[str, Any]]:
         """Current version folder and its meta, retrying if a concurrent write just replaced it."""
@@ -938,6 +1090,7 @@ class ParquetStore(_Store):
     # ------------------------------------------------------------------ writing
     def write(self, symbol: str, bar: str, frame: "pl.DataFrame", *, kind: str, mode: str, source: dict) -> WriteResult:
         series = self._series(symbol, bar)
+        self._check_writable()
         self.root.mkdir(parents=True, exist_ok=True)
         with series.lock():
             old_folder = series.current()
@@ -965,7 +1118,7 @@ class ParquetStore(_Store):
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
                 series.publish(tmp, name)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                series.discard(tmp)
                 raise
             self._drop_aligned(symbol, bar)
         return WriteResult(symbol, bar, kind, int(name[1:]), added, replaced, frame.height)
@@ -1012,6 +1165,7 @@ class ParquetStore(_Store):
 
     def delete(self, symbol: str, bar: str) -> None:
         series = self._series(symbol, bar)
+        self._check_writable()
         with series.lock():
             trash = self.root / ".trash" / uuid.uuid4().hex
             trash.parent.mkdir(parents=True, exist_ok=True)
@@ -1026,7 +1180,8 @@ class ParquetStore(_Store):
     def write_fundamentals(self, frame: "pl.DataFrame", *, mode: str) -> int:
         import polars as pl
 
-        store = _Versioned(self.root / "_fundamentals" / "all")
+        store = _Versioned(self.root / "_fundamentals" / "all", root=self.root)
+        self._check_writable()
         self.root.mkdir(parents=True, exist_ok=True)
         with store.lock():
             current = store.current()
@@ -1040,7 +1195,7 @@ class ParquetStore(_Store):
                 frame.write_parquet(tmp / "fundamentals.parquet", compression="zstd")
                 store.publish(tmp, name)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                store.discard(tmp)
                 raise
         return frame.height
 
@@ -1405,7 +1560,7 @@ def _write_aligned(path: Path, market: MarketData, *, symbols: Sequence[str], ve
     table = pa.table(columns).replace_schema_metadata(
         {"symbols": json.dumps(list(symbols)), "versions": json.dumps(list(versions)), "kind": kind, "format_version": str(_FORMAT_VERSION)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # the pid lets _sweep_debris tell debris
     try:
         _write_ipc(tmp, table)
         os.replace(tmp, path)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import typer
 
-from backforge._cli import OneLineErrorsGroup, check_output_file, check_output_folder
+from backforge._cli import OneLineErrorsGroup, check_output_file
 from backforge._cli import friendly_errors as _friendly_errors
 
 __all__ = ["data_app"]
@@ -69,6 +69,7 @@ def import_command(
     from backforge.errors import DataError
 
     cat = _catalog(catalog)
+    cat.check_writable()
     out = _console()
     if format == "fundamentals":
         from backforge.data.fundamentals import read_fundamentals
@@ -147,6 +148,7 @@ def delete_command(
 ) -> None:
     """Delete a series (or all series of a symbol) from the catalog."""
     cat = _catalog(catalog)
+    cat.check_writable()
     targets = [cat.info(symbol, bar)] if bar else [s for s in cat.list() if s.symbol == symbol]
     if not targets:
         cat.info(symbol)  # raises the "no data for symbol" error with a suggestion
@@ -176,7 +178,7 @@ def quality_command(
 
     out = _console()
     path = Path(target)
-    if path.is_file():
+    if path.is_file() or (path.exists() and not path.is_dir()) or "/" in target:  # symbols never hold a slash
         from backforge.data.importers import read_file
 
         report = check(read_file(path, format=format), gap_factor=gap_factor)
@@ -234,6 +236,14 @@ def synth_command(
     if assets < 1:
         raise ConfigError(f"--assets must be >= 1, got {assets}", field="assets")
     cat = _catalog(catalog)
+    cat.check_writable()
+    if cat.root is not None:  # the Parquet catalog keeps an uncompressed cache (48 bytes a bar) next to the Parquet files
+        from backforge._resources import require_disk
+        from backforge.data.synth import bar_count
+
+        require_disk(cat.root, float(bar_count(years, bar, calendar)) * assets * 80,
+                     what=f"{years:g} years of {bar} bars × {assets} assets", hint="use fewer years or assets, or a longer bar",
+                     field="years")
     names = tuple(prefix + n for n in default_assets(assets))
     out = _console()
     rows = 0

@@ -234,6 +234,8 @@ def read_file(
         raise DataError("file not found", path=str(p))
     if p.is_dir():
         raise DataError("is a directory, not a data file", path=str(p))
+    if not p.is_file():  # reading a FIFO would block, a device never end
+        raise DataError("not a regular file (a FIFO, device or socket); give a data file", path=str(p))
     if p.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path=str(p))
     with open(p, "rb") as fh:
@@ -479,7 +481,8 @@ def frame_to_market(frames: Mapping[str, "pl.DataFrame"], *, kind: str) -> "Mark
     Examples
     --------
     >>> import polars as pl
-    >>> f = normalize_frame(pl.DataFrame({"timestamp": [0, 60_000_000_000], "close": [1.0, 2.0]})).frame
+    >>> f = normalize_frame(pl.DataFrame({"timestamp": [1_577_836_800_000_000_000, 1_577_836_860_000_000_000],
+    ...                                   "close": [1.0, 2.0]})).frame  # 2020-01-01 00:00 and 00:01 in ns
     >>> frame_to_market({"A": f}, kind="bars").n_bars
     2
     """

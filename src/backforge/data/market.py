@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from backforge._time import median_bar_ns, to_ns
+from backforge._time import format_ns, median_bar_ns, to_ns
 from backforge.errors import DataError, did_you_mean
 
 __all__ = ["MarketData", "Quotes"]
@@ -155,6 +155,33 @@ class MarketData:
             raise DataError("no data: at least one asset is required")
         columns_by_asset = {str(name): _frame_columns(frame, str(name)) for name, frame in frames.items()}
         return _align(columns_by_asset, validate=validate)
+
+    @classmethod
+    def coerce(cls, data: Any, *, asset: str = "asset") -> "MarketData":
+        """``data`` as MarketData: itself, or a pandas / Polars OHLCV frame converted — a long frame with a
+        ``symbol`` column by :meth:`from_long`, else one asset named ``asset`` by :meth:`from_frames`.
+        The one place where the engine's entry points (``from_signals``, ``simulate``, ``run_portfolio``)
+        accept frames.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"Open": [1.0, 2.0], "High": [1.5, 2.5], "Low": [0.5, 1.5], "Close": [1.2, 2.2]},
+        ...                   index=pd.to_datetime(["2020-01-01", "2020-01-02"]))
+        >>> MarketData.coerce(df).assets
+        ('asset',)
+        """
+        if isinstance(data, MarketData):
+            return data
+        module = type(data).__module__
+        if not (module.startswith(("pandas", "polars")) and hasattr(data, "columns")):
+            raise DataError(f"expected MarketData or a pandas/Polars OHLCV DataFrame, got {type(data).__name__}; build "
+                            "one with MarketData.from_frames(...) or backforge.data.read_csv(...)")
+        columns = [str(c).strip().lower() for c in data.columns]
+        if any(_COLUMN_ALIASES.get(c) == "symbol" for c in columns):
+            symbol = next(str(c) for c in data.columns if _COLUMN_ALIASES.get(str(c).strip().lower()) == "symbol")
+            return cls.from_long(data, symbol=symbol)
+        return cls.from_frames({asset: data})
 
     @classmethod
     def from_long(
@@ -327,6 +354,11 @@ class MarketData:
         quotes = ", bid/ask" if self.has_quotes else ""
         return f"MarketData({self.n_bars} bars × {self.n_assets} assets {list(self.assets)[:8]}, {span}{quotes})"
 
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import market_html
+
+        return market_html(self)
+
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
         """Check every invariant; raise :class:`DataError` naming asset, row and field of the first violation.
@@ -399,9 +431,7 @@ class MarketData:
 # ---------------------------------------------------------------------- helpers
 
 def _fmt_ts(ns: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(int(ns), tz="UTC"))
+    return format_ns(ns)
 
 
 def _scalar_ns(value: Any) -> int:

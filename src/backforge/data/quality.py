@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from backforge._time import NS_PER, format_duration
+from backforge._time import NS_PER, format_duration, format_ns
 from backforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -350,9 +350,7 @@ def _f64(frame: "pl.DataFrame", name: str) -> np.ndarray:
 
 
 def _fmt_ts(ns: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(int(ns), tz="UTC")).replace("+00:00", "")
+    return format_ns(ns, offset=False)
 
 
 def _issue(code: str, mask: np.ndarray, where: str, *, fd: "FileData | None", field: str | None = None, count: int | None = None) -> _Found:

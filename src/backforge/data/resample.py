@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from backforge._time import NS_PER, parse_duration
+from backforge._validate import positive
 from backforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def volume_bars(frame: "pl.DataFrame", volume: float, *, keep_partial: bool = Fa
     >>> volume_bars(t, 10).select("open", "close", "volume").rows()
     [(1.0, 3.0, 12.0), (4.0, 4.0, 15.0)]
     """
-    _positive(volume, "volume")
+    positive(volume, "volume", error=DataError)
     frame, price, size = _activity_input(frame)
     amounts = frame.select(size).to_series().to_numpy().astype(np.float64)
     ids, complete = threshold_bar_ids_nb(amounts, float(volume))
@@ -183,7 +184,7 @@ def dollar_bars(frame: "pl.DataFrame", dollars: float, *, keep_partial: bool = F
     >>> dollar_bars(t, 20).select("close", "volume").rows()
     [(10.0, 2.0), (20.0, 1.0), (20.0, 1.0)]
     """
-    _positive(dollars, "dollars")
+    positive(dollars, "dollars", error=DataError)
     frame, price, size = _activity_input(frame)
     amounts = frame.select(price * size).to_series().to_numpy().astype(np.float64)
     ids, complete = threshold_bar_ids_nb(amounts, float(dollars))
@@ -427,11 +428,6 @@ def _activity_group(frame: "pl.DataFrame", price: Any, size: Any, ids: np.ndarra
     if not keep_partial:
         grouped = grouped.filter(pl.col("_bar") < complete)
     return grouped.drop("_bar")
-
-
-def _positive(value: float, name: str) -> None:
-    if not (isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value) and value > 0):
-        raise DataError(f"{name} must be a number > 0, got {value!r}", field=name)
 
 
 def _clock_ns(text: str, name: str) -> int:

@@ -26,12 +26,16 @@ from backforge.errors import ConfigError
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["gbm", "default_assets", "synthetic_market", "synthetic_series", "synthetic_fundamentals"]
+__all__ = ["gbm", "default_assets", "synthetic_market", "synthetic_series", "synthetic_fundamentals", "bar_count"]
 
 _SESSION_OPEN_NS = (14 * 60 + 30) * NS_PER["min"]
 _SESSION_NS = 390 * NS_PER["min"]
 _START_NS = 1_420_156_800_000_000_000  # 2015-01-02 00:00 UTC, a Friday
 _NAMES = ("AAPL", "MSFT", "GOOG", "AMZN", "NVDA", "META", "TSLA")
+_MAX_NS = 9_223_372_036_854_775_807  # the last instant of int64 nanoseconds: 2262-04-11
+# float64-sized arrays alive at the peak of one generation, per bar and asset (timestamps, OHLCV, draws, temporaries)
+_GBM_ARRAYS = 9
+_SERIES_ARRAYS = 14
 
 
 def default_assets(n_assets: int) -> tuple[str, ...]:
@@ -45,6 +49,58 @@ def default_assets(n_assets: int) -> tuple[str, ...]:
     names = list(_NAMES[:n_assets])
     names += [f"SYN{i:03d}" for i in range(len(names), n_assets)]
     return tuple(names)
+
+
+def bar_count(years: float, bar: str | int, calendar: str = "equities") -> int:
+    """Number of bars :func:`gbm` and :func:`synthetic_series` generate, computed without allocating anything.
+
+    Raises :class:`ConfigError` when ``years`` is not a positive finite number or the data would run past
+    2262-04-11 (the end of 64-bit nanosecond timestamps).
+
+    Examples
+    --------
+    >>> bar_count(10, "1min"), bar_count(1, "1d"), bar_count(1, "1h", calendar="crypto")
+    (982800, 252, 8760)
+    >>> bar_count(1e9, "1d")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field years: 1e+09 years from 2015 run past 2262-04-11, the last date 64-bit nanosecond timestamps can hold; use at most 254 years
+    """
+    import math
+
+    if not (isinstance(years, (int, float)) and math.isfinite(years) and years > 0):
+        raise ConfigError(f"years must be a positive finite number, got {years!r}", field="years")
+    bar_ns = parse_duration(bar) if isinstance(bar, str) else int(bar)
+    if calendar == "crypto":
+        span_ns = years * 365 * NS_PER["d"]
+        n = int(round(span_ns / bar_ns))
+    elif calendar == "equities":
+        n_days = int(round(years * 252)) if years * 252 < 2**62 else 2**62
+        span_ns = (n_days * 7 / 5 + 7) * NS_PER["d"]
+        n = n_days if bar_ns >= NS_PER["d"] else n_days * max(1, _SESSION_NS // bar_ns)
+    else:
+        raise ConfigError(f"unknown calendar {calendar!r}; use 'equities' or 'crypto'", field="calendar")
+    if _START_NS + span_ns >= _MAX_NS:
+        most = int((_MAX_NS - _START_NS) / NS_PER["d"] / (365 if calendar == "crypto" else 252 * 7 / 5)) - 1
+        raise ConfigError(f"{years:g} years from 2015 run past 2262-04-11, the last date 64-bit nanosecond timestamps "
+                          f"can hold; use at most {most} years", field="years")
+    return n
+
+
+def _check_seed(seed: int) -> None:
+    """numpy seeds are non-negative integers; say so instead of letting numpy raise ValueError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}", field="seed")
+
+
+def _check_size(years: float, bar: str, calendar: str, n_assets: int, arrays: int) -> None:
+    """Refuse, before any allocation, data that would not fit in the memory available now."""
+    from backforge._resources import require_memory
+
+    n = bar_count(years, bar, calendar)
+    require_memory(float(n) * n_assets * 8 * arrays,
+                   what=f"{years:g} years of {bar} bars × {n_assets} asset{'s' if n_assets != 1 else ''} ({n * n_assets:,} bars)",
+                   hint="use fewer years or assets, or a longer bar", field="years")
 
 
 def _calendar(n_years: float, bar_ns: int, calendar: str) -> np.ndarray:
@@ -102,6 +158,8 @@ def gbm(
         raise ConfigError(f"n_assets must be >= 1, got {n_assets}", field="n_assets")
     if not years > 0:
         raise ConfigError(f"years must be > 0, got {years}", field="years")
+    _check_seed(seed)
+    _check_size(years, bar, calendar, n_assets, _GBM_ARRAYS)
     bar_ns = parse_duration(bar)
     ts = _calendar(years, bar_ns, calendar)
     n_bars = len(ts)
@@ -195,6 +253,8 @@ def synthetic_series(
         raise ConfigError(f"jump_intensity must be >= 0 jumps a year, got {jump_intensity}", field="jump_intensity")
     if any(not m > 0 for m in volatility_regimes):
         raise ConfigError(f"volatility regime multipliers must be > 0, got {volatility_regimes}", field="volatility_regimes")
+    _check_seed(seed)
+    _check_size(years, bar, calendar, 1, _SERIES_ARRAYS)
     bar_ns = parse_duration(bar)
     ts = _calendar(years, bar_ns, calendar)
     n = len(ts)
@@ -259,6 +319,7 @@ def synthetic_market(
     names = assets if assets is not None else default_assets(n_assets)
     if len(names) != n_assets:
         raise ConfigError(f"{len(names)} asset names for {n_assets} assets", field="assets")
+    _check_size(years, bar, calendar, n_assets, 6 + _SERIES_ARRAYS)  # the stacked result plus one asset in flight
     parts = [synthetic_series(i, years, bar=bar, seed=seed, calendar=calendar, jump_intensity=jump_intensity,
                               jump_mean=jump_mean, jump_volatility=jump_volatility, volatility_regimes=volatility_regimes,
                               regime_duration=regime_duration, name=names[i]) for i in range(n_assets)]
@@ -297,6 +358,7 @@ def synthetic_fundamentals(
     import pandas as pd
     import polars as pl
 
+    _check_seed(seed)
     names = default_assets(assets) if isinstance(assets, int) else tuple(assets)
     begin = pd.Timestamp(start)
     ends = pd.date_range(begin, begin + pd.DateOffset(months=int(round(years * 12))), freq="QE")

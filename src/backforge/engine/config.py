@@ -18,7 +18,8 @@ from backforge.engine.kernels import Params, SignalParams
 from backforge.engine.records import SizeType, TimeInForce
 from backforge.errors import ConfigError, did_you_mean
 
-__all__ = ["SimConfig", "SignalConfig", "split_options", "pydantic_to_config_error"]
+__all__ = ["SimConfig", "SignalConfig", "split_options", "resolve_options", "pydantic_to_config_error", "SIM_OPTIONS",
+           "SIGNAL_OPTIONS"]
 
 PerAsset = Union[float, dict[str, float]]
 
@@ -194,6 +195,40 @@ def split_options(options: Mapping[str, Any]) -> tuple[SimConfig, SignalConfig]:
         return SimConfig(**sim_kwargs), SignalConfig(**sig_kwargs)
     except ValidationError as exc:
         raise pydantic_to_config_error(exc) from None
+
+
+SIM_OPTIONS: tuple[str, ...] = tuple(SimConfig.model_fields)
+"""The keyword options of :class:`SimConfig` (the options ``from_signals``, ``simulate`` and
+``Simulator`` list in their signatures)."""
+SIGNAL_OPTIONS: tuple[str, ...] = tuple(SignalConfig.model_fields)
+"""The keyword options of :class:`SignalConfig`."""
+
+
+def resolve_options(options: Mapping[str, Any], *, config: Any = None,
+                    signal_config: Any = None) -> tuple[SimConfig, SignalConfig]:
+    """Validate keyword options on top of optional base configs: a field given as an option (not None)
+    replaces the base config's value; unknown names get the did-you-mean error of :func:`split_options`.
+
+    Examples
+    --------
+    >>> sim, sig = resolve_options({"fee_rate": 0.001}, config=SimConfig(cash=5000))
+    >>> sim.cash, sim.fee_rate, sig.size
+    (5000.0, 0.001, 1.0)
+    """
+    given = {name: value for name, value in options.items() if value is not None}
+    base: dict[str, Any] = {}
+    for value, kind, name in ((config, SimConfig, "config"), (signal_config, SignalConfig, "signal_config")):
+        if value is None:
+            continue
+        if not isinstance(value, kind):
+            raise ConfigError(f"must be a {kind.__name__}, got {type(value).__name__}", field=name)
+        base.update(value.model_dump())
+    if not base:
+        return split_options(given)
+    unknown = [k for k in given if k not in SIM_OPTIONS and k not in SIGNAL_OPTIONS]
+    if unknown:
+        return split_options(given)  # raises the did-you-mean error
+    return split_options({**base, **given})
 
 
 def config_hash(*models: BaseModel, extra: Mapping[str, Any] | None = None) -> str:

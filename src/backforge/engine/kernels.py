@@ -167,7 +167,39 @@ class SignalParams(NamedTuple):
     gtn_bars: int
 
 
+class Prices(NamedTuple):
+    """The prices the core reads: OHLC and the bid and ask OHLC, float64 — ``[T, A]`` for a run, ``[A]``
+    rows for one bar (:func:`bar_prices_nb`). Without quotes the bid and ask fields are the OHLC arrays
+    again (no copy); the kernels then apply the configured spread. NaN where an asset has no bar.
+
+    numba passes a NamedTuple of arrays exactly as it passes the arrays one by one (it flattens the
+    tuple into the same arguments), so bundling costs nothing in a call or in the inlined bar step.
+    """
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    bid_open: np.ndarray
+    bid_high: np.ndarray
+    bid_low: np.ndarray
+    bid_close: np.ndarray
+    ask_open: np.ndarray
+    ask_high: np.ndarray
+    ask_low: np.ndarray
+    ask_close: np.ndarray
+
+
 # ------------------------------------------------------------------------------------------- helpers
+
+@inline_kernel
+def bar_prices_nb(prices: Prices, t: int) -> Prices:
+    """Row ``t`` of every ``[T, A]`` price array: the ``[A]`` views :func:`process_bar_nb` reads
+    (equivalent to ``Prices(*(x[t] for x in prices))``; views, nothing is copied)."""
+    return Prices(prices.open[t], prices.high[t], prices.low[t], prices.close[t], prices.bid_open[t],
+                  prices.bid_high[t], prices.bid_low[t], prices.bid_close[t], prices.ask_open[t], prices.ask_high[t],
+                  prices.ask_low[t], prices.ask_close[t])
+
 
 @kernel
 def overflowed_nb(state: State) -> bool:
@@ -213,14 +245,15 @@ def fee_nb(params: Params, a: int, qty: float, price: float) -> float:
 
 
 @inline_kernel
-def side_prices_nb(params: Params, a: int, side: int, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac):
-    """The (open, high, low, close) of the side a ``side`` order trades against at asset ``a``."""
+def side_prices_nb(params: Params, a: int, side: int, bar: Prices):
+    """The (open, high, low, close) of the side a ``side`` order trades against at asset ``a`` (``bar``
+    holds one bar's ``[A]`` rows)."""
     if params.has_quotes:
         if side > 0:
-            return ao[a], ah[a], al[a], ac[a]
-        return bo[a], bh[a], bl[a], bc[a]
+            return bar.ask_open[a], bar.ask_high[a], bar.ask_low[a], bar.ask_close[a]
+        return bar.bid_open[a], bar.bid_high[a], bar.bid_low[a], bar.bid_close[a]
     half = 0.5 * params.spread[a] * side
-    return o[a] + half, h[a] + half, l[a] + half, c[a] + half
+    return bar.open[a] + half, bar.high[a] + half, bar.low[a] + half, bar.close[a] + half
 
 
 @inline_kernel
@@ -430,6 +463,73 @@ def fits_margin_nb(state: State, params: Params, a: int, new_pos: float, price: 
     equity = equity_nb(state) + state.position[a] * (price - state.mark[a]) - fee
     gross = gross_exposure_nb(state) - abs(state.position[a] * state.mark[a]) + abs(new_pos * price)
     return gross <= equity * params.leverage * (1.0 + EPS) + EPS
+
+
+@inline_kernel
+def margin_threshold_nb(state: State, params: Params, a: int, closing: float, base_abs: float, price: float) -> float:
+    """The opening quantity ``m`` at which :func:`fits_margin_nb` turns false for a fill of ``closing + m``
+    units whose position afterwards is ``base_abs + m`` units at ``price`` (solved in closed form: the
+    gross exposure grows linearly in ``m``, the equity net of the commission
+    ``max(fee_rate × notional + fee_per_unit × units + fee_per_order, fee_min)`` falls linearly)."""
+    k = params.leverage * (1.0 + EPS)
+    equity = equity_nb(state) + state.position[a] * (price - state.mark[a])
+    gross_other = gross_exposure_nb(state) - abs(state.position[a] * state.mark[a])
+    per_unit = params.fee_rate[a] * price + params.fee_per_unit[a]
+    room = EPS - gross_other - base_abs * price
+    linear = ((equity - params.fee_per_order[a] - per_unit * closing) * k + room) / (price + per_unit * k)
+    floor_fee = ((equity - params.fee_min[a]) * k + room) / price
+    return min(linear, floor_fee)
+
+
+@kernel
+def step_down_start_nb(state: State, params: Params, a: int, pos: float, side: int, closing: float, base_abs: float,
+                       price: float, most: float) -> float:
+    """Where the search for the largest affordable opening quantity resumes, given that ``most`` (a lot
+    multiple) does not fit :func:`fits_margin_nb`.
+
+    The search (``execute_order_nb``) steps down from ``most`` one lot at a time (``most × 1e-6`` at a
+    time for fractional sizes) to the first quantity that fits. Every quantity above the closed-form
+    threshold (:func:`margin_threshold_nb`) fails, so this skips them: for lots it returns the lot
+    multiple just above the threshold (verified not to fit, else it backs off upwards), for fractional
+    sizes it runs the step sequence without the margin test until it reaches the threshold. The
+    quantities the search then tests are the ones it tested before, so the chosen quantity is the
+    same; only the work is O(1) instead of O(most / lot).
+    """
+    lot = params.lot_size[a]
+    threshold = margin_threshold_nb(state, params, a, closing, base_abs, price)
+    if not np.isfinite(threshold):
+        return most
+    if threshold <= 0.0:
+        threshold = 0.0
+    if lot > 0.0:
+        j = np.floor(threshold / lot) + 2.0
+        step = 1.0
+        while True:
+            start = round_lot_nb(j * lot, lot)
+            if start >= most:
+                return most
+            if not fits_margin_nb(state, params, a, pos + side * (closing + start), price,
+                                  fee_nb(params, a, closing + start, price)):
+                return start
+            j += step  # the estimate was low (rounding near a tiny room): back off upwards
+            step *= 2.0
+    # fractional: x -> x - x * 1e-6, the search's own steps, without the margin test above the threshold
+    limit = threshold * (1.0 + 1e-9)
+    x = most
+    previous = most
+    n = 0
+    while x > limit:
+        if n == 1_048_576:
+            # a million steps shrink the quantity by 63 %: stop walking and resume at the threshold
+            # (the one case where the quantity differs from the step-by-step walk, by < 1e-6)
+            return limit
+        previous = x
+        x = x - x * 1e-6
+        n += 1
+    if previous != most and fits_margin_nb(state, params, a, pos + side * (closing + previous), price,
+                                           fee_nb(params, a, closing + previous, price)):
+        return most  # the threshold was underestimated (rounding): let the search walk every step
+    return x
 
 
 # ------------------------------------------------------------------------------------- execution
@@ -706,6 +806,9 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
         if not fits_margin_nb(state, params, a, pos + side * (closing + rounded), price,
                               fee_nb(params, a, closing + rounded, price)):
             most = round_lot_nb(affordable_qty_nb(state, params, a, side, base_abs, price), lot)
+            if most > 0.0 and not fits_margin_nb(state, params, a, pos + side * (closing + most), price,
+                                                 fee_nb(params, a, closing + most, price)):
+                most = step_down_start_nb(state, params, a, pos, side, closing, base_abs, price, most)
             while most > 0.0 and not fits_margin_nb(state, params, a, pos + side * (closing + most), price,
                                                    fee_nb(params, a, closing + most, price)):
                 most = round_lot_nb(most - (lot if lot > 0.0 else most * 1e-6), lot)
@@ -732,19 +835,26 @@ def risk_cap_opening_nb(state: State, oid: int, t: int, ts: int, a: int, side: i
     """The opening quantity of order ``oid`` the risk caps allow at ``price`` (``base``: the signed
     position after the order's closing part); see :func:`backforge.engine.risk.risk_cap_nb`."""
     pos = state.position[a]
-    equity = equity_nb(state) + pos * (price - state.mark[a])
-    gross_other = gross_exposure_nb(state) - abs(pos * state.mark[a])
+    equity = 0.0
+    gross_other = 0.0
     net_other = 0.0
-    for b in range(state.position.shape[0]):
-        if b != a and state.position[b] != 0.0:
-            net_other += state.position[b] * state.mark[b]
+    if rk.cap_needs_equity_nb(state.risk, state.orders[oid]["tag"], a):
+        # one pass over the book (only when a weight or exposure cap is configured)
+        equity = state.cash[0]
+        for b in range(state.position.shape[0]):
+            if state.position[b] != 0.0:
+                value = state.position[b] * state.mark[b]
+                equity += value
+                if b != a:
+                    gross_other += abs(value)
+                    net_other += value
+        equity += pos * (price - state.mark[a])
     return rk.risk_cap_nb(state.risk, state.orders[oid]["tag"], a, t, ts, oid, base, opening, side, price, equity,
                           gross_other, net_other)
 
 
 @kernel
-def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, phase: int, o, h, l, c, bo, bh, bl,
-                  bc, ao, ah, al, ac) -> None:
+def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, phase: int, bar: Prices) -> None:
     """Resolve a one-cancels-other bracket group on bar ``t``: in phase 0 only members that fill at the
     open; in phase 1 intrabar touches, where a stop beats the take-profit (the worse outcome is assumed
     when both are touched)."""
@@ -761,7 +871,7 @@ def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, pha
         a = order["asset"]
         if order["role"] == TAKE_PROFIT and order["created_bar"] == t and order["born_intrabar"] == 2:
             continue
-        so, sh, sl, sc = side_prices_nb(params, a, order["side"], o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+        so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
         reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
         if not reached or at_open != (phase == 0):
             continue
@@ -782,11 +892,11 @@ def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, pha
         a = state.orders[best]["asset"]
         if state.orders[best]["order_type"] == STOP:
             record_event_nb(state, best, t, ts, EV_TRIGGERED, R_NONE, best_price, 0.0)
-        execute_order_nb(state, params, best, t, ts, best_price, best_slip, h[a] - l[a])
+        execute_order_nb(state, params, best, t, ts, best_price, best_slip, bar.high[a] - bar.low[a])
 
 
 @kernel
-def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac) -> None:
+def fill_orders_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -> None:
     """Check every working order against bar ``t`` in submission order within three passes: at the open,
     first the orders that reduce a position (they free cash for the others), then the rest that
     executes at the open (market orders, gaps through limits and stops), then the touches inside the
@@ -795,7 +905,7 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
     for i in range(state.counters[C_ACTIVE]):  # time in force first, once per bar
         oid = state.active[i]
         order = state.orders[oid]
-        if (order["status"] == PENDING or order["status"] == TRIGGERED) and not np.isnan(c[order["asset"]]) \
+        if (order["status"] == PENDING or order["status"] == TRIGGERED) and not np.isnan(bar.close[order["asset"]]) \
                 and not (order["created_bar"] >= t and order["born_intrabar"] == 0):
             expire_if_due_nb(state, oid, t, ts)
     for step in range(3):
@@ -811,14 +921,14 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
             if status != PENDING and status != TRIGGERED:
                 continue
             a = order["asset"]
-            if np.isnan(c[a]) or (order["created_bar"] >= t and order["born_intrabar"] == 0):
+            if np.isnan(bar.close[a]) or (order["created_bar"] >= t and order["born_intrabar"] == 0):
                 continue  # no bar for this asset, or decided on this very bar
             if step == 0 and order["side"] * state.position[a] >= 0.0:
                 continue  # not reducing: step 1 (re-checking a reducing order there is harmless)
             if order["oco_group"] >= 0:
-                fill_group_nb(state, params, order["oco_group"], t, ts, phase, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+                fill_group_nb(state, params, order["oco_group"], t, ts, phase, bar)
                 continue
-            so, sh, sl, sc = side_prices_nb(params, a, order["side"], o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+            so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
             otype = order["order_type"]
             if otype == STOP_LIMIT and status == PENDING:
                 stop = order["stop_price"]
@@ -832,13 +942,13 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
                     reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
                     if reached and at_open:
                         order["born_intrabar"] = 0
-                        execute_order_nb(state, params, oid, t, ts, price, False, h[a] - l[a])
+                        execute_order_nb(state, params, oid, t, ts, price, False, bar.high[a] - bar.low[a])
                 elif phase == 1 and touched and not gap:
                     order["status"] = TRIGGERED
                     record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, stop, 0.0)
                     if (side > 0 and stop <= limit) or (side < 0 and stop >= limit):
                         order["born_intrabar"] = 1
-                        execute_order_nb(state, params, oid, t, ts, stop, False, h[a] - l[a])
+                        execute_order_nb(state, params, oid, t, ts, stop, False, bar.high[a] - bar.low[a])
                 continue
             reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
             if not reached or at_open != (phase == 0):
@@ -846,7 +956,7 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
             if otype == STOP:
                 record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, price, 0.0)
             order["born_intrabar"] = 0 if at_open else 1
-            execute_order_nb(state, params, oid, t, ts, price, slip, h[a] - l[a])
+            execute_order_nb(state, params, oid, t, ts, price, slip, bar.high[a] - bar.low[a])
     compact_active_nb(state)
 
 
@@ -892,7 +1002,7 @@ def track_extremes_nb(position, extreme_high, extreme_low, h, l) -> None:
 
 
 @kernel
-def update_trailing_stops_nb(state: State, params: Params, h, l, c, bo, bh, bl, bc, ao, ah, al, ac) -> None:
+def update_trailing_stops_nb(state: State, params: Params, bar: Prices) -> None:
     """Ratchet trailing stops with the bar's range, after the bar's fills (this bar's extreme can only
     trigger the stop from the next bar on). A sell stop protecting a long follows the bid high; a buy
     stop protecting a short follows the ask low."""
@@ -902,9 +1012,9 @@ def update_trailing_stops_nb(state: State, params: Params, h, l, c, bo, bh, bl, 
         if order["role"] != TRAILING_STOP or order["status"] != PENDING:
             continue
         a = order["asset"]
-        if np.isnan(h[a]):
+        if np.isnan(bar.high[a]):
             continue
-        so, sh, sl, sc = side_prices_nb(params, a, order["side"], h, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+        so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
         if order["side"] < 0:
             level = sh - order["trail_abs"] if np.isfinite(order["trail_abs"]) else sh * (1.0 - order["trail_pct"])
             if level > order["stop_price"]:
@@ -933,7 +1043,7 @@ def margin_breached_nb(cash, position, mark, maintenance_margin: float) -> bool:
 
 
 @kernel
-def liquidate_nb(state: State, params: Params, t: int, ts: int, h, l, c, bo, bh, bl, bc, ao, ah, al, ac) -> None:
+def liquidate_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -> None:
     """Close every position at the bar's close (a margin call), with slippage and fees."""
     for a in range(state.position.shape[0]):
         pos = state.position[a]
@@ -942,10 +1052,10 @@ def liquidate_nb(state: State, params: Params, t: int, ts: int, h, l, c, bo, bh,
         side = 1 if pos < 0.0 else -1
         close_price = state.mark[a]
         bar_range = 0.0
-        if not np.isnan(c[a]):
-            so, sh, sl, sc = side_prices_nb(params, a, side, c, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+        if not np.isnan(bar.close[a]):
+            so, sh, sl, sc = side_prices_nb(params, a, side, bar)
             close_price = sc
-            bar_range = h[a] - l[a]
+            bar_range = bar.high[a] - bar.low[a]
         oid = submit_order_nb(state, t, ts, a, side, MARKET, TARGET_UNITS, 0.0, np.nan, np.nan, np.nan, np.nan,
                               np.nan, np.nan, np.nan, np.nan, GTC, 0, LIQUIDATION, -1, -1, 0, -1, R_MARGIN)
         if oid < 0:
@@ -977,8 +1087,9 @@ def record_bar_nb(cash, position, mark, equity_out, cash_out, gross_out, net_out
 
 
 @inline_kernel
-def process_bar_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac) -> None:
-    """Advance the account over bar ``t`` (rows are ``[A]`` arrays of that bar; NaN = no bar).
+def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -> None:
+    """Advance the account over bar ``t`` (``bar`` holds that bar's ``[A]`` rows, :func:`bar_prices_nb`;
+    NaN = no bar).
 
     This is the one step shared by :func:`run_signals_nb`, :func:`run_program_nb` and the Python
     driver :class:`backforge.Simulator`. The stages that need the whole state run only when there is
@@ -987,14 +1098,14 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, o, h, l, c, bo
     """
     if params.has_financing:
         accrue_financing_nb(state, params, ts)
-    mark_prices_nb(state.mark, o)
+    mark_prices_nb(state.mark, bar.open)
     if state.counters[C_ACTIVE] > 0:
-        fill_orders_nb(state, params, t, ts, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
-        update_trailing_stops_nb(state, params, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
-    track_extremes_nb(state.position, state.extreme_high, state.extreme_low, h, l)
-    mark_prices_nb(state.mark, c)
+        fill_orders_nb(state, params, t, ts, bar)
+        update_trailing_stops_nb(state, params, bar)
+    track_extremes_nb(state.position, state.extreme_high, state.extreme_low, bar.high, bar.low)
+    mark_prices_nb(state.mark, bar.close)
     if margin_breached_nb(state.cash, state.position, state.mark, params.maintenance_margin):
-        liquidate_nb(state, params, t, ts, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+        liquidate_nb(state, params, t, ts, bar)
     record_bar_nb(state.cash, state.position, state.mark, state.equity, state.cash_history, state.gross_exposure,
                   state.net_exposure, state.positions, t)
     state.counters[C_LAST_TS] = ts
@@ -1201,28 +1312,26 @@ def decide_program_nb(state: State, program, ref_ids, t: int, ts: int, start: in
 # ------------------------------------------------------------------------------------ batch loops
 
 @kernel
-def run_signals_nb(state: State, params: Params, sp: SignalParams, timestamps, o, h, l, c, bo, bh, bl, bc,
-                   ao, ah, al, ac, long_entries, long_exits, short_entries, short_exits) -> bool:
+def run_signals_nb(state: State, params: Params, sp: SignalParams, timestamps, prices: Prices, long_entries,
+                   long_exits, short_entries, short_exits) -> bool:
     """Backtest boolean signals over all bars. Returns False when a record array overflowed."""
     for t in range(timestamps.shape[0]):
         ts = timestamps[t]
-        process_bar_nb(state, params, t, ts, o[t], h[t], l[t], c[t], bo[t], bh[t], bl[t], bc[t],
-                       ao[t], ah[t], al[t], ac[t])
-        decide_signals_nb(state, sp, t, ts, c[t], long_entries[t], long_exits[t], short_entries[t], short_exits[t])
+        bar = bar_prices_nb(prices, t)
+        process_bar_nb(state, params, t, ts, bar)
+        decide_signals_nb(state, sp, t, ts, bar.close, long_entries[t], long_exits[t], short_entries[t], short_exits[t])
         if state.counters[C_OVERFLOW] != 0:
             return False
     return True
 
 
 @kernel
-def run_program_nb(state: State, params: Params, program, ref_ids, timestamps, o, h, l, c, bo, bh, bl, bc,
-                   ao, ah, al, ac) -> bool:
+def run_program_nb(state: State, params: Params, program, ref_ids, timestamps, prices: Prices) -> bool:
     """Backtest an order program over all bars. Returns False when a record array overflowed."""
     row = 0
     for t in range(timestamps.shape[0]):
         ts = timestamps[t]
-        process_bar_nb(state, params, t, ts, o[t], h[t], l[t], c[t], bo[t], bh[t], bl[t], bc[t],
-                       ao[t], ah[t], al[t], ac[t])
+        process_bar_nb(state, params, t, ts, bar_prices_nb(prices, t))
         row = decide_program_nb(state, program, ref_ids, t, ts, row)
         if state.counters[C_OVERFLOW] != 0:
             return False

@@ -28,7 +28,7 @@ Examples
 >>> cfg = RiskConfig(max_drawdown=0.2, losing_streak={"losses": 3, "multiplier": 0.5})
 >>> cfg.max_drawdown, cfg.losing_streak.multiplier
 (0.2, 0.5)
->>> drawdown_multiplier(0.15, 0.1, 0.2)
+>>> round(drawdown_multiplier(0.15, 0.1, 0.2), 12)
 0.5
 """
 
@@ -409,13 +409,11 @@ class RiskConfig(_Frozen):
     --------
     >>> RiskConfig(max_drawdown=0.25, resume="manual").resume
     'manual'
-    >>> RiskConfig(max_drawdown=1.0)
-    Traceback (most recent call last):
-    ...
-    pydantic_core._pydantic_core.ValidationError: 1 validation error for RiskConfig
-    max_drawdown
-      Value error, must be a fraction between 0 and 1 (0.2 = 20 %), got 1.0 [type=value_error, input_value=1.0, input_type=float]
-        For further information visit https://errors.pydantic.dev/2.12/v/value_error
+    >>> try:
+    ...     as_risk_config({"max_drawdown": 1.0})
+    ... except ConfigError as err:
+    ...     print(err)
+    risk.max_drawdown: must be a fraction between 0 and 1 (0.2 = 20 %), got 1.0
     """
 
     max_weight: PerAsset | None = Field(None, description="largest position value per asset, fraction of equity (at the fill)")
@@ -541,8 +539,8 @@ def session_keys(timestamps: np.ndarray, session: Session | None = None) -> np.n
     >>> ts = np.array([0, 23 * 3600 * 10**9, 25 * 3600 * 10**9], dtype=np.int64)
     >>> session_keys(ts).tolist()
     [0, 0, 1]
-    >>> session_keys(ts, Session(start="22:00")).tolist()
-    [0, 1, 1]
+    >>> session_keys(ts, Session(start="22:00")).tolist()  # the day turns at 22:00 UTC
+    [-1, 0, 0]
     """
     ts = np.asarray(timestamps, dtype=np.int64)
     session = session or Session()
@@ -718,7 +716,7 @@ def kelly_fraction(wins: int, losses: int, sum_win: float, sum_loss: float) -> f
 
     Examples
     --------
-    >>> kelly_fraction(6, 4, 6 * 0.10, 4 * 0.05)  # W = 0.6, R = 2 → 0.6 - 0.4 / 2
+    >>> round(kelly_fraction(6, 4, 6 * 0.10, 4 * 0.05), 12)  # W = 0.6, R = 2 → 0.6 - 0.4 / 2
     0.4
     """
     n = wins + losses
@@ -850,6 +848,7 @@ def risk_entry_nb(risk: RiskBook, position, orders, active, n_active: int, equit
             record_risk_event_nb(risk, t, ts, r, a, -1, EV_SCALED, 15, float(st["streak"]),
                                  float(rules["streak_losses"]), size, size * multiplier * m)
             multiplier *= m
+    risk.assets[0, a]["block_rule"] = 0
     risk.assets[row, a]["block_rule"] = 0
     return size * multiplier
 
@@ -906,6 +905,21 @@ def risk_size_nb(risk: RiskBook, row: int, a: int, t: int, equity: float, close:
             return -1, 0.0
         return 2, weight
     return -2, 0.0
+
+
+@inline_kernel
+def cap_needs_equity_nb(risk: RiskBook, tag: int, a: int) -> bool:
+    """True when the fill-time caps of the order's rows need equity and exposure (weight, gross, net)."""
+    for pass_ in range(2):
+        r = 0 if pass_ == 0 else tag + 1
+        if pass_ == 1 and (tag < 0 or tag + 1 >= risk.rules.shape[0]):
+            break
+        if risk.rules[r]["enabled"] == 0:
+            continue
+        if np.isfinite(risk.assets[r, a]["max_weight"]) or np.isfinite(risk.rules[r]["max_gross"]) \
+                or np.isfinite(risk.rules[r]["max_net"]):
+            return True
+    return False
 
 
 @kernel
@@ -1187,16 +1201,17 @@ def risk_events_frame(book: RiskBook, timestamps_offset_bar: int = 0, *, assets:
     return pl.DataFrame({
         "timestamp": pl.Series(ev["ts"]).cast(pl.Datetime("ns", "UTC")),
         "bar": ev["bar"] + timestamps_offset_bar,
-        "scope": ["portfolio" if r == 0 else (strategies[r - 1] if r - 1 < len(strategies) else f"strategy {r - 1}")
-                  for r in rows],
+        "scope": pl.Series([
+            "portfolio" if r == 0 else (strategies[r - 1] if r - 1 < len(strategies) else f"strategy {r - 1}")
+            for r in rows], dtype=pl.String),
         "asset": pl.Series([assets[a] if 0 <= a < len(assets) else None for a in ev["asset"]], dtype=pl.String),
         "order_id": ev["order_id"],
-        "event": [RiskEventKind.name(k) for k in ev["kind"]],
-        "rule": [RiskRule.name(r) for r in ev["rule"]],
+        "event": pl.Series([RiskEventKind.name(k) for k in ev["kind"]], dtype=pl.String),
+        "rule": pl.Series([RiskRule.name(r) for r in ev["rule"]], dtype=pl.String),
         "value": ev["value"],
         "limit": ev["limit"],
         "requested": ev["requested"],
         "allowed": ev["allowed"],
-        "message": [describe_risk_event(*x) for x in zip(ev["kind"], ev["rule"], ev["value"], ev["limit"],
-                                                          ev["requested"], ev["allowed"])],
+        "message": pl.Series([describe_risk_event(*x) for x in zip(ev["kind"], ev["rule"], ev["value"], ev["limit"],
+                                                                    ev["requested"], ev["allowed"])], dtype=pl.String),
     })

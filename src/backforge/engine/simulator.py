@@ -4,14 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
-from backforge.engine.config import SignalConfig, SimConfig, split_options
+from backforge.engine.config import SIGNAL_OPTIONS, SIM_OPTIONS, PerAsset, SignalConfig, SimConfig, resolve_options
 from backforge.engine.records import (
     Action,
     OrderType,
@@ -25,7 +25,10 @@ from backforge.engine.records import (
 )
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 
-__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state"]
+__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state", "prices_of"]
+
+_SIM_OPTION_NAMES = frozenset(SIM_OPTIONS)
+_OPTION_NAMES = frozenset(SIM_OPTIONS) | frozenset(SIGNAL_OPTIONS)
 
 
 # ------------------------------------------------------------------------------------------ state
@@ -41,45 +44,56 @@ def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int
         risk = risk._replace(state=risk.state.copy(), assets=risk.assets.copy(), owner=risk.owner.copy(),
                              events=np.zeros(max(cap, risk.events.shape[0]), dtype=rk.risk_event_dt),
                              n_events=np.zeros(1, dtype=np.int64), on=risk.on.copy())
-    return k.State(
-        cash=np.array([float(cash)]),
-        counters=np.zeros(k.N_COUNTERS, dtype=np.int64),
-        totals=np.zeros(k.N_TOTALS),
-        position=np.zeros(n_assets),
-        avg_price=np.zeros(n_assets),
-        mark=np.full(n_assets, np.nan),
-        realized=np.zeros(n_assets),
-        entry_fees=np.zeros(n_assets),
-        open_bar=np.full(n_assets, -1, dtype=np.int64),
-        open_ts=np.zeros(n_assets, dtype=np.int64),
-        extreme_high=np.zeros(n_assets),
-        extreme_low=np.zeros(n_assets),
-        last_fill_bar=np.full(n_assets, -1, dtype=np.int64),
-        last_fill_price=np.full(n_assets, np.nan),
-        last_entry_bar=np.full(n_assets, -1, dtype=np.int64),
-        signal_order=np.full(n_assets, -1, dtype=np.int64),
-        signal_seen=np.full(n_assets, -1, dtype=np.int64),
-        orders=np.zeros(cap, dtype=order_dt),
-        active=np.zeros(cap, dtype=np.int64),
-        fills=np.zeros(cap, dtype=fill_dt),
-        trades=np.zeros(cap, dtype=trade_dt),
-        events=np.zeros(cap * 4, dtype=event_dt),
-        equity=np.full(n_history, np.nan),
-        cash_history=np.full(n_history, np.nan),
-        gross_exposure=np.zeros(n_history),
-        net_exposure=np.zeros(n_history),
-        positions=np.zeros((n_history if record_positions else 0, n_assets)),
-        risk=risk,
+    return k.State(**_state_arrays((), n_assets, n_history, cash=cash, order_capacity=order_capacity,
+                                   record_positions=record_positions), risk=risk)
+
+
+def _state_arrays(lead: tuple[int, ...], n_assets: int, n_history: int, *, cash: Any, order_capacity: int,
+                  record_positions: bool) -> dict[str, np.ndarray]:
+    """The arrays of :class:`~backforge.engine.kernels.State` (all but ``risk``), with a leading shape
+    ``lead`` (``(G,)`` for stacked independent accounts, whose starting cash is then ``cash[g]``)."""
+    cap = max(int(order_capacity), 16)
+    full = lambda shape, value, dtype=np.float64: np.full(lead + shape, value, dtype=dtype)  # noqa: E731
+    cash_arr = np.empty(lead + (1,))
+    cash_arr[..., 0] = cash
+    return dict(
+        cash=cash_arr,
+        counters=full((k.N_COUNTERS,), 0, np.int64),
+        totals=full((k.N_TOTALS,), 0.0),
+        position=full((n_assets,), 0.0),
+        avg_price=full((n_assets,), 0.0),
+        mark=full((n_assets,), np.nan),
+        realized=full((n_assets,), 0.0),
+        entry_fees=full((n_assets,), 0.0),
+        open_bar=full((n_assets,), -1, np.int64),
+        open_ts=full((n_assets,), 0, np.int64),
+        extreme_high=full((n_assets,), 0.0),
+        extreme_low=full((n_assets,), 0.0),
+        last_fill_bar=full((n_assets,), -1, np.int64),
+        last_fill_price=full((n_assets,), np.nan),
+        last_entry_bar=full((n_assets,), -1, np.int64),
+        signal_order=full((n_assets,), -1, np.int64),
+        signal_seen=full((n_assets,), -1, np.int64),
+        orders=np.zeros(lead + (cap,), dtype=order_dt),
+        active=np.zeros(lead + (cap,), dtype=np.int64),
+        fills=np.zeros(lead + (cap,), dtype=fill_dt),
+        trades=np.zeros(lead + (cap,), dtype=trade_dt),
+        events=np.zeros(lead + (cap * 4,), dtype=event_dt),
+        equity=full((n_history,), np.nan),
+        cash_history=full((n_history,), np.nan),
+        gross_exposure=full((n_history,), 0.0),
+        net_exposure=full((n_history,), 0.0),
+        positions=np.zeros(lead + ((n_history if record_positions else 0), n_assets)),
     )
 
 
-def _price_arrays(data: MarketData) -> tuple[np.ndarray, ...]:
-    """OHLC plus bid and ask OHLC (the OHLC again when the data has no quotes: the kernels then apply
-    the configured spread)."""
+def prices_of(data: MarketData) -> k.Prices:
+    """The :class:`~backforge.engine.kernels.Prices` record of ``data``: OHLC plus bid and ask OHLC (the
+    OHLC arrays again when the data has no quotes: the kernels then apply the configured spread)."""
     ohlc = (data.open, data.high, data.low, data.close)
     bid = tuple(data.bid) if data.bid is not None else ohlc
     ask = tuple(data.ask) if data.ask is not None else ohlc
-    return (*ohlc, *bid, *ask)
+    return k.Prices(*ohlc, *bid, *ask)
 
 
 # --------------------------------------------------------------------------------------- signals
@@ -136,8 +150,7 @@ def _rising_edges(signal: np.ndarray) -> int:
 
 
 def _check_data(data: Any) -> MarketData:
-    if not isinstance(data, MarketData):
-        raise DataError(f"expected MarketData, got {type(data).__name__}; build one with MarketData.from_frames(...) or backforge.data.read_csv(...)")
+    data = MarketData.coerce(data)
     if data.n_bars == 0:
         raise DataError("the data has no bars")
     return data
@@ -159,21 +172,65 @@ def from_signals(
     exits: Any = None,
     short_entries: Any = None,
     short_exits: Any = None,
-    **options: Any,
+    *,
+    config: SimConfig | None = None,
+    cash: float | None = None,
+    fee_rate: PerAsset | None = None,
+    fee_per_unit: PerAsset | None = None,
+    fee_per_order: PerAsset | None = None,
+    fee_min: PerAsset | None = None,
+    slippage_bps: PerAsset | None = None,
+    slippage_range: PerAsset | None = None,
+    spread: PerAsset | None = None,
+    lot_size: PerAsset | None = None,
+    min_qty: PerAsset | None = None,
+    borrow_rate: PerAsset | None = None,
+    financing_rate: float | None = None,
+    leverage: float | None = None,
+    maintenance_margin: float | None = None,
+    allow_short: bool | None = None,
+    allow_partial: bool | None = None,
+    record_positions: bool | None = None,
+    signal_config: SignalConfig | None = None,
+    size: PerAsset | None = None,
+    size_type: str | None = None,
+    stop_loss: PerAsset | None = None,
+    take_profit: PerAsset | None = None,
+    trailing_stop: PerAsset | None = None,
+    accumulate: bool | None = None,
+    time_in_force: str | None = None,
+    gtn_bars: int | None = None,
+    risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+    **unknown: Any,
 ):
     """Backtest boolean entry/exit signals with market orders filled at the next bar's open.
 
     A signal on bar t is a decision on bar t's close: its order fills at bar t+1's open (or the first
-    later bar where the asset trades). Options are those of :class:`~backforge.engine.config.SimConfig`
-    (cash, costs, lot size, leverage, margin...) and :class:`~backforge.engine.config.SignalConfig`
-    (size, size type, stop-loss / take-profit / trailing stop, accumulate, time in force).
+    later bar where the asset trades).
 
     Parameters
     ----------
     data
-        The market data.
+        The market data: :class:`~backforge.data.market.MarketData`, or a pandas / Polars OHLCV frame
+        (one asset, or a long frame with a ``symbol`` column; :meth:`MarketData.coerce`).
     entries, exits, short_entries, short_exits
         Boolean ``[T, A]`` arrays (or ``[T]`` for one asset, or DataFrames with one column per asset).
+    config
+        The account settings as a :class:`~backforge.engine.config.SimConfig`; the keyword options
+        ``cash`` … ``record_positions`` below are its fields and override it when given (``None``:
+        the config's value, by default SimConfig's default — see its field descriptions).
+    cash, fee_rate, fee_per_unit, fee_per_order, fee_min, slippage_bps, slippage_range, spread, lot_size, min_qty, borrow_rate, financing_rate, leverage, maintenance_margin, allow_short, allow_partial, record_positions
+        :class:`~backforge.engine.config.SimConfig` fields: starting cash, commissions, slippage,
+        spread, lot size and minimum quantity, financing, leverage and margin, shorting, partial
+        fills, position history.
+    signal_config
+        How signals become orders, as a :class:`~backforge.engine.config.SignalConfig`; the options
+        ``size`` … ``gtn_bars`` are its fields and override it.
+    size, size_type, stop_loss, take_profit, trailing_stop, accumulate, time_in_force, gtn_bars
+        :class:`~backforge.engine.config.SignalConfig` fields: order size and its unit, bracket
+        distances (fractions of the entry price), adding to positions, time in force.
+    risk
+        Portfolio risk rules (:class:`~backforge.engine.risk.RiskConfig` or a mapping of its fields).
 
     Returns
     -------
@@ -189,9 +246,12 @@ def from_signals(
     >>> result.summary()["trades"] > 0
     True
     """
+    # every option is a keyword of the signature (help() and editors list them); the given ones, with
+    # any unknown name (a did-you-mean error), are validated together
+    options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
     data = _check_data(data)
-    risk_cfg = rk.as_risk_config(options.pop("risk", None))
-    sim_cfg, sig_cfg = split_options(options)
+    risk_cfg = rk.as_risk_config(risk)
+    sim_cfg, sig_cfg = resolve_options({**options, **unknown}, config=config, signal_config=signal_config)
     le = _signal_array(entries, data, "entries")
     lx = _signal_array(exits, data, "exits")
     se = _signal_array(short_entries, data, "short_entries")
@@ -200,7 +260,7 @@ def from_signals(
         raise ConfigError("short_entries were given but allow_short is False", field="allow_short")
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
     sp = sig_cfg.lower(data.assets)
-    prices = _price_arrays(data)
+    prices = prices_of(data)
     book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     # Orders come from signal changes: size the records by rising edges and let overflow double them.
     n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
@@ -210,7 +270,7 @@ def from_signals(
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
                           record_positions=sim_cfg.record_positions, risk=book)
-        ok = k.run_signals_nb(state, params, sp, data.timestamps, *prices, le, lx, se, sx)
+        ok = k.run_signals_nb(state, params, sp, data.timestamps, prices, le, lx, se, sx)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
@@ -385,10 +445,35 @@ def _side_code(side: str | int) -> int:
     raise ConfigError(f"side must be 'buy' or 'sell', got {side!r}", field="side")
 
 
-def simulate(data: MarketData, program: OrderProgram, **options: Any):
+def simulate(
+    data: MarketData,
+    program: OrderProgram,
+    *,
+    config: SimConfig | None = None,
+    cash: float | None = None,
+    fee_rate: PerAsset | None = None,
+    fee_per_unit: PerAsset | None = None,
+    fee_per_order: PerAsset | None = None,
+    fee_min: PerAsset | None = None,
+    slippage_bps: PerAsset | None = None,
+    slippage_range: PerAsset | None = None,
+    spread: PerAsset | None = None,
+    lot_size: PerAsset | None = None,
+    min_qty: PerAsset | None = None,
+    borrow_rate: PerAsset | None = None,
+    financing_rate: float | None = None,
+    leverage: float | None = None,
+    maintenance_margin: float | None = None,
+    allow_short: bool | None = None,
+    allow_partial: bool | None = None,
+    record_positions: bool | None = None,
+    risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+    **unknown: Any,
+):
     """Backtest an explicit :class:`OrderProgram` (orders, cancels, replaces keyed by decision bar).
 
-    Options are those of :class:`~backforge.engine.config.SimConfig`.
+    ``data`` is MarketData or a pandas / Polars OHLCV frame; ``config`` and the keyword options are the
+    account settings of :class:`~backforge.engine.config.SimConfig`, as in :func:`from_signals`.
 
     Examples
     --------
@@ -399,9 +484,10 @@ def simulate(data: MarketData, program: OrderProgram, **options: Any):
     >>> bf.simulate(data, program).fills["qty"].to_list()
     [10.0]
     """
+    options = {name: value for name, value in locals().items() if name in _SIM_OPTION_NAMES}
     data = _check_data(data)
-    risk_cfg = rk.as_risk_config(options.pop("risk", None))
-    sim_cfg, sig_cfg = split_options(options)
+    risk_cfg = rk.as_risk_config(risk)
+    sim_cfg, sig_cfg = resolve_options({**options, **unknown}, config=config)
     if risk_cfg is not None and risk_cfg.sizing is not None:
         raise ConfigError("risk.sizing applies to from_signals entries; a program gives each order's size",
                           path="risk.sizing")
@@ -410,14 +496,14 @@ def simulate(data: MarketData, program: OrderProgram, **options: Any):
         raise ConfigError("signal options (size, stop_loss, ...) belong on each program.submit(...) call", field="options")
     program_arr = program.to_array(data.n_bars, data.n_assets)
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
-    prices = _price_arrays(data)
+    prices = prices_of(data)
     capacity = 4 * len(program_arr) + 8 * data.n_assets + 64
 
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
                           record_positions=sim_cfg.record_positions, risk=book)
         ref_ids = np.full(len(program_arr), -1, dtype=np.int64)
-        ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, *prices)
+        ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, prices)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
@@ -447,12 +533,50 @@ class Simulator:
     (5.0, 949.0)
     """
 
-    def __init__(self, assets: Sequence[str], *, has_quotes: bool = False, capacity: int = 256, **options: Any) -> None:
+    def __init__(
+        self,
+        assets: Sequence[str],
+        *,
+        has_quotes: bool = False,
+        capacity: int = 256,
+        config: SimConfig | None = None,
+        cash: float | None = None,
+        fee_rate: PerAsset | None = None,
+        fee_per_unit: PerAsset | None = None,
+        fee_per_order: PerAsset | None = None,
+        fee_min: PerAsset | None = None,
+        slippage_bps: PerAsset | None = None,
+        slippage_range: PerAsset | None = None,
+        spread: PerAsset | None = None,
+        lot_size: PerAsset | None = None,
+        min_qty: PerAsset | None = None,
+        borrow_rate: PerAsset | None = None,
+        financing_rate: float | None = None,
+        leverage: float | None = None,
+        maintenance_margin: float | None = None,
+        allow_short: bool | None = None,
+        allow_partial: bool | None = None,
+        record_positions: bool | None = None,
+        signal_config: SignalConfig | None = None,
+        size: PerAsset | None = None,
+        size_type: str | None = None,
+        stop_loss: PerAsset | None = None,
+        take_profit: PerAsset | None = None,
+        trailing_stop: PerAsset | None = None,
+        accumulate: bool | None = None,
+        time_in_force: str | None = None,
+        gtn_bars: int | None = None,
+        risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+        **unknown: Any,
+    ) -> None:
+        """``config`` / ``signal_config`` and the keyword options are those of :func:`from_signals`."""
+        options = {name: value for name, value in locals().items() if name in _OPTION_NAMES}
         self.assets = tuple(str(a) for a in assets)
         if not self.assets:
             raise ConfigError("at least one asset is required", field="assets")
-        self.risk_config = rk.as_risk_config(options.pop("risk", None))
-        self.sim_config, self.signal_config = split_options(options)
+        self.risk_config = rk.as_risk_config(risk)
+        self.sim_config, self.signal_config = resolve_options({**options, **unknown}, config=config,
+                                                              signal_config=signal_config)
         self._params = self.sim_config.lower(self.assets, has_quotes=has_quotes)
         self._signal_params = self.signal_config.lower(self.assets)
         book = None
@@ -537,7 +661,7 @@ class Simulator:
             for i, side in enumerate(("bid", "ask")):
                 for j, f in enumerate(("open", "high", "low", "close")):
                     self._quotes.setdefault(f"{side}_{f}", []).append(quote_rows[4 * i + j])
-        k.process_bar_nb(self._state, self._params, self._t, ts, *rows, *quote_rows)
+        k.process_bar_nb(self._state, self._params, self._t, ts, k.Prices(*rows, *quote_rows))
 
     def _require_bar(self) -> None:
         if self._t < 0:

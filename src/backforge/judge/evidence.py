@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from backforge._time import format_duration, median_bar_ns
+from backforge._time import format_duration, format_ns, median_bar_ns
 from backforge.errors import BackforgeError
 from backforge.judge.runs import COST_FIELDS, RunView, SignalRerunner, StrategyRerunner, open_run
 from backforge.results.metrics import max_drawdown, sharpe_ratio, skewness
@@ -142,10 +142,7 @@ def _number(value: Any) -> float | None:
 
 
 def _stamp(ns: int, intraday: bool) -> str:
-    import datetime as dt
-
-    moment = dt.datetime.fromtimestamp(int(ns) / 1e9, tz=dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M") if intraday else moment.strftime("%Y-%m-%d")
+    return format_ns(ns, "minute" if intraday else "day", offset=False)
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:

@@ -402,8 +402,9 @@ def _load_saved(path: Path) -> SavedRun:
         raise
     except BackforgeError as exc:
         message = exc.message.splitlines()[0] if exc.message else str(exc)
-        raise JudgeError(f"cannot read the run: {message}; pass a folder written by `backforge run` or "
-                         "Result.save (re-run the backtest if it is damaged)", path=exc.path or str(path)) from None
+        advice = "" if "re-run" in message else ("; pass a folder written by `backforge run` or Result.save (re-run "
+                                                 "the backtest if it is damaged)")
+        raise JudgeError(f"cannot read the run: {message}{advice}", path=exc.path or str(path)) from None
     except (KeyError, TypeError, ValueError) as exc:
         raise JudgeError(f"cannot read the run: a saved document is damaged ({type(exc).__name__}: {exc}); re-run "
                          "the backtest to recreate it", path=str(path)) from None
@@ -422,6 +423,9 @@ def _optimization_of(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(summary, dict) or "trials" not in summary:
         return None
+    trials = summary.get("trials")
+    if isinstance(trials, bool) or not isinstance(trials, (int, float)) or not math.isfinite(trials) or trials < 0:
+        return None  # a damaged search summary: judge the run on its own
     table = None
     if (parent / "trials.parquet").exists():
         try:

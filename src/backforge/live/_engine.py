@@ -9,7 +9,11 @@ import numpy as np
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
 from backforge.engine.records import OrderRole
+from backforge.engine.risk import RiskBook
 from backforge.engine.simulator import new_state
+
+_NESTED = {"risk": RiskBook}
+"""State fields that are themselves named tuples of arrays (snapshotted field by field)."""
 
 __all__ = ["grow_state", "state_arrays", "state_from_arrays", "order_fields", "child_client_id", "fresh_state",
            "ENGINE_ORDER_FIELDS"]

@@ -148,11 +148,14 @@ for _name in LIBRARY_LOGGERS:
 
 
 def register_secrets(*secrets: "Secret | str") -> None:
-    """Add values that the client libraries' loggers must never print."""
+    """Add values that the client libraries' loggers must never print; they are also registered with
+    :mod:`backforge._secrets`, so every message backforge itself redacts (events, errors, files) drops them."""
+    from backforge._secrets import register_secret
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else str(secret)
         if len(value) >= 4:
             _REDACTOR.secrets.add(value)
+            register_secret(value)
 
 
 _SIGNATURE = re.compile(r"(signature|apiKey|api_key|token|secret|key)=([^&\s\"']+)", re.IGNORECASE)

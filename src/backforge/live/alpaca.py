@@ -469,11 +469,19 @@ class AlpacaFeed(Feed):
             rows[symbol] = [(dt_ns(b.timestamp), b.open, b.high, b.low, b.close, b.volume) for b in bars]
         return rows
 
+    max_history_bars = 100_000
+
     def history(self, n_bars: int, *, end_ns: int | None = None):
+        """The last ``n_bars`` (at most :attr:`max_history_bars`) closed bars up to ``end_ns`` (default: now,
+        without the bar still forming)."""
+        n_bars = min(n_bars, self.max_history_bars)
         end = end_ns if end_ns is not None else time.time_ns()
         # markets close overnight and at weekends: ask for a window wide enough, keep the last n_bars
         span = max(n_bars * self.bar_ns * 4, 7 * _UNIT_NS["Day"])
-        return bars_to_market_data(self.symbols, self._bars(end - span, end), n_bars)
+        rows = self._bars(end - span, end)
+        if end_ns is None:
+            rows = {s: [r for r in rs if r[0] + self.bar_ns <= end] for s, rs in rows.items()}
+        return bars_to_market_data(self.symbols, rows, n_bars)
 
     def connect(self) -> None:
         if self._stream is not None:

@@ -538,6 +538,9 @@ class CcxtFeed(_Ccxt, Feed):
     def __repr__(self) -> str:
         return f"CcxtFeed({self.venue!r}, {list(self.symbols)}, {self.timeframe!r})"
 
+    max_history_bars = 100_000
+    page_size = 1000
+
     def _candles(self, symbol: str, since_ms: int | None, limit: int) -> list:
         return self._call("candles", lambda: self._rest.fetch_ohlcv(symbol, self.timeframe, since_ms, limit))
 
@@ -546,13 +549,21 @@ class CcxtFeed(_Ccxt, Feed):
         for symbol in self.symbols:
             if symbol not in markets:
                 raise unknown_symbol_error(self.venue, symbol, markets)
+        n_bars = min(n_bars, self.max_history_bars)
         end = end_ns if end_ns is not None else time.time_ns()
         since_ms = (end - n_bars * self.bar_ns) // 1_000_000 + 1
+        end_ms = end // 1_000_000
         rows = {}
         for symbol in self.symbols:
-            candles = self._candles(symbol, since_ms, n_bars + 1)
+            candles, cursor = [], since_ms
+            for _ in range(n_bars // self.page_size + 2):  # forward pages (venues cap candles per request)
+                page = self._candles(symbol, cursor, self.page_size)
+                candles.extend(c for c in page if c[0] <= end_ms)
+                if len(page) < self.page_size or not page or page[-1][0] >= end_ms:
+                    break
+                cursor = page[-1][0] + 1
             rows[symbol] = [(c[0] * 1_000_000, c[1], c[2], c[3], c[4], c[5]) for c in candles
-                            if c[0] * 1_000_000 <= end and (end_ns is not None or (c[0] * 1_000_000 + self.bar_ns) <= end)]
+                            if end_ns is not None or (c[0] * 1_000_000 + self.bar_ns) <= end]
         return bars_to_market_data(self.symbols, rows, n_bars)
 
     def connect(self) -> None:

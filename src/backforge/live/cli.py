@@ -154,9 +154,9 @@ def register(app: typer.Typer, console: Any, friendly_errors: Callable) -> None:
 def _ts(ns: Any) -> str:
     if not ns:
         return "-"
-    import datetime as dt
+    from backforge._time import format_ns
 
-    return dt.datetime.fromtimestamp(int(ns) / 1e9, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return format_ns(int(ns), "minute", offset=False)
 
 
 def _print_status(console: Any, info: dict, folder: Path) -> None:

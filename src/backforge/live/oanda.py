@@ -481,7 +481,13 @@ class OandaFeed(_Oanda, Feed):
             rows.append((dt_ns(c["time"]), *mid, float(c.get("volume", 0)), bid, ask))
         return rows
 
+    max_history_bars = 5000
+    """OANDA serves at most 5000 candles per request."""
+
     def history(self, n_bars: int, *, end_ns: int | None = None):
+        if n_bars > self.max_history_bars:
+            log.warning("oanda: %d bars of history asked, OANDA serves %d per request", n_bars, self.max_history_bars)
+            n_bars = self.max_history_bars
         params = {"count": n_bars}
         if end_ns is not None:
             params["to"] = ns_iso(end_ns + 1000)
@@ -502,7 +508,11 @@ class OandaFeed(_Oanda, Feed):
         while not self._stop.is_set():
             for symbol in self.symbols:
                 try:
-                    params = {"from": ns_iso(self._seen[symbol] + 1000)} if symbol in self._seen else {"count": 2}
+                    if symbol not in self._seen:  # candles complete before connect() are history, not live bars
+                        latest = self._candles(symbol, count=1)
+                        self._seen[symbol] = latest[-1][0] if latest else -1
+                        continue
+                    params = {"from": ns_iso(self._seen[symbol] + 1000)} if self._seen[symbol] >= 0 else {"count": 2}
                     for row in self._candles(symbol, **params):
                         if row[0] > self._seen.get(symbol, -1):
                             self._seen[symbol] = row[0]

@@ -111,7 +111,7 @@ class PaperBroker(Broker):
             quotes = rows + rows
         n_orders = int(state.counters[k.C_ORDERS])
         touched = [int(oid) for oid in state.active[: state.counters[k.C_ACTIVE]]]
-        k.process_bar_nb(state, self.params, self.t, bar.ts_ns, *rows, *quotes)
+        k.process_bar_nb(state, self.params, self.t, bar.ts_ns, k.Prices(*rows, *quotes))
         self._prev_ts = bar.ts_ns
         for oid in range(n_orders, int(state.counters[k.C_ORDERS])):  # bracket children made by fills
             self._name_child(oid)

@@ -59,18 +59,15 @@ NS_PER_DAY = 86_400_000_000_000
 
 
 @_kernel
-def step_bar_nb(state, params, t, ts, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac, timestamps, schedule, ops,
-                op_values, series, memory, stack, leaves, instances, strategies_i, strategies_f, inst_order, rb_filter,
-                rb_sort, rb_weight, rb_fixed, targets, scores, chosen, signals, signal_leaves, n_signals, peak) -> bool:
-    """One iteration of :func:`~backforge.strategy.runtime.run_strategies_nb` at bar ``t`` (``peak`` is a
-    1-element array carried between calls). False when a record array overflowed."""
-    k.process_bar_nb(state, params, t, ts, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac)
+def step_bar_nb(state, params, t, ts, bar, timestamps, program, work, audit, peak) -> bool:
+    """One iteration of :func:`~backforge.strategy.runtime.run_strategies_nb` at bar ``t`` (``bar``: the bar's
+    :class:`~backforge.engine.kernels.Prices` rows; ``program`` / ``work`` / ``audit`` the runtime's bundles;
+    ``peak`` is a 1-element array carried between calls). False when a record array overflowed."""
+    k.process_bar_nb(state, params, t, ts, bar)
     if state.equity[t] > peak[0]:
         peak[0] = state.equity[t]
-    rt.decide_strategies_nb(state, t, ts, c, timestamps, schedule, ops, op_values, series, memory, stack, leaves,
-                            instances, strategies_i, strategies_f, inst_order, rb_filter, rb_sort, rb_weight, rb_fixed,
-                            targets, scores, chosen, signals, signal_leaves, n_signals, peak[0])
-    return state.counters[k.C_OVERFLOW] == 0 and n_signals[1] == 0
+    rt.decide_strategies_nb(state, t, ts, bar.close, timestamps, program, work, audit, peak[0])
+    return state.counters[k.C_OVERFLOW] == 0 and audit.n_signals[1] == 0
 
 
 def bar_event(data: MarketData, i: int) -> BarEvent:
@@ -310,11 +307,12 @@ class StrategyStep:
         orders_from, fills_from = int(state.counters[k.C_ORDERS]), int(state.counters[k.C_FILLS])
         self._n_signals[:] = 0
         targets, scores, chosen = self._scratch
-        ok = step_bar_nb(state, self.params, t, bar.ts_ns, o, h, l, c, *quotes, self._live_ts[: t + 1], schedule,
-                         cp.ops, cp.op_values, series, self.memory, self._stack, self._leaves, cp.instances,
-                         cp.strategies_i, cp.strategies_f, self.inst_order, cp.rb_filter, cp.rb_sort, cp.rb_weight,
-                         cp.rb_fixed, targets, scores, chosen, self._signals, self._signal_leaves, self._n_signals,
-                         self.peak)
+        program = rt.CompiledProgram(schedule, cp.ops, cp.op_values, series, cp.instances, cp.strategies, cp.rb_filter,
+                                     cp.rb_sort, cp.rb_weight, cp.rb_fixed)
+        work = rt.Workspace(self.memory, self._stack, self._leaves, self.inst_order, targets, scores, chosen)
+        audit = rt.Audit(self._signals, self._signal_leaves, self._n_signals)
+        ok = step_bar_nb(state, self.params, t, bar.ts_ns, k.Prices(o, h, l, c, *quotes), self._live_ts[: t + 1],
+                         program, work, audit, self.peak)
         if not ok:
             raise SimulationError("a record array overflowed inside the strategy step (this is a bug)")
         self.t = t

@@ -1,6 +1,6 @@
 """``backforge live STRATEGY.yaml --broker alpaca|oanda|ccxt:EXCHANGE``: build and check a venue adapter for a
-strategy file (paper/testnet unless ``--live --confirm-live``), then hand the session to the paper/live
-runner (mounted by :mod:`backforge.live.cli`).
+strategy file (paper/testnet unless ``--live --confirm-live``), then run the session on the paper/live
+runner with the venue's own bar feed (mounted by :mod:`backforge.live.cli`).
 
 Broker construction lives here so the runner, the CLI and tests share one path:
 
@@ -22,7 +22,8 @@ from typing import Optional
 
 from backforge.live.broker import Broker, BrokerError, Feed
 
-__all__ = ["parse_broker_spec", "make_broker", "make_feed", "register", "BROKERS"]
+__all__ = ["parse_broker_spec", "make_broker", "make_feed", "run_session", "Renamed", "RenamedFeed", "register",
+           "BROKERS"]
 
 BROKERS = ("alpaca", "oanda", "ccxt")
 
@@ -113,11 +114,22 @@ def register(app, console, friendly_errors) -> None:
                                               "default: the environment, then ~/.config/backforge/brokers.toml."),
         symbol: list[str] = typer.Option([], "--symbol", help="ASSET=VENUE_SYMBOL when the venue names an asset "
                                          "differently (repeatable), e.g. BTC=BTC/USDT."),
-        state: Path = typer.Option(Path("backforge-sessions"), "--state", help="Session state folder."),
+        state: Optional[Path] = typer.Option(None, "--state", help="Session state folder (default "
+                                             "backforge-sessions/<strategy name>-<broker>)."),
+        bar: str = typer.Option("1min", "--bar", help="Bar size traded: 1min, 5min, 15min, 30min, 1h, 4h or 1d."),
+        warmup: int = typer.Option(500, "--warmup", min=1, help="Bars of venue history to warm indicators up."),
+        policy: str = typer.Option("adopt", help="On a mismatch with the venue: adopt | halt."),
+        force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy "
+                                   "version."),
+        max_bars: Optional[int] = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars."),
         check: bool = typer.Option(False, "--check", help="Connect, validate symbols and show the account, "
                                    "positions and open orders, then stop without trading."),
         rest_url: Optional[str] = typer.Option(None, "--rest-url", hidden=True, help="Venue REST base (proxy/test)."),
         stream_url: Optional[str] = typer.Option(None, "--stream-url", hidden=True, help="Venue stream base."),
+        data_url: Optional[str] = typer.Option(None, "--data-url", hidden=True, help="Market-data REST base "
+                                               "(Alpaca; default: the venue's)."),
+        data_stream_url: Optional[str] = typer.Option(None, "--data-stream-url", hidden=True,
+                                                      help="Market-data stream URL (Alpaca)."),
     ) -> None:
         """Trade a strategy through a broker or exchange (paper/testnet unless --live --confirm-live)."""
         from backforge.strategy.schema import load_portfolio
@@ -125,6 +137,10 @@ def register(app, console, friendly_errors) -> None:
         if live_mode and not confirm_live:
             raise BrokerError("--live trades real money; add --confirm-live to go ahead", kind="final",
                               field="live")
+        if policy not in ("adopt", "halt"):
+            raise BrokerError(f"--policy must be adopt or halt, got {policy!r}", kind="final", field="policy")
+        if bar not in _BARS:
+            raise BrokerError(f"--bar must be one of {', '.join(_BARS)}, got {bar!r}", kind="final", field="bar")
         portfolio = load_portfolio(strategy)
         mapping = _symbol_map(list(portfolio.universe), symbol)
         adapter = make_broker(broker, live=live_mode, config_path=str(config) if config else None,
@@ -153,17 +169,126 @@ def register(app, console, friendly_errors) -> None:
             if check:
                 console.print("[green]check passed:[/] keys accepted, every symbol listed")
                 return
-            _run_session(portfolio, strategy, adapter, broker, mapping, state, live_mode, config, rest_url, stream_url)
+            separate_data = parse_broker_spec(broker)[0] == "alpaca"  # Alpaca's market data has its own hosts
+            feed = make_feed(broker, list(mapping.values()), bar, live=live_mode,
+                             config_path=str(config) if config else None,
+                             rest_url=data_url if separate_data else (data_url or rest_url),
+                             stream_url=data_stream_url if separate_data else (data_stream_url or stream_url))
+            folder = state or Path("backforge-sessions") / f"{_slug(portfolio.name)}-{_slug(broker)}"
+            status = run_session(portfolio, Renamed(adapter, mapping), RenamedFeed(feed, mapping), folder,
+                                 policy=policy, force=force, warmup_bars=warmup, max_bars=max_bars)
+            from backforge.live.cli import _print_status
+            _print_status(console, status, folder)
         finally:
             adapter.close()
 
 
-def _run_session(portfolio, strategy: Path, adapter: Broker, spec: str, mapping: dict, state: Path, live_mode: bool,
-                 config, rest_url, stream_url) -> None:
-    """Hand the checked broker to the paper/live runner of issue 12 (not part of this build yet)."""
+def _slug(text: str) -> str:
+    import re
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "session"
+
+
+def run_session(portfolio, broker: Broker, feed: Feed, folder: Path, *, policy: str = "adopt", force: bool = False,
+                warmup_bars: int = 500, max_bars: int | None = None) -> dict:
+    """Run ``portfolio`` on a venue through the paper/live runner (:class:`backforge.live.runner.PaperRunner`):
+    warm-up from the venue's history, reconcile with the venue, then one closed bar at a time until
+    ``max_bars`` (or a ``sessions stop``). Returns the session status. Rerunning resumes the session."""
+    from backforge.live.runner import LiveConfig, PaperRunner
+
+    runner = PaperRunner(portfolio, feed, broker, folder, config=LiveConfig(reconcile_policy=policy), force=force,
+                         warmup_bars=warmup_bars)
     try:
-        from backforge.live import runner  # noqa: F401 - the runner lands with the paper-trading issue
-    except ImportError:
-        raise BrokerError("the live session runner is not part of this build yet; `backforge live ... --check` "
-                          "validates the broker, keys and symbols", kind="final") from None
-    raise BrokerError("this build's runner has no live entry point wired to `backforge live` yet", kind="final")
+        runner.run(max_bars=max_bars)
+        return runner.status()
+    finally:
+        runner.close()
+        feed.close()
+
+
+class Renamed(Broker):
+    """A broker seen under the strategy's asset names: ``mapping`` is asset -> venue symbol (e.g.
+    ``{"BTC": "BTC/USDT"}``); requests are sent under the venue's symbols and every answer comes back under
+    the assets'. Symbols outside the mapping pass unchanged (external orders and positions)."""
+
+    def __init__(self, inner: Broker, mapping: dict[str, str]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.native_brackets = inner.native_brackets
+        self._to_venue = dict(mapping)
+        self._to_asset = {v: a for a, v in mapping.items()}
+
+    def __repr__(self) -> str:
+        return f"Renamed({self.inner!r})"
+
+    def _back(self, item):
+        if item is None or not hasattr(item, "symbol"):
+            return item
+        from dataclasses import replace
+        return replace(item, symbol=self._to_asset.get(item.symbol, item.symbol))
+
+    def connect(self) -> None:
+        self.inner.connect()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def instruments(self, symbols):
+        found = self.inner.instruments([self._to_venue.get(s, s) for s in symbols])
+        return {s: self._back(found[self._to_venue.get(s, s)]) for s in symbols}
+
+    def submit(self, request):
+        from dataclasses import replace
+        return self._back(self.inner.submit(replace(request, symbol=self._to_venue.get(request.symbol,
+                                                                                        request.symbol))))
+
+    def cancel(self, client_order_id):
+        return self._back(self.inner.cancel(client_order_id))
+
+    def replace(self, client_order_id, **changes):
+        return self._back(self.inner.replace(client_order_id, **changes))
+
+    def order(self, client_order_id):
+        return self._back(self.inner.order(client_order_id))
+
+    def open_orders(self):
+        return [self._back(o) for o in self.inner.open_orders()]
+
+    def fills(self, since_ns: int = 0):
+        return [self._back(f) for f in self.inner.fills(since_ns)]
+
+    def positions(self):
+        return {self._to_asset.get(s, s): self._back(p) for s, p in self.inner.positions().items()}
+
+    def account(self):
+        return self.inner.account()
+
+    def poll(self, timeout: float = 0.0):
+        return [self._back(u) for u in self.inner.poll(timeout)]
+
+
+class RenamedFeed(Feed):
+    """A venue feed seen under the strategy's asset names (bars keep the venue feed's symbol order)."""
+
+    def __init__(self, inner: Feed, mapping: dict[str, str]) -> None:
+        to_asset = {v: a for a, v in mapping.items()}
+        self.inner = inner
+        self.symbols = tuple(to_asset.get(s, s) for s in inner.symbols)
+        self.bar_ns = inner.bar_ns
+        self.has_quotes = inner.has_quotes
+
+    def connect(self) -> None:
+        self.inner.connect()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def history(self, n_bars: int, *, end_ns: int | None = None):
+        from dataclasses import replace
+        return replace(self.inner.history(n_bars, end_ns=end_ns), assets=self.symbols)
+
+    def next_bar(self, timeout: float | None = None):
+        return self.inner.next_bar(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self.inner.finished

@@ -1,0 +1,31 @@
+"""Research: parameter search (grid, random, genetic; local cores or Ray), walk-forward analysis, Monte Carlo,
+overfitting statistics and vectorized signal sweeps.
+
+>>> from backforge.research import optimize, walk_forward, monte_carlo, sweep_sma_cross, deflated_sharpe_ratio
+>>> callable(optimize) and callable(sweep_sma_cross)
+True
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "optimize": "backforge.research.optimize", "OptimizationResult": "backforge.research.optimize",
+    "make_executor": "backforge.research.optimize",
+    "walk_forward": "backforge.research.walkforward", "WalkForwardResult": "backforge.research.walkforward",
+    "monte_carlo": "backforge.research.montecarlo", "MonteCarloResult": "backforge.research.montecarlo",
+    "sweep_signals": "backforge.research.sweep", "sweep_sma_cross": "backforge.research.sweep",
+    "ParameterSpace": "backforge.research.params",
+    "deflated_sharpe_ratio": "backforge.research.stats", "probabilistic_sharpe_ratio": "backforge.research.stats",
+    "probability_of_backtest_overfitting": "backforge.research.stats",
+    "minimum_track_record_length": "backforge.research.stats",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'backforge.research' has no attribute {name!r}")

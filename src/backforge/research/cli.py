@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
+
+from backforge._paths import check_output_folder
 
 
 def register(app: typer.Typer, console, friendly_errors) -> None:
@@ -34,18 +35,28 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
     ) -> None:
         """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
-        from backforge.research.optimize import make_executor
+        from backforge.research.folders import ResultFolder
+        from backforge.research.optimize import SearchConfig, check_space, heatmap_axes, make_executor, period_bars
         from backforge.research.optimize import optimize as run_search
+        from backforge.research.params import ParameterSpace
         from backforge.strategy.compiler import load_data
         from backforge.strategy.schema import load_portfolio, read_config
 
+        check_output_folder(out, option="--out")  # before the search, not after it
         raw, _ = read_config(strategy)
         portfolio = load_portfolio(raw)  # defaults: validates the file before any work
+        space = ParameterSpace.from_config(raw)
+        axes = heatmap_axes(heatmap, space) if space else None  # bad --heatmap fails now, not after the search
         market = load_data(portfolio, base=strategy.parent, override=data or None)
+        first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)  # the file's period, as `run`
+        search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
+                              generations=generations, patience=patience, seed=seed, start=first, end=stop,
+                              progress=True)
+        if space:
+            check_space(space, search)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
         try:
-            result = run_search(raw, market, metric=metric, method=method, samples=samples, population=population,
-                                generations=generations, patience=patience, seed=seed, executor=pool, progress=True)
+            result = run_search(raw, market, search, executor=pool)
         finally:
             pool.close()
         table = result.table
@@ -60,29 +71,30 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         of = result.overfitting
         console.print(f"[bold]overfitting[/]: trials={of.get('n_trials')}  "
                       + "  ".join(f"{k}={_short(v)}" for k, v in of.items() if k != "n_trials"))
-        folder = out / f"optimize-{strategy.stem}-{int(time.time())}"
-        folder.mkdir(parents=True, exist_ok=True)
-        table.write_parquet(folder / "trials.parquet")
-        (folder / "summary.json").write_text(json.dumps({
-            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
-            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
-            "pareto": result.pareto, "generations": result.generations, "executor": executor,
-            "strategy_file": str(strategy.resolve()),
-        }, indent=2, default=_json))
-        if heatmap:
-            x, _, y = heatmap.partition(",")
-            result.heatmap(x.strip(), y.strip()).write_html(folder / "heatmap.html", include_plotlyjs=True)
         from backforge.strategy.compiler import compile_portfolio, run_compiled
 
-        best_rows = table.filter(table["error"].is_null()).head(top)
-        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
-            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
-            run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market))
-            run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
-                               "start": None, "end": None, "parameters": values,
-                               "trials": result.n_trials}
-            run.save(folder / f"best-{rank}")
-        console.print(f"[green]saved:[/] {folder}")
+        with ResultFolder(out, f"optimize-{strategy.stem}") as output:
+            folder = output.path
+            table.write_parquet(folder / "trials.parquet")
+            (folder / "summary.json").write_text(json.dumps({
+                "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
+                "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
+                "pareto": result.pareto, "generations": result.generations, "executor": executor,
+                "strategy_file": str(strategy.resolve()), "start": portfolio.data.start, "end": portfolio.data.end,
+            }, indent=2, default=_json))
+            if axes:
+                result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
+            best_rows = table.filter(table["error"].is_null()).head(top)
+            for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
+                values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
+                run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
+                                                     start=portfolio.data.start, end=portfolio.data.end))
+                run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
+                                   "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
+                                   "trials": result.n_trials}
+                run.save(folder / f"best-{rank}")
+            final = output.commit()
+        console.print(f"[green]saved:[/] {final}")
 
     @app.command()
     @friendly_errors
@@ -102,18 +114,22 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         out: Path = typer.Option(Path("backforge-runs")),
     ) -> None:
         """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
-        from backforge.research.optimize import make_executor
+        from backforge.research.folders import ResultFolder
+        from backforge.research.optimize import SearchConfig, make_executor, period_bars
         from backforge.research.walkforward import walk_forward
         from backforge.strategy.compiler import load_data
         from backforge.strategy.schema import load_portfolio, read_config
 
+        check_output_folder(out, option="--out")
         raw, _ = read_config(strategy)
         portfolio = load_portfolio(raw)
         market = load_data(portfolio, base=strategy.parent, override=data or None)
+        first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
+        search = SearchConfig(metric=metric, method=method, samples=samples, seed=seed)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
         try:
             wf = walk_forward(raw, market, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
-                              metric=metric, method=method, samples=samples, seed=seed, executor=pool)
+                              search=search, executor=pool, start=first, end=stop)
         finally:
             pool.close()
         show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
@@ -126,12 +142,13 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         s = wf.summary()
         console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
                       f"return {s['oos_total_return']:.2%}")
-        folder = out / f"walkforward-{strategy.stem}-{int(time.time())}"
-        folder.mkdir(parents=True, exist_ok=True)
-        wf.windows.write_parquet(folder / "windows.parquet")
-        wf.equity.write_parquet(folder / "oos_equity.parquet")
-        (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
-        console.print(f"[green]saved:[/] {folder}")
+        with ResultFolder(out, f"walkforward-{strategy.stem}") as output:
+            folder = output.path
+            wf.windows.write_parquet(folder / "windows.parquet")
+            wf.equity.write_parquet(folder / "oos_equity.parquet")
+            (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
+            final = output.commit()
+        console.print(f"[green]saved:[/] {final}")
 
 
 def _short(value) -> str:

@@ -42,6 +42,7 @@ import polars as pl
 import numba
 from numba import njit, prange
 
+from backforge._validate import positive, whole
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.results.metrics import (
     equity_metrics,
@@ -50,7 +51,7 @@ from backforge.results.metrics import (
     select_range_nb,
     sharpe_from_sums,
 )
-from backforge.results.result import Result
+from backforge.results.result import Result, RunAnalysis
 
 __all__ = ["MonteCarloResult", "monte_carlo", "optimal_block_length", "METHODS", "TRADE_MODELS"]
 
@@ -655,22 +656,6 @@ def _ruin_level(value: Any, name: str) -> float:
     return level
 
 
-def _positive(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number) or number <= 0.0:
-        raise ConfigError(f"{name} must be a number > 0, got {value!r}", field=name)
-    return number
-
-
-def _whole(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}", field=name)
-    return int(value)
-
-
 def _check_quantiles(quantiles: Any) -> tuple[float, ...]:
     try:
         levels = tuple(float(q) for q in quantiles)
@@ -683,13 +668,13 @@ def _check_quantiles(quantiles: Any) -> tuple[float, ...]:
     return levels
 
 
-def _trade_values(result: Result, trade_model: str) -> tuple[np.ndarray, float, float]:
+def _trade_values(result: RunAnalysis, trade_model: str) -> tuple[np.ndarray, float, float]:
     """Per-trade values of a run's closed trades, its initial cash and its trades per year."""
     trades = result.trades.filter(~pl.col("is_open"))
     if trades.height == 0:
         raise DataError("the run has no closed trades to resample; use method='block_bootstrap' to resample "
                         "its per-bar returns", field="trades")
-    cash = float(result.sim_config.cash)
+    cash = float(result.initial_cash)
     pnl = trades["pnl"].to_numpy().astype(np.float64)
     if trade_model == "additive":
         values = pnl
@@ -702,7 +687,7 @@ def _trade_values(result: Result, trade_model: str) -> tuple[np.ndarray, float, 
             raise DataError("a trade was entered with no equity left, its return on equity is undefined; use "
                             "trade_model='additive'", row=row, field="trades")
         values = pnl / before
-    timestamps = np.asarray(result.data.timestamps, dtype=np.int64)
+    timestamps = np.asarray(result.timestamps_ns, dtype=np.int64)
     years = float(timestamps[-1] - timestamps[0]) / _NS_PER_YEAR if timestamps.shape[0] > 1 else 0.0
     per_year = values.shape[0] / years if years > 0.0 else 1.0
     return _finite_1d(values, "trades"), cash, per_year
@@ -815,8 +800,8 @@ def monte_carlo(
     if trade_model not in TRADE_MODELS:
         raise ConfigError(f"unknown trade_model {trade_model!r}: use one of {', '.join(TRADE_MODELS)}"
                           + did_you_mean(str(trade_model), TRADE_MODELS), field="trade_model")
-    n_paths = _whole(n_simulations, "n_simulations", 1)
-    seed_value = _whole(seed, "seed", 0)
+    n_paths = whole(n_simulations, "n_simulations", 1)
+    seed_value = whole(seed, "seed", 0, maximum=2**64 - 1)  # the generator state is a uint64
     ruin = _ruin_level(ruin_drawdown, "ruin_drawdown")
     levels = _check_quantiles(quantiles)
     is_block = method == "block_bootstrap"
@@ -828,12 +813,12 @@ def monte_carlo(
 
     # ------------------------------------------------------------------ values to resample
     original_path: np.ndarray | None = None
-    if isinstance(source, Result):
+    if isinstance(source, RunAnalysis):  # a Result or a saved run
         if is_block:
-            cash = float(source.sim_config.cash)
+            cash = float(source.initial_cash)
             original_path = np.concatenate(([cash], np.asarray(source.equity_values, dtype=np.float64)))
             values = returns_from_equity(original_path)
-            default_per_year = periods_per_year_for(source.data.timestamps)
+            default_per_year = periods_per_year_for(np.asarray(source.timestamps_ns, dtype=np.int64))
         else:
             values, cash, default_per_year = _trade_values(source, trade_model)
         start_equity = cash
@@ -846,15 +831,15 @@ def monte_carlo(
                         + ("returns (need at least 2)" if is_block else "trades (need at least 1)"),
                         field="returns" if is_block else "trades")
     if initial_equity is not None:
-        start_equity = _positive(initial_equity, "initial_equity")
+        start_equity = positive(initial_equity, "initial_equity")
         original_path = None
-    per_year = default_per_year if periods_per_year is None else _positive(periods_per_year, "periods_per_year")
+    per_year = default_per_year if periods_per_year is None else positive(periods_per_year, "periods_per_year")
     length: float | None = None
     if is_block:
         if block_length is None:
             length = max(optimal_block_length(values), optimal_block_length(values * values))
         else:
-            length = _positive(block_length, "block_length")
+            length = positive(block_length, "block_length")
             if length < 1.0:
                 raise ConfigError(f"block_length must be >= 1 bar, got {block_length!r}", field="block_length")
     additive = trade_model == "additive" and not is_block

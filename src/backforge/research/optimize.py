@@ -22,19 +22,105 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backforge.data.market import MarketData, Quotes
 from backforge.errors import BackforgeError, ConfigError, did_you_mean
-from backforge.research.params import ParameterSpace
+from backforge.research.params import MAX_SCAN, ParameterSpace
 
-__all__ = ["Trial", "OptimizationResult", "evaluate_params", "optimize", "LocalExecutor", "RayExecutor",
-           "make_executor", "METRICS", "MINIMIZE"]
+__all__ = ["Trial", "OptimizationResult", "SearchConfig", "evaluate_params", "optimize", "LocalExecutor",
+           "RayExecutor", "make_executor", "heatmap_axes", "period_bars", "METRICS", "MINIMIZE",
+           "MAX_GRID_COMBINATIONS"]
 
 METRICS = (
     "total_return", "annual_return", "cagr", "annual_volatility", "sharpe", "sortino", "calmar", "omega",
     "max_drawdown", "ulcer_index", "recovery_factor", "trades", "win_rate", "profit_factor", "final_equity",
 )
 MINIMIZE = {"annual_volatility", "ulcer_index"}
+METHODS = ("grid", "random", "genetic")
+MAX_GRID_COMBINATIONS = 1_000_000
+"""Largest grid searched (counted arithmetically before anything is built): every combination is a full
+backtest, so larger spaces are sampled (random) or evolved (genetic) instead."""
+MAX_SAMPLES = 1_000_000
+
+
+class SearchConfig(BaseModel):
+    """How a parameter search runs: frozen, keyword-only, unknown options refused.
+
+    ``method``: ``grid`` (every allowed combination, at most ``max_combinations``), ``random``
+    (``samples`` distinct combinations) or ``genetic`` (``population``, ``generations``,
+    ``mutation_rate``, ``crossover_rate``, ``elite``, early stop after ``patience`` generations without
+    improvement). ``start``/``end`` are the bar positions searched (earlier bars warm indicators up);
+    per-bar returns of up to ``keep_returns`` trials are kept for PBO.
+
+    Examples
+    --------
+    >>> SearchConfig(method="random", samples=20, seed=3).metric
+    ('sharpe',)
+    >>> SearchConfig(metod="grid")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field metod: unknown search option 'metod'; did you mean 'method'?
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    metric: tuple[str, ...] = ("sharpe",)
+    method: str = "grid"
+    samples: int = Field(100, ge=1, le=MAX_SAMPLES)
+    population: int = Field(40, ge=1, le=MAX_SAMPLES)
+    generations: int = Field(20, ge=0, le=100_000)
+    mutation_rate: float = Field(0.2, ge=0, le=1)
+    crossover_rate: float = Field(0.9, ge=0, le=1)
+    elite: int = Field(2, ge=0)
+    patience: int = Field(5, ge=1)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    start: int | None = Field(None, ge=0)
+    end: int | None = Field(None, ge=1)
+    keep_returns: int = Field(2000, ge=0)
+    progress: bool = False
+    max_combinations: int = Field(MAX_GRID_COMBINATIONS, ge=1)
+
+    def __init__(self, **options: Any) -> None:
+        unknown = [name for name in options if name not in type(self).model_fields]
+        if unknown:
+            raise ConfigError(f"unknown search option {unknown[0]!r}{did_you_mean(unknown[0], list(type(self).model_fields))}",
+                              field=unknown[0])
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = ".".join(str(part) for part in err["loc"]) or "search"
+            message = err["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{message}, got {err.get('input')!r}" if "got" not in message else message,
+                              field=name) from None
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _metrics(cls, value: Any) -> tuple[str, ...]:
+        names = (value,) if isinstance(value, str) else tuple(value)
+        if not names:
+            raise ValueError("give at least one metric")
+        for name in names:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}{did_you_mean(str(name), METRICS)} (one of: {', '.join(METRICS)})")
+        return names
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown method {value!r}{did_you_mean(value, list(METHODS))} (one of: {', '.join(METHODS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SearchConfig":
+        if self.method == "genetic" and (self.population < 4 or self.generations < 1):
+            raise ValueError(f"genetic search needs population >= 4 and generations >= 1, got population "
+                             f"{self.population} and generations {self.generations}")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"start bar {self.start} must be before end bar {self.end}")
+        return self
 
 
 # ----------------------------------------------------------------------------------------- trials
@@ -127,7 +213,21 @@ def _attach(folder: str) -> MarketData:
                       assets, bid, ask)
 
 
-def _init_worker(folder: str, raw: dict, fundamentals: Any) -> None:
+def _watch_parent(parent: int, folder: str) -> None:
+    """Runs in a worker thread: when the parent process is gone (killed with SIGKILL, say) the worker
+    removes the shared data folder and exits, instead of living on with its memory."""
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent:
+            shutil.rmtree(folder, ignore_errors=True)
+            os._exit(1)
+
+
+def _init_worker(folder: str, raw: dict, fundamentals: Any, parent: int | None = None) -> None:
+    if parent is not None:
+        import threading
+
+        threading.Thread(target=_watch_parent, args=(parent, folder), name="backforge-parent-watch", daemon=True).start()
     _WORKER["data"] = _attach(folder)
     _WORKER["raw"] = raw
     _WORKER["fundamentals"] = fundamentals
@@ -181,7 +281,7 @@ class LocalExecutor:
 
         data, raw, fundamentals = self._context
         return ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(self._folder, raw, fundamentals))
+                                   initargs=(self._folder, raw, fundamentals, os.getpid()))
 
     def map(self, batches: list[list[dict]], start: int | None, end: int | None, keep_returns: bool,
             on_done: Callable[[int], None] | None = None) -> list[Trial]:
@@ -349,6 +449,11 @@ class OptimizationResult:
     def n_trials(self) -> int:
         return len(self.trials)
 
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import optimization_html
+
+        return optimization_html(self)
+
     @property
     def table(self) -> pl.DataFrame:
         """One row per trial: parameters, metrics (and error), best first by the first metric."""
@@ -435,33 +540,14 @@ def _overfitting(trials: list[Trial], metric: str, periods_per_year: float) -> d
     return out
 
 
-def optimize(
-    raw: dict,
-    data: MarketData,
-    *,
-    metric: str | Sequence[str] = "sharpe",
-    method: str = "grid",
-    samples: int = 100,
-    population: int = 40,
-    generations: int = 20,
-    mutation_rate: float = 0.2,
-    crossover_rate: float = 0.9,
-    elite: int = 2,
-    patience: int = 5,
-    seed: int = 0,
-    executor: Any = None,
-    start: int | None = None,
-    end: int | None = None,
-    fundamentals: Any = None,
-    keep_returns: int = 2000,
-    progress: bool = False,
-) -> OptimizationResult:
+def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *, executor: Any = None,
+             fundamentals: Any = None, **options: Any) -> OptimizationResult:
     """Search the parameters declared in a raw strategy config.
 
-    ``method``: ``grid`` (every allowed combination), ``random`` (``samples`` distinct combinations) or
-    ``genetic`` (tournament selection, uniform crossover, step mutation, elitism, early stopping after
-    ``patience`` generations without improvement; several metrics → Pareto ranking, NSGA-II style).
-    Per-bar returns of up to ``keep_returns`` trials are kept for PBO; metrics only for the rest.
+    ``config`` is a :class:`SearchConfig`; its options may also be given as keywords (``method="random",
+    samples=50``), alone or overriding ``config``. ``executor`` (default: local processes on every core)
+    and ``fundamentals`` are the resources the search uses. Grids larger than
+    ``config.max_combinations`` are refused, counted arithmetically before anything is built.
 
     Examples
     --------
@@ -474,23 +560,24 @@ def optimize(
     >>> res.n_trials, sorted(res.best.params)
     (6, ['fast', 'slow'])
     """
-    metrics = [metric] if isinstance(metric, str) else list(metric)
-    for name in metrics:
-        if name not in METRICS:
-            raise ConfigError(f"unknown metric {name!r}{did_you_mean(name, METRICS)} (one of: {', '.join(METRICS)})", field="metric")
+    if config is None:
+        config = SearchConfig(**options)
+    elif options:
+        config = SearchConfig(**{**config.model_dump(), **options})
+    metrics = list(config.metric)
+    method, seed, start, end = config.method, config.seed, config.start, config.end
     space = ParameterSpace.from_config(raw)
     if not space:
         raise ConfigError("the strategy declares no parameters: write e.g. window: {param: fast, range: [5, 50, 5]}", field="parameters")
+    check_space(space, config)
+    if end is not None and end > data.n_bars:
+        raise ConfigError(f"end bar {end} is past the data ({data.n_bars} bars)", field="end")
     if fundamentals is not None:
         from backforge.data.fundamentals import Fundamentals
 
         if not isinstance(fundamentals, Fundamentals):  # index the table once, not once per trial
             fundamentals = Fundamentals.from_frame(fundamentals)
-    if method not in ("grid", "random", "genetic"):
-        raise ConfigError(f"unknown method {method!r}{did_you_mean(method, ['grid', 'random', 'genetic'])}", field="method")
-    if method == "genetic" and (population < 4 or generations < 1):
-        raise ConfigError("genetic search needs population >= 4 and generations >= 1", field="population")
-    # validate one instantiation against the data before any work starts
+    # validate the corners of the space against the data before any work starts
     from backforge.strategy.compiler import compile_portfolio
     from backforge.strategy.schema import load_portfolio
 
@@ -501,9 +588,10 @@ def optimize(
     executor = executor or LocalExecutor()
     started = time.perf_counter()
     kept = 0
+    keep_returns = config.keep_returns
     executor.start(data, raw, fundamentals)
     try:
-        progress_bar = _Progress(progress)
+        progress_bar = _Progress(config.progress)
 
         def evaluate(items: list[dict]) -> list[Trial]:
             nonlocal kept
@@ -520,12 +608,13 @@ def optimize(
             progress_bar.total(len(items))
             trials = evaluate(items)
         elif method == "random":
-            items = space.sample(samples, seed)
+            items = space.sample(config.samples, seed)
             progress_bar.total(len(items))
             trials = evaluate(items)
         else:
-            trials, generations_log = _genetic(space, evaluate, metrics, population, generations, mutation_rate,
-                                               crossover_rate, elite, patience, seed, progress_bar)
+            trials, generations_log = _genetic(space, evaluate, metrics, config.population, config.generations,
+                                               config.mutation_rate, config.crossover_rate, config.elite,
+                                               config.patience, seed, progress_bar)
         progress_bar.close()
     finally:
         if own_executor:
@@ -540,18 +629,118 @@ def optimize(
     return result
 
 
+def check_space(space: ParameterSpace, config: SearchConfig) -> None:
+    """Refuse a grid search over more than ``config.max_combinations`` combinations, from the count
+    alone (the product of the parameters' value counts), before any combination is built.
+
+    Examples
+    --------
+    >>> space = ParameterSpace.from_config({"a": {"param": "x", "range": [1, 100000]},
+    ...                                     "b": {"param": "y", "range": [1, 100000]}})
+    >>> check_space(space, SearchConfig(method="grid"))
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field method: a grid search over 10,000,000,000 combinations is more than the limit of 1,000,000; use method random (--method random --samples N) or genetic, or coarser ranges
+    >>> check_space(space, SearchConfig(method="random"))  # sampled without enumerating: fine
+    """
+    total = space.total()
+    if config.method == "grid" and total > config.max_combinations:
+        raise ConfigError(f"a grid search over {total:,} combinations is more than the limit of "
+                          f"{config.max_combinations:,}; use method random (--method random --samples N) or genetic, "
+                          "or coarser ranges", field="method")
+
+
+def heatmap_axes(text: str | None, space: ParameterSpace) -> tuple[str, str] | None:
+    """The two parameters of a ``--heatmap x,y`` request, checked against the space (before a search runs).
+
+    Examples
+    --------
+    >>> space = ParameterSpace.from_config({"a": {"param": "fast", "range": [1, 3]}, "b": {"param": "slow", "range": [4, 5]}})
+    >>> heatmap_axes("fast, slow", space)
+    ('fast', 'slow')
+    >>> heatmap_axes("fast,slwo", space)
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field heatmap: unknown parameter 'slwo'; did you mean 'slow'? (parameters: fast, slow)
+    """
+    if text is None:
+        return None
+    parts = [part.strip() for part in str(text).split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"--heatmap takes two parameters separated by a comma, e.g. 'fast,slow'; got {text!r}",
+                          field="heatmap")
+    for name in parts:
+        if name not in space.names:
+            raise ConfigError(f"unknown parameter {name!r}{did_you_mean(name, space.names)} (parameters: "
+                              f"{', '.join(space.names)})", field="heatmap")
+    if parts[0] == parts[1]:
+        raise ConfigError(f"--heatmap needs two different parameters, got {parts[0]!r} twice", field="heatmap")
+    return parts[0], parts[1]
+
+
+def period_bars(data: MarketData, start: Any = None, end: Any = None) -> tuple[int | None, int | None]:
+    """The bar positions ``(start, end)`` (end exclusive) of the period ``start``..``end`` (times, as a
+    strategy's ``data.start``/``data.end``), as :func:`~backforge.strategy.compiler.compile_portfolio`
+    bounds a run: the search and its saved best runs trade the same bars as ``backforge run``.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> data = bf.synth(n_assets=1, years=1, seed=1)
+    >>> period_bars(data, "2015-03-02", "2015-06-30")
+    (41, 127)
+    >>> period_bars(data)
+    (None, None)
+    """
+    from backforge.strategy.compiler import _scalar_ns
+
+    ts = data.timestamps
+    hi = None
+    if end is not None:
+        hi = int(np.searchsorted(ts, _scalar_ns(end, "end"), side="right"))
+    lo = None
+    if start is not None:
+        lo = int(np.searchsorted(ts, _scalar_ns(start, "start"))) or None
+    if (hi if hi is not None else len(ts)) - (lo or 0) < 2:
+        raise ConfigError(f"the period {start or 'first bar'} .. {end or 'last bar'} holds fewer than 2 bars of the "
+                          "data", field="start")
+    return lo, hi
+
+
 def _probes(space: ParameterSpace) -> list[dict]:
     """Allowed combinations that include each parameter's smallest and largest value: compiling them
-    before the search catches windows longer than the data and other invalid corners up front."""
+    before the search catches windows longer than the data and other invalid corners up front.
+
+    Built from the corners (the other parameters at their first, then last values), then a bounded
+    number of seeded random draws, and a scan only of spaces small enough to enumerate: never a walk
+    over the whole grid per parameter.
+    """
     probes: list[dict] = []
+    rng = np.random.default_rng(0)
     for p in space.parameters:
         for extreme in (p.values[0], p.values[-1]):
-            for combo in space.grid():
-                if combo[p.name] == extreme:
-                    if combo not in probes:
-                        probes.append(combo)
+            found = None
+            for corner in (0, -1):
+                candidate = {q.name: (extreme if q.name == p.name else q.values[corner]) for q in space.parameters}
+                if space.allowed(candidate):
+                    found = candidate
                     break
-    return probes or [next(iter(space.grid()))]
+            for _ in range(0 if found else 200):
+                candidate = {**space.draw(rng), p.name: extreme}
+                if space.allowed(candidate):
+                    found = candidate
+                    break
+            if found is None and space.total() <= MAX_SCAN:
+                found = next((combo for combo in space.grid() if combo[p.name] == extreme), None)
+            if found is not None and found not in probes:
+                probes.append(found)
+    if not probes:
+        first = next(iter(space.grid()), None) if space.total() <= MAX_SCAN else None
+        if first is None:
+            sample = space.sample(1, 0)
+            first = sample[0]
+        probes.append(first)
+    return probes
 
 
 class _Progress:

@@ -24,7 +24,13 @@ import numpy as np
 
 from backforge.errors import ConfigError, did_you_mean
 
-__all__ = ["Parameter", "ParameterSpace", "resolve_parameters"]
+__all__ = ["Parameter", "ParameterSpace", "resolve_parameters", "MAX_VALUES_PER_PARAMETER", "MAX_SCAN"]
+
+MAX_VALUES_PER_PARAMETER = 100_000
+"""Most values one parameter may take (counted from its range before any value is built)."""
+MAX_SCAN = 200_000
+"""Largest space enumerated in full (to count the allowed combinations, check the constraints or
+sample without repetition); larger spaces are only ever sampled."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +59,14 @@ def _range_values(spec: list, path: str) -> tuple:
     if stop < start:
         raise ConfigError(f"range is inverted: start {start} > stop {stop}", path=path)
     integer = all(float(v).is_integer() and isinstance(v, int) for v in spec)
-    n = int(math.floor((stop - start) / step + 1e-9)) + 1
-    if n > 10_000_000:
-        raise ConfigError(f"range has {n:,} values; use a larger step", path=path)
+    if not all(math.isfinite(v) for v in spec):
+        raise ConfigError(f"range values must be finite numbers, got {spec!r}", path=path)
+    count = math.floor((stop - start) / step + 1e-9) + 1
+    if not math.isfinite(count) or count > MAX_VALUES_PER_PARAMETER:
+        shown = f"{int(count):,}" if math.isfinite(count) else "too many"
+        raise ConfigError(f"range has {shown} values, more than the {MAX_VALUES_PER_PARAMETER:,} a parameter may "
+                          "take; use a larger step", path=path)
+    n = int(count)
     if integer:
         return tuple(int(start + i * step) for i in range(n))
     return tuple(round(start + i * step, 12) for i in range(n))
@@ -91,6 +102,9 @@ class _Collector:
             choices = node["choices"]
             if not isinstance(choices, list) or not choices:
                 raise ConfigError("choices must be a non-empty list", path=f"{path}.choices")
+            if len(choices) > MAX_VALUES_PER_PARAMETER:
+                raise ConfigError(f"choices has {len(choices):,} values, more than the {MAX_VALUES_PER_PARAMETER:,} a "
+                                  "parameter may take", path=f"{path}.choices")
             values = tuple(choices)
         default = node.get("default", values[0])
         previous = self.found.get(name)
@@ -136,8 +150,8 @@ class ParameterSpace:
     >>> raw = {"strategies": [{"window": {"param": "fast", "range": [5, 15, 5]}},
     ...                       {"window": {"param": "slow", "choices": [10, 20]}}], "constraints": ["fast < slow"]}
     >>> space = ParameterSpace.from_config(raw)
-    >>> [p.name for p in space.parameters], space.size()
-    (['fast', 'slow'], 4)
+    >>> [p.name for p in space.parameters], space.total(), space.size()
+    (['fast', 'slow'], 6, 4)
     >>> space.defaults()
     {'fast': 5, 'slow': 10}
     """
@@ -160,7 +174,7 @@ class ParameterSpace:
             raise ConfigError("constraints must be a list of comparisons like 'fast < slow'", path="constraints")
         constraints = [_Constraint(str(t), names, f"constraints[{i}]") for i, t in enumerate(texts)]
         space = cls(raw, params, constraints)
-        if params and constraints and not any(True for _ in itertools.islice(space.grid(), 1)):
+        if params and constraints and space.total() <= MAX_SCAN and not any(True for _ in itertools.islice(space.grid(), 1)):
             raise ConfigError(f"the constraints {texts} exclude every combination of the parameter values", path="constraints")
         return space
 
@@ -181,18 +195,38 @@ class ParameterSpace:
                 yield values
 
     def size(self) -> int:
-        """Number of allowed combinations (counted, so constraints are honoured)."""
+        """Number of allowed combinations: without constraints :meth:`total` (computed); with them,
+        counted when the space has at most :data:`MAX_SCAN` combinations, else :meth:`total` as an
+        upper bound (a space that large is never enumerated, only sampled)."""
+        if not self.constraints or self.total() > MAX_SCAN:
+            return self.total()
         return sum(1 for _ in self.grid())
 
     def total(self) -> int:
-        """Number of combinations before constraints."""
+        """Number of combinations before constraints (arithmetic: nothing is enumerated)."""
         return math.prod(len(p.values) for p in self.parameters) if self.parameters else 0
 
+    def draw(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One combination drawn uniformly (before constraints) without enumerating the space."""
+        return {p.name: p.values[int(rng.integers(len(p.values)))] for p in self.parameters}
+
     def sample(self, n: int, seed: int) -> list[dict[str, Any]]:
-        """``n`` distinct allowed combinations drawn at random (all of them when there are fewer)."""
+        """``n`` distinct allowed combinations drawn at random (all of them when there are fewer).
+
+        Spaces of up to :data:`MAX_SCAN` combinations are enumerated and sampled without repetition;
+        larger ones are sampled by drawing each parameter independently and rejecting repeats and
+        disallowed combinations (never enumerated). The same seed gives the same combinations.
+
+        Examples
+        --------
+        >>> space = ParameterSpace.from_config({"a": {"param": "x", "range": [1, 100000]},
+        ...                                     "b": {"param": "y", "range": [1, 100000]}})
+        >>> space.total(), len(space.sample(3, seed=1)), space.sample(3, seed=1) == space.sample(3, seed=1)
+        (10000000000, 3, True)
+        """
         rng = np.random.default_rng(seed)
         total = self.total()
-        if total <= 200_000:
+        if total <= MAX_SCAN:
             everything = list(self.grid())
             if n >= len(everything):
                 return everything
@@ -210,6 +244,9 @@ class ParameterSpace:
             if self.allowed(values):
                 seen.add(combo)
                 out.append(values)
+        if not out:
+            raise ConfigError(f"the constraints allowed none of {attempts:,} combinations drawn at random from "
+                              f"{total:,}; loosen them", path="constraints")
         return out
 
     def instantiate(self, values: dict[str, Any]) -> dict:

@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 from numba import njit, prange
 
+from backforge._validate import finite, finite_array, is_whole, whole
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.results.metrics import DISPERSION_FLOOR, equity_metrics
 
@@ -217,42 +218,6 @@ def cscv_nb(
 
 
 # ========================================================================================= validation
-def _float(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}", field=name) from None
-    if not math.isfinite(number):
-        raise ConfigError(f"{name} must be finite, got {value!r}", field=name)
-    return number
-
-
-def _finite_array(value: Any, name: str) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be numeric, got {type(value).__name__}", field=name) from None
-    if not np.isfinite(array).all():
-        position = np.argwhere(~np.isfinite(array))[0]
-        raise ConfigError(f"{name} must be finite, got {array[tuple(position)]} at index {tuple(position)}",
-                          field=name)
-    return array
-
-
-def _is_whole(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, np.integer)):
-        return True
-    return isinstance(value, (float, np.floating)) and float(value).is_integer()
-
-
-def _whole(value: Any, name: str, minimum: int) -> int:
-    if not _is_whole(value) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value!r}", field=name)
-    return int(value)
-
-
 def _check_moments(skew: np.ndarray, kurtosis: np.ndarray) -> None:
     bad = kurtosis < 1.0 + skew * skew - 1e-12
     if bad.any():
@@ -390,8 +355,8 @@ def probabilistic_sharpe_ratio(
     [0.5, 0.785, 0.942]
     """
     values = np.broadcast_arrays(
-        _finite_array(sharpe, "sharpe"), _finite_array(n_obs, "n_obs"), _finite_array(skew, "skew"),
-        _finite_array(kurtosis, "kurtosis"), _finite_array(benchmark_sharpe, "benchmark_sharpe"),
+        finite_array(sharpe, "sharpe"), finite_array(n_obs, "n_obs"), finite_array(skew, "skew"),
+        finite_array(kurtosis, "kurtosis"), finite_array(benchmark_sharpe, "benchmark_sharpe"),
     )
     sr, n, g3, g4, sr_star = (np.asarray(v, dtype=np.float64) for v in values)
     if (n < 2).any():
@@ -449,12 +414,12 @@ def minimum_track_record_length(
     >>> round(minimum_track_record_length(0.1, skew=-1.0, kurtosis=8.0), 1)  # daily, fat left tail
     303.3
     """
-    level = _float(confidence, "confidence")
+    level = finite(confidence, "confidence")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}", field="confidence")
     values = np.broadcast_arrays(
-        _finite_array(sharpe, "sharpe"), _finite_array(skew, "skew"), _finite_array(kurtosis, "kurtosis"),
-        _finite_array(benchmark_sharpe, "benchmark_sharpe"),
+        finite_array(sharpe, "sharpe"), finite_array(skew, "skew"), finite_array(kurtosis, "kurtosis"),
+        finite_array(benchmark_sharpe, "benchmark_sharpe"),
     )
     sr, g3, g4, sr_star = (np.asarray(v, dtype=np.float64) for v in values)
     _check_moments(g3, g4)
@@ -498,8 +463,8 @@ def expected_max_sharpe(n_trials: int, sharpe_variance: float) -> float:
     >>> round(expected_max_sharpe(1000, 1.0), 3)  # in units of the trials' standard deviation
     3.255
     """
-    n = float(_whole(n_trials, "n_trials", 1))
-    variance = _float(sharpe_variance, "sharpe_variance")
+    n = float(whole(n_trials, "n_trials", 1, integral_floats=True))
+    variance = finite(sharpe_variance, "sharpe_variance")
     if variance < 0.0:
         raise ConfigError(f"sharpe_variance must be >= 0, got {sharpe_variance!r}", field="sharpe_variance")
     if n == 1.0:
@@ -638,7 +603,7 @@ def deflated_sharpe_ratio(
     """
     scale = 1.0
     if periods_per_year is not None:
-        scale = _float(periods_per_year, "periods_per_year")
+        scale = finite(periods_per_year, "periods_per_year")
         if scale <= 0.0:
             raise ConfigError(f"periods_per_year must be > 0, got {periods_per_year!r}", field="periods_per_year")
 
@@ -652,30 +617,30 @@ def deflated_sharpe_ratio(
     else:
         if n_obs is None:
             raise ConfigError("n_obs (the number of returns behind sharpe) is required with sharpe", field="n_obs")
-        sr = _float(sharpe, "sharpe") / math.sqrt(scale)
+        sr = finite(sharpe, "sharpe") / math.sqrt(scale)
         count = n_obs
-        g3, g4 = _float(skew, "skew"), _float(kurtosis, "kurtosis")
+        g3, g4 = finite(skew, "skew"), finite(kurtosis, "kurtosis")
 
     # --- the trials
     if (sharpe_variance is None) == (trial_sharpes is None):
         raise ConfigError("give either sharpe_variance or trial_sharpes (the Sharpe ratio of every trial), "
                           "not both or neither", field="sharpe_variance")
     if trial_sharpes is not None:
-        values = _finite_array(trial_sharpes, "trial_sharpes")
+        values = finite_array(trial_sharpes, "trial_sharpes")
         if values.ndim != 1 or values.shape[0] < 2:
             raise ConfigError(f"trial_sharpes must be 1-D with at least 2 values, got shape {values.shape}",
                               field="trial_sharpes")
         variance = float(np.var(values / math.sqrt(scale), ddof=1))
         if n_trials is None:
             n_trials = values.shape[0]
-        elif _whole(n_trials, "n_trials", 1) < values.shape[0]:
+        elif whole(n_trials, "n_trials", 1, integral_floats=True) < values.shape[0]:
             raise ConfigError(f"n_trials ({n_trials}) cannot be smaller than the number of trial_sharpes "
                               f"({values.shape[0]})", field="n_trials")
     else:
         if n_trials is None:
             raise ConfigError("n_trials (how many trials the search actually ran) is required with "
                               "sharpe_variance", field="n_trials")
-        variance = _float(sharpe_variance, "sharpe_variance") / scale
+        variance = finite(sharpe_variance, "sharpe_variance") / scale
 
     benchmark = expected_max_sharpe(n_trials, variance)
     deflated = float(probabilistic_sharpe_ratio(sr, count, g3, g4, benchmark))
@@ -868,14 +833,14 @@ def probability_of_backtest_overfitting(
     """
     matrix, columns = _performance_matrix(performance_matrix)
     n_rows, n_strategies = matrix.shape
-    if not _is_whole(n_splits) or not (2 <= n_splits <= 64 and n_splits % 2 == 0):
+    if not is_whole(n_splits) or not (2 <= n_splits <= 64 and n_splits % 2 == 0):
         raise ConfigError(f"n_splits must be an even whole number from 2 to 64, got {n_splits!r}", field="n_splits")
     splits = int(n_splits)
     if metric not in _METRICS:
         raise ConfigError(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}"
                           + did_you_mean(str(metric), _METRICS), field="metric")
-    cap = _whole(max_combinations, "max_combinations", 1)
-    seed_value = _whole(seed, "seed", 0)
+    cap = whole(max_combinations, "max_combinations", 1, integral_floats=True)
+    seed_value = whole(seed, "seed", 0, integral_floats=True)
     if n_strategies < 2:
         raise DataError(f"performance_matrix needs at least 2 trials (columns) to rank, got {n_strategies}",
                         field="performance_matrix")

@@ -57,10 +57,14 @@ import polars as pl
 from numba import njit, prange
 
 from backforge.data.market import MarketData
+from backforge.engine.config import SimConfig
+from backforge.engine.kernels import EPS, round_lot_nb
 from backforge.errors import ConfigError, DataError
-from backforge.results.metrics import DISPERSION_FLOOR, periods_per_year_for, risk_free_per_period
+from backforge.results import metrics
+from backforge.results.metrics import DISPERSION_FLOOR, periods_per_year_for, ratio_nb, risk_free_per_period
 
 __all__ = [
+    "SWEEP_CONFIG",
     "SWEEP_METRIC_NAMES",
     "sweep_signals",
     "sweep_sma_cross",
@@ -76,8 +80,6 @@ inline_kernel = njit(cache=True, error_model="numpy", inline="always")
 
 PAIR_CHUNK = 16  # indicator pairs per scheduling chunk of the parallel loop
 
-EPS = 1e-9  # the engine's lot-rounding and margin tolerance (backforge.engine.kernels.EPS)
-
 # ------------------------------------------------------------------------------------ price rows
 # Rows of the ``[N_PRICE_ROWS, T]`` price array the kernels read (time contiguous in each row).
 BUY_OPEN = 0  # entries fill here (the ask open with quotes, else the open)
@@ -91,34 +93,11 @@ REACH_HIGH = 7  # max(SELL_OPEN, SELL_HIGH): a take-profit at or below it fills 
 N_PRICE_ROWS = 8
 
 # -------------------------------------------------------------------------------- metric rows
-TOTAL_RETURN = 0
-ANNUAL_RETURN = 1
-ANNUAL_VOLATILITY = 2
-SHARPE = 3
-SORTINO = 4
-CALMAR = 5
-MAX_DRAWDOWN = 6
-N_TRADES = 7
-WIN_RATE = 8
-PROFIT_FACTOR = 9
-EXPOSURE_TIME = 10
-FINAL_EQUITY = 11
-N_METRICS = 12
-
-SWEEP_METRIC_NAMES: tuple[str, ...] = (
-    "total_return",
-    "annual_return",
-    "annual_volatility",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "max_drawdown",
-    "n_trades",
-    "win_rate",
-    "profit_factor",
-    "exposure_time",
-    "final_equity",
-)
+SWEEP_METRIC_NAMES: tuple[str, ...] = tuple(
+    metrics.EQUITY_METRIC_NAMES[row] for row in (
+        metrics.TOTAL_RETURN, metrics.ANNUAL_RETURN, metrics.ANNUAL_VOLATILITY, metrics.SHARPE, metrics.SORTINO,
+        metrics.CALMAR, metrics.MAX_DRAWDOWN)
+) + ("n_trades", "win_rate", "profit_factor", "exposure_time", "final_equity")
 """Metric columns of a sweep, in the row order of the kernels' output ``[N_METRICS, N]``.
 
 Definitions are those of :func:`backforge.results.metrics.equity_metrics` (``total_return``,
@@ -127,6 +106,22 @@ Definitions are those of :func:`backforge.results.metrics.equity_metrics` (``tot
 ``profit_factor``) and :func:`~backforge.results.metrics.exposure_and_turnover` (``exposure_time``:
 the share of bars that close with a position); ``final_equity`` is the last bar's equity.
 """
+
+# Rows of the kernels' output ``[N_METRICS, N]``: the position of each name above (the sweep keeps 12 of
+# the metrics, so its rows are not those of ``equity_metrics_nb``).
+ROW_TOTAL_RETURN = SWEEP_METRIC_NAMES.index("total_return")
+ROW_ANNUAL_RETURN = SWEEP_METRIC_NAMES.index("annual_return")
+ROW_ANNUAL_VOLATILITY = SWEEP_METRIC_NAMES.index("annual_volatility")
+ROW_SHARPE = SWEEP_METRIC_NAMES.index("sharpe")
+ROW_SORTINO = SWEEP_METRIC_NAMES.index("sortino")
+ROW_CALMAR = SWEEP_METRIC_NAMES.index("calmar")
+ROW_MAX_DRAWDOWN = SWEEP_METRIC_NAMES.index("max_drawdown")
+ROW_N_TRADES = SWEEP_METRIC_NAMES.index("n_trades")
+ROW_WIN_RATE = SWEEP_METRIC_NAMES.index("win_rate")
+ROW_PROFIT_FACTOR = SWEEP_METRIC_NAMES.index("profit_factor")
+ROW_EXPOSURE_TIME = SWEEP_METRIC_NAMES.index("exposure_time")
+ROW_FINAL_EQUITY = SWEEP_METRIC_NAMES.index("final_equity")
+N_METRICS = len(SWEEP_METRIC_NAMES)
 
 
 class CrossParams(NamedTuple):
@@ -170,17 +165,6 @@ def cross_schedule_nb(fast: np.ndarray, slow: np.ndarray, next_entry: np.ndarray
         next_entry[t] = entry
         next_exit[t] = exit_
         next_rise[t] = rise
-
-
-@inline_kernel
-def round_lot_nb(qty: float, lot: float) -> float:
-    """Round a non-negative quantity down to a multiple of ``lot`` (``lot <= 0``: unchanged).
-
-    Equivalent to :func:`backforge.engine.kernels.round_lot_nb` (same tolerance).
-    """
-    if lot <= 0.0:
-        return qty
-    return np.floor(qty / lot + EPS) * lot
 
 
 @inline_kernel
@@ -276,18 +260,6 @@ def merge_moments_nb(n: int, mean: float, m2: float, n_part: int, mean_part: flo
         return n_part, mean_part, m2_part
     delta = mean_part - mean
     return total, mean + delta * n_part / total, m2 + m2_part + delta * delta * n * n_part / total
-
-
-@kernel
-def _ratio_nb(numerator: float, denominator: float, neutral: float) -> float:
-    """:func:`backforge.results.metrics.ratio_nb`: ±inf for a zero denominator, ``neutral`` for 0 / 0."""
-    if denominator != 0.0:
-        return numerator / denominator
-    if numerator > 0.0:
-        return np.inf
-    if numerator < 0.0:
-        return -np.inf
-    return neutral
 
 
 @kernel
@@ -455,19 +427,19 @@ def simulate_cross_1d_nb(
     max_drawdown = min(max_drawdown, trough / peak - 1.0)
     end = prev
     n = n_bars - 1
-    out[TOTAL_RETURN, column] = end / start - 1.0
-    out[MAX_DRAWDOWN, column] = max_drawdown
-    out[N_TRADES, column] = n_trades
-    out[WIN_RATE, column] = n_wins / n_trades if n_trades > 0 else 0.0
-    out[PROFIT_FACTOR, column] = _ratio_nb(gross_profit, gross_loss, 1.0)
-    out[EXPOSURE_TIME, column] = exposure / n_bars
-    out[FINAL_EQUITY, column] = end
+    out[ROW_TOTAL_RETURN, column] = end / start - 1.0
+    out[ROW_MAX_DRAWDOWN, column] = max_drawdown
+    out[ROW_N_TRADES, column] = n_trades
+    out[ROW_WIN_RATE, column] = n_wins / n_trades if n_trades > 0 else 0.0
+    out[ROW_PROFIT_FACTOR, column] = ratio_nb(gross_profit, gross_loss, 1.0)
+    out[ROW_EXPOSURE_TIME, column] = exposure / n_bars
+    out[ROW_FINAL_EQUITY, column] = end
     if n <= 0:
-        out[ANNUAL_RETURN, column] = 0.0
-        out[ANNUAL_VOLATILITY, column] = 0.0
-        out[SHARPE, column] = 0.0
-        out[SORTINO, column] = 0.0
-        out[CALMAR, column] = 0.0
+        out[ROW_ANNUAL_RETURN, column] = 0.0
+        out[ROW_ANNUAL_VOLATILITY, column] = 0.0
+        out[ROW_SHARPE, column] = 0.0
+        out[ROW_SORTINO, column] = 0.0
+        out[ROW_CALMAR, column] = 0.0
         return
     # the flat bars: n - n_moved returns of exactly 0.0
     n_flat = n - n_moved
@@ -481,15 +453,15 @@ def simulate_cross_1d_nb(
     if std <= DISPERSION_FLOOR:
         std = 0.0
     mean_excess = mean - rf
-    out[ANNUAL_RETURN, column] = annual
-    out[ANNUAL_VOLATILITY, column] = std * annualizer
-    out[SHARPE, column] = mean_excess / std * annualizer if std > 0.0 else 0.0
+    out[ROW_ANNUAL_RETURN, column] = annual
+    out[ROW_ANNUAL_VOLATILITY, column] = std * annualizer
+    out[ROW_SHARPE, column] = mean_excess / std * annualizer if std > 0.0 else 0.0
     deviation = math.sqrt(downside / n)
     if deviation <= DISPERSION_FLOOR:
-        out[SORTINO, column] = np.inf if mean_excess > DISPERSION_FLOOR else 0.0
+        out[ROW_SORTINO, column] = np.inf if mean_excess > DISPERSION_FLOOR else 0.0
     else:
-        out[SORTINO, column] = mean_excess * annualizer / deviation
-    out[CALMAR, column] = _ratio_nb(annual, abs(max_drawdown), 0.0)
+        out[ROW_SORTINO, column] = mean_excess * annualizer / deviation
+    out[ROW_CALMAR, column] = ratio_nb(annual, abs(max_drawdown), 0.0)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -620,14 +592,55 @@ def _bracket_levels(values: Any, name: str, *, below_one: bool) -> np.ndarray:
     return arr
 
 
-def _lower_params(data: MarketData, *, cash: Any, size: Any, fee_rate: Any, slippage_bps: Any, lot_size: Any,
-                  periods_per_year: Any, risk_free: Any) -> CrossParams:
-    """Validate the scalar settings and lower them to :class:`CrossParams`."""
-    cash_ = _number(cash, "cash", low=0.0, low_open=True)
+SWEEP_CONFIG = SimConfig(lot_size=0.0)
+"""The account of a sweep given no ``config``: :class:`~backforge.engine.config.SimConfig`'s defaults
+with fractional units."""
+
+_SWEEP_FIELDS = ("cash", "fee_rate", "slippage_bps", "lot_size")
+
+
+def _sweep_config(config: Any, overrides: dict[str, Any]) -> SimConfig:
+    """``config`` (default :data:`SWEEP_CONFIG`) with the given shorthand fields replaced, checked to use
+    only what a sweep models."""
+    if config is None:
+        config = SWEEP_CONFIG
+    elif not isinstance(config, SimConfig):
+        raise ConfigError(f"must be a SimConfig, got {type(config).__name__}", field="config")
+    given = {name: value for name, value in overrides.items() if value is not None}
+    for name, value in given.items():
+        low_open = name == "cash"
+        _number(value, name, low=0.0, low_open=low_open)
+    if given:
+        from pydantic import ValidationError
+
+        from backforge.engine.config import pydantic_to_config_error
+
+        try:
+            config = SimConfig(**{**config.model_dump(), **given})
+        except ValidationError as exc:
+            raise pydantic_to_config_error(exc) from None
+    defaults = SimConfig()
+    for name in SimConfig.model_fields:
+        if name in _SWEEP_FIELDS or name in ("allow_short", "record_positions"):
+            continue  # long only, no history kept: these do not change a sweep
+        if getattr(config, name) != getattr(defaults, name):
+            raise ConfigError(f"a sweep models cash, fee_rate, slippage_bps and lot_size only; {name} must keep its "
+                              f"default ({getattr(defaults, name)!r}), got {getattr(config, name)!r}; use from_signals "
+                              "for this account", field=f"config.{name}")
+    return config
+
+
+def _lower_params(data: MarketData, *, config: Any, cash: Any, size: Any, fee_rate: Any, slippage_bps: Any,
+                  lot_size: Any, periods_per_year: Any, risk_free: Any) -> CrossParams:
+    """Validate the settings and lower them to :class:`CrossParams`."""
+    sim = _sweep_config(config, {"cash": cash, "fee_rate": fee_rate, "slippage_bps": slippage_bps,
+                                 "lot_size": lot_size})
+    asset = data.assets[0]
+    cash_ = float(sim.cash)
     size_ = _number(size, "size", low=0.0, low_open=True, high=1.0, high_open=False)
-    fee_ = _number(fee_rate, "fee_rate", low=0.0, low_open=False)
-    slip_ = _number(slippage_bps, "slippage_bps", low=0.0, low_open=False)
-    lot_ = _number(lot_size, "lot_size", low=0.0, low_open=False)
+    fee_ = float(sim.per_asset("fee_rate", (asset,))[0])
+    slip_ = float(sim.per_asset("slippage_bps", (asset,))[0])
+    lot_ = float(sim.per_asset("lot_size", (asset,))[0])
     if periods_per_year is None:
         periods = float(periods_per_year_for(data.timestamps))
     else:
@@ -703,7 +716,7 @@ def _metrics_frame(keys: dict[str, Any], out: np.ndarray) -> pl.DataFrame:
     """Key columns then the metric columns (``n_trades`` as Int64)."""
     columns: dict[str, Any] = dict(keys)
     for row, name in enumerate(SWEEP_METRIC_NAMES):
-        columns[name] = out[row].astype(np.int64) if row == N_TRADES else out[row]
+        columns[name] = out[row].astype(np.int64) if row == ROW_N_TRADES else out[row]
     return pl.DataFrame(columns)
 
 
@@ -724,11 +737,12 @@ def sweep_signals(
     stop_loss: Sequence[float | None] = (math.nan,),
     take_profit: Sequence[float | None] = (math.nan,),
     asset: str | None = None,
-    fee_rate: float = 0.0,
-    slippage_bps: float = 0.0,
-    cash: float = 100_000.0,
+    config: SimConfig | None = None,
+    fee_rate: float | None = None,
+    slippage_bps: float | None = None,
+    cash: float | None = None,
+    lot_size: float | None = None,
     size: float = 1.0,
-    lot_size: float = 0.0,
     periods_per_year: float | None = None,
     risk_free: float = 0.0,
     progress: bool = False,
@@ -756,16 +770,17 @@ def sweep_signals(
         "no bracket". Stop-losses must be in (0, 1), take-profits > 0.
     asset
         The asset to trade when ``data`` has several.
-    fee_rate
-        Commission as a fraction of notional, on every fill.
-    slippage_bps
-        Slippage in basis points on market and stop fills (never on take-profit fills).
-    cash
-        Starting cash.
+    config
+        The account and its costs, as for :func:`backforge.from_signals`: a sweep uses ``cash``,
+        ``fee_rate``, ``slippage_bps`` and ``lot_size`` (per-asset values are read for the swept
+        asset); every other field must keep its default (a sweep has no leverage, spread or fixed
+        fees). Without it the account is :data:`SWEEP_CONFIG` (fractional units).
+    fee_rate, slippage_bps, cash, lot_size
+        Shorthands that override those fields of ``config``: commission as a fraction of notional on
+        every fill; slippage in basis points on market and stop fills (never on take-profit fills);
+        starting cash; quantity step (0 = fractional units, 1 = whole units).
     size
         Fraction of equity each entry commits, in (0, 1] (there is no leverage in a sweep).
-    lot_size
-        Quantity step: 0 = fractional units, 1 = whole units.
     periods_per_year
         Bars per year for annualizing; ``None`` infers it from the timestamps
         (:func:`backforge.results.metrics.periods_per_year_for`).
@@ -813,7 +828,7 @@ def sweep_signals(
                 raise ConfigError(f"{name} row {values[bad[0]]} is outside 0..{rows - 1}", field=f"pairs[{bad[0]}]")
     stops = _bracket_levels(stop_loss, "stop_loss", below_one=True)
     takes = _bracket_levels(take_profit, "take_profit", below_one=False)
-    params = _lower_params(single, cash=cash, size=size, fee_rate=fee_rate, slippage_bps=slippage_bps,
+    params = _lower_params(single, config=config, cash=cash, size=size, fee_rate=fee_rate, slippage_bps=slippage_bps,
                            lot_size=lot_size, periods_per_year=periods_per_year, risk_free=risk_free)
     threads = _check_threads(n_threads)
     prices = _price_rows(single, 0)
@@ -863,11 +878,12 @@ def sweep_sma_cross(
     stop_loss: Sequence[float | None] = (math.nan,),
     take_profit: Sequence[float | None] = (math.nan,),
     asset: str | None = None,
-    fee_rate: float = 0.0,
-    slippage_bps: float = 0.0,
-    cash: float = 100_000.0,
+    config: SimConfig | None = None,
+    fee_rate: float | None = None,
+    slippage_bps: float | None = None,
+    cash: float | None = None,
+    lot_size: float | None = None,
     size: float = 1.0,
-    lot_size: float = 0.0,
     periods_per_year: float | None = None,
     risk_free: float = 0.0,
     progress: bool = False,
@@ -886,9 +902,10 @@ def sweep_sma_cross(
     fast, slow
         Windows in bars (distinct, >= 1, at most the number of bars). Pairs with ``fast >= slow`` are
         left out; at least one pair must remain.
-    stop_loss, take_profit, asset, fee_rate, slippage_bps, cash, size, lot_size
-        As in :func:`sweep_signals`. Note ``lot_size=0`` (fractional units) by default, unlike
-        ``from_signals`` (whole units): pass ``lot_size=1`` for whole shares.
+    stop_loss, take_profit, asset, config, fee_rate, slippage_bps, cash, lot_size, size
+        As in :func:`sweep_signals`. Without ``config`` the account is :data:`SWEEP_CONFIG`
+        (fractional units, unlike ``from_signals``' whole units): pass ``lot_size=1`` or
+        ``config=SimConfig(...)`` for whole shares.
     periods_per_year, risk_free, progress, n_threads
         As in :func:`sweep_signals`.
 
@@ -929,8 +946,8 @@ def sweep_sma_cross(
     # validate every other option before the indicators are computed
     _bracket_levels(stop_loss, "stop_loss", below_one=True)
     _bracket_levels(take_profit, "take_profit", below_one=False)
-    _lower_params(single, cash=cash, size=size, fee_rate=fee_rate, slippage_bps=slippage_bps, lot_size=lot_size,
-                  periods_per_year=periods_per_year, risk_free=risk_free)
+    _lower_params(single, config=config, cash=cash, size=size, fee_rate=fee_rate, slippage_bps=slippage_bps,
+                  lot_size=lot_size, periods_per_year=periods_per_year, risk_free=risk_free)
     _check_threads(n_threads)
     close = np.ascontiguousarray(single.close[:, 0], dtype=np.float64)
     fast_rows = np.empty((fast_windows.shape[0], n_bars))
@@ -947,7 +964,7 @@ def sweep_sma_cross(
             rows[i] = cache[w]
     table = sweep_signals(
         single, fast_rows, slow_rows, pairs=pairs, stop_loss=stop_loss, take_profit=take_profit, asset=None,
-        fee_rate=fee_rate, slippage_bps=slippage_bps, cash=cash, size=size, lot_size=lot_size,
+        config=config, fee_rate=fee_rate, slippage_bps=slippage_bps, cash=cash, size=size, lot_size=lot_size,
         periods_per_year=periods_per_year, risk_free=risk_free, progress=progress, n_threads=n_threads,
     )
     return table.with_columns(

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from backforge._time import parse_duration
+from backforge._time import format_ns, parse_duration
 from backforge.data.market import MarketData
 from backforge.errors import ConfigError
-from backforge.research.optimize import MINIMIZE, LocalExecutor, evaluate_params, optimize
+from backforge.research.optimize import MINIMIZE, LocalExecutor, SearchConfig, evaluate_params, optimize
 from backforge.research.params import ParameterSpace
 
 __all__ = ["WalkForwardResult", "walk_forward", "windows"]
@@ -36,10 +36,17 @@ def _span(value: int | str, name: str) -> tuple[int, int]:
         return bars, 0
     text = str(value).strip().lower()
     if text.endswith("y") and text[:-1].replace(".", "", 1).isdigit():
-        return 0, int(float(text[:-1]) * 365.25 * 86_400e9)
-    if text.endswith("mo") and text[:-2].replace(".", "", 1).isdigit():
-        return 0, int(float(text[:-2]) * 30.44 * 86_400e9)
-    return 0, parse_duration(text)
+        ns = float(text[:-1]) * 365.25 * 86_400e9
+    elif text.endswith("mo") and text[:-2].replace(".", "", 1).isdigit():
+        ns = float(text[:-2]) * 30.44 * 86_400e9
+    else:
+        ns = float(parse_duration(text))
+    if not 0 < ns <= _MAX_SPAN_NS:
+        raise ConfigError(f"{name} {value!r} must be a duration between 1 ns and 200 years", field=name)
+    return 0, int(ns)
+
+
+_MAX_SPAN_NS = 200 * 365.25 * 86_400e9  # any longer span overflows int64 nanoseconds next to real timestamps
 
 
 def windows(timestamps: np.ndarray, in_sample: int | str, out_of_sample: int | str, *,
@@ -106,10 +113,15 @@ class WalkForwardResult:
 
 
 def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sample: int | str,
-                 anchored: bool = False, metric: str = "sharpe", method: str = "grid", samples: int = 50,
-                 population: int = 20, generations: int = 10, seed: int = 0, executor: Any = None,
-                 fundamentals: Any = None, progress: bool = False) -> WalkForwardResult:
+                 anchored: bool = False, search: SearchConfig | None = None, executor: Any = None,
+                 fundamentals: Any = None, start: int | None = None, end: int | None = None,
+                 **options: Any) -> WalkForwardResult:
     """Run a walk-forward analysis of a parameterised strategy config.
+
+    ``search`` is the :class:`~backforge.research.optimize.SearchConfig` of each in-sample search (its
+    options may be given as keywords: ``metric``, ``method``, ``samples``, ``seed``...; defaults: 50
+    samples, population 20, 10 generations); window ``w`` uses seed ``seed + w``. ``start``/``end``
+    (bar positions, end exclusive) bound the bars the windows cover.
 
     Examples
     --------
@@ -124,10 +136,24 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
     >>> wf.windows.height
     4
     """
+    defaults = {"samples": 50, "population": 20, "generations": 10}
+    if search is None:
+        search = SearchConfig(**{**defaults, **options})
+    elif options:
+        search = SearchConfig(**{**search.model_dump(), **options})
+    if search.start is not None or search.end is not None:
+        raise ConfigError("give the walk-forward period as start=/end= of walk_forward, not of the search config",
+                          field="start")
+    metric = search.metric[0]
     space = ParameterSpace.from_config(raw)
     if not space:
         raise ConfigError("the strategy declares no parameters to optimize", field="parameters")
-    spans = windows(data.timestamps, in_sample, out_of_sample, anchored=anchored)
+    lo = int(start or 0)
+    hi = data.n_bars if end is None else min(int(end), data.n_bars)
+    if hi - lo < 2:
+        raise ConfigError(f"the period (bars {lo}..{hi}) holds fewer than 2 bars", field="start")
+    spans = [(a + lo, b + lo, c + lo)
+             for a, b, c in windows(data.timestamps[lo:hi], in_sample, out_of_sample, anchored=anchored)]
     own = executor is None
     executor = executor or LocalExecutor()
     rows = []
@@ -137,9 +163,8 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
     is_returns, oos_returns = [], []
     try:
         for w, (is_start, oos_start, oos_end) in enumerate(spans):
-            res = optimize(raw, data, metric=metric, method=method, samples=samples, population=population,
-                           generations=generations, seed=seed + w, executor=executor, start=is_start or None,
-                           end=oos_start, fundamentals=fundamentals, keep_returns=0, progress=progress)
+            res = optimize(raw, data, search, seed=search.seed + w, start=is_start or None, end=oos_start,
+                           keep_returns=0, executor=executor, fundamentals=fundamentals)
             n_trials += res.n_trials
             best = res.best
             oos_metrics, rets = evaluate_params(raw, best.params, data, start=oos_start, end=oos_end,
@@ -176,6 +201,4 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
 
 
 def _iso(data: MarketData, i: int) -> str:
-    import pandas as pd
-
-    return str(pd.Timestamp(int(data.timestamps[i]), tz="UTC"))
+    return format_ns(int(data.timestamps[i]))

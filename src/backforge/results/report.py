@@ -38,18 +38,20 @@ import polars as pl
 from numba import njit
 
 from backforge._time import median_bar_ns
-from backforge.errors import ConfigError, DataError
+from backforge.errors import BackforgeError, ConfigError, DataError
 
 __all__ = [
     "CHART_IDS", "HEADLINE_METRICS", "METRIC_DISPLAY", "METRIC_GROUPS", "format_metric", "minmax_indices",
-    "minmax_indices_nb", "report_html", "write_report",
+    "minmax_indices_nb", "report_figure", "report_html", "write_report",
 ]
 
 NS_PER_DAY = 86_400_000_000_000
 DEFAULT_POINTS = 2_000
+_MC_PATHS = 500
+_MC_MAX_TRADES = 50_000
 
 CHART_IDS = ("chart-equity", "chart-underwater", "chart-monthly", "chart-yearly", "chart-distribution",
-             "chart-rolling-sharpe", "chart-rolling-volatility", "chart-exposure")
+             "chart-rolling-sharpe", "chart-rolling-volatility", "chart-exposure", "chart-montecarlo")
 """Ids of the charts every report has; per-asset price charts add ``chart-price-<n>``."""
 
 _COLORS = {"strategy": "#2563eb", "benchmark": "#94a3b8", "pos": "#059669", "neg": "#dc2626",
@@ -413,7 +415,7 @@ class _Report:
 
     def nav(self) -> str:
         links = [("overview", "Overview"), ("performance", "Performance"), ("returns", "Returns"), ("risk", "Risk"),
-                 ("exposure", "Exposure"), ("assets", "Assets"), ("metrics", "Metrics"), ("trades", "Trades"),
+                 ("exposure", "Exposure"), ("montecarlo", "Monte Carlo"), ("assets", "Assets"), ("metrics", "Metrics"), ("trades", "Trades"),
                  ("drawdowns", "Drawdowns"), ("config", "Config"), ("audit", "Signal audit")]
         inner = "".join(f'<a href="#{key}">{label}</a>' for key, label in links)
         return f'<nav class="toc"><div class="wrap">{inner}</div></nav>'
@@ -626,6 +628,65 @@ class _Report:
                 f"turnover {_fmt(m['annual_turnover'], 'ratio')}× a year.")
         return (f'<section class="card" id="exposure"><h2>Exposure over time</h2><p class="note">{_esc(note)}</p>'
                 f'{self._chart("chart-exposure", spec, 280)}</section>')
+
+    def _monte_carlo(self) -> tuple[Any, dict[str, Any], str] | None:
+        """(bands, summary, how) of the run's saved study (``backforge montecarlo``), else a quick bootstrap of
+        its closed trades (500 paths, seed 0), else None."""
+        from backforge.results.montecarlo_io import load_monte_carlo
+
+        folder = getattr(self.run, "path", None)
+        saved = load_monte_carlo(folder) if folder is not None else None
+        if saved is not None:
+            s = saved["summary"]
+            return saved["bands"], s, (f"saved study: {s.get('n_simulations', '?'):,} paths, {s.get('method')}, "
+                                       f"seed {s.get('seed')}")
+        trades = self.run.trades.filter(~pl.col("is_open")).height if "is_open" in self.run.trades.columns else 0
+        if not 5 <= trades <= _MC_MAX_TRADES:
+            return None
+        from backforge.research.montecarlo import monte_carlo
+
+        try:
+            mc = monte_carlo(self.run, method="bootstrap", n_simulations=_MC_PATHS, seed=0)
+        except BackforgeError:
+            return None
+        s = mc.summary()
+        s["probability_of_loss"] = float(np.mean(mc.final_equity < mc.initial_equity))
+        return mc.bands, s, (f"{_MC_PATHS} bootstrap paths of the {trades} closed trades, seed 0; "
+                             "`backforge montecarlo RUN` saves a larger study")
+
+    def monte_carlo_section(self) -> str:
+        found = self._monte_carlo()
+        if found is None:
+            spec = {"data": [], "layout": _message_layout(320, "fewer than 5 closed trades (or too many for the "
+                                                               "report): run `backforge montecarlo RUN`")}
+            return (f'<section class="card" id="montecarlo"><h2>Monte Carlo</h2>'
+                    f'{self._chart("chart-montecarlo", spec, 320)}</section>')
+        bands, s, how = found
+        step = bands["step"].to_list()
+        levels = [c for c in bands.columns if c.startswith("p")]
+        data = []
+        pairs = [(levels[i], levels[-1 - i]) for i in range(len(levels) // 2)]
+        shades = ["rgba(37,99,235,0.12)", "rgba(37,99,235,0.22)", "rgba(37,99,235,0.32)"]
+        for k, (low, high) in enumerate(pairs):
+            data.append({"type": "scatter", "mode": "lines", "x": step, "y": _finite_list(bands[high]),
+                         "line": {"width": 0}, "showlegend": False, "hoverinfo": "skip"})
+            data.append({"type": "scatter", "mode": "lines", "x": step, "y": _finite_list(bands[low]),
+                         "fill": "tonexty", "fillcolor": shades[k % len(shades)], "line": {"width": 0},
+                         "name": f"{low}–{high}", "hovertemplate": "%{y:,.0f}"})
+        if len(levels) % 2:
+            mid = levels[len(levels) // 2]
+            data.append({"type": "scatter", "mode": "lines", "x": step, "y": _finite_list(bands[mid]), "name": mid,
+                         "line": {"color": _COLORS["benchmark"], "dash": "dot", "width": 1.3}})
+        if "original" in bands.columns:
+            data.append({"type": "scatter", "mode": "lines", "x": step, "y": _finite_list(bands["original"]),
+                         "name": "this run", "line": {"color": _COLORS["strategy"], "width": 1.8}})
+        unit = "trade" if s.get("block_length") is None else "bar"
+        layout = _layout(360, xaxis={"title": {"text": f"{unit}s"}}, yaxis={"title": {"text": "equity"},
+                                                                            "tickformat": ",.0f"})
+        note = (f"{how}. Probability of loss {s.get('probability_of_loss', float('nan')):.1%}; probability of ruin "
+                f"(a {s.get('ruin_drawdown', 0.5):.0%} drawdown) {s.get('probability_of_ruin', float('nan')):.1%}.")
+        return (f'<section class="card" id="montecarlo"><h2>Monte Carlo</h2><p class="note">{_esc(note)}</p>'
+                f'{self._chart("chart-montecarlo", {"data": data, "layout": layout}, 360)}</section>')
 
     def assets_section(self) -> str:
         assets = list(self.run.assets)
@@ -869,7 +930,7 @@ class _Report:
 
         body = "".join([
             self.header(), self.nav(), '<main class="wrap">', self.kpis(), self.performance(), self.returns_section(),
-            self.risk_section(), self.exposure_section(), self.assets_section(), self.metrics_section(),
+            self.risk_section(), self.exposure_section(), self.monte_carlo_section(), self.assets_section(), self.metrics_section(),
             self.trades_section(), self.drawdowns_section(), self.config_section(), self.audit_section(), "</main>",
         ])
         footer = self.footer()
@@ -937,6 +998,32 @@ def report_html(
     report = _Report(run, benchmark=benchmark, risk_free=risk_free, calendar=calendar, title=title,
                      max_points=max_points, max_assets=max_assets, max_rows=max_rows, max_markers=max_markers)
     return report.build()
+
+
+_FIGURES = {"equity": "chart-equity", "drawdown": "chart-underwater"}
+
+
+def report_figure(run: Any, chart: str = "equity", *, benchmark: Any = "equal_weight", risk_free: float = 0.0,
+                  calendar: str | float = "auto", max_points: int = DEFAULT_POINTS):
+    """One chart of the tear sheet as a ``plotly.graph_objects.Figure`` (the same data and layout as the
+    report's; ``chart``: ``"equity"`` or ``"drawdown"``).
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> data = bf.synth(n_assets=1, years=1, seed=3)
+    >>> report_figure(bf.from_signals(data, data.close > data.open), "drawdown").data[0].name
+    'Drawdown'
+    """
+    import plotly.graph_objects as go
+
+    if chart not in _FIGURES:
+        raise ConfigError(f"unknown chart {chart!r}; choose from {', '.join(_FIGURES)}", field="chart")
+    report = _Report(run, benchmark=benchmark, risk_free=risk_free, calendar=calendar, title=None,
+                     max_points=max_points, max_assets=0, max_rows=2, max_markers=0)
+    report.performance()
+    spec = report.charts[_FIGURES[chart]]
+    return go.Figure(data=spec["data"], layout=spec["layout"])
 
 
 def write_report(run: Any, path: str | Path, **options: Any) -> Path:

@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from backforge._time import format_ns
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SignalConfig, SimConfig
@@ -58,8 +59,8 @@ def _codes(values: np.ndarray, table) -> pl.Series:
 
 
 def _timestamp_text(ns: int) -> str:
-    """``'2020-01-02 00:00:00+00:00'``: the format of ``str()`` of a UTC Polars datetime."""
-    return str(pl.Series([int(ns)], dtype=pl.Int64).cast(_UTC)[0])
+    """``'2020-01-02 00:00:00+00:00'`` (:func:`backforge._time.format_ns`)."""
+    return format_ns(ns)
 
 
 def _plain(value: Any) -> Any:
@@ -426,6 +427,28 @@ class RunAnalysis:
 
         return write_report(self, path, **options)
 
+    def plot(self, chart: str = "equity", **options: Any):
+        """The report's interactive Plotly figure of this run (``chart``: ``"equity"`` — equity with the
+        benchmark, the deepest drawdowns and risk halts shaded — or ``"drawdown"``), a
+        ``plotly.graph_objects.Figure`` to show, restyle or save.
+
+        Examples
+        --------
+        >>> import backforge as bf
+        >>> data = bf.synth(n_assets=1, years=1, seed=3)
+        >>> fig = bf.from_signals(data, data.close > data.open).plot()
+        >>> type(fig).__name__, fig.data[0].name
+        ('Figure', 'Strategy')
+        """
+        from backforge.results.report import report_figure
+
+        return report_figure(self, chart, **options)
+
+    def _repr_html_(self) -> str:
+        from backforge.results.notebook import run_html
+
+        return run_html(self)
+
 
 class Result(RunAnalysis):
     """The outcome of a backtest: equity, cash, exposure, positions, orders, the order log, fills,
@@ -750,7 +773,7 @@ class Result(RunAnalysis):
                 f"Sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.2%}, {s['trades']} trades)")
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path, *, report: bool = False) -> Path:
+    def save(self, path: str | Path, *, report: bool = False, title: str | None = None) -> Path:
         """Write the run to a folder and return the folder.
 
         Contents: Parquet tables (``equity``, ``fills``, ``trades``, ``orders``, ``order_log``,
@@ -759,10 +782,12 @@ class Result(RunAnalysis):
         charts) and JSON documents (``config``: everything needed to re-run; ``summary``;
         ``metrics``: :meth:`metrics` against the equal-weight benchmark plus the benchmark's own
         metrics; ``metadata``: versions, data fingerprint, seed, run id). With ``report=True`` the
-        HTML tear sheet is written as ``report.html`` too. :func:`load_result` reads it back.
+        HTML tear sheet (titled ``title``) is written as ``report.html`` too, inside the folder before
+        it is put in place. :func:`load_result` reads it back.
 
-        The folder is written to a temporary sibling and renamed into place, so a crash never leaves
-        a half-written run.
+        The folder is written to a temporary sibling and swapped into place atomically (Linux
+        ``renameat2(RENAME_EXCHANGE)``), so a crash never leaves a half-written run and concurrent saves
+        to the same folder never collide: readers see the old run or the new one, never a mix or nothing.
 
         Examples
         --------
@@ -805,10 +830,8 @@ class Result(RunAnalysis):
             _write_json(tmp / "metadata.json", {**self.metadata_document(),
                                                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             if report:
-                self.write_html(tmp / "report.html")
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
+                self.write_html(tmp / "report.html", **({"title": title} if title else {}))
+            _swap_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -824,6 +847,73 @@ class Result(RunAnalysis):
                 "close": pl.Series(close, dtype=pl.Float64),
             }))
         return pl.concat(parts)
+
+
+def _exchange_paths(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux ``renameat2(RENAME_EXCHANGE)``; False where unavailable or
+    when ``b`` does not exist."""
+    import ctypes
+    import errno
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` at ``target``, replacing a previous run there atomically.
+
+    A missing target is a plain rename; an existing one is exchanged with ``tmp`` in one system call
+    (then ``tmp`` holds the old run and is removed). Where exchange is unavailable the old run is
+    renamed aside first (readers may then briefly find no folder, never a half one). Concurrent saves
+    retry until one of these succeeds.
+    """
+    import errno
+    import os
+    import secrets
+    import shutil
+
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise BackforgeError("exists and is not a run folder; choose another output name", path=str(target))
+    for _ in range(1000):
+        if _exchange_paths(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        if not target.exists():
+            try:
+                os.rename(tmp, target)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                    raise
+                continue  # another save got there first: exchange with it
+        aside = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+        try:
+            os.rename(target, aside)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            continue
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
+        return
+    raise BackforgeError("could not put the run folder in place (too many concurrent saves)", path=str(target))
 
 
 def _traded_notional(bars: np.ndarray, qty: np.ndarray, price: np.ndarray, n_bars: int) -> np.ndarray:
@@ -894,6 +984,52 @@ def _write_json(path: Path, document: Any, *, sort_keys: bool = False) -> None:
 
 # ---------------------------------------------------------------------------------------- saved runs
 _REQUIRED_JSON = ("config", "summary", "metadata")
+_REQUIRED_TABLES = ("equity",)
+
+
+class MissingRunFile(BackforgeError, KeyError):
+    """A file every saved run has is missing (also a ``KeyError``, as a mapping lookup would raise)."""
+
+    __str__ = BackforgeError.__str__
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+
+
+def _check_saved_run(folder: Path, documents: dict[str, Any], tables: dict[str, Path]) -> None:
+    """Refuse a damaged run folder up front, naming the file: what every reader of a saved run
+    (report, compare, judge, explain) relies on must be there and have the right shape."""
+    for name in _REQUIRED_TABLES:
+        if name not in tables:
+            raise BackforgeError(f"saved run is incomplete: {name}.parquet is missing; re-run the backtest to "
+                                 "recreate it", path=str(folder / f"{name}.parquet"))
+    config_file = str(folder / "config.json")
+    sim = documents["config"].get("sim_config")
+    if not isinstance(sim, dict):
+        raise BackforgeError("config.json has no sim_config object: not a backforge run or a damaged one; re-run "
+                             "the backtest to recreate it", path=config_file)
+    cash = sim.get("cash")
+    if isinstance(cash, bool) or not isinstance(cash, (int, float)) or not math.isfinite(cash) or cash <= 0:
+        raise BackforgeError(f"config.json: sim_config.cash must be a positive number, got {cash!r}", path=config_file)
+    assets = documents["metadata"].get("assets")
+    if not isinstance(assets, list) or not all(isinstance(a, str) for a in assets):
+        raise BackforgeError("metadata.json has no list of assets: a damaged run; re-run the backtest to recreate it",
+                             path=str(folder / "metadata.json"))
+    summary = documents["summary"]
+    for key in ("start", "end"):
+        if not isinstance(summary.get(key), str):
+            raise BackforgeError(f"summary.json has no {key!r} date: a damaged run; re-run the backtest to recreate it",
+                                 path=str(folder / "summary.json"))
+    metrics = documents.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics.get("metrics"), dict):
+            raise BackforgeError("metrics.json has no 'metrics' object: a damaged run; re-run the backtest to "
+                                 "recreate it", path=str(folder / "metrics.json"))
+        for key in ("options", "benchmark"):
+            if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+                raise BackforgeError(f"metrics.json: {key!r} must be an object, got a {_json_kind(metrics[key])}",
+                                     path=str(folder / "metrics.json"))
 
 
 class SavedRun(RunAnalysis, Mapping):
@@ -928,11 +1064,20 @@ class SavedRun(RunAnalysis, Mapping):
                 raise BackforgeError(f"saved run is incomplete: {name}.json is missing", path=str(folder))
         for file in sorted(folder.glob("*.json")):
             try:
-                self._documents[file.stem] = _json_restore(json.loads(file.read_text()))
-            except json.JSONDecodeError as exc:
-                raise BackforgeError(f"{file.name} is corrupted: {exc.msg} at line {exc.lineno}", path=str(file)) from None
+                document = json.loads(file.read_bytes())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+                raise BackforgeError(f"{file.name} is corrupted: {reason}{where}", path=str(file)) from None
+            except OSError as exc:
+                raise BackforgeError(f"{file.name} cannot be read: {exc.strerror}", path=str(file)) from None
+            if not isinstance(document, dict):
+                raise BackforgeError(f"{file.name} is damaged: it holds a JSON {_json_kind(document)}, not an object; "
+                                     "re-run the backtest to recreate it", path=str(file))
+            self._documents[file.stem] = _json_restore(document)
         self._tables = {file.stem: file for file in sorted(folder.glob("*.parquet"))}
         self._loaded: dict[str, pl.DataFrame] = {}
+        _check_saved_run(folder, self._documents, self._tables)
 
     # ------------------------------------------------------------------ mapping
     def __getitem__(self, key: str) -> Any:
@@ -962,6 +1107,13 @@ class SavedRun(RunAnalysis, Mapping):
     def _table(self, name: str) -> pl.DataFrame | None:
         return self[name] if name in self._tables else None
 
+    def _required(self, name: str) -> pl.DataFrame:
+        """A table every saved run has: a clear error naming the file when it is missing."""
+        if name not in self._tables:
+            raise MissingRunFile(f"saved run is incomplete: {name}.parquet is missing; re-run the backtest to "
+                                 "recreate it", path=str(self.path / f"{name}.parquet"))
+        return self[name]
+
     # ------------------------------------------------------------------ documents and tables
     @property
     def config(self) -> dict[str, Any]:
@@ -976,27 +1128,27 @@ class SavedRun(RunAnalysis, Mapping):
     @property
     def equity(self) -> pl.DataFrame:
         """Per bar: timestamp, equity, cash, gross and net exposure."""
-        return self["equity"]
+        return self._required("equity")
 
     @property
     def trades(self) -> pl.DataFrame:
         """Closed trades followed by positions open at the end (``is_open``)."""
-        return self["trades"]
+        return self._required("trades")
 
     @property
     def orders(self) -> pl.DataFrame:
         """Every order with its final status."""
-        return self["orders"]
+        return self._required("orders")
 
     @property
     def order_log(self) -> pl.DataFrame:
         """Every state change of every order."""
-        return self["order_log"]
+        return self._required("order_log")
 
     @property
     def fills(self) -> pl.DataFrame:
         """Executions."""
-        return self["fills"]
+        return self._required("fills")
 
     @property
     def positions(self) -> pl.DataFrame | None:

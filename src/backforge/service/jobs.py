@@ -38,6 +38,7 @@ __all__ = ["JOB_KINDS", "JobValidationError", "JobContext", "JobCancelled", "val
            "list_runs", "job_json_schemas"]
 
 MAX_STRATEGY_CHARS = 200_000
+MAX_SYNTHETIC_CELLS = 200_000_000  # bars x assets of generated data one job may ask for
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}(/best-[0-9]{1,3})?$")
 
 
@@ -313,6 +314,19 @@ def check_strategy(text: str, ctx: JobContext, *, data: DataChoice, needs_parame
         if not space:
             raise JobValidationError("the strategy declares no parameters: write e.g. window: {param: fast, range: "
                                      "[5, 50, 5]}", loc=list(loc))
+    if data.source == "strategy" and portfolio.data.source == "synthetic":
+        from backforge._time import parse_duration
+
+        try:
+            bar_ns = parse_duration(portfolio.data.bar)
+        except (BackforgeError, ValueError):
+            raise JobValidationError(f"not a bar size: {portfolio.data.bar!r}; write e.g. 1d, 1h, 15min",
+                                     loc=[*loc, "data", "bar"]) from None
+        cells = portfolio.data.years * 365.25 * 86_400e9 / max(bar_ns, 1) * len(portfolio.universe)
+        if cells > MAX_SYNTHETIC_CELLS:
+            raise JobValidationError(f"{portfolio.data.years:g} years of {portfolio.data.bar} bars for "
+                                     f"{len(portfolio.universe)} assets is about {cells:,.0f} bar-assets; the service "
+                                     f"generates at most {MAX_SYNTHETIC_CELLS:,}", loc=[*loc, "data", "years"])
     if data.source == "catalog":
         catalog = ctx.catalog()
         stored = {(s.symbol, s.bar) for s in catalog.list()}

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -176,6 +177,21 @@ def default_store_url(catalog_root: str | Path | None = None) -> str:
     return f"sqlite:///{(root / 'service.db').as_posix()}"
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities (a Sharpe ratio without trades) become None: the stored JSON stays standard."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(_finite(value), allow_nan=False, default=str)
+
+
 def _row_to_job(row: Any) -> Job:
     m = row._mapping
     return Job(id=m["id"], kind=m["kind"], state=m["state"], config=json.loads(m["config"]), created=m["created"],
@@ -271,7 +287,7 @@ class JobStore:
 
     def _event(self, conn: Any, job_id: str, type_: str, data: dict[str, Any], now: float) -> None:
         conn.execute(events_table.insert().values(job_id=job_id, time=now, type=type_,
-                                                  data=json.dumps(data, allow_nan=False, default=str)))
+                                                  data=_dumps(data)))
 
     def _transition(self, job_id: str, *, to: str, where_states: Iterable[str], worker: str | None = None,
                     values: dict[str, Any] | None = None, event: dict[str, Any] | None = None) -> bool:
@@ -295,7 +311,7 @@ class JobStore:
         job_id = uuid.uuid4().hex[:16]
         with self._write() as conn:
             conn.execute(jobs_table.insert().values(
-                id=job_id, kind=kind, state="queued", config=json.dumps(config, allow_nan=False), created=now,
+                id=job_id, kind=kind, state="queued", config=_dumps(config), created=now,
                 updated=now, attempts=0, max_attempts=max_attempts, progress=0.0, message="queued"))
             self._event(conn, job_id, "state", {"state": "queued"}, now)
         return self.get(job_id)
@@ -392,7 +408,7 @@ class JobStore:
         """``running → done`` with the result (e.g. the saved run's id)."""
         now = time.time()
         return self._transition(job_id, to="done", where_states=["running"], worker=worker,
-                                values={"result": json.dumps(result, allow_nan=False, default=str), "finished": now,
+                                values={"result": _dumps(result), "finished": now,
                                         "progress": 1.0, "eta": 0.0, "message": "done"}, event={"result": result})
 
     def fail(self, job_id: str, worker: str, reason: str) -> bool:

@@ -22,7 +22,7 @@ from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.records import SizeType, TimeInForce
-from backforge.engine.simulator import _price_arrays, _run_with_capacity, new_state
+from backforge.engine.simulator import _run_with_capacity, new_state, prices_of
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.strategy import indicators as ind
 from backforge.strategy import runtime as rt
@@ -78,8 +78,7 @@ class CompiledPortfolio:
     ops: np.ndarray
     op_values: np.ndarray
     instances: np.ndarray
-    strategies_i: np.ndarray
-    strategies_f: np.ndarray
+    strategies: np.ndarray  # runtime.strategy_dt [S]
     schedule: np.ndarray
     rb_filter: np.ndarray
     rb_sort: np.ndarray
@@ -494,8 +493,10 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     if T < 2:
         raise DataError("the data has fewer than 2 bars in the requested period")
     n_s = len(portfolio.strategies)
-    strategies_i = np.zeros((n_s, rt.N_SI), dtype=np.int64)
-    strategies_f = np.full((n_s, rt.N_SF), np.nan)
+    strategies = np.zeros(n_s, dtype=rt.strategy_dt)
+    for name, (dtype, _) in rt.strategy_dt.fields.items():
+        if dtype.kind == "f":
+            strategies[name] = np.nan
     rb_filter = np.full((n_s, A), -1, dtype=np.int64)
     rb_sort = np.full((n_s, A), -1, dtype=np.int64)
     rb_weight = np.full((n_s, A), -1, dtype=np.int64)
@@ -506,49 +507,47 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     for s, strat in enumerate(portfolio.strategies):
         path = f"strategies[{s}]"
         action = strat.action
-        si, sf = strategies_i[s], strategies_f[s]
-        si[rt.SI_ACTION] = _ACTIONS[action.kind]
-        si[rt.SI_HAS_CONDITION] = strat.condition is not None
-        si[rt.SI_TIF] = TimeInForce.GTC
+        st = strategies[s]  # a view: writes go to the table
+        st["action"] = _ACTIONS[action.kind]
+        st["has_condition"] = strat.condition is not None
+        st["tif"] = TimeInForce.GTC
         schedule[:, s] = c.schedule(strat.schedule)
         scope = [c.assets.index(a) for a in (strat.assets or c.assets)]
         if isinstance(action, sc.Trade):
-            si[rt.SI_ORDER_TYPE] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
-            si[rt.SI_TIF] = TimeInForce.code(action.time_in_force)
-            si[rt.SI_GTN] = action.gtn_bars
+            st["order_type"] = {"market": k.MARKET, "limit": k.LIMIT, "stop": k.STOP}[action.order_type]
+            st["tif"] = TimeInForce.code(action.time_in_force)
+            st["gtn_bars"] = action.gtn_bars
             alloc = action.allocation
             plain = isinstance(alloc, sc.Allocation) and alloc.type != "risk"
             # risk-based sizes are computed in the loop (engine.risk.risk_size_nb); the placeholder is unused
-            si[rt.SI_SIZE_TYPE] = SizeType.code(alloc.type) if plain else SizeType.EQUITY_FRACTION
-            si[rt.SI_REPEAT] = action.repeat
-            sf[rt.SF_SIZE] = alloc.value if isinstance(alloc, sc.Allocation) else 0.0
-            sf[rt.SF_LIMIT_OFFSET] = action.limit_offset
-            sf[rt.SF_STOP_OFFSET] = action.stop_offset
-            for name, pct, abs_, atr in (("stop_loss", rt.SF_SL_PCT, rt.SF_SL_ABS, rt.SF_SL_ATR),
-                                         ("take_profit", rt.SF_TP_PCT, rt.SF_TP_ABS, rt.SF_TP_ATR),
-                                         ("trailing_stop", rt.SF_TRAIL_PCT, rt.SF_TRAIL_ABS, rt.SF_TRAIL_ATR)):
+            st["size_type"] = SizeType.code(alloc.type) if plain else SizeType.EQUITY_FRACTION
+            st["repeat"] = action.repeat
+            st["size"] = alloc.value if isinstance(alloc, sc.Allocation) else 0.0
+            st["limit_offset"] = action.limit_offset
+            st["stop_offset"] = action.stop_offset
+            for name, prefix in (("stop_loss", "sl"), ("take_profit", "tp"), ("trailing_stop", "trail")):
                 dist = getattr(action, name)
                 if dist is not None:
-                    sf[pct] = dist.percent if dist.percent is not None else np.nan
-                    sf[abs_] = dist.fixed if dist.fixed is not None else np.nan
-                    sf[atr] = dist.atr if dist.atr is not None else np.nan
+                    st[f"{prefix}_pct"] = dist.percent if dist.percent is not None else np.nan
+                    st[f"{prefix}_abs"] = dist.fixed if dist.fixed is not None else np.nan
+                    st[f"{prefix}_atr"] = dist.atr if dist.atr is not None else np.nan
         elif isinstance(action, sc.Close):
-            sf[rt.SF_SIZE] = action.fraction
+            st["size"] = action.fraction
         elif isinstance(action, sc.Rebalance):
-            sf[rt.SF_MAX_WEIGHT] = action.max_weight
-            sf[rt.SF_MIN_TRADE] = action.min_trade
-            sf[rt.SF_GROSS] = action.gross
-            si[rt.SI_SELECT] = rt.SEL_TOP if action.top else (rt.SEL_BOTTOM if action.bottom else rt.SEL_ALL)
-            si[rt.SI_N_SELECT] = action.top or action.bottom or A
+            st["max_weight"] = action.max_weight
+            st["min_trade"] = action.min_trade
+            st["gross"] = action.gross
+            st["select"] = rt.SEL_TOP if action.top else (rt.SEL_BOTTOM if action.bottom else rt.SEL_ALL)
+            st["n_select"] = action.top or action.bottom or A
             apath = f"{path}.action"
             if action.weights == "equal":
-                si[rt.SI_WEIGHTING] = rt.W_EQUAL
+                st["weighting"] = rt.W_EQUAL
             elif isinstance(action.weights, dict):
-                si[rt.SI_WEIGHTING] = rt.W_FIXED
+                st["weighting"] = rt.W_FIXED
                 for asset, w in action.weights.items():
                     rb_fixed[s, c.assets.index(c._universe_asset(asset, f"{apath}.weights.{asset}"))] = w
             else:
-                si[rt.SI_WEIGHTING] = rt.W_PROPORTIONAL
+                st["weighting"] = rt.W_PROPORTIONAL
                 node = action.weights.proportional
                 if not is_pure(node):
                     raise ConfigError("proportional weights must be a market-data indicator", path=f"{apath}.weights")
@@ -568,7 +567,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                 key = _key(action.sort_by)
                 rb_sort[s] = [c.series_col(m, key, j, f"sort@{c.assets[j]}") for j in range(A)]
             scope = [-1]
-        si[rt.SI_INST_START] = len(instances)
+        st["inst_start"] = len(instances)
         for j in scope:
             start_op = len(c.ops)
             leaves = 0
@@ -583,7 +582,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                         atr_cols[n] = c.series_col(c.value(node, f"{path}.action.{name}"), _key(node), j, f"atr@{c.assets[j]}")
             instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])
             max_leaves = max(max_leaves, leaves)
-        si[rt.SI_INST_END] = len(instances)
+        st["inst_end"] = len(instances)
     if start_bar is not None:
         lo = int(start_bar)
     else:
@@ -597,7 +596,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     compiled = CompiledPortfolio(
         portfolio=portfolio, data=data, start=lo, series=series, series_labels=c.labels, ops=ops,
         op_values=np.array(c.op_values or [0.0]), instances=np.array(instances, dtype=np.int64).reshape(-1, rt.N_INSTANCE_FIELDS),
-        strategies_i=strategies_i, strategies_f=strategies_f, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
+        strategies=strategies, schedule=schedule, rb_filter=rb_filter, rb_sort=rb_sort,
         rb_weight=rb_weight, rb_fixed=rb_fixed, memory_init=np.array(c.memory_init or [0.0]), max_depth=depth, max_leaves=max_leaves,
         matrices=c.matrices, risk=risk_book, series_keys=c.series_keys, nodes=c.nodes,
     )
@@ -651,12 +650,15 @@ def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
 
 def _scalar_ns(value: Any, field: str = "start") -> int:
     """A time given as a string, datetime or int ns, as int ns; a clear error for anything else."""
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     try:
-        return int(to_ns([value])[0])
+        ns = int(to_ns([value])[0])
     except (ValueError, TypeError, OverflowError):
-        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field) from None
+        ns = None
+    if ns is None or ns == np.iinfo(np.int64).min:  # NaT: an empty string, "NaT", None...
+        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field)
+    return ns
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
@@ -680,13 +682,15 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
     data = cp.data.rows(cp.start, cp.data.n_bars)
     lo = cp.start
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
-    prices = _price_arrays(data)
+    prices = prices_of(data)
     series = cp.series[lo:]
     schedule = np.ascontiguousarray(cp.schedule[lo:])
     A = data.n_assets
     leaf_width = max(cp.max_leaves, 1)
     n_inst = cp.instances.shape[0]
 
+    program = rt.CompiledProgram(schedule, cp.ops, cp.op_values, series, cp.instances, cp.strategies, cp.rb_filter,
+                                 cp.rb_sort, cp.rb_weight, cp.rb_fixed)
     captured: list[np.ndarray] = []
 
     book = cp.risk
@@ -697,17 +701,13 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
     def run(cap: int):
         state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions,
                           risk=book)
-        signals = np.zeros((cap, 6), dtype=np.int64)
-        signal_leaves = np.full((cap, 1 + leaf_width), np.nan)
-        n_signals = np.zeros(2, dtype=np.int64)
-        ok = rt.run_strategies_nb(
-            state, params, data.timestamps, *prices, schedule, cp.ops, cp.op_values, series,
-            cp.memory_init.copy(), np.zeros(cp.max_depth),
-            np.zeros(leaf_width), cp.instances, cp.strategies_i, cp.strategies_f, np.full(n_inst, -1, dtype=np.int64),
-            cp.rb_filter, cp.rb_sort, cp.rb_weight, cp.rb_fixed, np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64),
-            signals, signal_leaves, n_signals,
-        )
-        captured[:] = [signals[: n_signals[0]], signal_leaves[: n_signals[0]]]
+        work = rt.Workspace(cp.memory_init.copy(), np.zeros(cp.max_depth), np.zeros(leaf_width),
+                            np.full(n_inst, -1, dtype=np.int64), np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64))
+        audit = rt.Audit(np.zeros((cap, 6), dtype=np.int64), np.full((cap, 1 + leaf_width), np.nan),
+                         np.zeros(2, dtype=np.int64))
+        ok = rt.run_strategies_nb(state, params, data.timestamps, prices, program, work, audit)
+        n = audit.n_signals[0]
+        captured[:] = [audit.signals[:n], audit.signal_leaves[:n]]
         return state, ok
 
     state = _run_with_capacity(run, 4 * data.n_bars // 16 + 64 * A + 256)
@@ -737,9 +737,10 @@ def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, 
     })
 
 
-def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, start: Any = None, end: Any = None,
+def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData | Any, *, start: Any = None, end: Any = None,
                   fundamentals: Any = None):
-    """Validate, compile and backtest a portfolio config on ``data``.
+    """Validate, compile and backtest a portfolio config on ``data``, over ``start``..``end`` (default:
+    the config's ``data.start``/``data.end``, as ``backforge run`` does).
 
     Examples
     --------
@@ -752,6 +753,9 @@ def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData, *, sta
     """
     if not isinstance(portfolio, sc.Portfolio):
         portfolio = sc.load_portfolio(portfolio)
+    data = MarketData.coerce(data)  # a pandas / Polars OHLCV frame works too
+    start = portfolio.data.start if start is None else start  # the file's period unless one is given
+    end = portfolio.data.end if end is None else end
     return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))
 
 
@@ -789,6 +793,7 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
         return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,
                    assets=tuple(portfolio.universe))
     from backforge.data.importers import frame_to_market, read_bid_ask, read_file
+    from backforge.data.paths import resolve_data_path
     from backforge.data.quality import apply_policy
 
     frames = {}
@@ -797,10 +802,12 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
         entry = spec.paths.get(asset)
         if entry is None:
             raise ConfigError(f"no file given for asset {asset!r}", path=f"data.paths.{asset}")
+        where = f"data.paths.{asset}"
         if isinstance(entry, sc.BidAskFiles):
-            fd = read_bid_ask(root / entry.bid, root / entry.ask)
+            fd = read_bid_ask(resolve_data_path(entry.bid, base=root, where=where + ".bid"),
+                              resolve_data_path(entry.ask, base=root, where=where + ".ask"))
             quotes = True
         else:
-            fd = read_file(root / entry, format=spec.format)
+            fd = read_file(resolve_data_path(entry, base=root, where=where), format=spec.format)
         frames[asset], _ = apply_policy(fd, policy=spec.policy, symbol=asset)
     return frame_to_market(frames, kind="quote_bars" if quotes else "bars")

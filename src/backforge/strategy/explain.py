@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backforge._time import to_ns
+from backforge._time import format_ns, to_ns
 from backforge.errors import BackforgeError, ConfigError
 from backforge.strategy import schema as sc
 from backforge.strategy.compiler import _key, is_pure
@@ -176,9 +176,7 @@ def explain_at(compiled: Any, result: Any, bar: int) -> list[str]:
         lines[mark_line] = f"{pad}{'[green]✓[/]' if result_ else '[red]✗[/]'} {title}"
         return result_
 
-    import pandas as pd
-
-    lines.append(f"[bold]{pd.Timestamp(int(compiled.data.timestamps[bar]), tz='UTC')}[/] (bar {bar})")
+    lines.append(f"[bold]{format_ns(int(compiled.data.timestamps[bar]))}[/] (bar {bar})")
     for s, strat in enumerate(compiled.portfolio.strategies):
         scheduled = bool(compiled.schedule[bar, s])
         lines.append(f"[bold cyan]strategy {strat.name!r}[/] → {strat.action.kind}"
@@ -226,29 +224,76 @@ def explain_run(folder: str | Path, at: str) -> list[str]:
     """Re-create a saved strategy run and explain every strategy at time ``at`` (the last bar <= ``at``)."""
     from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
 
+    from backforge.results.result import load_result
+
     folder = Path(folder)
-    config_file = folder / "config.json"
-    if not config_file.exists():
+    if not (folder / "config.json").exists():
         raise BackforgeError("not a saved run (config.json missing)", path=str(folder))
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise BackforgeError(f"config.json is corrupted: {exc.msg}", path=str(config_file)) from None
+    at_ns = parse_at(at)
+    saved = load_result(folder)  # refuses damaged folders, naming the file
+    config, meta = saved.config, saved.metadata
     if not config.get("strategy"):
         raise BackforgeError("this run was not made from a strategy file (nothing to explain)", path=str(folder))
     portfolio = sc.load_portfolio(config["strategy"])
     source = config.get("data_source") or {}
     base = Path(source["strategy_file"]).parent if source.get("strategy_file") else None
     data = load_data(portfolio, base=base, override=[Path(p) for p in source.get("data") or []] or None)
-    meta = json.loads((folder / "metadata.json").read_text())
     compiled = compile_portfolio(portfolio, data, start=source.get("start") or portfolio.data.start,
                                  end=source.get("end") or portfolio.data.end)
     result = run_compiled(compiled)
     if result.data.fingerprint() != meta.get("data_fingerprint"):
         raise BackforgeError("the data this run was made on has changed; re-run the strategy first", path=str(folder))
-    ts = compiled.data.timestamps
-    target = int(to_ns([at])[0]) + (NS_PER_DAY - 1 if len(str(at)) <= 10 else 0)
+    return explain_at(compiled, result, bar_at(compiled.data.timestamps, at, at_ns))
+
+
+def parse_at(at: Any) -> int:
+    """The time ``--at`` names, in int ns UTC; a clear error for anything that is not a date/time.
+
+    Examples
+    --------
+    >>> parse_at("2020-03-16")
+    1584316800000000000
+    >>> parse_at("2020-03-16T25:00")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field at: not a date/time: '2020-03-16T25:00'; write e.g. 2020-03-16 or 2020-03-16T14:30
+    """
+    if isinstance(at, (int, np.integer)) and not isinstance(at, bool):
+        return int(at)
+    try:
+        value = int(to_ns([str(at).strip()])[0])
+    except (ValueError, TypeError, OverflowError):
+        value = None
+    if value is None or value == np.iinfo(np.int64).min:  # NaT
+        raise ConfigError(f"not a date/time: {at!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field="at")
+    return value
+
+
+def bar_at(ts: np.ndarray, at: Any, at_ns: int | None = None) -> int:
+    """The last bar at or before ``at`` (a date means the end of that day); refuses times before the first
+    bar or after the last one (the run says nothing about them).
+
+    Examples
+    --------
+    >>> ts = np.array([parse_at("2020-01-02T21:00"), parse_at("2020-01-03T21:00")])
+    >>> bar_at(ts, "2020-01-03"), bar_at(ts, "2020-01-02T22:00")
+    (1, 0)
+    >>> bar_at(ts, "2099-01-01")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field at: 2099-01-01 is after the last bar of the run (2020-01-03 21:00:00+00:00)
+    """
+    import pandas as pd
+
+    def format_ns(ns: int) -> str:
+        return str(pd.Timestamp(ns, tz="UTC"))
+
+    at_ns = parse_at(at) if at_ns is None else at_ns
+    date_only = isinstance(at, str) and len(at.strip()) <= 10
+    if at_ns > int(ts[-1]):
+        raise ConfigError(f"{at} is after the last bar of the run ({format_ns(int(ts[-1]))})", field="at")
+    target = at_ns + (NS_PER_DAY - 1 if date_only else 0)
     bar = int(np.searchsorted(ts, target, side="right")) - 1
     if bar < 0:
-        raise ConfigError(f"{at} is before the first bar", field="at")
-    return explain_at(compiled, result, bar)
+        raise ConfigError(f"{at} is before the first bar of the run ({format_ns(int(ts[0]))})", field="at")
+    return bar

@@ -6,8 +6,11 @@ The compiler (``backforge.strategy.compiler``) turns a validated portfolio into 
   (conditions stored as 1.0 / 0.0);
 * ``ops`` ``[N, 4]`` int64 + ``op_values`` ``[N]`` float64 — postfix programs for the conditions that
   depend on position/portfolio state, one per (strategy, asset) *instance*;
-* ``instances`` ``[I, K]`` int64 and ``strategies`` int64/float64 tables — what to do when a program
-  is true.
+* ``instances`` ``[I, K]`` int64 and ``strategies`` (a :data:`strategy_dt` record per strategy) — what
+  to do when a program is true.
+
+They travel as three bundles: :class:`CompiledProgram` (read-only), :class:`Workspace` (scratch) and
+:class:`Audit` (the signal-event records), next to the engine's ``State``, ``Params`` and ``Prices``.
 
 Each bar, after the account step, :func:`decide_strategies_nb` evaluates every scheduled instance
 and submits orders through the engine's ``submit_order_nb``; every firing leaves a signal-event record
@@ -15,6 +18,8 @@ with the values of the program's state leaves (the audit trail).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -38,20 +43,84 @@ S_DAYS_SINCE_ORDER, S_BARS_SINCE_ENTRY, S_DAYS_SINCE_ENTRY, S_PORTFOLIO_VALUE, S
 # instances[i, ...]
 I_STRATEGY, I_ASSET, I_PROG_START, I_PROG_END, I_LEAF_COUNT, I_SL_ATR, I_TP_ATR, I_TRAIL_ATR = 0, 1, 2, 3, 4, 5, 6, 7
 N_INSTANCE_FIELDS = 8
-# strategies_i[s, ...]
+# strategy actions (strategy_dt["action"])
 A_BUY, A_SELL, A_CLOSE, A_REBALANCE, A_ALERT = 0, 1, 2, 3, 4
-SI_ACTION, SI_ORDER_TYPE, SI_TIF, SI_GTN, SI_SIZE_TYPE, SI_REPEAT, SI_INST_START, SI_INST_END = 0, 1, 2, 3, 4, 5, 6, 7
-SI_HAS_CONDITION, SI_SELECT, SI_N_SELECT, SI_WEIGHTING = 8, 9, 10, 11
-N_SI = 12
-# strategies_f[s, ...]
-SF_SIZE, SF_LIMIT_OFFSET, SF_STOP_OFFSET, SF_SL_PCT, SF_SL_ABS, SF_SL_ATR, SF_TP_PCT, SF_TP_ABS, SF_TP_ATR = 0, 1, 2, 3, 4, 5, 6, 7, 8
-SF_TRAIL_PCT, SF_TRAIL_ABS, SF_TRAIL_ATR, SF_MAX_WEIGHT, SF_MIN_TRADE, SF_GROSS = 9, 10, 11, 12, 13, 14
-N_SF = 15
 # rebalance weighting / selection
 W_EQUAL, W_FIXED, W_PROPORTIONAL = 0, 1, 2
 SEL_ALL, SEL_TOP, SEL_BOTTOM = 0, 1, 2
 
 NS_PER_DAY = 86_400_000_000_000.0
+
+strategy_dt = np.dtype(
+    [
+        ("action", np.int64),  # A_BUY, A_SELL, A_CLOSE, A_REBALANCE, A_ALERT
+        ("order_type", np.int64),  # engine order type of a buy/sell (market, limit, stop)
+        ("tif", np.int64),
+        ("gtn_bars", np.int64),
+        ("size_type", np.int64),
+        ("repeat", np.int64),  # 1: act again while already positioned that way
+        ("inst_start", np.int64),  # the strategy's instances are rows inst_start..inst_end - 1
+        ("inst_end", np.int64),
+        ("has_condition", np.int64),
+        ("select", np.int64),  # rebalance: SEL_ALL, SEL_TOP, SEL_BOTTOM
+        ("n_select", np.int64),
+        ("weighting", np.int64),  # rebalance: W_EQUAL, W_FIXED, W_PROPORTIONAL
+        ("size", np.float64),  # allocation value (buy/sell), fraction (close)
+        ("limit_offset", np.float64),
+        ("stop_offset", np.float64),
+        ("sl_pct", np.float64),
+        ("sl_abs", np.float64),
+        ("sl_atr", np.float64),
+        ("tp_pct", np.float64),
+        ("tp_abs", np.float64),
+        ("tp_atr", np.float64),
+        ("trail_pct", np.float64),
+        ("trail_abs", np.float64),
+        ("trail_atr", np.float64),
+        ("max_weight", np.float64),  # rebalance
+        ("min_trade", np.float64),
+        ("gross", np.float64),
+    ],
+    align=True,
+)
+"""One compiled strategy: what to do when its condition is true (written by
+:func:`backforge.strategy.compiler.compile_portfolio`; unused float fields are NaN, unused ints 0)."""
+
+
+class CompiledProgram(NamedTuple):
+    """The read-only arrays of a compiled portfolio, as the kernels take them (``T`` bars from the
+    start bar, ``S`` strategies, ``I`` instances, ``A`` assets)."""
+
+    schedule: np.ndarray  # bool [T, S]: strategy s is evaluated at bar t
+    ops: np.ndarray  # int64 [N, 4]: postfix programs (opcode, operand, extra, extra)
+    op_values: np.ndarray  # float64 [N]: constants of OP_CONST / OP_HELD
+    series: np.ndarray  # float64 [T, K]: data-only indicators and conditions
+    instances: np.ndarray  # int64 [I, N_INSTANCE_FIELDS]: (strategy, asset) programs
+    strategies: np.ndarray  # strategy_dt [S]
+    rb_filter: np.ndarray  # int64 [S, A]: series column of the rebalance filter (-1: none)
+    rb_sort: np.ndarray  # int64 [S, A]: series column of the rebalance score (-1: none)
+    rb_weight: np.ndarray  # int64 [S, A]: series column of proportional weights (-1: none)
+    rb_fixed: np.ndarray  # float64 [S, A]: fixed rebalance weights
+
+
+class Workspace(NamedTuple):
+    """Scratch arrays the runtime mutates (allocated per run, never inside a kernel)."""
+
+    memory: np.ndarray  # float64: crossing / held-for memory of the programs
+    stack: np.ndarray  # float64 [max depth]: evaluation stack
+    leaves: np.ndarray  # float64 [leaf width]: state-leaf values of the last evaluation
+    inst_order: np.ndarray  # int64 [I]: last order of each instance (-1: none)
+    targets: np.ndarray  # float64 [A]: rebalance target weights
+    scores: np.ndarray  # float64 [A]: rebalance scores
+    chosen: np.ndarray  # int64 [A]: rebalance selection
+
+
+class Audit(NamedTuple):
+    """The signal-event records: one row per firing (or rebalance order)."""
+
+    signals: np.ndarray  # int64 [capacity, 6]: bar, ts, strategy, asset (-1 portfolio), action, order id
+    signal_leaves: np.ndarray  # float64 [capacity, 1 + leaf width]: value, then the state leaves
+    n_signals: np.ndarray  # int64 [2]: rows written, overflow flag
 
 
 @inline_kernel
@@ -198,12 +267,14 @@ def evaluate_nb(state, ops, op_values, series, memory, stack, leaves, start: int
 
 
 @kernel
-def record_signal_nb(signals, signal_leaves, n_signals, t: int, ts: int, strategy: int, asset: int, action: int,
-                     order_id: int, value: float, leaves, n_leaves: int, leaf_width: int) -> None:
+def record_signal_nb(audit: Audit, t: int, ts: int, strategy: int, asset: int, action: int, order_id: int,
+                     value: float, leaves, n_leaves: int) -> None:
     """Append one signal event (and its state-leaf values) to the audit arrays."""
-    n = n_signals[0]
+    signals = audit.signals
+    signal_leaves = audit.signal_leaves
+    n = audit.n_signals[0]
     if n >= signals.shape[0]:
-        n_signals[1] = 1  # overflow
+        audit.n_signals[1] = 1  # overflow
         return
     signals[n, 0] = t
     signals[n, 1] = ts
@@ -212,16 +283,18 @@ def record_signal_nb(signals, signal_leaves, n_signals, t: int, ts: int, strateg
     signals[n, 4] = action
     signals[n, 5] = order_id
     signal_leaves[n, 0] = value
+    leaf_width = signal_leaves.shape[1] - 1
     for j in range(min(n_leaves, leaf_width)):
         signal_leaves[n, 1 + j] = leaves[j]
-    n_signals[0] = n + 1
+    audit.n_signals[0] = n + 1
 
 
 @kernel
-def trade_nb(state, s: int, inst: int, a: int, t: int, ts: int, close: float, strategies_i, strategies_f,
-             instances, series, inst_order) -> int:
+def trade_nb(state, s: int, inst: int, a: int, t: int, ts: int, close: float, strategies, instances, series,
+             inst_order) -> int:
     """Submit the buy/sell/close order of instance ``inst``; returns the order id (-1 when skipped)."""
-    action = strategies_i[s, SI_ACTION]
+    strategy = strategies[s]
+    action = strategy["action"]
     pos = state.position[a]
     if action == A_CLOSE:
         if pos == 0.0:
@@ -229,11 +302,10 @@ def trade_nb(state, s: int, inst: int, a: int, t: int, ts: int, close: float, st
         if state.risk.on[0] != 0:
             rk.risk_count_order_nb(state.risk, s + 1)
         return k.submit_order_nb(state, t, ts, a, -1 if pos > 0.0 else 1, k.MARKET, k.POSITION_FRACTION,
-                                 strategies_f[s, SF_SIZE], np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan,
-                                 np.nan, strategies_i[s, SI_TIF], strategies_i[s, SI_GTN], k.EXIT, -1, -1, 0, s,
-                                 k.R_SIGNAL)
+                                 strategy["size"], np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan,
+                                 np.nan, strategy["tif"], strategy["gtn_bars"], k.EXIT, -1, -1, 0, s, k.R_SIGNAL)
     side = 1 if action == A_BUY else -1
-    if strategies_i[s, SI_REPEAT] == 0:
+    if strategy["repeat"] == 0:
         if pos * side > 0.0:
             return -1
         working = inst_order[inst]
@@ -241,54 +313,62 @@ def trade_nb(state, s: int, inst: int, a: int, t: int, ts: int, close: float, st
             status = state.orders[working]["status"]
             if status == k.PENDING or status == k.TRIGGERED:
                 return -1
-    order_type = strategies_i[s, SI_ORDER_TYPE]
+    order_type = strategy["order_type"]
     limit = np.nan
     stop = np.nan
     if order_type == k.LIMIT:
-        limit = close * (1.0 - side * strategies_f[s, SF_LIMIT_OFFSET])
+        limit = close * (1.0 - side * strategy["limit_offset"])
     elif order_type == k.STOP:
-        stop = close * (1.0 + side * strategies_f[s, SF_STOP_OFFSET])
-    sl_abs = strategies_f[s, SF_SL_ABS]
+        stop = close * (1.0 + side * strategy["stop_offset"])
+    sl_abs = strategy["sl_abs"]
     if instances[inst, I_SL_ATR] >= 0:
-        sl_abs = strategies_f[s, SF_SL_ATR] * series[t, instances[inst, I_SL_ATR]]
-    tp_abs = strategies_f[s, SF_TP_ABS]
+        sl_abs = strategy["sl_atr"] * series[t, instances[inst, I_SL_ATR]]
+    tp_abs = strategy["tp_abs"]
     if instances[inst, I_TP_ATR] >= 0:
-        tp_abs = strategies_f[s, SF_TP_ATR] * series[t, instances[inst, I_TP_ATR]]
-    trail_abs = strategies_f[s, SF_TRAIL_ABS]
+        tp_abs = strategy["tp_atr"] * series[t, instances[inst, I_TP_ATR]]
+    trail_abs = strategy["trail_abs"]
     if instances[inst, I_TRAIL_ATR] >= 0:
-        trail_abs = strategies_f[s, SF_TRAIL_ATR] * series[t, instances[inst, I_TRAIL_ATR]]
-    size_type = strategies_i[s, SI_SIZE_TYPE]
-    size = strategies_f[s, SF_SIZE]
+        trail_abs = strategy["trail_atr"] * series[t, instances[inst, I_TRAIL_ATR]]
+    size_type = strategy["size_type"]
+    size = strategy["size"]
     if state.risk.on[0] != 0:
-        size_type, size, sl_abs = k.risk_entry_order_nb(state, s + 1, a, t, ts, size_type, size,
-                                                        strategies_f[s, SF_SL_PCT], sl_abs)
+        size_type, size, sl_abs = k.risk_entry_order_nb(state, s + 1, a, t, ts, size_type, size, strategy["sl_pct"],
+                                                        sl_abs)
         if size_type < 0:
             if pos * side >= 0.0:
                 return -1
             # blocked while holding the other way: only the closing part goes out
             rk.risk_count_order_nb(state.risk, s + 1)
             oid = k.submit_order_nb(state, t, ts, a, side, k.MARKET, k.POSITION_FRACTION, 1.0, np.nan, np.nan, np.nan,
-                                    np.nan, np.nan, np.nan, np.nan, np.nan, strategies_i[s, SI_TIF],
-                                    strategies_i[s, SI_GTN], k.EXIT, -1, -1, 0, s, k.R_RISK)
+                                    np.nan, np.nan, np.nan, np.nan, np.nan, strategy["tif"], strategy["gtn_bars"],
+                                    k.EXIT, -1, -1, 0, s, k.R_RISK)
             inst_order[inst] = oid
             return oid
         rk.risk_count_order_nb(state.risk, s + 1)
     oid = k.submit_order_nb(state, t, ts, a, side, order_type, size_type, size,
-                            limit, stop, strategies_f[s, SF_SL_PCT], sl_abs, strategies_f[s, SF_TP_PCT], tp_abs,
-                            strategies_f[s, SF_TRAIL_PCT], trail_abs, strategies_i[s, SI_TIF], strategies_i[s, SI_GTN],
+                            limit, stop, strategy["sl_pct"], sl_abs, strategy["tp_pct"], tp_abs,
+                            strategy["trail_pct"], trail_abs, strategy["tif"], strategy["gtn_bars"],
                             k.ENTRY, -1, -1, 0, s, k.R_SIGNAL)
     inst_order[inst] = oid
     return oid
 
 
 @kernel
-def rebalance_nb(state, s: int, t: int, ts: int, c, strategies_i, strategies_f, rb_filter, rb_sort, rb_weight,
-                 rb_fixed, series, targets, scores, chosen, signals, signal_leaves, n_signals, leaf_width: int) -> None:
+def rebalance_nb(state, s: int, t: int, ts: int, c, program: CompiledProgram, work: Workspace, audit: Audit) -> None:
     """Compute target weights for the universe and submit target-fraction orders (sells first)."""
+    strategy = program.strategies[s]
+    series = program.series
+    rb_filter = program.rb_filter
+    rb_sort = program.rb_sort
+    rb_weight = program.rb_weight
+    rb_fixed = program.rb_fixed
+    targets = work.targets
+    scores = work.scores
+    chosen = work.chosen
     n_assets = c.shape[0]
-    selection = strategies_i[s, SI_SELECT]
-    n_select = strategies_i[s, SI_N_SELECT]
-    weighting = strategies_i[s, SI_WEIGHTING]
+    selection = strategy["select"]
+    n_select = strategy["n_select"]
+    weighting = strategy["weighting"]
     count = 0
     for a in range(n_assets):
         chosen[a] = 0
@@ -334,8 +414,8 @@ def rebalance_nb(state, s: int, t: int, ts: int, c, strategies_i, strategies_f, 
                 w = 0.0
         targets[a] = w
         total += w
-    gross = strategies_f[s, SF_GROSS]
-    cap = strategies_f[s, SF_MAX_WEIGHT]
+    gross = strategy["gross"]
+    cap = strategy["max_weight"]
     if total > 0.0:
         for a in range(n_assets):
             targets[a] = targets[a] / total * gross if weighting != W_FIXED else targets[a]
@@ -355,7 +435,7 @@ def rebalance_nb(state, s: int, t: int, ts: int, c, strategies_i, strategies_f, 
                 if targets[a] > 0.0 and targets[a] < cap:
                     targets[a] += excess * targets[a] / free
     equity = state.equity[t]
-    min_trade = strategies_f[s, SF_MIN_TRADE]
+    min_trade = strategy["min_trade"]
     for phase in range(2):  # 0: reductions (free cash first), 1: increases
         for a in range(n_assets):
             if np.isnan(c[a]) and state.position[a] == 0.0:
@@ -382,69 +462,68 @@ def rebalance_nb(state, s: int, t: int, ts: int, c, strategies_i, strategies_f, 
             side = 1 if diff > 0.0 else -1
             role = k.EXIT if target == 0.0 else k.ENTRY
             oid = k.submit_order_nb(state, t, ts, a, side, k.MARKET, k.TARGET_FRACTION, target, np.nan, np.nan,
-                                    np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, strategies_i[s, SI_TIF],
-                                    strategies_i[s, SI_GTN], role, -1, -1, 0, s, k.R_SIGNAL)
-            record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, a, A_REBALANCE, oid, target,
-                             targets, 0, leaf_width)
+                                    np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, strategy["tif"],
+                                    strategy["gtn_bars"], role, -1, -1, 0, s, k.R_SIGNAL)
+            record_signal_nb(audit, t, ts, s, a, A_REBALANCE, oid, target, targets, 0)
 
 
 @inline_kernel
-def decide_strategies_nb(state, t: int, ts: int, c, timestamps, schedule, ops, op_values, series, memory, stack,
-                         leaves, instances, strategies_i, strategies_f, inst_order, rb_filter, rb_sort, rb_weight,
-                         rb_fixed, targets, scores, chosen, signals, signal_leaves, n_signals, peak: float) -> None:
+def decide_strategies_nb(state, t: int, ts: int, c, timestamps, program: CompiledProgram, work: Workspace,
+                         audit: Audit, peak: float) -> None:
     """Evaluate every strategy scheduled at bar ``t`` in order and act on the instances that are true."""
-    leaf_width = signal_leaves.shape[1] - 1
-    for s in range(strategies_i.shape[0]):
-        if not schedule[t, s]:
+    strategies = program.strategies
+    instances = program.instances
+    ops = program.ops
+    series = program.series
+    leaves = work.leaves
+    for s in range(strategies.shape[0]):
+        if not program.schedule[t, s]:
             continue
-        action = strategies_i[s, SI_ACTION]
-        for inst in range(strategies_i[s, SI_INST_START], strategies_i[s, SI_INST_END]):
+        strategy = strategies[s]
+        action = strategy["action"]
+        for inst in range(strategy["inst_start"], strategy["inst_end"]):
             a = instances[inst, I_ASSET]
             if a >= 0 and np.isnan(c[a]):
                 continue
             fired = True
-            if strategies_i[s, SI_HAS_CONDITION] != 0:
+            if strategy["has_condition"] != 0:
                 start = instances[inst, I_PROG_START]
                 if instances[inst, I_PROG_END] - start == 1 and ops[start, 0] == OP_BSERIES:
                     fired = series[t, ops[start, 1]] == 1.0  # a data-only condition: one lookup
                 else:
-                    fired = evaluate_nb(state, ops, op_values, series, memory, stack, leaves, start,
+                    fired = evaluate_nb(state, ops, program.op_values, series, work.memory, work.stack, leaves, start,
                                         instances[inst, I_PROG_END], t, timestamps, peak)
             if not fired:
                 continue
             n_leaves = instances[inst, I_LEAF_COUNT]
             if action == A_REBALANCE:
-                record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, -1, action, -1, np.nan, leaves,
-                                 n_leaves, leaf_width)
-                rebalance_nb(state, s, t, ts, c, strategies_i, strategies_f, rb_filter, rb_sort, rb_weight, rb_fixed,
-                             series, targets, scores, chosen, signals, signal_leaves, n_signals, leaf_width)
+                record_signal_nb(audit, t, ts, s, -1, action, -1, np.nan, leaves, n_leaves)
+                rebalance_nb(state, s, t, ts, c, program, work, audit)
             elif action == A_ALERT:
-                record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, a, action, -1, np.nan, leaves,
-                                 n_leaves, leaf_width)
+                record_signal_nb(audit, t, ts, s, a, action, -1, np.nan, leaves, n_leaves)
             else:
-                oid = trade_nb(state, s, inst, a, t, ts, c[a], strategies_i, strategies_f, instances, series,
-                               inst_order)
+                oid = trade_nb(state, s, inst, a, t, ts, c[a], strategies, instances, series, work.inst_order)
                 if oid >= 0:
-                    record_signal_nb(signals, signal_leaves, n_signals, t, ts, s, a, action, oid,
-                                     state.orders[oid]["size"], leaves, n_leaves, leaf_width)
+                    record_signal_nb(audit, t, ts, s, a, action, oid, state.orders[oid]["size"], leaves, n_leaves)
 
 
 @kernel
-def run_strategies_nb(state, params, timestamps, o, h, l, c, bo, bh, bl, bc, ao, ah, al, ac, schedule, ops,
-                      op_values, series, memory, stack, leaves, instances, strategies_i, strategies_f, inst_order,
-                      rb_filter, rb_sort, rb_weight, rb_fixed, targets, scores, chosen, signals, signal_leaves,
-                      n_signals) -> bool:
-    """Backtest compiled strategies over all bars. False when a record array overflowed."""
+def run_strategies_nb(state, params, timestamps, prices, program: CompiledProgram, work: Workspace,
+                      audit: Audit) -> bool:
+    """Backtest compiled strategies over all bars. False when a record array overflowed.
+
+    ``state`` / ``params`` are the engine's (:class:`~backforge.engine.kernels.State`,
+    :class:`~backforge.engine.kernels.Params`), ``prices`` its ``[T, A]``
+    :class:`~backforge.engine.kernels.Prices`.
+    """
     peak = 0.0
     for t in range(timestamps.shape[0]):
         ts = timestamps[t]
-        k.process_bar_nb(state, params, t, ts, o[t], h[t], l[t], c[t], bo[t], bh[t], bl[t], bc[t], ao[t], ah[t],
-                         al[t], ac[t])
+        bar = k.bar_prices_nb(prices, t)
+        k.process_bar_nb(state, params, t, ts, bar)
         if state.equity[t] > peak:
             peak = state.equity[t]
-        decide_strategies_nb(state, t, ts, c[t], timestamps, schedule, ops, op_values, series, memory, stack, leaves,
-                             instances, strategies_i, strategies_f, inst_order, rb_filter, rb_sort, rb_weight,
-                             rb_fixed, targets, scores, chosen, signals, signal_leaves, n_signals, peak)
-        if state.counters[k.C_OVERFLOW] != 0 or n_signals[1] != 0:
+        decide_strategies_nb(state, t, ts, bar.close, timestamps, program, work, audit, peak)
+        if state.counters[k.C_OVERFLOW] != 0 or audit.n_signals[1] != 0:
             return False
     return True

@@ -20,10 +20,12 @@ for every asset of their scope); name an asset to pin it (``{"kind": "price", "a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, ValidationError, field_validator,
+                      model_validator)
 
 from backforge._time import parse_duration
 from backforge.engine.risk import RiskConfig
@@ -36,13 +38,28 @@ __all__ = [
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def _not_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not a boolean ({str(value).lower()})")
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_not_boolean)]
+"""A finite number, never a boolean (``fee_rate: true`` is not a 100 % fee). Numeric text is read as a
+number: YAML 1.1 reads ``1e-4`` (no dot) as text."""
+Whole = Annotated[int, BeforeValidator(_not_boolean)]
+"""A whole number, never a boolean."""
 
 
 def _check_window(value: Any) -> int | str:
     if isinstance(value, bool):
         raise ValueError("a window is a bar count or a duration like '30d', got a boolean")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"a bar-count window must be a finite whole number, got {value}")
         if float(value) != int(value):
             raise ValueError(f"a bar-count window must be a whole number, got {value}")
         if int(value) <= 0:
@@ -83,7 +100,7 @@ class Const(Node):
     """A constant number."""
 
     kind: Literal["const"] = "const"
-    value: float = Field(allow_inf_nan=False)
+    value: Real = Field(allow_inf_nan=False)
 
 
 class Fundamental(Node):
@@ -145,7 +162,7 @@ class Bollinger(Node):
 
     kind: Literal["bollinger"] = "bollinger"
     window: Window = 20
-    num_std: float = Field(2.0, gt=0)
+    num_std: Real = Field(2.0, gt=0)
     output: Literal["upper", "middle", "lower", "width", "percent_b"] = "upper"
     of: "Indicator" = Field(default_factory=_close)
 
@@ -220,7 +237,7 @@ class AtLeast(Node):
     """At least ``n`` of the conditions are true (the seed's ``Multi``)."""
 
     kind: Literal["at_least"] = "at_least"
-    n: int = Field(ge=1)
+    n: Whole = Field(ge=1)
     conditions: list["Condition"] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -251,7 +268,7 @@ class Allocation(Node):
     placed with the entry)."""
 
     type: Literal["equity_fraction", "cash_fraction", "units", "notional", "risk"] = "equity_fraction"
-    value: float = Field(gt=0, allow_inf_nan=False)
+    value: Real = Field(gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _risk_fraction(self) -> "Allocation":
@@ -266,10 +283,10 @@ class VolatilityTarget(Node):
     (a fraction of equity)."""
 
     type: Literal["volatility_target"] = "volatility_target"
-    target: float = Field(gt=0, allow_inf_nan=False)
+    target: Real = Field(gt=0, allow_inf_nan=False)
     window: Window = 20
-    max: float = Field(1.0, gt=0, allow_inf_nan=False)
-    periods_per_year: float | None = Field(None, gt=0, allow_inf_nan=False)
+    max: Real = Field(1.0, gt=0, allow_inf_nan=False)
+    periods_per_year: Real | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 class ExpressionAllocation(Node):
@@ -278,8 +295,8 @@ class ExpressionAllocation(Node):
 
     type: Literal["expression"] = "expression"
     expression: "Indicator"
-    min: float = Field(0.0, ge=0, allow_inf_nan=False)
-    max: float = Field(1.0, gt=0, allow_inf_nan=False)
+    min: Real = Field(0.0, ge=0, allow_inf_nan=False)
+    max: Real = Field(1.0, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _bounds(self) -> "ExpressionAllocation":
@@ -294,10 +311,10 @@ class KellyAllocation(Node):
     ``min_trades`` trades have closed."""
 
     type: Literal["kelly"] = "kelly"
-    fraction: float = Field(0.5, gt=0, le=1, allow_inf_nan=False)
-    max: float = Field(0.25, gt=0, allow_inf_nan=False)
-    min_trades: int = Field(20, ge=1)
-    fallback: float = Field(0.0, ge=0, allow_inf_nan=False)
+    fraction: Real = Field(0.5, gt=0, le=1, allow_inf_nan=False)
+    max: Real = Field(0.25, gt=0, allow_inf_nan=False)
+    min_trades: Whole = Field(20, ge=1)
+    fallback: Real = Field(0.0, ge=0, allow_inf_nan=False)
 
 
 AllocationSpec = Annotated[Union[Allocation, VolatilityTarget, ExpressionAllocation, KellyAllocation],
@@ -308,9 +325,9 @@ class Distance(Node):
     """A stop/target distance from the entry price: exactly one of ``percent`` (fraction), ``fixed``
     (price units) or ``atr`` (multiple of the ATR over ``atr_window`` at the decision bar)."""
 
-    percent: float | None = Field(None, gt=0)
-    fixed: float | None = Field(None, gt=0)
-    atr: float | None = Field(None, gt=0)
+    percent: Real | None = Field(None, gt=0)
+    fixed: Real | None = Field(None, gt=0)
+    atr: Real | None = Field(None, gt=0)
     atr_window: Window = 14
 
     @model_validator(mode="after")
@@ -333,14 +350,14 @@ class Trade(Node):
     kind: Literal["buy", "sell"]
     allocation: AllocationSpec = Field(default_factory=lambda: Allocation(value=1.0))
     order_type: Literal["market", "limit", "stop"] = "market"
-    limit_offset: float = Field(0.0, ge=0)
-    stop_offset: float = Field(0.0, ge=0)
+    limit_offset: Real = Field(0.0, ge=0)
+    stop_offset: Real = Field(0.0, ge=0)
     time_in_force: Literal["gtc", "day", "gtn"] = "gtc"
-    gtn_bars: int = Field(0, ge=0)
+    gtn_bars: Whole = Field(0, ge=0)
     stop_loss: Distance | None = None
     take_profit: Distance | None = None
     trailing_stop: Distance | None = None
-    repeat: bool = False
+    repeat: StrictBool = False
 
     @model_validator(mode="after")
     def _risk_needs_stop(self) -> "Trade":
@@ -353,7 +370,7 @@ class Close(Node):
     """Close ``fraction`` of the position in each asset in scope."""
 
     kind: Literal["close"] = "close"
-    fraction: float = Field(1.0, gt=0, le=1)
+    fraction: Real = Field(1.0, gt=0, le=1)
 
 
 class Rebalance(Node):
@@ -368,14 +385,14 @@ class Rebalance(Node):
     """
 
     kind: Literal["rebalance"] = "rebalance"
-    weights: Union[Literal["equal"], dict[str, float], "Proportional"] = "equal"
+    weights: Union[Literal["equal"], dict[str, Real], "Proportional"] = "equal"
     filter: "Condition | None" = None
     sort_by: "Indicator | None" = None
-    top: int | None = Field(None, ge=1)
-    bottom: int | None = Field(None, ge=1)
-    max_weight: float = Field(1.0, gt=0, le=1)
-    min_trade: float = Field(0.0, ge=0, lt=1)
-    gross: float = Field(1.0, gt=0)
+    top: Whole | None = Field(None, ge=1)
+    bottom: Whole | None = Field(None, ge=1)
+    max_weight: Real = Field(1.0, gt=0, le=1)
+    min_trade: Real = Field(0.0, ge=0, lt=1)
+    gross: Real = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _selection(self) -> "Rebalance":
@@ -409,7 +426,7 @@ Action = Annotated[Union[Trade, Close, Rebalance, Alert], Field(discriminator="k
 
 
 class EveryN(Node):
-    every_n_bars: int = Field(ge=1)
+    every_n_bars: Whole = Field(ge=1)
 
 
 Schedule = Union[Literal["every_bar", "daily", "weekly", "month_start", "month_end"], EveryN]
@@ -430,20 +447,20 @@ class Strategy(Node):
 class Costs(Node):
     """Costs and account limits (fractions; see :class:`backforge.SimConfig` for each field)."""
 
-    fee_rate: float | dict[str, float] = 0.0
-    fee_per_unit: float | dict[str, float] = 0.0
-    fee_per_order: float | dict[str, float] = 0.0
-    fee_min: float | dict[str, float] = 0.0
-    slippage_bps: float | dict[str, float] = 0.0
-    slippage_range: float | dict[str, float] = 0.0
-    spread: float | dict[str, float] = 0.0
-    lot_size: float | dict[str, float] = 1.0
-    min_qty: float | dict[str, float] = 0.0
-    borrow_rate: float | dict[str, float] = 0.0
-    financing_rate: float = 0.0
-    leverage: float = 1.0
-    maintenance_margin: float = 0.0
-    allow_short: bool = True
+    fee_rate: Real | dict[str, Real] = 0.0
+    fee_per_unit: Real | dict[str, Real] = 0.0
+    fee_per_order: Real | dict[str, Real] = 0.0
+    fee_min: Real | dict[str, Real] = 0.0
+    slippage_bps: Real | dict[str, Real] = 0.0
+    slippage_range: Real | dict[str, Real] = 0.0
+    spread: Real | dict[str, Real] = 0.0
+    lot_size: Real | dict[str, Real] = 1.0
+    min_qty: Real | dict[str, Real] = 0.0
+    borrow_rate: Real | dict[str, Real] = 0.0
+    financing_rate: Real = 0.0
+    leverage: Real = 1.0
+    maintenance_margin: Real = 0.0
+    allow_short: StrictBool = True
 
 
 class BidAskFiles(Node):
@@ -451,6 +468,12 @@ class BidAskFiles(Node):
 
     bid: str
     ask: str
+
+
+MAX_SYNTHETIC_YEARS = 200
+"""Longest synthetic history (from 2015, timestamps in int64 nanoseconds end in 2262)."""
+MAX_SEED = 2**63 - 1
+"""Largest seed accepted (seeds are non-negative and fit an int64)."""
 
 
 class DataSpec(Node):
@@ -463,11 +486,34 @@ class DataSpec(Node):
     format: str = "auto"
     policy: Literal["error", "drop", "repair"] = Field(
         "error", description="bad rows in the files: refuse them (error), drop them, or repair what can be repaired")
-    years: float = Field(10.0, gt=0)
+    years: Real = Field(10.0, gt=0, le=MAX_SYNTHETIC_YEARS)
     bar: str = "1d"
-    seed: int = 7
+    seed: Whole = Field(7, ge=0, le=MAX_SEED)
     start: str | None = None
     end: str | None = None
+
+    @field_validator("bar")
+    @classmethod
+    def _bar_is_duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _is_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            from backforge._time import to_ns
+
+            try:
+                valid = int(to_ns([value])[0]) != -(2**63)  # NaT ("", "NaT") is not a time
+            except (ValueError, TypeError, OverflowError):
+                valid = False
+            if not valid:
+                raise ValueError("not a date/time (write e.g. 2020-03-16 or 2020-03-16T14:30)")
+        return value
 
 
 class Portfolio(Node):
@@ -476,7 +522,7 @@ class Portfolio(Node):
     name: str = Field(min_length=1)
     description: str = ""
     universe: list[str] = Field(min_length=1)
-    cash: float = Field(100_000.0, gt=0)
+    cash: Real = Field(100_000.0, gt=0)
     costs: Costs = Field(default_factory=Costs)
     strategies: list[Strategy] = Field(min_length=1)
     data: DataSpec = Field(default_factory=DataSpec)
@@ -674,36 +720,215 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
     return ConfigError(message, path=full_path or None)
 
 
+MAX_STRATEGY_BYTES = 4 * 1024 * 1024
+"""Largest strategy file or text read (a hand-written strategy is a few KB)."""
+MAX_NESTING = 64
+"""Deepest nesting of mappings and lists in a strategy document (real ones stay under 20)."""
+MAX_NODES = 200_000
+"""Most values a strategy document may hold once its YAML aliases are expanded (a 1 KB alias bomb
+would otherwise expand to billions)."""
+
+
+def _read_strategy_bytes(path: Path, label: str) -> str:
+    """The text of a regular file of at most :data:`MAX_STRATEGY_BYTES`; devices, FIFOs and sockets are
+    refused without reading them (opening is non-blocking, so a FIFO with no writer cannot hang)."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ConfigError("strategy file not found", path=label) from None
+    except IsADirectoryError:
+        raise ConfigError("is a folder, not a strategy file", path=label) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open the strategy file: {exc.strerror}", path=label) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError("is a folder, not a strategy file", path=label)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("not a regular file (a device, FIFO or socket); give a YAML or JSON strategy file",
+                              path=label)
+        if info.st_size > MAX_STRATEGY_BYTES:
+            raise ConfigError(f"the file is {info.st_size:,} bytes; a strategy file may have at most "
+                              f"{MAX_STRATEGY_BYTES:,}", path=label)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_STRATEGY_BYTES + 1)
+    if len(data) > MAX_STRATEGY_BYTES:  # grew while being read
+        raise ConfigError(f"the file is larger than {MAX_STRATEGY_BYTES:,} bytes, the most a strategy file may have",
+                          path=label)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("not a text file (cannot decode it as UTF-8)", path=label) from None
+
+
+def _yaml_classes():
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class StrictLoader(base):  # type: ignore[misc, valid-type]
+        """Safe YAML that refuses duplicate keys (the second would silently win)."""
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                first_line: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        hash(key)
+                    except TypeError:
+                        continue  # the base class reports unhashable keys
+                    line = key_node.start_mark.line + 1
+                    if key in first_line:
+                        raise ConfigError(f"duplicate key {key!r} at line {line} (first given at line "
+                                          f"{first_line[key]})")
+                    first_line[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml, base, StrictLoader
+
+
+def _check_structure(text: str, label: str | None) -> None:
+    """Refuse documents nested deeper than :data:`MAX_NESTING` from the token stream alone (the scanner
+    is iterative, so a 5,000-deep document cannot exhaust the stack before it is refused)."""
+    yaml, base, _ = _yaml_classes()
+    opening = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+               yaml.FlowSequenceStartToken)
+    closing = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    depth = 0
+    for token in yaml.scan(text, Loader=base):
+        if isinstance(token, opening):
+            depth += 1
+            if depth > MAX_NESTING:
+                line = token.start_mark.line + 1 if token.start_mark else "?"
+                raise ConfigError(f"nested more than {MAX_NESTING} levels deep (at line {line}); a strategy is "
+                                  "never that deep", path=label)
+        elif isinstance(token, closing):
+            depth -= 1
+
+
+def _expanded_size(root: Any, limit: int) -> int:
+    """Number of nodes of a composed YAML graph with every alias expanded, counted without expanding
+    (each shared node is counted once per reference); stops as soon as ``limit`` is passed."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if children_done:
+            active.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(child)] for child in children), limit + 1)
+            continue
+        if key in active:
+            raise ConfigError("a YAML alias refers to the node that contains it (a recursive document)")
+        active.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in active:
+                raise ConfigError("a YAML alias refers to the node that contains it (a recursive document)")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def parse_strategy_text(text: str, label: str | None = None) -> Any:
+    r"""Parse YAML/JSON strategy text with hostile input bounded before any object is built: its size,
+    its nesting depth, the size it expands to through aliases, and duplicate keys.
+
+    Examples
+    --------
+    >>> parse_strategy_text("name: x\nuniverse: [A]")
+    {'name': 'x', 'universe': ['A']}
+    >>> parse_strategy_text("name: x\nname: y")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: duplicate key 'name' at line 2 (first given at line 1)
+    """
+    if len(text) > MAX_STRATEGY_BYTES:
+        raise ConfigError(f"the strategy text has {len(text):,} characters; at most {MAX_STRATEGY_BYTES:,} are read",
+                          path=label)
+    yaml, _, strict_loader = _yaml_classes()
+    try:
+        _check_structure(text, label)
+        loader = strict_loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            size = _expanded_size(node, MAX_NODES)
+            if size > MAX_NODES:
+                raise ConfigError(f"the document expands to more than {MAX_NODES:,} values through YAML aliases "
+                                  "(an alias bomb?); write the values out or use fewer aliases", path=label)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML/JSON{where}: {getattr(exc, 'problem', None) or exc}", path=label) from None
+    except ConfigError as exc:
+        if label and not exc.path:
+            exc.path = label
+        raise exc from None
+    except RecursionError:  # belt and braces: the depth check above should make this unreachable
+        raise ConfigError(f"nested too deeply (more than {MAX_NESTING} levels)", path=label) from None
+
+
+def _check_depth(raw: Any, label: str | None) -> None:
+    """The nesting bound for documents given as Python objects (iteratively)."""
+    stack = [(raw, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ConfigError(f"nested more than {MAX_NESTING} levels deep; a strategy is never that deep", path=label)
+        seen += 1
+        if seen > MAX_NODES:
+            raise ConfigError(f"the document holds more than {MAX_NODES:,} values", path=label)
+        if isinstance(node, dict):
+            stack.extend((value, depth + 1) for value in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((value, depth + 1) for value in node)
+
+
 def read_config(source: str | Path | dict) -> tuple[dict, str | None]:
     """Parse a strategy file, YAML/JSON text or dict into a raw mapping (parameters unresolved).
 
-    Returns the mapping and the file name (None for text/dicts) for error messages.
+    Returns the mapping and the file name (None for text/dicts) for error messages. Only regular
+    files are read; size, nesting depth, alias expansion and duplicate keys are checked before the
+    document is built (see :func:`parse_strategy_text`).
     """
-    import yaml
-
     label = None
     if isinstance(source, dict):
+        _check_depth(source, None)
         return source, None
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and len(source) < 4096
                                     and (source.endswith((".yaml", ".yml", ".json")) or _is_file(source))):
         path = Path(source)
         label = str(path)
-        if not path.exists():
-            raise ConfigError("strategy file not found", path=label)
-        if path.is_dir():
-            raise ConfigError("is a folder, not a strategy file", path=label)
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            raise ConfigError("not a text file (cannot decode it as UTF-8)", path=label) from None
+        text = _read_strategy_bytes(path, label)
     else:
         text = str(source)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"not valid YAML/JSON{where}: {getattr(exc, 'problem', exc)}", path=label) from None
+    raw = parse_strategy_text(text, label)
     if not isinstance(raw, dict):
         raise ConfigError(f"a strategy file must be a mapping with name, universe and strategies; got {type(raw).__name__}", path=label)
     return raw, label

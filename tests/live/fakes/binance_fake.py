@@ -100,6 +100,10 @@ class BinanceVenue:
         return order
 
     async def push_kline(self, symbol: str, start_ms: int, o, h, low, c, v, closed: bool, interval: str = "1m") -> None:
+        if closed:  # a closed candle is part of the venue's history from now on
+            rows = self.klines.setdefault(symbol, [])
+            rows[:] = [r for r in rows if r[0] != start_ms] + [[start_ms, o, h, low, c, v]]
+            rows.sort(key=lambda r: r[0])
         stream = f"{symbol.lower()}@kline_{interval}"
         message = {"e": "kline", "E": self.now(), "s": symbol, "k": {
             "t": start_ms, "T": start_ms + 59_999, "s": symbol, "i": interval, "f": 1, "L": 2, "o": f"{o:.2f}",

@@ -31,10 +31,32 @@ const bf = (() => {
       `<td class="msg">${esc(job.error || job.message)}${job.eta && ACTIVE.includes(job.state) ? ` (ETA ${job.eta.toFixed(1)} s)` : ""}</td><td>${run}</td><td>${cancel}</td></tr>`;
   }
 
+  function runRow(run) {
+    const s = run.summary || {};
+    const isRun = run.kind === "run";
+    const checked = document.querySelector(`input.pick[value="${CSS.escape(run.id)}"]:checked`) ? " checked" : "";
+    return `<tr><td>${isRun ? `<input type="checkbox" class="pick" value="${esc(run.id)}" aria-label="compare ${esc(run.id)}"${checked}>` : ""}</td>` +
+      `<td><a href="/runs/${esc(run.id)}">${esc(run.id)}</a></td><td>${esc(run.kind)}</td>` +
+      `<td>${s.start ? esc(s.start.slice(0, 10)) + " → " + esc((s.end || "").slice(0, 10)) : ""}</td>` +
+      `<td>${isRun ? pct(s.total_return) : ""}</td><td>${isRun ? num(s.sharpe) : ""}</td><td>${isRun ? pct(s.max_drawdown) : ""}</td>` +
+      `<td>${s.trades ?? ""}</td></tr>`;
+  }
+
+  async function refreshRuns() {
+    const r = await api("/api/runs?limit=10000");
+    if (!r.ok) return;
+    $("#runs tbody").innerHTML = r.body.runs.map(runRow).join("");
+    $("#runs-count").textContent = r.body.total;
+  }
+
+  let knownDone = -1;
   async function refreshJobs() {
     const r = await api("/api/jobs?limit=100");
     if (!r.ok) return false;
     $("#jobs tbody").innerHTML = r.body.jobs.map(jobRow).join("");
+    $("#jobs-total").textContent = r.body.total;
+    if (knownDone >= 0 && r.body.counts.done !== knownDone) refreshRuns();
+    knownDone = r.body.counts.done;
     const c = r.body.counts;
     $("#job-counts").textContent = `${c.queued} queued · ${c.warming_up + c.running} running · ${c.done} done · ${c.failed} failed`;
     return r.body.jobs.some((j) => ACTIVE.includes(j.state));
@@ -59,9 +81,12 @@ const bf = (() => {
     return out;
   }
 
+  let validations = 0;
   async function validate() {
     const box = $("#validation");
+    const mine = ++validations;
     const r = await api("/api/strategies/validate", {method: "POST", body: JSON.stringify({strategy: $("#strategy").value, data: body().data})});
+    if (mine !== validations) return;  // the text changed while this answer was on its way
     if (r.ok) {
       const p = r.body.parameters.length ? `, parameters: ${r.body.parameters.join(", ")}` : "";
       box.innerHTML = `<span class="ok">valid: ${esc(r.body.name)} — ${r.body.strategies} strategies, ${r.body.assets} assets, ${r.body.bars} bars${esc(p)}</span>`;

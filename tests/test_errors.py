@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import backforge as bf
+from backforge.errors import BackforgeError, DataError
 
 TS = np.arange(4, dtype=np.int64) * 86_400_000_000_000
 
@@ -90,3 +91,61 @@ def test_program_errors():
 def test_not_market_data():
     with pytest.raises(bf.DataError, match="expected MarketData"):
         bf.from_signals(np.ones((3, 1)), np.ones((3, 1), dtype=bool))
+
+
+# ================================================================================ error codes
+def _codes_used_in_source() -> set[str]:
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "backforge"
+    found: set[str] = set()
+    for path in root.rglob("*.py"):
+        found |= set(re.findall(r'code="(BF-[A-Z0-9-]+)"', path.read_text()))
+    return found
+
+
+def test_every_code_used_is_registered_and_documented():
+    from pathlib import Path
+
+    import backforge.judge.errors  # noqa: F401 - registers nothing, but its classes carry codes
+    import backforge.live.broker  # noqa: F401
+    from backforge.errors import ERROR_CODES
+
+    used = _codes_used_in_source()
+    assert used and used <= set(ERROR_CODES), sorted(used - set(ERROR_CODES))
+    page = (Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    missing = [c for c in ERROR_CODES if c != "BF-EXAMPLE-DEMO" and f"`{c}`" not in page]
+    assert not missing, f"codes missing from docs/errors.md: {missing}"
+
+
+def test_an_unregistered_code_is_refused():
+    with pytest.raises(ValueError, match="unregistered error code"):
+        DataError("x", code="BF-NOT-A-CODE")
+
+
+@pytest.mark.parametrize("make, code", [
+    (lambda: bf.MarketData.from_arrays(np.array([0, 1]), close=np.array([[1.0], [-1.0]]), assets=["X"]),
+     "BF-DATA-BAD-PRICE"),
+    (lambda: bf.MarketData.from_arrays(np.array([1, 0]), close=np.array([[1.0], [1.0]]), assets=["X"]),
+     "BF-DATA-UNSORTED"),
+    (lambda: bf.MarketData.from_arrays(np.array([0]), close=np.array([[1.0]]), high=np.array([[0.5]]), assets=["X"]),
+     "BF-DATA-OHLC-ORDER"),
+    (lambda: bf.synth(n_assets=1, years=1).select(["NOPE"]), "BF-DATA-UNKNOWN-ASSET"),
+    (lambda: bf.from_signals(bf.synth(n_assets=1, years=1), None, cahs=1), "BF-CONFIG-UNKNOWN-OPTION"),
+    (lambda: bf.from_signals(bf.synth(n_assets=1, years=1), None, cash=-5), "BF-CONFIG-INVALID"),
+    (lambda: __import__("backforge._time", fromlist=["x"]).parse_duration("5 fortnights"), "BF-CONFIG-DURATION"),
+    (lambda: bf.load_portfolio({"name": "x", "universe": ["A"], "strategies": [], "cahs": 1}),
+     "BF-CONFIG-UNKNOWN-OPTION"),
+])
+def test_errors_carry_their_codes(make, code):
+    with pytest.raises(BackforgeError) as caught:
+        make()
+    assert caught.value.code == code, caught.value
+
+
+def test_broker_errors_are_coded_by_failure_class():
+    from backforge.live.broker import BrokerError
+
+    assert [BrokerError("x", kind=k).code for k in ("retryable", "ambiguous", "final", "auth")] == [
+        "BF-BROKER-RETRYABLE", "BF-BROKER-AMBIGUOUS", "BF-BROKER-FINAL", "BF-BROKER-AUTH"]

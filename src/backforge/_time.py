@@ -50,18 +50,18 @@ def parse_duration(text: str) -> int:
     if not match:
         raise ConfigError(
             f"not a duration: {text!r}; write a number and a unit, e.g. '30d', '4h', '15min', '10s'",
-            field="duration",
+            field="duration", code="BF-CONFIG-DURATION",
         )
     value, unit = float(match.group(1)), match.group(2).lower()
     unit = _ALIASES.get(unit, unit)
     if unit not in NS_PER:
         raise ConfigError(
             f"unknown duration unit {match.group(2)!r} in {text!r}; use one of ns, us, ms, s, min, h, d, w",
-            field="duration",
+            field="duration", code="BF-CONFIG-DURATION",
         )
     ns = int(round(value * NS_PER[unit]))
     if ns <= 0:
-        raise ConfigError(f"duration must be > 0, got {text!r}", field="duration")
+        raise ConfigError(f"duration must be > 0, got {text!r}", field="duration", code="BF-CONFIG-DURATION")
     return ns
 
 

@@ -11,6 +11,7 @@ import copy
 
 import pytest
 
+from backforge.judge.errors import JudgeError
 from backforge.judge.evidence import EvidencePack
 from backforge.judge.recommendations import RunTest, variants_of
 from backforge.judge.rules import RULES, Finding, RuleSettings, review, rule_ids
@@ -275,8 +276,9 @@ def test_settings_change_thresholds():
 
 
 def test_a_malformed_pack_names_the_rule():
-    with pytest.raises(ValueError, match="rule concentration.single_asset could not read the evidence"):
+    with pytest.raises(JudgeError, match="rule concentration.single_asset could not read the evidence") as caught:
         review(pack_with({"concentration.per_asset": [1, 2]}))
+    assert caught.value.code == "BF-JUDGE-RULE" and caught.value.field == "concentration.single_asset"
 
 
 def test_rules_are_documented():

@@ -45,7 +45,7 @@ import numpy as np
 
 from backforge._time import parse_duration, format_duration, to_ns
 from backforge.data.market import MarketData, Quotes
-from backforge.errors import DataError
+from backforge.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -90,7 +90,7 @@ def normalize_bar(bar: str) -> str:
         return "trade"
     try:
         return format_duration(parse_duration(text))
-    except Exception:  # noqa: BLE001 - parse_duration raises ConfigError; re-raise as a data error
+    except ConfigError:  # parse_duration's error, re-raised as a data error naming the bar
         raise DataError(f"not a bar size: {bar!r}; use a duration such as '1min', '1h', '1d', or 1mo, quote, trade", field="bar") from None
 
 
@@ -1064,11 +1064,11 @@ class ParquetStore(_Store):
             _write_aligned(path, market, symbols=symbols, versions=[m["version"] for _, m in metas])
             self._trim_aligned()
             ts, fields, kind = _map_aligned(path)  # serve from the page cache: no private copy kept
-            del market
-            lo, hi = _bounds_index(ts, start, end)
-            return _market(ts[lo:hi], {k: v[lo:hi] for k, v in fields.items()}, tuple(symbols), kind)
         except OSError:  # read-only catalog or full disk: the in-memory alignment is still right
             return market.slice(start, end) if (start is not None or end is not None) else market
+        del market
+        lo, hi = _bounds_index(ts, start, end)
+        return _market(ts[lo:hi], {k: v[lo:hi] for k, v in fields.items()}, tuple(symbols), kind)
 
     def _trim_aligned(self) -> None:
         files = sorted((self.root / "_aligned").glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)

@@ -249,7 +249,7 @@ class MarketData:
             return self.assets.index(asset)
         except ValueError:
             hint = did_you_mean(asset, self.assets) or f"; known assets: {', '.join(self.assets)}"
-            raise DataError(f"unknown asset {asset!r}{hint}", asset=asset) from None
+            raise DataError(f"unknown asset {asset!r}{hint}", asset=asset, code="BF-DATA-UNKNOWN-ASSET") from None
 
     # ------------------------------------------------------------------ transforms
     def select(self, assets: Iterable[str]) -> "MarketData":
@@ -376,11 +376,11 @@ class MarketData:
             if bad.size:
                 r = int(bad[0]) + 1
                 kind = "duplicate" if steps[bad[0]] == 0 else "out-of-order (unsorted)"
-                raise DataError(f"{kind} timestamp {_fmt_ts(ts[r])} after {_fmt_ts(ts[r - 1])}; sort and deduplicate the data", row=r, field="timestamp")
+                raise DataError(f"{kind} timestamp {_fmt_ts(ts[r])} after {_fmt_ts(ts[r - 1])}; sort and deduplicate the data", row=r, field="timestamp", code="BF-DATA-UNSORTED")
         for field in (*PRICE_FIELDS, "volume"):
             arr = getattr(self, field)
             if arr.shape != (len(ts), self.n_assets):
-                raise DataError(f"expected shape ({len(ts)}, {self.n_assets}), got {arr.shape}", field=field)
+                raise DataError(f"expected shape ({len(ts)}, {self.n_assets}), got {arr.shape}", field=field, code="BF-DATA-SHAPE")
         missing = np.isnan(self.close)
         for field in PRICE_FIELDS:
             self._check_prices(getattr(self, field), field, missing)
@@ -393,7 +393,8 @@ class MarketData:
         bad = np.isinf(vol) | (vol < 0)
         if bad.any():
             r, j = np.argwhere(bad)[0]
-            raise DataError(f"volume must be finite and >= 0, got {vol[r, j]}", asset=self.assets[j], row=int(r), field="volume")
+            raise DataError(f"volume must be finite and >= 0, got {vol[r, j]}", asset=self.assets[j], row=int(r), field="volume",
+                            code="BF-DATA-BAD-VOLUME")
         if self.bid is not None and self.ask is not None:
             for side, q in (("bid", self.bid), ("ask", self.ask)):
                 for field in PRICE_FIELDS:
@@ -402,7 +403,8 @@ class MarketData:
             crossed = self.bid.close > self.ask.close
             if crossed.any():
                 r, j = np.argwhere(crossed)[0]
-                raise DataError(f"bid {self.bid.close[r, j]} is above ask {self.ask.close[r, j]}", asset=self.assets[j], row=int(r), field="bid_close")
+                raise DataError(f"bid {self.bid.close[r, j]} is above ask {self.ask.close[r, j]}", asset=self.assets[j], row=int(r), field="bid_close",
+                                code="BF-DATA-CROSSED-QUOTE")
 
     def _check_prices(self, arr: np.ndarray, field: str, missing: np.ndarray) -> None:
         nan = np.isnan(arr)
@@ -410,11 +412,13 @@ class MarketData:
         if bad_nan.any():
             r, j = np.argwhere(bad_nan)[0]
             what = "NaN while close is present" if nan[r, j] else "present while close is NaN (no bar)"
-            raise DataError(f"price is {what}; a bar needs all of open, high, low and close", asset=self.assets[j], row=int(r), field=field)
+            raise DataError(f"price is {what}; a bar needs all of open, high, low and close", asset=self.assets[j], row=int(r), field=field,
+                            code="BF-DATA-NAN-PRICE")
         bad = ~nan & ~(np.isfinite(arr) & (arr > 0))
         if bad.any():
             r, j = np.argwhere(bad)[0]
-            raise DataError(f"price must be finite and > 0, got {arr[r, j]}", asset=self.assets[j], row=int(r), field=field)
+            raise DataError(f"price must be finite and > 0, got {arr[r, j]}", asset=self.assets[j], row=int(r), field=field,
+                            code="BF-DATA-BAD-PRICE")
 
     def _check_order(self, lower: np.ndarray, lower_name: str, upper: np.ndarray, upper_name: str, *, blame: str) -> None:
         """Require ``lower <= upper`` (a relative tolerance of 1e-12 absorbs float rounding)."""
@@ -424,7 +428,7 @@ class MarketData:
             r, j = np.argwhere(bad)[0]
             raise DataError(
                 f"{lower_name} {lower[r, j]} is above {upper_name} {upper[r, j]}; a bar needs low <= open, close <= high",
-                asset=self.assets[j], row=int(r), field=blame,
+                asset=self.assets[j], row=int(r), field=blame, code="BF-DATA-OHLC-ORDER",
             )
 
 
@@ -469,9 +473,10 @@ def _frame_columns(frame: Any, asset: str) -> dict[str, np.ndarray]:
             except Exception:
                 raise DataError(f"column {col!r} is not numeric", asset=asset, field=col) from None
     if "timestamp" not in out:
-        raise DataError(f"no time column found; columns are {frame.columns}; name one 'timestamp' or 'date'", asset=asset, field="timestamp")
+        raise DataError(f"no time column found; columns are {frame.columns}; name one 'timestamp' or 'date'", asset=asset, field="timestamp",
+                        code="BF-DATA-NO-COLUMN")
     if "close" not in out and "bid_close" not in out and "bid" not in out:
-        raise DataError(f"no close column found; columns are {frame.columns}", asset=asset, field="close")
+        raise DataError(f"no close column found; columns are {frame.columns}", asset=asset, field="close", code="BF-DATA-NO-COLUMN")
     ts = out["timestamp"]
     if len(ts) > 1:
         steps = np.diff(ts)
@@ -479,7 +484,7 @@ def _frame_columns(frame: Any, asset: str) -> dict[str, np.ndarray]:
         if bad.size:
             r = int(bad[0]) + 1
             kind = "duplicate" if steps[bad[0]] == 0 else "out-of-order (unsorted)"
-            raise DataError(f"{kind} timestamp {_fmt_ts(ts[r])} after {_fmt_ts(ts[r - 1])}; sort and deduplicate the data", asset=asset, row=r, field="timestamp")
+            raise DataError(f"{kind} timestamp {_fmt_ts(ts[r])} after {_fmt_ts(ts[r - 1])}; sort and deduplicate the data", asset=asset, row=r, field="timestamp", code="BF-DATA-UNSORTED")
     return out
 
 

@@ -170,9 +170,9 @@ def pydantic_to_config_error(exc: ValidationError, *, prefix: str = "") -> Confi
         known = list(SimConfig.model_fields) + list(SignalConfig.model_fields)
         name = str(err["loc"][-1])
         hint = did_you_mean(name, known)
-        return ConfigError(f"unknown option {name!r}{hint}", field=path)
+        return ConfigError(f"unknown option {name!r}{hint}", field=path, code="BF-CONFIG-UNKNOWN-OPTION")
     value = err.get("input")
-    return ConfigError(f"{err['msg']}, got {value!r}", field=path)
+    return ConfigError(f"{err['msg']}, got {value!r}", field=path, code="BF-CONFIG-INVALID")
 
 
 def split_options(options: Mapping[str, Any]) -> tuple[SimConfig, SignalConfig]:

@@ -18,6 +18,8 @@ __all__ = ["JudgeError", "ProviderError", "InvalidAnswerError", "NotConfiguredEr
 class JudgeError(BackforgeError):
     """A judgement that cannot be made as asked (a run that cannot be re-run, a bad recommendation...)."""
 
+    code = "BF-JUDGE"
+
 
 class ProviderError(JudgeError):
     """An LLM provider that cannot be used: unreachable, wrong key, rate-limited, failing, too slow.

@@ -27,6 +27,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backforge.judge.errors import JudgeError
 from backforge.judge.evidence import ASSUMED_COSTS, EvidencePack, _number
 from backforge.judge.recommendations import AddFilter, ChangeParameter, ChangeRisk, Recommendation, RunTest
 
@@ -1107,7 +1108,8 @@ def review(pack: EvidencePack, settings: RuleSettings | None = None) -> list[Fin
         try:
             hit = r.check(facts, settings)
         except (TypeError, ValueError, KeyError, ZeroDivisionError, AttributeError) as exc:  # a malformed pack
-            raise ValueError(f"rule {r.id} could not read the evidence: {type(exc).__name__}: {exc}") from exc
+            raise JudgeError(f"rule {r.id} could not read the evidence: {type(exc).__name__}: {exc}",
+                             field=r.id, code="BF-JUDGE-RULE") from exc
         if hit is None:
             continue
         findings.append(Finding(id=r.id, severity=hit.severity or r.severity, title=r.title, message=hit.message,

@@ -230,8 +230,11 @@ class BrokerError(BackforgeError):
     'rate limited'
     """
 
+    code = "BF-BROKER"
+
     def __init__(self, message: str, *, kind: ErrorKind, retry_after: float | None = None, status: int | None = None,
                  venue_code: str | None = None, **where: str | int | None) -> None:
+        where.setdefault("code", f"BF-BROKER-{kind.upper()}")
         self.kind: ErrorKind = kind
         self.retry_after = retry_after
         self.status = status

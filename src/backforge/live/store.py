@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS control (seq INTEGER PRIMARY KEY AUTOINCREMENT, wall_
 class SessionError(BackforgeError):
     """A session's state folder cannot be used (locked, corrupt, written by another strategy version)."""
 
+    code = "BF-SESSION"
+
 
 @dataclass(frozen=True, slots=True)
 class OrderIntent:

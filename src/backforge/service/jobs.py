@@ -45,6 +45,8 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}(/best-[0-9]{1,3})?$")
 class JobValidationError(BackforgeError):
     """A job config that cannot run: ``loc`` is the exact field path, as in FastAPI's 422 answers."""
 
+    code = "BF-SERVICE"
+
     def __init__(self, message: str, *, loc: list[Any]) -> None:
         self.loc = list(loc)
         super().__init__(message, path=_loc_text(self.loc))

@@ -59,9 +59,13 @@ TERMINAL_STATES = ("done", "failed", "cancelled")
 class JobNotFound(BackforgeError):
     """No job with this id."""
 
+    code = "BF-SERVICE"
+
 
 class JobConflict(BackforgeError):
     """The job is not in a state that allows the request (e.g. cancelling a finished job)."""
+
+    code = "BF-SERVICE"
 
 
 metadata = sa.MetaData()

@@ -717,7 +717,8 @@ def validation_error_to_config(exc: ValidationError, *, source: str | None = Non
         scalar = isinstance(value, (str, int, float, bool)) or value is None
         message = f"{msg}, got {value!r}" if "got" not in msg and scalar else msg
     full_path = f"{source}: {path}" if source and path else (source or path)
-    return ConfigError(message, path=full_path or None)
+    code = "BF-CONFIG-UNKNOWN-OPTION" if kind in ("extra_forbidden", "union_tag_invalid") else "BF-CONFIG-INVALID"
+    return ConfigError(message, path=full_path or None, code=code)
 
 
 MAX_STRATEGY_BYTES = 4 * 1024 * 1024

@@ -429,7 +429,7 @@ class PaperRunner:
                 if sum(n for _, n in self._recent_orders) >= cfg.max_orders_per_bar:
                     status, reason = "refused", (f"order-rate limit: more than {cfg.max_orders_per_bar} orders in "
                                                  f"{cfg.rate_window_bars} bars")
-                elif self._gated(symbol):
+                elif self._gated(symbol, exclude=cid):  # its own intent (a bar re-decided after a restart) never gates it
                     status, reason = "waiting", "an earlier order for this asset is in flight"
             intent = OrderIntent(cid, t, ts, s, leg, oid, symbol, side, qty, kind, limit, stop,
                                  json.dumps(_request_dict(request)), status)

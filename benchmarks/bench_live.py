@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backforge.data.synth import gbm  # noqa: E402
-from backforge.live import PaperBroker, PaperRunner, ReplayFeed  # noqa: E402
-from backforge.live.runner import LiveConfig  # noqa: E402
-from backforge.strategy.compiler import sim_config_of  # noqa: E402
-from backforge.strategy.schema import load_portfolio  # noqa: E402
+from backforge.data.synth import gbm
+from backforge.live import PaperBroker, PaperRunner, ReplayFeed
+from backforge.live.runner import LiveConfig
+from backforge.strategy.compiler import sim_config_of
+from backforge.strategy.schema import load_portfolio
 
 REPO = Path(__file__).resolve().parents[1]
 

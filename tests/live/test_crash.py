@@ -10,9 +10,8 @@ import random
 import signal
 import time
 
-import pytest
-
 import crash_child
+import pytest
 
 from backforge.engine import kernels as k
 from backforge.live import PaperBroker

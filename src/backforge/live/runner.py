@@ -46,12 +46,26 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from backforge.engine import kernels as k
-from backforge.engine.records import OrderType, Reason, TimeInForce
+from backforge.engine.records import Reason, TimeInForce
 from backforge.errors import BackforgeError
 from backforge.live._engine import order_fields
-from backforge.live.broker import FINAL_STATUSES, BarEvent, Broker, BrokerError, BrokerOrder, Feed, Fill, OrderRequest
+from backforge.live.broker import (
+    FINAL_STATUSES,
+    BarEvent,
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    Feed,
+    Fill,
+    OrderRequest,
+)
 from backforge.live.step import StrategyStep
-from backforge.live.store import OrderIntent, SessionError, SessionStore, config_hash, pack_arrays
+from backforge.live.store import (
+    OrderIntent,
+    SessionStore,
+    config_hash,
+    pack_arrays,
+)
 from backforge.strategy import schema as sc
 
 __all__ = ["LiveConfig", "PaperRunner", "bar_fingerprint"]
@@ -214,7 +228,7 @@ class PaperRunner:
                                               "symbol": venue.symbol, "qty": venue.qty, "side": venue.side})
 
     # ================================================================== the loop
-    def run(self, *, max_bars: int | None = None, poll_timeout: float = 0.5) -> "PaperRunner":
+    def run(self, *, max_bars: int | None = None, poll_timeout: float = 0.5) -> PaperRunner:
         """Consume bars until the feed ends, ``stop`` is asked, or ``max_bars`` bars were processed."""
         done = 0
         try:
@@ -648,10 +662,10 @@ class PaperRunner:
             self._log.close()
         self.store.close()
 
-    def __enter__(self) -> "PaperRunner":
+    def __enter__(self) -> PaperRunner:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -35,21 +35,21 @@ True
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from backforge.errors import BackforgeError
 from backforge.live.broker import BrokerOrder, Fill
 
-__all__ = ["SessionError", "SessionStore", "OrderIntent", "config_hash", "SNAPSHOT_VERSION", "DB_NAME"]
+__all__ = ["DB_NAME", "SNAPSHOT_VERSION", "OrderIntent", "SessionError", "SessionStore", "config_hash"]
 
 DB_NAME = "session.db"
 LOCK_NAME = "runner.lock"
@@ -140,7 +140,7 @@ class SessionStore:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, folder: str | Path, *, config: Any, session_id: str | None = None, force: bool = False,
-             lock: bool = True) -> "SessionStore":
+             lock: bool = True) -> SessionStore:
         """Open (or create) the store of ``folder`` for the runner: takes the folder's lock, checks the
         database, and checks that ``config`` hashes to the value recorded at creation (``force`` accepts a
         different one and records that it did)."""
@@ -161,7 +161,7 @@ class SessionStore:
         return store
 
     @classmethod
-    def read(cls, folder: str | Path) -> "SessionStore":
+    def read(cls, folder: str | Path) -> SessionStore:
         """Open an existing store without taking the runner's lock (readers and control commands)."""
         folder = Path(folder)
         if not (folder / DB_NAME).is_file():

@@ -11,6 +11,8 @@ from numba.typed import Dict
 
 def build_hbt(events, *, tick_size, lot_size, entry_ns, response_ns, queue_model, queue_power=3.0,
               partial=False, maker_fee=0.0, taker_fee=0.0, roi=(0.0, 0.0)):
+    """An hftbacktest backtest over ``events`` (its ``event_dtype`` array). hftbacktest reads the array's
+    memory while it runs and does not own it: the caller must keep ``events`` alive until ``close()``."""
     from hftbacktest import BacktestAsset, ROIVectorMarketDepthBacktest
 
     asset = (BacktestAsset().data(events).linear_asset(1.0)

@@ -20,6 +20,8 @@ from backforge.data.events import MarketEventKind as K, synthetic_l2
 from backforge.engine.events import EventConfig, api, new_sim
 from backforge.engine.events import core as c
 
+pytestmark = pytest.mark.slow  # compiles a random trader and replays six generated markets
+
 
 @njit(cache=True)
 def random_trader(sim, seed, step_ns, out_ts, out_bid, out_ask, out_xbid, out_xask):

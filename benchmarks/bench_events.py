@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--quick", action="store_true", help="1M events / 1M ticks, one repeat, no BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="print the section without updating BENCHMARKS.md")
     args = parser.parse_args()
     if args.quick:
         args.events, args.ticks, args.repeats = 1_000_000, 1_000_000, 1
@@ -136,7 +137,7 @@ def main() -> None:
     ]
     section = "\n".join(lines)
     print(section)
-    if not args.quick:
+    if not (args.quick or args.no_write):
         write_section("events", section)
 
 

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.slow
 # 120 trials: seconds of running, with progress every batch
 MEDIUM = """name: medium-search
 universe: [AAA, BBB]
-data: {years: 8, seed: 5}
+data: {years: 12, seed: 5}
 strategies:
   - name: enter
-    condition: {lhs: {sma: {window: {param: fast, range: [2, 21, 1]}}}, op: crosses_above,
-                rhs: {sma: {window: {param: slow, range: [100, 300, 40]}}}}
+    condition: {lhs: {sma: {window: {param: fast, range: [2, 80, 1]}}}, op: crosses_above,
+                rhs: {sma: {window: {param: slow, range: [100, 300, 20]}}}}
     action: {buy: {allocation: {equity_fraction: 0.4}}}
   - name: exit
-    condition: {lhs: {sma: {window: {param: fast, range: [2, 21, 1]}}}, op: crosses_below,
-                rhs: {sma: {window: {param: slow, range: [100, 300, 40]}}}}
+    condition: {lhs: {sma: {window: {param: fast, range: [2, 80, 1]}}}, op: crosses_below,
+                rhs: {sma: {window: {param: slow, range: [100, 300, 20]}}}}
     action: {close: {}}
 """
 

@@ -32,6 +32,8 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) instead of the strategy's data spec."),
         top: int = typer.Option(3, min=0, help="Save the best N runs as full results."),
         heatmap: Optional[str] = typer.Option(None, help="Two parameters 'x,y' for a heatmap HTML."),
+        fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                    "symbol, field, published_at, value) for `fundamental` indicators."),
         out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
     ) -> None:
         """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
@@ -47,6 +49,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         portfolio = load_portfolio(raw)  # defaults: validates the file before any work
         space = ParameterSpace.from_config(raw)
         axes = heatmap_axes(heatmap, space) if space else None  # bad --heatmap fails now, not after the search
+        fundamentals_table = _fundamentals(fundamentals)
         market = load_data(portfolio, base=strategy.parent, override=data or None)
         first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)  # the file's period, as `run`
         search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
@@ -56,7 +59,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             check_space(space, search)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
         try:
-            result = run_search(raw, market, search, executor=pool)
+            result = run_search(raw, market, search, executor=pool, fundamentals=fundamentals_table)
         finally:
             pool.close()
         table = result.table
@@ -88,10 +91,13 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
                 values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
                 run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
-                                                     start=portfolio.data.start, end=portfolio.data.end))
+                                                     start=portfolio.data.start, end=portfolio.data.end,
+                                                     fundamentals=fundamentals_table))
                 run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
                                    "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
                                    "trials": result.n_trials}
+                if fundamentals is not None:
+                    run.data_source["fundamentals"] = str(fundamentals.resolve())
                 run.save(folder / f"best-{rank}")
             final = output.commit()
         console.print(f"[green]saved:[/] {final}")
@@ -111,6 +117,8 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         workers: Optional[int] = typer.Option(None, min=1),
         ray_address: Optional[str] = typer.Option(None),
         data: Optional[list[Path]] = typer.Option(None, "--data"),
+        fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                    "symbol, field, published_at, value) for `fundamental` indicators."),
         out: Path = typer.Option(Path("backforge-runs")),
     ) -> None:
         """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
@@ -123,13 +131,15 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         check_output_folder(out, option="--out")
         raw, _ = read_config(strategy)
         portfolio = load_portfolio(raw)
+        fundamentals_table = _fundamentals(fundamentals)
         market = load_data(portfolio, base=strategy.parent, override=data or None)
         first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
         search = SearchConfig(metric=metric, method=method, samples=samples, seed=seed)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
         try:
             wf = walk_forward(raw, market, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
-                              search=search, executor=pool, start=first, end=stop)
+                              search=search, executor=pool, start=first, end=stop,
+                              fundamentals=fundamentals_table)
         finally:
             pool.close()
         show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
@@ -149,6 +159,15 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
             final = output.commit()
         console.print(f"[green]saved:[/] {final}")
+
+
+def _fundamentals(path: Optional[Path]):
+    """The table of ``--fundamentals FILE`` (None without one); a bad file is one DataError naming it."""
+    if path is None:
+        return None
+    from backforge.data.fundamentals import read_fundamentals
+
+    return read_fundamentals(path)
 
 
 def _short(value) -> str:

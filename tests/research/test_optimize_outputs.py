@@ -95,3 +95,58 @@ def test_optimize_prints_the_table_and_keeps_the_saved_summary(search):
     assert of["n_trials"] == 12 and set(of) >= {"deflated_sharpe", "min_track_record_length", "pbo"}
     assert set(of["deflated_sharpe"]) == {"dsr", "psr", "sharpe_per_period", "expected_max_sharpe", "n_trials"}
     assert f"{of['deflated_sharpe']['dsr']:.2f}" in output and f"{of['pbo']['pbo']:.2f}" in output
+
+
+# ---------------------------------------------------------------------- the parameter heatmap of the tear sheet
+
+def _charts(html: str) -> dict:
+    import re
+
+    match = re.search(r'<script type="application/json" id="bf-charts">(.*?)</script>', html, flags=re.S)
+    return json.loads(match.group(1))
+
+
+def test_best_run_report_has_a_heatmap_of_every_parameter_pair(search):
+    import numpy as np
+    import polars as pl
+
+    from backforge.research.optimize import heatmap_grid
+
+    folder, _ = search
+    html = (folder / "best-1" / "report.html").read_text()
+    assert 'id="parameters"' in html and 'href="#parameters"' in html
+    spec = _charts(html)["chart-parameters"]
+    (menu,) = spec["layout"]["updatemenus"]
+    labels = [b["label"] for b in menu["buttons"]]
+    assert labels == ["fast × slow", "fast × trend", "slow × trend"]
+    trials = pl.read_parquet(folder / "trials.parquet")
+    best = json.loads((folder / "summary.json").read_text())["best"]
+    for button, (x, y) in zip(menu["buttons"], [("fast", "slow"), ("fast", "trend"), ("slow", "trend")]):
+        xs, ys, grid = heatmap_grid(trials, x, y, "sharpe")
+        update, layout = button["args"]
+        assert update["x"][0] == [str(v) for v in xs] and update["y"][0] == [str(v) for v in ys]
+        shown = np.array([[np.nan if v is None else v for v in row] for row in update["z"][0]])
+        assert np.array_equal(shown, grid, equal_nan=True)
+        # the best over the others, by hand: the max Sharpe of the trials with those two values
+        for i, yv in enumerate(ys):
+            for j, xv in enumerate(xs):
+                cell = trials.filter((pl.col(f"param.{x}") == xv) & (pl.col(f"param.{y}") == yv))["sharpe"]
+                assert (np.isnan(shown[i, j]) and cell.len() == 0) or shown[i, j] == cell.max()
+        assert update["x"][1] == [str(best[x])] and update["y"][1] == [str(best[y])]  # ★ on this run
+        assert layout == {"xaxis.title.text": x, "yaxis.title.text": y}
+
+
+def test_backforge_report_of_a_best_run_keeps_the_heatmap_and_plain_runs_have_none(search, tmp_path):
+    folder, _ = search
+    out = tmp_path / "again.html"
+    result = CliRunner().invoke(app, ["report", str(folder / "best-1"), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "chart-parameters" in _charts(out.read_text())
+    import shutil
+
+    alone = tmp_path / "best-1"  # the same run outside its search folder: no heatmap, no link
+    shutil.copytree(folder / "best-1", alone)
+    plain = CliRunner().invoke(app, ["report", str(alone), "--output", str(tmp_path / "plain.html")])
+    assert plain.exit_code == 0, plain.output
+    html = (tmp_path / "plain.html").read_text()
+    assert "chart-parameters" not in _charts(html) and 'href="#parameters"' not in html

@@ -99,7 +99,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
                                    "trials": result.n_trials}
                 if fundamentals is not None:
                     run.data_source["fundamentals"] = str(fundamentals.resolve())
-                run.save(folder / f"best-{rank}")
+                run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
             final = output.commit()
         console.print(f"[green]saved:[/] {final}")
 

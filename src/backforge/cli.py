@@ -187,18 +187,27 @@ def run(
     report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML tear sheet into the run folder."),
     strategy_class: Optional[str] = typer.Option(None, "--strategy", help="With a Python file that defines several "
                                                                            "Strategy classes: the one to run."),
+    fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                "symbol, field, published_at, value) for `fundamental` indicators."),
 ) -> None:
     """Run a strategy file, save the run and its HTML report (without --data: the file's data spec)."""
     from backforge.engine.config import config_hash
     from backforge.strategy.compiler import compile_portfolio, load_data, run_compiled
 
+    from backforge.data.fundamentals import read_fundamentals
+
     check_output_folder(out, option="--out")
     if strategy.suffix == ".py":
+        if fundamentals is not None:
+            raise BackforgeError("--fundamentals applies to strategy files (YAML/JSON); a Python strategy reads its own data",
+                                 field="fundamentals")
         _run_code(strategy, data, start, end, out, report, strategy_class)
         return
     portfolio = _load(strategy)
+    fundamentals_table = read_fundamentals(fundamentals) if fundamentals is not None else None  # a bad file fails before the data loads
     market = load_data(portfolio, base=strategy.parent, override=data or None)
-    compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end)
+    compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end,
+                                 fundamentals=fundamentals_table)
     t0 = time.perf_counter()
     result = run_compiled(compiled)
     elapsed = time.perf_counter() - t0
@@ -206,9 +215,14 @@ def run(
     events = result.signal_events
     if events is not None and events.height:
         console.print(f"[dim]{events.height} signal events; `backforge explain RUN --at DATE` shows why[/]")
-    run_id = config_hash(portfolio, extra={"data": market.fingerprint(), "start": start, "end": end})
+    extra = {"data": market.fingerprint(), "start": start, "end": end}
+    if fundamentals_table is not None:
+        extra["fundamentals"] = str(fundamentals.resolve())
+    run_id = config_hash(portfolio, extra=extra)
     result.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
                           "start": start, "end": end}
+    if fundamentals_table is not None:
+        result.data_source["fundamentals"] = str(fundamentals.resolve())
     folder = result.save(out / f"{_slug(portfolio.name)}-{run_id}", report=report, title=portfolio.name)
     console.print(f"[green]saved run:[/] {folder}")
     if report:  # written inside the folder before it was swapped in: concurrent runs never collide

@@ -364,9 +364,11 @@ _PAGE_STATE = """({
 
 
 def open_in_chromium(binary: str, page: Path, screenshot: Path | None, *, width: int = 1400,
-                     timeout: float = 90.0) -> dict:
+                     timeout: float = 90.0, script: str | None = None) -> dict:
     """Load ``page``, wait for its charts, screenshot the whole page (when ``screenshot`` is given);
-    return the page state and the console errors, warnings and uncaught exceptions."""
+    return the page state and the console errors, warnings and uncaught exceptions. ``script``: a
+    JavaScript expression (may return a promise) evaluated once the charts are drawn, its value in
+    ``state["script"]``."""
     browser = Chromium(binary, width=width)
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -394,6 +396,12 @@ def open_in_chromium(binary: str, page: Path, screenshot: Path | None, *, width:
             header.click(); const high = cell(); header.click(); const low = cell();
             return [high, low, header.className];
         })()"""}, session=session)["result"].get("value")
+        if script is not None:
+            reply = browser.send("Runtime.evaluate", {"expression": script, "returnByValue": True, "awaitPromise": True},
+                                 session=session)
+            state["script"] = reply["result"].get("value")
+            if "exceptionDetails" in reply:
+                state["errors"].append(f"script: {reply['exceptionDetails'].get('exception', {}).get('description')}")
         browser.drain(0.3)
         if screenshot is not None:
             height = min(int(state["height"]), 16_000)
@@ -459,3 +467,57 @@ def test_minute_report_renders_in_headless_chromium(chromium, minute_result, tmp
     assert state["problems"] == [] and state["errors"] == []
     assert state["rendered"] == str(state["charts"]) and sorted(state["drawn"]) == sorted(state["containers"])
     assert state["renderMs"] < 15_000, state
+
+
+_PICK_PAIR = """(async () => {
+  const gd = document.getElementById('chart-parameters');
+  const click = el => el.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  const before = [gd.layout.xaxis.title.text, gd.layout.yaxis.title.text, gd.data[0].x.length];
+  const header = gd.querySelector('.updatemenu-header-group');
+  if (!header) return {before, names: []};
+  click(header.querySelector('rect') || header);
+  await new Promise(r => setTimeout(r, 400));
+  const buttons = Array.from(gd.querySelectorAll('.updatemenu-dropdown-button'));
+  const names = buttons.map(b => b.textContent);
+  const wanted = buttons.find(b => b.textContent === 'slow × trend');
+  if (!wanted) return {before, names};
+  click(wanted);
+  await new Promise(r => setTimeout(r, 500));
+  return {before, names, after: [gd.layout.xaxis.title.text, gd.layout.yaxis.title.text, gd.data[0].x, gd.data[0].y,
+          gd.data[1].x, gd.data[1].y]};
+})()"""
+
+
+def test_parameter_heatmap_dropdown_switches_the_pair_in_chromium(chromium, tmp_path):
+    """An optimization's best run: the menu offers every pair and picking one redraws the heatmap."""
+    from backforge.cli import app
+
+    strategy = tmp_path / "knobs.yaml"
+    strategy.write_text("""\
+name: knobs
+universe: [AAPL]
+strategies:
+  - name: enter
+    condition:
+      all:
+        - {lhs: {sma: {window: {param: fast, choices: [5, 10], default: 5}}}, op: ">", rhs: {sma: {window: {param: slow, choices: [30, 40], default: 30}}}}
+        - {lhs: {price: {field: close}}, op: ">", rhs: {sma: {window: {param: trend, choices: [50, 100, 150], default: 50}}}}
+    action: {buy: {}}
+  - name: exit
+    condition: {lhs: {sma: {window: {param: fast, choices: [5, 10], default: 5}}}, op: "<", rhs: {sma: {window: {param: slow, choices: [30, 40], default: 30}}}}
+    action: {close: {}}
+data: {source: synthetic, years: 2, bar: 1d, seed: 2}
+""")
+    done = CliRunner().invoke(app, ["optimize", str(strategy), "--workers", "1", "--top", "1", "--out", str(tmp_path / "o")])
+    assert done.exit_code == 0, done.output
+    (folder,) = [p for p in (tmp_path / "o").iterdir() if p.is_dir()]
+    best = json.loads((folder / "summary.json").read_text())["best"]
+    state = open_in_chromium(chromium, folder / "best-1" / "report.html", None, script=_PICK_PAIR)
+    assert state["problems"] == [] and state["errors"] == []
+    assert "chart-parameters" in state["drawn"]
+    picked = state["script"]
+    assert picked["before"] == ["fast", "slow", 2], picked
+    assert picked["names"] == ["fast × slow", "fast × trend", "slow × trend"], picked
+    x_title, y_title, xs, ys, star_x, star_y = picked["after"]
+    assert (x_title, y_title, xs, ys) == ("slow", "trend", ["30", "40"], ["50", "100", "150"])
+    assert (star_x, star_y) == ([str(best["slow"])], [str(best["trend"])])

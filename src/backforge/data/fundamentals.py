@@ -230,6 +230,8 @@ def read_fundamentals(path: str | os.PathLike[str]) -> Fundamentals:
     p = Path(path)
     if not p.exists():
         raise DataError("file not found", path=str(p))
+    if p.is_dir():
+        raise DataError("a folder, not a fundamentals file", path=str(p))
     if p.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path=str(p))
     with open(p, "rb") as fh:

@@ -215,7 +215,8 @@ def _run_test(rec: RunTest, view: RunView, rerunner: Any, split: Split, original
                 in_sample = rec.in_sample or max(20, data.n_bars // 2)
                 out_of_sample = rec.out_of_sample or max(10, data.n_bars // 6)
                 wf = walk_forward(rerunner.raw_config, data, in_sample=in_sample, out_of_sample=out_of_sample,
-                                  method="random", samples=12, seed=seed, executor=LocalExecutor(1))
+                                  method="random", samples=12, seed=seed, executor=LocalExecutor(1),
+                                  fundamentals=rerunner.fundamentals)
                 summary = wf.summary()
                 out.update({"period": "in sample", "efficiency": summary["walk_forward_efficiency"],
                             "oos_total_return": summary["oos_total_return"], "windows": summary["windows"],

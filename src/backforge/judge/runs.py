@@ -466,13 +466,19 @@ def _strategy_rerunner(config: dict[str, Any], period: tuple[int, int], *, data_
         portfolio = load_portfolio(strategy)
         override = [Path(p) for p in source.get("data") or []] or None
         data = load_data(portfolio, base=base, override=override)
+        fundamentals = None
+        if source.get("fundamentals"):  # `--fundamentals FILE` of run/optimize: the re-runs read the same table
+            from backforge.data.fundamentals import read_fundamentals
+
+            fundamentals = read_fundamentals(source["fundamentals"])
     except BackforgeError as exc:
         return None, f"cannot re-run: its data cannot be loaded ({exc})", notes
     except (OSError, ValueError) as exc:
         return None, f"cannot re-run: its data cannot be loaded ({type(exc).__name__}: {exc})", notes
     if not source and portfolio.data.source != "synthetic":
         notes.append("the run did not record where its data files were; they were resolved from the current folder")
-    rerunner = StrategyRerunner(strategy, data, start_ns=period[0], end_ns=period[1], raw_config=raw_params)
+    rerunner = StrategyRerunner(strategy, data, start_ns=period[0], end_ns=period[1], raw_config=raw_params,
+                                fundamentals=fundamentals)
     fingerprint = (metadata or {}).get("data_fingerprint")
     if fingerprint:
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from backforge._paths import check_output_folder
@@ -32,6 +33,8 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) instead of the strategy's data spec."),
         top: int = typer.Option(3, min=0, help="Save the best N runs as full results."),
         heatmap: Optional[str] = typer.Option(None, help="Two parameters 'x,y' for a heatmap HTML."),
+        fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                    "symbol, field, published_at, value) for `fundamental` indicators."),
         out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
     ) -> None:
         """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
@@ -47,6 +50,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         portfolio = load_portfolio(raw)  # defaults: validates the file before any work
         space = ParameterSpace.from_config(raw)
         axes = heatmap_axes(heatmap, space) if space else None  # bad --heatmap fails now, not after the search
+        fundamentals_table = _fundamentals(fundamentals)
         market = load_data(portfolio, base=strategy.parent, override=data or None)
         first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)  # the file's period, as `run`
         search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
@@ -56,7 +60,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             check_space(space, search)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
         try:
-            result = run_search(raw, market, search, executor=pool)
+            result = run_search(raw, market, search, executor=pool, fundamentals=fundamentals_table)
         finally:
             pool.close()
         table = result.table
@@ -69,8 +73,8 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
         console.print(show)
         of = result.overfitting
-        console.print(f"[bold]overfitting[/]: trials={of.get('n_trials')}  "
-                      + "  ".join(f"{k}={_short(v)}" for k, v in of.items() if k != "n_trials"))
+        kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
+        console.print(overfitting_table(of, track_record=len(kept[0]) if kept else None))
         from backforge.strategy.compiler import compile_portfolio, run_compiled
 
         with ResultFolder(out, f"optimize-{strategy.stem}") as output:
@@ -88,11 +92,14 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
             for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
                 values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
                 run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
-                                                     start=portfolio.data.start, end=portfolio.data.end))
+                                                     start=portfolio.data.start, end=portfolio.data.end,
+                                                     fundamentals=fundamentals_table))
                 run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
                                    "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
                                    "trials": result.n_trials}
-                run.save(folder / f"best-{rank}")
+                if fundamentals is not None:
+                    run.data_source["fundamentals"] = str(fundamentals.resolve())
+                run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
             final = output.commit()
         console.print(f"[green]saved:[/] {final}")
 
@@ -111,6 +118,8 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         workers: Optional[int] = typer.Option(None, min=1),
         ray_address: Optional[str] = typer.Option(None),
         data: Optional[list[Path]] = typer.Option(None, "--data"),
+        fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                    "symbol, field, published_at, value) for `fundamental` indicators."),
         out: Path = typer.Option(Path("backforge-runs")),
     ) -> None:
         """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
@@ -123,13 +132,15 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         check_output_folder(out, option="--out")
         raw, _ = read_config(strategy)
         portfolio = load_portfolio(raw)
+        fundamentals_table = _fundamentals(fundamentals)
         market = load_data(portfolio, base=strategy.parent, override=data or None)
         first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
         search = SearchConfig(metric=metric, method=method, samples=samples, seed=seed)
         pool = make_executor(executor, workers=workers, ray_address=ray_address)
         try:
             wf = walk_forward(raw, market, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
-                              search=search, executor=pool, start=first, end=stop)
+                              search=search, executor=pool, start=first, end=stop,
+                              fundamentals=fundamentals_table)
         finally:
             pool.close()
         show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
@@ -151,12 +162,106 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         console.print(f"[green]saved:[/] {final}")
 
 
-def _short(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in list(value.items())[:4]) + "}"
-    return str(value)[:60]
+def overfitting_rows(overfitting: dict, *, track_record: int | None = None) -> list[tuple[str, str, str]]:
+    """The overfitting statistics of a search (``OptimizationResult.overfitting``) as (figure, value,
+    one-line interpretation) rows; ``track_record`` is the number of returns each trial was measured on.
+
+    Examples
+    --------
+    >>> rows = overfitting_rows({"n_trials": 40, "pbo": {"pbo": 0.54, "degradation_slope": -0.4,
+    ...     "probability_of_loss": 0.3, "combinations": 70}})
+    >>> [row[0] for row in rows]
+    ['Trials', 'PBO', 'Out-of-sample degradation', 'Probability of loss']
+    >>> rows[1][2]
+    'the in-sample winner is more likely than not to underperform (rank below the median trial) out of sample (70 CSCV splits)'
+    >>> overfitting_rows({"n_trials": 6, "deflated_sharpe": {"dsr": 0.97, "psr": 0.99, "sharpe_per_period": 0.08,
+    ...     "expected_max_sharpe": 0.03, "n_trials": 6}, "min_track_record_length": 420.0}, track_record=500)[-1]
+    ('MinTRL', '420 bars (record: 500)', 'the 500-bar record is long enough to trust a positive Sharpe at 95% confidence')
+    """
+    rows: list[tuple[str, str, str]] = []
+    n = overfitting.get("n_trials")
+    if n is not None:
+        rows.append(("Trials", f"{n:,}", f"the winner is the best of {n:,} backtests: the more trials, the more of its "
+                                          "edge is luck (DSR and PBO correct for it)" if n > 1 else "a single backtest: no selection bias"))
+    if overfitting.get("note"):
+        rows.append(("Note", "–", str(overfitting["note"])))
+    dsr = overfitting.get("deflated_sharpe")
+    if isinstance(dsr, dict):
+        sharpe, floor = dsr.get("sharpe_per_period"), dsr.get("expected_max_sharpe")
+        if _finite(sharpe) and _finite(floor):
+            rows.append(("Best Sharpe (per bar)", f"{sharpe:.3f}",
+                         f"{'above' if sharpe > floor else 'not above'} the {floor:.3f} that the best of "
+                         f"{dsr.get('n_trials', n)} skill-less trials would show by luck alone"))
+        psr = dsr.get("psr")
+        if _finite(psr):
+            rows.append(("PSR", f"{psr:.2f}", f"{psr:.0%} probability that the winner's true Sharpe is above zero "
+                                               "(ignores how many trials were run)"))
+        value = dsr.get("dsr")
+        if _finite(value):
+            verdict = ("passes the usual 0.95 bar: the edge survives the number of trials" if value >= 0.95 else
+                       "below the usual 0.95 bar: the edge may be a product of the search")
+            rows.append(("DSR", f"{value:.2f}", f"{value:.0%} probability that the true Sharpe beats the best of "
+                                                 f"{dsr.get('n_trials', n)} worthless strategies; {verdict}"))
+    if overfitting.get("deflated_sharpe_error"):
+        rows.append(("DSR", "–", f"not computed: {overfitting['deflated_sharpe_error']}"))
+    pbo = overfitting.get("pbo")
+    if isinstance(pbo, dict):
+        value, splits = pbo.get("pbo"), pbo.get("combinations")
+        where = f" ({splits:,} CSCV splits)" if isinstance(splits, int) else ""
+        if _finite(value):
+            meaning = ("the in-sample winner is more likely than not to underperform (rank below the median trial) out of sample"
+                       if value > 0.5 else
+                       f"the in-sample winner ranks below the median trial out of sample in {value:.0%} of the splits")
+            rows.append(("PBO", f"{value:.2f}", meaning + where))
+        slope = pbo.get("degradation_slope")
+        if _finite(slope):
+            rows.append(("Out-of-sample degradation", f"{slope:.2f}",
+                         f"slope of out-of-sample on in-sample Sharpe: {'a better in-sample Sharpe predicts a better one out of sample' if slope > 0 else 'in-sample gains do not carry over (they reverse)'}"))
+        loss = pbo.get("probability_of_loss")
+        if _finite(loss):
+            rows.append(("Probability of loss", f"{loss:.2f}", f"the in-sample winner loses money out of sample in "
+                                                                f"{loss:.0%} of the splits"))
+    if overfitting.get("pbo_error"):
+        rows.append(("PBO", "–", f"not computed: {overfitting['pbo_error']}"))
+    if "min_track_record_length" in overfitting:
+        need = overfitting["min_track_record_length"]
+        record = f" (record: {track_record:,})" if track_record else ""
+        if not _finite(need):
+            rows.append(("MinTRL", "∞", "the winner's Sharpe is not positive: no track record is long enough"))
+        elif track_record:
+            enough = need <= track_record
+            rows.append(("MinTRL", f"{need:,.0f} bars{record}",
+                         f"the {track_record:,}-bar record is {'long enough' if enough else 'too short'} to trust a "
+                         f"positive Sharpe at 95% confidence" + ("" if enough else f" (needs {need / track_record:.1f}× as long)")))
+        else:
+            rows.append(("MinTRL", f"{need:,.0f} bars", "returns needed to trust a positive Sharpe at 95% confidence"))
+    return rows
+
+
+def overfitting_table(overfitting: dict, *, track_record: int | None = None) -> Table:
+    """:func:`overfitting_rows` as a Rich table (figure, value, what it means)."""
+    table = Table(title="Overfitting", title_justify="left")
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    table.add_column("what it means")
+    for row in overfitting_rows(overfitting, track_record=track_record):
+        table.add_row(*(escape(cell) for cell in row))
+    return table
+
+
+def _finite(value) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fundamentals(path: Optional[Path]):
+    """The table of ``--fundamentals FILE`` (None without one); a bad file is one DataError naming it."""
+    if path is None:
+        return None
+    from backforge.data.fundamentals import read_fundamentals
+
+    return read_fundamentals(path)
 
 
 def _json(value):

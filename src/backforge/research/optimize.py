@@ -29,7 +29,7 @@ from backforge.errors import BackforgeError, ConfigError, did_you_mean
 from backforge.research.params import MAX_SCAN, ParameterSpace
 
 __all__ = ["Trial", "OptimizationResult", "SearchConfig", "evaluate_params", "optimize", "LocalExecutor",
-           "RayExecutor", "make_executor", "heatmap_axes", "period_bars", "METRICS", "MINIMIZE",
+           "RayExecutor", "make_executor", "heatmap_axes", "heatmap_grid", "period_bars", "METRICS", "MINIMIZE",
            "MAX_GRID_COMBINATIONS"]
 
 METRICS = (
@@ -484,17 +484,34 @@ class OptimizationResult:
         for name in (x, y):
             if name not in self.space.names:
                 raise ConfigError(f"unknown parameter {name!r}{did_you_mean(name, self.space.names)}", field="heatmap")
-        df = self.table.filter(pl.col("error").is_null())
-        agg = df.group_by(f"param.{x}", f"param.{y}").agg(
-            pl.col(metric).min() if metric in MINIMIZE else pl.col(metric).max()).sort(f"param.{x}", f"param.{y}")
-        xs = sorted(agg[f"param.{x}"].unique().to_list())
-        ys = sorted(agg[f"param.{y}"].unique().to_list())
-        grid = np.full((len(ys), len(xs)), np.nan)
-        for row in agg.iter_rows():
-            grid[ys.index(row[1]), xs.index(row[0])] = row[2]
+        xs, ys, grid = heatmap_grid(self.table, x, y, metric)
         fig = go.Figure(go.Heatmap(z=grid, x=xs, y=ys, colorscale="RdYlGn", colorbar={"title": metric}))
         fig.update_layout(title=f"{metric} by {x} and {y}", xaxis_title=x, yaxis_title=y, template="plotly_white")
         return fig
+
+
+def heatmap_grid(table: pl.DataFrame, x: str, y: str, metric: str) -> tuple[list, list, np.ndarray]:
+    """``(x values, y values, grid[len(y), len(x)])``: the best ``metric`` over every other parameter for
+    each pair of values of parameters ``x`` and ``y`` in a trials table (``param.*`` columns, an ``error``
+    column); NaN where no trial ran. Best is the minimum for metrics minimized, else the maximum.
+
+    Examples
+    --------
+    >>> t = pl.DataFrame({"param.a": [1, 1, 2, 2], "param.b": [5, 5, 5, 6], "param.c": [0, 1, 0, 0],
+    ...                   "sharpe": [0.1, 0.4, 0.2, 0.3], "error": [None, None, None, None]})
+    >>> xs, ys, grid = heatmap_grid(t, "a", "b", "sharpe")
+    >>> xs, ys, grid.tolist()
+    ([1, 2], [5, 6], [[0.4, 0.2], [nan, 0.3]])
+    """
+    df = table.filter(pl.col("error").is_null()) if "error" in table.columns else table
+    agg = df.group_by(f"param.{x}", f"param.{y}").agg(
+        pl.col(metric).min() if metric in MINIMIZE else pl.col(metric).max()).sort(f"param.{x}", f"param.{y}")
+    xs = sorted(agg[f"param.{x}"].unique().to_list())
+    ys = sorted(agg[f"param.{y}"].unique().to_list())
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for row in agg.iter_rows():
+        grid[ys.index(row[1]), xs.index(row[0])] = row[2]
+    return xs, ys, grid
 
 
 def _tiebreak(params: dict) -> tuple:

@@ -50,6 +50,9 @@ DEFAULT_POINTS = 2_000
 _MC_PATHS = 500
 _MC_MAX_TRADES = 50_000
 
+HEATMAP_MAX_PARAMETERS = 6
+"""Parameters a search's heatmap section offers (every pair of them, precomputed)."""
+
 CHART_IDS = ("chart-equity", "chart-underwater", "chart-monthly", "chart-yearly", "chart-distribution",
              "chart-rolling-sharpe", "chart-rolling-volatility", "chart-exposure", "chart-montecarlo")
 """Ids of the charts every report has; per-asset price charts add ``chart-price-<n>``."""
@@ -343,7 +346,8 @@ class _Report:
     """Builds one report; every section is a method returning HTML."""
 
     def __init__(self, run: Any, *, benchmark: Any, risk_free: float, calendar: str | float, title: str | None,
-                 max_points: int, max_assets: int, max_rows: int, max_markers: int) -> None:
+                 max_points: int, max_assets: int, max_rows: int, max_markers: int,
+                 run_folder: str | Path | None = None) -> None:
         from backforge.results import metrics as mx
 
         for name, value, low in (("max_points", max_points, 1), ("max_assets", max_assets, 0),
@@ -351,6 +355,8 @@ class _Report:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}", field=name)
         self.run = run
+        folder = run_folder if run_folder is not None else getattr(run, "path", None)
+        self.run_folder = Path(folder) if folder is not None else None
         self.max_points, self.max_assets, self.max_rows, self.max_markers = max_points, max_assets, max_rows, max_markers
         self.risk_free, self.calendar = risk_free, calendar
         self.config = run.config_document() or {}
@@ -415,7 +421,8 @@ class _Report:
 
     def nav(self) -> str:
         links = [("overview", "Overview"), ("performance", "Performance"), ("returns", "Returns"), ("risk", "Risk"),
-                 ("exposure", "Exposure"), ("montecarlo", "Monte Carlo"), ("assets", "Assets"), ("metrics", "Metrics"), ("trades", "Trades"),
+                 ("exposure", "Exposure"), ("montecarlo", "Monte Carlo"),
+                 *([("parameters", "Parameters")] if "chart-parameters" in self.charts else []), ("assets", "Assets"), ("metrics", "Metrics"), ("trades", "Trades"),
                  ("drawdowns", "Drawdowns"), ("config", "Config"), ("audit", "Signal audit")]
         inner = "".join(f'<a href="#{key}">{label}</a>' for key, label in links)
         return f'<nav class="toc"><div class="wrap">{inner}</div></nav>'
@@ -688,6 +695,60 @@ class _Report:
         return (f'<section class="card" id="montecarlo"><h2>Monte Carlo</h2><p class="note">{_esc(note)}</p>'
                 f'{self._chart("chart-montecarlo", {"data": data, "layout": layout}, 360)}</section>')
 
+    def parameter_heatmap_section(self) -> str:
+        """For the run of a parameter search (``backforge optimize``'s ``best-N``: the folder's parent holds
+        trials.parquet and summary.json), the objective over any two of the first
+        :data:`HEATMAP_MAX_PARAMETERS` parameters (best over the others), switched with a dropdown; else ''."""
+        from backforge.judge.runs import _optimization_of
+        from backforge.research.optimize import heatmap_grid
+
+        search = _optimization_of(self.run_folder) if self.run_folder is not None else None
+        table = search["table"] if search else None
+        if table is None:
+            return ""
+        summary = search["summary"]
+        names = [c.removeprefix("param.") for c in table.columns if c.startswith("param.")][:HEATMAP_MAX_PARAMETERS]
+        metrics = summary.get("metric") or ["sharpe"]
+        metric = metrics[0] if isinstance(metrics, list) else str(metrics)
+        if len(names) < 2 or metric not in table.columns:
+            return ""
+        chosen = (self.config.get("data_source") or {}).get("parameters") or {}
+        pairs, traces_x, traces_y, grids, marks = [], [], [], [], []
+        for i, x in enumerate(names):
+            for y in names[i + 1:]:
+                xs, ys, grid = heatmap_grid(table, x, y, metric)
+                pairs.append((x, y))
+                labels_x, labels_y = [str(v) for v in xs], [str(v) for v in ys]
+                traces_x.append(labels_x)
+                traces_y.append(labels_y)
+                grids.append([_finite_list(row) for row in grid])
+                mark = (str(chosen[x]), str(chosen[y])) if x in chosen and y in chosen else None
+                marks.append(([mark[0]], [mark[1]]) if mark and mark[0] in labels_x and mark[1] in labels_y else ([], []))
+
+        def axes(k: int) -> dict[str, Any]:
+            return {"xaxis.title.text": pairs[k][0], "yaxis.title.text": pairs[k][1]}
+
+        data = [{"type": "heatmap", "x": traces_x[0], "y": traces_y[0], "z": grids[0], "colorscale": "RdYlGn",
+                 "reversescale": metric in _minimized(), "colorbar": {"title": {"text": metric}},
+                 "hovertemplate": "%{x}, %{y}: %{z:.4g}<extra></extra>", "name": metric},
+                {"type": "scatter", "mode": "markers", "x": marks[0][0], "y": marks[0][1], "name": "this run",
+                 "marker": {"symbol": "star", "size": 16, "color": _COLORS["ink"], "line": {"color": "#ffffff", "width": 1}},
+                 "hovertemplate": "this run<extra></extra>"}]
+        buttons = [{"label": f"{x} × {y}", "method": "update",
+                    "args": [{"x": [traces_x[k], marks[k][0]], "y": [traces_y[k], marks[k][1]], "z": [grids[k], None]},
+                             axes(k)]} for k, (x, y) in enumerate(pairs)]
+        layout = _layout(420, xaxis={"title": {"text": pairs[0][0]}, "type": "category"},
+                         yaxis={"title": {"text": pairs[0][1]}, "type": "category"}, hovermode="closest",
+                         showlegend=False, margin={"t": 56},
+                         updatemenus=[{"type": "dropdown", "buttons": buttons, "x": 0, "y": 1.02, "xanchor": "left",
+                                       "yanchor": "bottom", "showactive": True, "active": 0}] if len(pairs) > 1 else [])
+        total = len([c for c in table.columns if c.startswith("param.")])
+        more = (f" The search has {total} parameters; the first {HEATMAP_MAX_PARAMETERS} are offered." if total > len(names) else "")
+        note = (f"{metric} of the {search['source']}: each cell is the best trial with those two values (over every "
+                f"value of the other parameters); blank cells never ran. ★ is this run. Pick the pair in the menu.{more}")
+        return (f'<section class="card" id="parameters"><h2>Parameter heatmap</h2><p class="note">{_esc(note)}</p>'
+                f'{self._chart("chart-parameters", {"data": data, "layout": layout}, 420)}</section>')
+
     def assets_section(self) -> str:
         assets = list(self.run.assets)
         trades = self.run.trades
@@ -928,9 +989,11 @@ class _Report:
     def build(self) -> str:
         from plotly.offline import get_plotlyjs
 
+        parameters = self.parameter_heatmap_section()  # before the nav, which links it when there is one
         body = "".join([
             self.header(), self.nav(), '<main class="wrap">', self.kpis(), self.performance(), self.returns_section(),
-            self.risk_section(), self.exposure_section(), self.monte_carlo_section(), self.assets_section(), self.metrics_section(),
+            self.risk_section(), self.exposure_section(), self.monte_carlo_section(), parameters,
+            self.assets_section(), self.metrics_section(),
             self.trades_section(), self.drawdowns_section(), self.config_section(), self.audit_section(), "</main>",
         ])
         footer = self.footer()
@@ -956,6 +1019,7 @@ def report_html(
     max_assets: int = 8,
     max_rows: int = 5_000,
     max_markers: int = 250,
+    run_folder: str | Path | None = None,
 ) -> str:
     """The HTML tear sheet of a run (a :class:`~backforge.results.result.Result` or a saved run).
 
@@ -981,6 +1045,9 @@ def report_html(
         signal events).
     max_markers
         Trades marked per asset chart (the largest absolute P&L beyond it).
+    run_folder
+        The folder the run is saved in (default: a saved run's own folder). When it is a parameter
+        search's ``best-N`` folder, the report gets a parameter heatmap section.
 
     Returns
     -------
@@ -996,8 +1063,15 @@ def report_html(
     True
     """
     report = _Report(run, benchmark=benchmark, risk_free=risk_free, calendar=calendar, title=title,
-                     max_points=max_points, max_assets=max_assets, max_rows=max_rows, max_markers=max_markers)
+                     max_points=max_points, max_assets=max_assets, max_rows=max_rows, max_markers=max_markers,
+                     run_folder=run_folder)
     return report.build()
+
+
+def _minimized() -> frozenset:
+    from backforge.research.optimize import MINIMIZE
+
+    return frozenset(MINIMIZE)
 
 
 _FIGURES = {"equity": "chart-equity", "drawdown": "chart-underwater"}

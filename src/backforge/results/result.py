@@ -830,7 +830,7 @@ class Result(RunAnalysis):
             _write_json(tmp / "metadata.json", {**self.metadata_document(),
                                                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             if report:
-                self.write_html(tmp / "report.html", **({"title": title} if title else {}))
+                self.write_html(tmp / "report.html", run_folder=target, **({"title": title} if title else {}))
             _swap_into_place(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

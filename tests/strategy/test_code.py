@@ -229,13 +229,14 @@ def test_optimize_a_class_and_its_compiled_twin():
     from backforge.research.optimize import score_result
     from backforge.strategy.search import optimize_class
 
-    data = bf.synth(n_assets=1, years=1.5, seed=8)
+    data = bf.synth(n_assets=2, years=1, seed=8)
     ranges = {"fast": [5, 10, 20], "slow": range(20, 40, 10)}
     res = optimize_class(data, SmaCrossEverywhere, ranges, constraints=["fast < slow"], fee_rate=0.001)
     assert res.n_trials == 5 and {(t.params["fast"], t.params["slow"]) for t in res.trials} == \
         {(f, s) for f in (5, 10, 20) for s in (20, 30) if f < s}
     for trial in res.trials[:2]:  # each trial is the class's own backtest, scored by the search's scorer
         assert trial.metrics == score_result(backtest(data, SmaCrossEverywhere, fee_rate=0.001, **trial.params))
+    assert all(t.error is None for t in res.trials)
     assert res.best.metrics["sharpe"] == max(t.metrics["sharpe"] for t in res.trials)
     assert res.overfitting["n_trials"] == 5 and "deflated_sharpe" in res.overfitting
     twin = optimize_class(data, SmaCrossCompiled, ranges, constraints=["fast < slow"], fee_rate=0.001)

@@ -122,23 +122,23 @@ def cancel_nb(state, t, ts, order_id):
     return k.cancel_order_nb(state, order_id, t, ts, k.R_USER)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
 def position_nb(state, asset):
     """Signed units held of ``asset``."""
     return state.position[asset]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
 def cash_nb(state):
     return state.cash[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
 def equity_nb(state):
     return k.equity_nb(state)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)  # no reference counting of the state's arrays per call
 def run_callback_nb(state, params, timestamps, prices, next_nb, user):
     """The compiled loop: the bar step, then the strategy's ``next_nb``, for every bar. False on overflow.
     (Specialised per ``next_nb``: not cached to disk, see the module docstring.)"""

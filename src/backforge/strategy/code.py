@@ -295,6 +295,18 @@ def crossover(a: Any, b: Any) -> bool:
     >>> crossover(np.array([1.0, 3.0]), np.array([2.0, 2.0])), crossover(np.array([3.0, 4.0]), 2.0)
     (True, False)
     """
+    if isinstance(a, _Series) and a._full.ndim == 1 and a._full.dtype == np.float64 and a._run.t is not None:
+        t = a._run.t  # the fast path of next(): two elements of the whole array, no truncated copies
+        if t < 1:
+            return False
+        if isinstance(b, _Series) and b._full.ndim == 1 and b._full.dtype == np.float64:
+            b_prev, b_now = b._full[t - 1], b._full[t]
+        elif isinstance(b, (int, float)):
+            b_prev = b_now = np.float64(b)
+        else:
+            b_prev = b_now = None
+        if b_prev is not None:
+            return bool(a._full[t - 1] - b_prev <= 0.0 < a._full[t] - b_now)
     a_values = np.asarray(a, dtype=np.float64)
     b_values = np.asarray(b, dtype=np.float64)
     if a_values.shape[0] < 2:

@@ -134,6 +134,7 @@ def test_an_unregistered_code_is_refused():
     (lambda: bf.synth(n_assets=1, years=1).select(["NOPE"]), "BF-DATA-UNKNOWN-ASSET"),
     (lambda: bf.from_signals(bf.synth(n_assets=1, years=1), None, cahs=1), "BF-CONFIG-UNKNOWN-OPTION"),
     (lambda: bf.from_signals(bf.synth(n_assets=1, years=1), None, cash=-5), "BF-CONFIG-INVALID"),
+    (lambda: bf.from_signals(bf.synth(n_assets=1, years=1), None, cash=float("inf")), "BF-CONFIG-INVALID"),
     (lambda: __import__("backforge._time", fromlist=["x"]).parse_duration("5 fortnights"), "BF-CONFIG-DURATION"),
     (lambda: bf.load_portfolio({"name": "x", "universe": ["A"], "strategies": [], "cahs": 1}),
      "BF-CONFIG-UNKNOWN-OPTION"),

@@ -38,7 +38,7 @@ class SimConfig(_Frozen):
     (10000.0, 0.001)
     """
 
-    cash: float = Field(100_000.0, gt=0, description="starting cash in account currency")
+    cash: float = Field(100_000.0, gt=0, allow_inf_nan=False, description="starting cash in account currency")
     fee_rate: PerAsset = Field(0.0, description="commission as a fraction of notional (0.001 = 0.1 %)")
     fee_per_unit: PerAsset = Field(0.0, description="commission per unit traded")
     fee_per_order: PerAsset = Field(0.0, description="fixed commission per fill")

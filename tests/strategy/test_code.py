@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 import polars as pl
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import backforge as bf
 from backforge.strategy.code import Strategy, StrategyError, backtest, crossover, load_strategy_class
+from backforge.strategy.compiled import backtest_compiled, buy_nb, close_nb, compiled, position_nb
 from backforge.strategy.compiler import load_data, run_portfolio
 from backforge.strategy.indicators import sma
 from backforge.strategy.schema import load_portfolio
@@ -42,6 +44,32 @@ class SmaCrossEverywhere(Strategy):
                 self.close(asset=asset)
 
 
+@compiled
+class SmaCrossCompiled:
+    """SmaCrossEverywhere as a compiled strategy: the same decisions in a numba callback."""
+
+    fast = 20
+    slow = 50
+    fraction = 0.33
+
+    def init(self, data):
+        return (sma(data.close, data.timestamps, self.fast), sma(data.close, data.timestamps, self.slow),
+                self.fraction)
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        f, s, fraction = user
+        if t == 0:
+            return
+        for j in range(f.shape[1]):
+            if f[t - 1, j] - s[t - 1, j] <= 0.0 < f[t, j] - s[t, j] and position_nb(state, j) <= 0.0:
+                buy_nb(state, t, ts, j, fraction)
+        for j in range(f.shape[1]):
+            if s[t - 1, j] - f[t - 1, j] <= 0.0 < s[t, j] - f[t, j] and position_nb(state, j) != 0.0:
+                close_nb(state, t, ts, j)
+
+
 def _same(a, b) -> None:
     cols = ["bar", "asset", "qty", "price", "fee", "role"]
     assert a.fills.select(cols).equals(b.fills.select(cols))
@@ -56,7 +84,8 @@ def sma_example():
     return portfolio, data
 
 
-def test_the_sma_cross_example_three_ways(sma_example):
+def test_the_sma_cross_example_four_ways(sma_example):
+    """A YAML file, a Strategy class, a compiled strategy and from_signals: bit-identical."""
     portfolio, data = sma_example
     from_file = run_portfolio(portfolio, data)
     as_code = backtest(data, SmaCrossEverywhere, fee_rate=0.0005, slippage_bps=1)
@@ -69,6 +98,9 @@ def test_the_sma_cross_example_three_ways(sma_example):
     assert from_file.summary()["trades"] > 10
     _same(from_file, as_code)
     _same(as_signals, as_code)
+    as_compiled = backtest_compiled(data, SmaCrossCompiled, fee_rate=0.0005, slippage_bps=1)
+    _same(as_compiled, as_code)
+    assert as_compiled.mode == "compiled" and as_compiled.strategy["parameters"] == as_code.strategy["parameters"]
     assert as_code.mode == "code" and as_code.strategy["parameters"] == {"fast": 20, "fraction": 0.33, "slow": 50}
 
 
@@ -191,3 +223,23 @@ def test_strategy_files(tmp_path):
     broken.write_text("x = 1\nraise RuntimeError('boom')\n")
     with pytest.raises(bf.ConfigError, match=r"does not import: RuntimeError \(broken.py:2\): boom"):
         load_strategy_class(broken)
+
+
+def test_optimize_a_class_and_its_compiled_twin():
+    from backforge.research.optimize import score_result
+    from backforge.strategy.search import optimize_class
+
+    data = bf.synth(n_assets=2, years=1, seed=8)
+    ranges = {"fast": [5, 10, 20], "slow": range(20, 40, 10)}
+    res = optimize_class(data, SmaCrossEverywhere, ranges, constraints=["fast < slow"], fee_rate=0.001)
+    assert res.n_trials == 5 and {(t.params["fast"], t.params["slow"]) for t in res.trials} == \
+        {(f, s) for f in (5, 10, 20) for s in (20, 30) if f < s}
+    for trial in res.trials[:2]:  # each trial is the class's own backtest, scored by the search's scorer
+        assert trial.metrics == score_result(backtest(data, SmaCrossEverywhere, fee_rate=0.001, **trial.params))
+    assert all(t.error is None for t in res.trials)
+    assert res.best.metrics["sharpe"] == max(t.metrics["sharpe"] for t in res.trials)
+    assert res.overfitting["n_trials"] == 5 and "deflated_sharpe" in res.overfitting
+    twin = optimize_class(data, SmaCrossCompiled, ranges, constraints=["fast < slow"], fee_rate=0.001)
+    assert [t.metrics for t in twin.trials] == [t.metrics for t in res.trials]
+    with pytest.raises(bf.BackforgeError, match="no parameter 'fsat'.*fast"):
+        optimize_class(data, SmaCrossEverywhere, {"fsat": [1]})

@@ -295,6 +295,18 @@ def crossover(a: Any, b: Any) -> bool:
     >>> crossover(np.array([1.0, 3.0]), np.array([2.0, 2.0])), crossover(np.array([3.0, 4.0]), 2.0)
     (True, False)
     """
+    if isinstance(a, _Series) and a._full.ndim == 1 and a._full.dtype == np.float64 and a._run.t is not None:
+        t = a._run.t  # the fast path of next(): two elements of the whole array, no truncated copies
+        if t < 1:
+            return False
+        if isinstance(b, _Series) and b._full.ndim == 1 and b._full.dtype == np.float64:
+            b_prev, b_now = b._full[t - 1], b._full[t]
+        elif isinstance(b, (int, float)):
+            b_prev = b_now = np.float64(b)
+        else:
+            b_prev = b_now = None
+        if b_prev is not None:
+            return bool(a._full[t - 1] - b_prev <= 0.0 < a._full[t] - b_now)
     a_values = np.asarray(a, dtype=np.float64)
     b_values = np.asarray(b, dtype=np.float64)
     if a_values.shape[0] < 2:
@@ -424,19 +436,30 @@ def backtest(data: MarketData | Any, strategy: type[Strategy], *, config: Any = 
         raise
     except Exception as exc:  # noqa: BLE001 - the user's code: report it with its line
         raise StrategyError(f"{name}.init() raised {type(exc).__name__} ({_strategy_frame(exc, strategy)}): {exc}") from exc
-    ts = data.timestamps
-    o, h, l, c, v = data.open, data.high, data.low, data.close, data.volume
-    bid, ask = data.bid, data.ask
-    state = sim._state
-    seen_fills = seen_events = 0
+    # The lean driver: the Simulator's state is preallocated for every bar of the data and each bar is
+    # advanced by the compiled bar step over the [T, A] arrays (no per-bar row conversions); orders still
+    # go through Simulator.submit, so everything stays what Simulator.on_bar would give, bit for bit.
     from backforge.engine import kernels as k
     from backforge.engine.records import EventKind, OrderRole, Reason
+    from backforge.engine.simulator import new_state, prices_of
+    from backforge.strategy.compiled import bar_step_nb
+
+    ts = np.ascontiguousarray(data.timestamps, dtype=np.int64)
+    book = sim._state.risk
+    sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=256,
+                           record_positions=sim.sim_config.record_positions, risk=book if book.on[0] != 0 else None)
+    sim._timestamps = ts.copy()
+    prices = prices_of(data)
+    engine_params = sim._params
+    state = sim._state
+    seen_fills = seen_events = 0
 
     for t in range(data.n_bars):
         run.t = None  # the bar is processed with the whole arrays; the strategy sees it truncated below
-        quotes = {} if bid is None else {"bid": {f: getattr(bid, f)[t] for f in ("open", "high", "low", "close")},
-                                          "ask": {f: getattr(ask, f)[t] for f in ("open", "high", "low", "close")}}
-        sim.on_bar(int(ts[t]), open=o[t], high=h[t], low=l[t], close=c[t], volume=v[t], **quotes)
+        sim._t = t - 1
+        sim._ensure_room()  # grows the order/fill records (Python side) when they run short
+        sim._t = t
+        bar_step_nb(sim._state, engine_params, t, int(ts[t]), prices)
         state = sim._state
         run.t = t
         try:
@@ -460,7 +483,10 @@ def backtest(data: MarketData | Any, strategy: type[Strategy], *, config: Any = 
             raise StrategyError(f"{name}.next() raised {type(exc).__name__} at bar {t} ({format_ns(int(ts[t]))}, "
                                 f"{_strategy_frame(exc, strategy)}): {exc}") from exc
     run.t = None
-    result = sim.result()
+    from backforge.results.result import Result
+
+    result = Result(data=data, state=sim._state, sim_config=sim.sim_config, signal_config=sim.signal_config, mode="code")
+    result.risk_config = sim.risk_config
     result.mode = "code"
     result.strategy = {"name": name, "class": f"{strategy.__module__}.{strategy.__qualname__}",
                        "parameters": {**strategy_parameters(strategy), **params}}

@@ -1,0 +1,208 @@
+"""Compiled strategies: the callbacks of a :class:`~backforge.strategy.code.Strategy` written as numba
+functions, run inside one compiled loop with no Python per bar.
+
+A compiled strategy is a class decorated with :func:`compiled`:
+
+- parameters are class attributes, as for a :class:`~backforge.strategy.code.Strategy`;
+- ``init(self, data)`` runs once, in Python: it computes the indicators (whole arrays, vectorized) and
+  returns the tuple of arrays and scalars the bar callback receives (``user``);
+- ``next_nb(state, t, ts, user)`` is a numba function (``@numba.njit``, or a plain function that
+  :func:`compiled` compiles) called once per bar after the bar was processed, with the engine's
+  :class:`~backforge.engine.kernels.State`, the bar index ``t`` and its timestamp ``ts``. It reads
+  ``user`` only up to row ``t`` (nothing stops it reading further: the compiled variant trades the
+  Python variant's look-ahead guard for speed) and places orders with the functions of this module:
+  :func:`buy_nb`, :func:`sell_nb`, :func:`close_nb`, :func:`order_nb`, :func:`cancel_nb`, and reads the
+  account with :func:`position_nb`, :func:`cash_nb`, :func:`equity_nb`.
+
+The orders go through :func:`~backforge.engine.kernels.submit_order_nb` with exactly the arguments the
+Python :class:`Strategy` gives (through :meth:`Simulator.submit`), and every bar is advanced by the same
+compiled bar step (:func:`~backforge.engine.kernels.process_bar_nb`) as ``from_signals``, strategy files
+and the Python class: the same decisions give bit-identical orders, fills and equity.
+
+Caching: numba cannot cache to disk a function that takes another compiled function as an argument
+(a first-class function), so the loop specialised for each ``next_nb`` is compiled once per process
+(about a second: the bar step it calls, :func:`bar_step_nb`, is itself cached and is not recompiled).
+
+Examples
+--------
+>>> import numba, numpy as np, backforge as bf
+>>> from backforge.strategy.indicators import sma
+>>> @compiled
+... class SmaCrossNb:
+...     fast, slow = 10, 30
+...     def init(self, data):
+...         return sma(data.close, data.timestamps, self.fast), sma(data.close, data.timestamps, self.slow)
+...     @staticmethod
+...     @numba.njit
+...     def next_nb(state, t, ts, user):
+...         fast, slow = user
+...         if t == 0:
+...             return
+...         was, now = fast[t - 1, 0] - slow[t - 1, 0], fast[t, 0] - slow[t, 0]
+...         if was <= 0.0 < now and position_nb(state, 0) == 0.0:
+...             buy_nb(state, t, ts, 0, 1.0)
+...         elif now < 0.0 <= was and position_nb(state, 0) != 0.0:
+...             close_nb(state, t, ts, 0)
+>>> result = backtest_compiled(bf.synth(n_assets=1, years=2, seed=4), SmaCrossNb, fast=5, fee_rate=0.001)
+>>> result.summary()["trades"] > 0, result.mode
+(True, 'compiled')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from backforge.data.market import MarketData
+from backforge.engine import kernels as k
+from backforge.engine import risk as rk
+from backforge.engine.records import OrderType, SizeType
+from backforge.errors import ConfigError
+
+__all__ = ["backtest_compiled", "bar_step_nb", "buy_nb", "cancel_nb", "cash_nb", "close_nb", "compiled",
+           "equity_nb", "order_nb", "position_nb", "sell_nb"]
+
+MARKET, LIMIT, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
+UNITS, EQUITY_FRACTION, POSITION_FRACTION = SizeType.UNITS, SizeType.EQUITY_FRACTION, SizeType.POSITION_FRACTION
+GTC = 0
+
+
+@k.kernel
+def bar_step_nb(state: k.State, params: k.Params, t: int, ts: int, prices: k.Prices) -> None:
+    """Advance the account over bar ``t`` of the ``[T, A]`` prices: the bar step of every backtest."""
+    k.process_bar_nb(state, params, t, ts, k.bar_prices_nb(prices, t))
+
+
+@numba.njit(cache=True)
+def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
+             take_profit, trailing_stop):
+    """Submit an order decided on bar ``t`` (``side`` +1 buy / -1 sell; codes of
+    :class:`~backforge.engine.records.OrderType` / ``SizeType``; NaN = no price / no bracket); returns its id.
+    What :meth:`Simulator.submit` does, risk rules included."""
+    sl_abs = np.nan
+    if state.risk.on[0] != 0:
+        if size_type != POSITION_FRACTION:
+            size_type, size, sl_abs = k.risk_entry_order_nb(state, 0, asset, t, ts, size_type, size, stop_loss, np.nan)
+            if size_type < 0:
+                return -1
+        rk.risk_count_order_nb(state.risk, 0)
+    role = k.EXIT if size_type == POSITION_FRACTION else k.ENTRY
+    return k.submit_order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price,
+                             stop_loss, sl_abs, take_profit, np.nan, trailing_stop, np.nan, GTC, 0, role, -1, -1, 0,
+                             -1, k.R_USER)
+
+
+@numba.njit(cache=True)
+def buy_nb(state, t, ts, asset, size):
+    """A market buy of ``size`` × equity (``Strategy.buy(size)``)."""
+    return order_nb(state, t, ts, asset, 1, MARKET, EQUITY_FRACTION, size, np.nan, np.nan, np.nan, np.nan, np.nan)
+
+
+@numba.njit(cache=True)
+def sell_nb(state, t, ts, asset, size):
+    """A market sell of ``size`` × equity (``Strategy.sell(size)``)."""
+    return order_nb(state, t, ts, asset, -1, MARKET, EQUITY_FRACTION, size, np.nan, np.nan, np.nan, np.nan, np.nan)
+
+
+@numba.njit(cache=True)
+def close_nb(state, t, ts, asset):
+    """Close the whole position of ``asset`` at the next open (``Strategy.close()``); -1 when flat."""
+    pos = state.position[asset]
+    if pos == 0.0:
+        return -1
+    return order_nb(state, t, ts, asset, -1 if pos > 0 else 1, MARKET, POSITION_FRACTION, 1.0, np.nan, np.nan,
+                    np.nan, np.nan, np.nan)
+
+
+@numba.njit(cache=True)
+def cancel_nb(state, t, ts, order_id):
+    """Cancel a working order; False when it is not working."""
+    return k.cancel_order_nb(state, order_id, t, ts, k.R_USER)
+
+
+@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
+def position_nb(state, asset):
+    """Signed units held of ``asset``."""
+    return state.position[asset]
+
+
+@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
+def cash_nb(state):
+    return state.cash[0]
+
+
+@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
+def equity_nb(state):
+    return k.equity_nb(state)
+
+
+@numba.njit(cache=True, _nrt=False)  # no reference counting of the state's arrays per call
+def run_callback_nb(state, params, timestamps, prices, next_nb, user):
+    """The compiled loop: the bar step, then the strategy's ``next_nb``, for every bar. False on overflow.
+    (Specialised per ``next_nb``: not cached to disk, see the module docstring.)"""
+    for t in range(timestamps.shape[0]):
+        ts = timestamps[t]
+        bar_step_nb(state, params, t, ts, prices)
+        next_nb(state, t, ts, user)
+        if state.counters[k.C_OVERFLOW] != 0:
+            return False
+    return True
+
+
+def compiled(cls: type) -> type:
+    """Mark a class as a compiled strategy (see the module docstring); ``next_nb`` is compiled with
+    ``numba.njit`` when it is a plain function."""
+    function = cls.__dict__.get("next_nb")
+    if isinstance(function, staticmethod):
+        function = function.__func__
+    if function is None:
+        raise ConfigError(f"{cls.__name__} has no next_nb(state, t, ts, user)", field="next_nb")
+    if not isinstance(function, numba.core.registry.CPUDispatcher):
+        function = numba.njit(function)
+    cls.next_nb = staticmethod(function)
+    if not callable(getattr(cls, "init", None)):
+        cls.init = lambda self, data: ()
+    cls.__backforge_compiled__ = True
+    return cls
+
+
+def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = None, risk: Any = None,
+                      **kwargs: Any):
+    """Backtest a :func:`compiled` strategy class; keywords that name a parameter override it, the others
+    are the options of :func:`backforge.from_signals` (cash, costs, ...). Returns a ``Result``."""
+    from backforge.engine.simulator import Simulator, _run_with_capacity, new_state, prices_of
+    from backforge.results.result import Result
+    from backforge.strategy.code import _split, strategy_parameters
+
+    if not getattr(strategy, "__backforge_compiled__", False):
+        raise ConfigError(f"expected a class decorated with @compiled, got {strategy!r}", field="strategy")
+    data = MarketData.coerce(data)
+    params, options = _split(strategy, kwargs)
+
+    def simulator() -> Simulator:  # validates the options and lowers them (and the risk book) like the class
+        return Simulator(data.assets, has_quotes=data.has_quotes, config=config, risk=risk, **options)
+
+    sim = simulator()
+    instance = strategy.__new__(strategy)
+    for name, value in params.items():
+        setattr(instance, name, value)
+    user = instance.init(data)
+    user = tuple(user) if isinstance(user, (tuple, list)) else (user,)
+    prices = prices_of(data)
+
+    def run(capacity: int):
+        book = simulator()._state.risk
+        state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,
+                          record_positions=sim.sim_config.record_positions,
+                          risk=book if book.on[0] != 0 else None)
+        ok = run_callback_nb(state, sim._params, data.timestamps, prices, strategy.next_nb, user)
+        return state, ok
+
+    state = _run_with_capacity(run, 8 * data.n_assets + 256)
+    result = Result(data=data, state=state, sim_config=sim.sim_config, signal_config=sim.signal_config, mode="compiled")
+    result.risk_config = sim.risk_config
+    result.strategy = {"name": strategy.__name__, "class": f"{strategy.__module__}.{strategy.__qualname__}",
+                       "parameters": {**strategy_parameters(strategy), **params}}
+    return result

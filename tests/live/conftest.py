@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import sys
+from pathlib import Path
 
 import pytest
 
-from backforge.live._venue import RetryPolicy
+sys.path.insert(0, str(Path(__file__).parent))
 
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.05, max_wait=1.0)
-MADE: list = []
-"""Brokers and feeds a test built; each test module's autouse fixture closes them."""
-
-
-def track(thing):
-    MADE.append(thing)
-    return thing
-
-
-def close_made() -> None:
-    while MADE:
-        MADE.pop().close()
+from venue_support import FAST_RETRY, MADE, close_made, collect, track  # noqa: E402,F401 - re-exported
 
 
 @pytest.fixture(autouse=True)
@@ -28,17 +17,6 @@ def _close_everything():
     """Close every broker and feed the test built (their sockets and stream threads)."""
     yield
     close_made()
-
-
-def collect(broker, until, timeout: float = 5.0) -> list:
-    """Poll ``broker`` until ``until(items)`` holds for the items gathered so far (bounded by ``timeout``)."""
-    items: list = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        items.extend(broker.poll(0.05))
-        if until(items):
-            return items
-    raise AssertionError(f"timed out after {timeout} s; got {items!r}")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.alpaca import AlpacaBroker, AlpacaFeed
-from conftest import FAST_RETRY, collect, track
+from venue_support import FAST_RETRY, collect, track
 from fakes.alpaca_fake import KEY, SECRET, T0, run
 
 
@@ -225,3 +225,9 @@ def test_replace_changes_a_working_order(alpaca_venue):
     new = broker.replace("rep-1", new_client_order_id="rep-2", limit_price=181.0)
     assert (new.client_order_id, new.limit_price, new.status) == ("rep-2", 181.0, "accepted")
     assert broker.order("rep-1").status == "cancelled" and [o.client_order_id for o in broker.open_orders()] == ["rep-2"]
+
+
+def test_feed_refuses_a_live_timeframe_the_stream_lacks():
+    feed = track(AlpacaFeed(["AAPL"], "5Min", KEY, SECRET, config_path="/nonexistent.toml"))
+    with pytest.raises(BrokerError, match="minute bars only"):
+        feed.connect()

@@ -11,7 +11,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.ccxt_venue import CcxtBroker, CcxtFeed
-from conftest import FAST_RETRY, collect, track
+from venue_support import FAST_RETRY, collect, track
 from fakes.binance_fake import KEY, SECRET, T0_MS, run, wait_for
 
 

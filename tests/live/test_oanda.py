@@ -10,7 +10,7 @@ import pytest
 
 from backforge.live import BrokerError, BrokerOrder, Fill, OrderRequest
 from backforge.live.oanda import OandaBroker, OandaFeed
-from conftest import FAST_RETRY, collect, track
+from venue_support import FAST_RETRY, collect, track
 from fakes.oanda_fake import ACCOUNT, T0, TOKEN, candle, drop_streams, on_loop
 
 

@@ -114,3 +114,10 @@ def test_bar_assembler_waits_for_all_symbols_then_flushes_on_a_later_bar():
     assert first.ts_ns == 120 and np.isnan(first.close[1]) and second.ts_ns == 180
     bars.add("A", 60, 9, 9, 9, 9, 9)             # a replayed old bar is dropped
     assert bars.next(0) is None
+
+
+def test_rewind_hands_out_missed_bars_before_newer_stream_bars():
+    bars = BarAssembler(["A"])
+    bars.add("A", 300, 3, 3, 3, 3, 1)  # the stream delivered a bar before the runner asked to catch up
+    bars.rewind(100, [("A", 200, 2, 2, 2, 2, 1), ("A", 100, 1, 1, 1, 1, 1), ("A", 300, 3, 3, 3, 3, 1)])
+    assert [bars.next(0).ts_ns for _ in range(2)] == [200, 300] and bars.next(0) is None

@@ -12,9 +12,12 @@ import pytest
 from backforge.live.session import session_tables
 from backforge.live.venues import Renamed, RenamedFeed, run_session
 from backforge.strategy.schema import load_portfolio
-from conftest import FAST_RETRY, track
+from venue_support import FAST_RETRY, track
 
 MINUTE = 60_000_000_000
+COLD = 300.0
+"""Upper bound for waits that may include numba compiling the strategy step on a cold cache (a warm run
+takes well under a second)."""
 
 
 def strategy(tmp_path, asset: str, level: float, units: float = 10):
@@ -45,7 +48,7 @@ class Session(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - re-raised by finish()
             self.error = exc
 
-    def finish(self, timeout: float = 20.0) -> dict:
+    def finish(self, timeout: float = COLD) -> dict:
         self.join(timeout)
         assert not self.is_alive(), "the session did not finish"
         if self.error is not None:
@@ -53,7 +56,7 @@ class Session(threading.Thread):
         return self.status
 
 
-def wait_until(predicate, timeout: float = 10.0, session: "Session | None" = None) -> None:
+def wait_until(predicate, timeout: float = COLD, session: "Session | None" = None) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if session is not None and session.error is not None:
@@ -69,6 +72,11 @@ def started(folder, times: int = 1):
         return False
     text = log.read_text()
     return text.count('"session_started"') + text.count('"session_recovered"') >= times
+
+
+def bar_times(folder) -> list[int]:
+    import json
+    return [e["ts"] for e in map(json.loads, (folder / "events.jsonl").read_text().splitlines()) if e["kind"] == "bar"]
 
 
 def test_alpaca_session_trades_once_and_survives_a_restart(tmp_path, alpaca_venue):
@@ -105,11 +113,13 @@ def test_alpaca_session_trades_once_and_survives_a_restart(tmp_path, alpaca_venu
     assert tables["fills"].height <= 1  # the fill reaches the store on the next bar's drain, or at the restart
     assert tables["orders"]["client_order_id"].to_list() == [order["client_order_id"]]
 
-    broker, feed = parts()  # restart: reconcile, send nothing again
-    session = Session(portfolio, broker, feed, folder, warmup_bars=50, max_bars=1)
+    venue.bars["AAPL"].append((now + 7 * MINUTE, 100.8, 101.0, 100.0, 100.9, 500.0))  # closed while down
+    broker, feed = parts()  # restart: catch up the missed bar, reconcile, send nothing again
+    session = Session(portfolio, broker, feed, folder, warmup_bars=50, max_bars=2)
     wait_until(lambda: started(folder, 2), session=session)
-    run(server, venue.push_bar("AAPL", now + 7 * MINUTE, 100.8, 101.0, 100.0, 100.9, 500.0))
+    run(server, venue.push_bar("AAPL", now + 8 * MINUTE, 100.9, 101.0, 100.0, 101.0, 500.0))
     session.finish()
+    assert bar_times(folder)[-3:] == [now + 6 * MINUTE, now + 7 * MINUTE, now + 8 * MINUTE]
     assert len(venue.orders) == 1 and server.count("POST", "/v2/orders") == 1
     fills = session_tables(folder)["fills"]
     assert fills.height == 1 and fills["qty"].to_list() == [10.0] and fills["price"].to_list() == [100.6]
@@ -184,11 +194,13 @@ def test_oanda_session_market_order_filled_on_submit(tmp_path, oanda_venue):
     status = session.finish()
     (order,) = venue.orders.values()
     assert (order["units"], order["type"], order["state"]) == ("10", "MARKET", "FILLED")
+    venue.candles["EUR_USD"].append(candle(now + 6 * MINUTE, (1.1005,) * 4, (1.1007,) * 4))  # while down
     broker, feed = parts()  # restart: the fill (in the submit answer and on the stream) is reconciled once
-    session = Session(portfolio, broker, feed, folder, warmup_bars=50, max_bars=1)
+    session = Session(portfolio, broker, feed, folder, warmup_bars=50, max_bars=2)
     wait_until(lambda: started(folder, 2), session=session)
-    venue.candles["EUR_USD"].append(candle(now + 6 * MINUTE, (1.1005,) * 4, (1.1007,) * 4))
+    venue.candles["EUR_USD"].append(candle(now + 7 * MINUTE, (1.1006,) * 4, (1.1008,) * 4))
     session.finish()
+    assert bar_times(folder) == [now + 5 * MINUTE, now + 6 * MINUTE, now + 7 * MINUTE]
     fills = session_tables(folder)["fills"]
     assert len(venue.orders) == 1 and fills.height == 1 and fills["qty"].to_list() == [10.0]
     assert status["bars"] == 1

@@ -486,6 +486,27 @@ class BarAssembler:
         self.last_ts = ts_ns
         self._ready.put(BarEvent(ts_ns, *cols, bid=bid, ask=ask))
 
+    def rewind(self, ts_ns: int, rows: Iterable[tuple]) -> None:
+        """Restart after ``ts_ns`` (a session's last consumed bar): the closed bars of ``rows`` (``(symbol, ts,
+        o, h, l, c, v[, bid, ask])``, fetched over REST) are handed out first, then the stream's bars that are
+        newer -- the runner catches up what it missed while it was down, in order."""
+        with self._lock:
+            drained = []
+            while True:
+                try:
+                    drained.append(self._ready.get_nowait())
+                except queue.Empty:
+                    break
+            self.last_ts = ts_ns
+            self._pending = {t: p for t, p in self._pending.items() if t > ts_ns}
+        for row in sorted(rows, key=lambda r: (r[1], r[0])):
+            self.add(*row)
+        with self._lock:
+            for event in drained:
+                if event.ts_ns > self.last_ts:
+                    self.last_ts = event.ts_ns
+                    self._ready.put(event)
+
     def next(self, timeout: float | None):
         try:
             return self._ready.get(timeout=timeout) if timeout is None or timeout > 0 else self._ready.get_nowait()

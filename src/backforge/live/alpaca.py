@@ -486,6 +486,9 @@ class AlpacaFeed(Feed):
     def connect(self) -> None:
         if self._stream is not None:
             return
+        if (self._amount, self._unit) != (1, "Min"):
+            raise BrokerError(f"alpaca streams minute bars only; a live {self._amount}{self._unit} feed is not "
+                              "supported (use 1Min; history() serves any timeframe)", kind="final")
         self._stream = _DataStream(self._key.reveal(), self._secret.reveal(), url_override=self._stream_url,
                                    on_connect=self._on_connect, reconnect_delay=self._reconnect_delay)
         self._stream.subscribe_bars(self._on_bar, *self.symbols)
@@ -494,6 +497,12 @@ class AlpacaFeed(Feed):
         if not self._connected.wait(10.0):
             self.close()
             raise BrokerError("alpaca: the bar stream did not connect within 10 s", kind="retryable")
+
+    def seek(self, ts_ns: int) -> None:
+        """Continue after ``ts_ns``: the closed bars since then (missed while the runner was down) come first."""
+        now = time.time_ns()
+        rows = self._bars(ts_ns + 1, now)
+        self._assembler.rewind(ts_ns, [(s, *r) for s, rs in rows.items() for r in rs if r[0] + self.bar_ns <= now])
 
     def _on_connect(self) -> None:
         self._connections += 1

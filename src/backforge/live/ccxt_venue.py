@@ -622,6 +622,21 @@ class CcxtFeed(_Ccxt, Feed):
                 reconnecting = True
                 await asyncio.sleep(self._reconnect_delay)
 
+    def seek(self, ts_ns: int) -> None:
+        """Continue after ``ts_ns``: the closed candles since then (missed while the runner was down) first."""
+        now = time.time_ns()
+        rows = []
+        for symbol in self.symbols:
+            cursor = ts_ns // 1_000_000 + 1
+            for _ in range(1000):
+                page = self._candles(symbol, cursor, self.page_size)
+                rows.extend((symbol, c[0] * 1_000_000, *c[1:6]) for c in page
+                            if c[0] * 1_000_000 > ts_ns and c[0] * 1_000_000 + self.bar_ns <= now)
+                if len(page) < self.page_size:
+                    break
+                cursor = page[-1][0] + 1
+        self._assembler.rewind(ts_ns, rows)
+
     def _catch_up(self, symbol: str) -> None:
         latest = self._latest.get(symbol)
         since = latest[0] if latest else None

@@ -497,9 +497,23 @@ class OandaFeed(_Oanda, Feed):
                 self._seen[symbol] = max(self._seen.get(symbol, 0), found[-1][0])
         return bars_to_market_data(self.symbols, rows, n_bars, quotes=True)
 
+    def seek(self, ts_ns: int) -> None:
+        """Continue after ``ts_ns``: the complete candles since then (missed while the runner was down) first."""
+        rows = []
+        for symbol in self.symbols:
+            found = self._candles(symbol, **{"from": ns_iso(ts_ns + 1000)})
+            rows.extend((symbol, r[0], *r[1:6], r[6], r[7]) for r in found if r[0] > ts_ns)
+            if found:
+                self._seen[symbol] = max(self._seen.get(symbol, -1), found[-1][0])
+        self._assembler.rewind(ts_ns, rows)
+
     def connect(self) -> None:
         if self._thread is not None:
             return
+        for symbol in self.symbols:  # candles complete before connect() are history, not live bars
+            if symbol not in self._seen:
+                latest = self._candles(symbol, count=1)
+                self._seen[symbol] = latest[-1][0] if latest else -1
         self._stop.clear()
         self._thread = threading.Thread(target=self._poll_main, name="oanda-candles", daemon=True)
         self._thread.start()
@@ -508,10 +522,6 @@ class OandaFeed(_Oanda, Feed):
         while not self._stop.is_set():
             for symbol in self.symbols:
                 try:
-                    if symbol not in self._seen:  # candles complete before connect() are history, not live bars
-                        latest = self._candles(symbol, count=1)
-                        self._seen[symbol] = latest[-1][0] if latest else -1
-                        continue
                     params = {"from": ns_iso(self._seen[symbol] + 1000)} if self._seen[symbol] >= 0 else {"count": 2}
                     for row in self._candles(symbol, **params):
                         if row[0] > self._seen.get(symbol, -1):

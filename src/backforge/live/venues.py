@@ -290,6 +290,9 @@ class RenamedFeed(Feed):
     def next_bar(self, timeout: float | None = None):
         return self.inner.next_bar(timeout)
 
+    def seek(self, ts_ns: int) -> None:
+        self.inner.seek(ts_ns)
+
     @property
     def finished(self) -> bool:
         return self.inner.finished

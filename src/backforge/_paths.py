@@ -13,10 +13,11 @@ import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import Mapping
 
 from backforge.errors import ConfigError
 
-__all__ = ["check_output_folder", "check_output_file"]
+__all__ = ["check_output_folder", "check_output_file", "config_dir", "cache_dir"]
 
 
 def _existing_ancestor(path: Path, option: str) -> Path:
@@ -107,3 +108,50 @@ def check_output_file(path: str | os.PathLike[str], *, option: str = "--output")
         existing = target.parent
     _probe_writable(existing, option, target)
     return target
+
+
+# ============================================================================ per-user folders
+_APP = "backforge"
+
+
+def _user_folder(variable: str, platform_default: Path, environ: Mapping[str, str] | None) -> Path:
+    """``$VARIABLE/backforge`` when set, else platformdirs' folder (re-rooted at ``environ``'s ``HOME``)."""
+    env = os.environ if environ is None else environ
+    if env.get(variable):
+        return Path(env[variable]) / _APP
+    if environ is not None and environ.get("HOME"):
+        try:  # an explicit environment with its own home: the same folder under that home
+            return Path(environ["HOME"]) / platform_default.relative_to(Path.home())
+        except (ValueError, RuntimeError):
+            pass
+    return platform_default
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user configuration folder: ``$XDG_CONFIG_HOME/backforge`` when that variable is set, else
+    platformdirs' user configuration folder (``~/.config/backforge`` on Linux).
+
+    ``environ`` is the environment to read (default ``os.environ``); its ``HOME`` is honoured.
+
+    Examples
+    --------
+    >>> config_dir({"XDG_CONFIG_HOME": "/tmp/xdg"}).as_posix()
+    '/tmp/xdg/backforge'
+    """
+    import platformdirs
+
+    return _user_folder("XDG_CONFIG_HOME", platformdirs.user_config_path(_APP, appauthor=False), environ)
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user cache folder: ``$XDG_CACHE_HOME/backforge`` when that variable is set, else
+    platformdirs' user cache folder (``~/.cache/backforge`` on Linux).
+
+    Examples
+    --------
+    >>> cache_dir({"XDG_CACHE_HOME": "/tmp/cache"}).as_posix()
+    '/tmp/cache/backforge'
+    """
+    import platformdirs
+
+    return _user_folder("XDG_CACHE_HOME", platformdirs.user_cache_path(_APP, appauthor=False), environ)

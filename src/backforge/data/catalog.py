@@ -790,18 +790,11 @@ class _Versioned:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                import fcntl
+        from filelock import FileLock
 
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except ImportError:  # pragma: no cover - Windows: writers are not serialized
-                pass
+        self.path.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.path / ".lock", mode=0o644):  # flock on POSIX, msvcrt on Windows; released if killed
             yield
-        finally:
-            os.close(fd)
 
     def new_version(self) -> tuple[Path, str]:
         """A fresh temporary folder and the version name it will be published as (call under lock)."""
@@ -867,6 +860,8 @@ def _sweep_debris(root: Path) -> int:
     * folders in ``<root>/.trash`` (deleted series whose removal was interrupted; nothing refers to them);
     * temporary aligned-cache files whose writing process is gone.
     """
+    from filelock import FileLock, Timeout
+
     removed = 0
     pending = root / _PENDING
     try:
@@ -885,30 +880,25 @@ def _sweep_debris(root: Path) -> int:
             continue
         if not tmp.name.startswith(".tmp-") or ".." in Path(info["tmp"]).parts or ".." in Path(info["lock"]).parts:
             continue  # never remove anything a marker did not create
+        if lock.exists():  # no lock file: no writer can be holding it
+            writer = FileLock(lock, timeout=0, mode=0o644)
+            try:
+                writer.acquire()
+            except Timeout:  # a live writer of this series: its folder (or its turn) is not debris
+                continue
+            except OSError:
+                continue
+        else:
+            writer = None
         try:
-            fd = os.open(lock, os.O_RDWR)
-        except FileNotFoundError:
-            fd = None  # no lock file: no writer can be holding it
-        except OSError:
-            continue
-        try:
-            if fd is not None:
-                import fcntl
-
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # a live writer of this series: its folder (or its turn) is not debris
-                    continue
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
                 removed += 1
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
-        except ImportError:  # pragma: no cover - no fcntl (Windows): writers are not serialized, leave it
-            continue
         finally:
-            if fd is not None:
-                os.close(fd)
+            if writer is not None:
+                writer.release()
     for folder in _list_dir(root / ".trash"):
         shutil.rmtree(folder, ignore_errors=True)
         removed += 1

@@ -44,11 +44,16 @@ import os
 import re
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+from backforge._paths import cache_dir, config_dir
 
 from backforge._secrets import redact, register_secret
 from backforge.errors import ConfigError
@@ -152,11 +157,73 @@ def _is_loopback(url: str | None) -> bool:
     return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
 
 
-_ENV_FIELDS = {
-    "TIMEOUT": ("timeout", float), "MAX_RETRIES": ("max_retries", int), "ATTEMPTS": ("attempts", int),
-    "MAX_TOKENS": ("max_tokens", int), "TEMPERATURE": ("temperature", float),
-    "PRICE_INPUT": ("price_input_per_mtok", float), "PRICE_OUTPUT": ("price_output_per_mtok", float),
-}
+class _LLMEnvironment(BaseSettings):
+    """The ``BACKFORGE_LLM_*`` variables, read and typed by pydantic-settings (empty values are unset).
+
+    Examples
+    --------
+    >>> _LLMEnvironment.read({"BACKFORGE_LLM_MODEL": "m", "BACKFORGE_LLM_TIMEOUT": "30", "OTHER": "x"}).timeout
+    30.0
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BACKFORGE_LLM_", case_sensitive=False, env_ignore_empty=True,
+                                      extra="ignore", frozen=True)
+
+    provider: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    attempts: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    price_input: float | None = None
+    price_output: float | None = None
+    cache: str | None = None
+    config: str | None = None
+    escalate_model: str | None = None
+    escalate_provider: str | None = None
+    escalate_api_key: SecretStr | None = None
+    escalate_base_url: str | None = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (_MappingEnvSource(settings_cls),)
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> "_LLMEnvironment":
+        """The variables of ``environ`` (a mapping, not necessarily ``os.environ``)."""
+        token = _ENVIRON.set(environ)
+        try:
+            return cls()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = f"BACKFORGE_LLM_{str(err['loc'][0]).upper()}"
+            raise ConfigError(f"{name} must be a number, got {err['input']!r}", field=name) from None
+        finally:
+            _ENVIRON.reset(token)
+
+
+_ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("backforge_llm_environ")
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over the mapping given to :func:`load_llm_config`."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # exact, upper-case names only (the mapping is matched case-insensitively by pydantic-settings)
+        environ = {key: value for key, value in _ENVIRON.get().items()
+                   if key.startswith("BACKFORGE_LLM_") and key == key.upper()}
+        return parse_env_vars(environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+# LLMConfig field <- _LLMEnvironment field, for the numbers
+_ENV_NUMBERS = {"timeout": "timeout", "max_retries": "max_retries", "attempts": "attempts", "max_tokens": "max_tokens",
+                "temperature": "temperature", "price_input_per_mtok": "price_input",
+                "price_output_per_mtok": "price_output"}
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -235,35 +302,31 @@ def load_llm_config(path: str | Path | None = None, *, environ: Mapping[str, str
     True
     """
     env = os.environ if environ is None else environ
+    settings = _LLMEnvironment.read(env)
     file_data: dict[str, Any] = {}
     where = None
-    if path is None and env.get("BACKFORGE_LLM_CONFIG"):
-        path = env["BACKFORGE_LLM_CONFIG"]
+    if path is None and settings.config:
+        path = settings.config
     if path is None:
-        default = Path(env.get("XDG_CONFIG_HOME") or Path(env.get("HOME", "~")).expanduser() / ".config") / "backforge" / "llm.yaml"
+        default = config_dir(env) / "llm.yaml"
         if default.is_file():
             path = default
     if path is not None:
         where = str(path)
         file_data = _read_file(Path(path).expanduser())
     fields = _section_config(file_data, env, where=where or "config")
-    if env.get("BACKFORGE_LLM_PROVIDER"):
-        fields["provider"] = env["BACKFORGE_LLM_PROVIDER"].strip().lower()
-    if env.get("BACKFORGE_LLM_MODEL"):
-        fields["model"] = env["BACKFORGE_LLM_MODEL"].strip()
-    if env.get("BACKFORGE_LLM_BASE_URL"):
-        fields["base_url"] = env["BACKFORGE_LLM_BASE_URL"].strip()
-    if env.get("BACKFORGE_LLM_API_KEY"):
-        fields["api_key"] = env["BACKFORGE_LLM_API_KEY"]
-    for suffix, (name, kind) in _ENV_FIELDS.items():
-        text = env.get(f"BACKFORGE_LLM_{suffix}")
-        if text:
-            try:
-                fields[name] = kind(text)
-            except ValueError:
-                raise ConfigError(f"BACKFORGE_LLM_{suffix} must be a number, got {text!r}",
-                                  field=f"BACKFORGE_LLM_{suffix}") from None
-    cache = env.get("BACKFORGE_LLM_CACHE")
+    if settings.provider:
+        fields["provider"] = settings.provider.strip().lower()
+    if settings.model:
+        fields["model"] = settings.model.strip()
+    if settings.base_url:
+        fields["base_url"] = settings.base_url.strip()
+    if settings.api_key:
+        fields["api_key"] = settings.api_key.get_secret_value()
+    for name, variable in _ENV_NUMBERS.items():
+        if getattr(settings, variable) is not None:
+            fields[name] = getattr(settings, variable)
+    cache = settings.cache
     if cache:
         fields["cache_dir"] = None if cache.strip().lower() in ("off", "0", "false", "no") else cache
         fields["_cache_off"] = cache.strip().lower() in ("off", "0", "false", "no")
@@ -287,18 +350,18 @@ def load_llm_config(path: str | Path | None = None, *, environ: Mapping[str, str
         raise NotConfiguredError(HOW_TO_CONFIGURE)
     cache_off = fields.pop("_cache_off", False)
     if "cache_dir" not in fields and not cache_off:
-        fields["cache_dir"] = str(Path(env.get("XDG_CACHE_HOME") or Path(env.get("HOME", "~")).expanduser() / ".cache")
-                                  / "backforge" / "llm")
+        fields["cache_dir"] = str(cache_dir(env) / "llm")
     if "api_key" not in fields:
         fallback = "ANTHROPIC_API_KEY" if fields["provider"] == "anthropic" else "OPENAI_API_KEY"
         if env.get(fallback):
             fields["api_key"] = env[fallback]
     escalate_data = dict(file_data.get("escalate") or {})
-    if env.get("BACKFORGE_LLM_ESCALATE_MODEL"):
-        escalate_data["model"] = env["BACKFORGE_LLM_ESCALATE_MODEL"].strip()
-    for suffix, name in (("PROVIDER", "provider"), ("BASE_URL", "base_url"), ("API_KEY", "api_key")):
-        if env.get(f"BACKFORGE_LLM_ESCALATE_{suffix}"):
-            escalate_data[name] = env[f"BACKFORGE_LLM_ESCALATE_{suffix}"].strip()
+    if settings.escalate_model:
+        escalate_data["model"] = settings.escalate_model.strip()
+    for name, value in (("provider", settings.escalate_provider), ("base_url", settings.escalate_base_url),
+                        ("api_key", settings.escalate_api_key)):
+        if value:
+            escalate_data[name] = (value.get_secret_value() if isinstance(value, SecretStr) else value).strip()
     try:
         if escalate_data.get("model"):
             inherited = {k: v for k, v in fields.items() if k != "model"}

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
+from backforge._paths import config_dir
 from backforge.live.broker import BrokerError, BrokerOrder, Fill, Instrument, OrderRequest
 
 __all__ = [
@@ -42,7 +43,9 @@ log = logging.getLogger("backforge.live")
 T = TypeVar("T")
 
 DEFAULT_CONFIG_PATH = Path("~/.config/backforge/brokers.toml")
-"""Where keys are read from when the environment does not have them (a TOML table per venue)."""
+"""Where keys are read from when the environment does not have them (a TOML table per venue), on Linux
+with ``XDG_CONFIG_HOME`` unset; the lookup itself uses :func:`backforge._paths.config_dir` (which honours
+``XDG_CONFIG_HOME`` and uses platformdirs' folder elsewhere)."""
 
 
 class Secret:
@@ -92,7 +95,7 @@ def load_credentials(venue: str, fields: dict[str, Sequence[str]], *, given: dic
     backforge.live.broker.BrokerError: doctest: no secret; set DOCTEST_VENUE_SECRET or put secret under [doctest] in /nonexistent.toml
     """
     given = given or {}
-    path = Path(config_path or os.environ.get("BACKFORGE_BROKERS_CONFIG") or DEFAULT_CONFIG_PATH).expanduser()
+    path = Path(config_path or os.environ.get("BACKFORGE_BROKERS_CONFIG") or config_dir() / "brokers.toml").expanduser()
     table: dict = {}
     if path.is_file():
         try:

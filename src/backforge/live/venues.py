@@ -111,7 +111,8 @@ def register(app, console, friendly_errors) -> None:
         live_mode: bool = typer.Option(False, "--live", help="Trade the real account instead of paper/testnet."),
         confirm_live: bool = typer.Option(False, "--confirm-live", help="Required with --live: real money."),
         config: Optional[Path] = typer.Option(None, "--config", help="Broker keys file (TOML, a table per venue); "
-                                              "default: the environment, then ~/.config/backforge/brokers.toml."),
+                                              "default: the environment, then "
+                                              "$XDG_CONFIG_HOME/backforge/brokers.toml (~/.config/backforge/...)."),
         symbol: list[str] = typer.Option([], "--symbol", help="ASSET=VENUE_SYMBOL when the venue names an asset "
                                          "differently (repeatable), e.g. BTC=BTC/USDT."),
         state: Optional[Path] = typer.Option(None, "--state", help="Session state folder (default "

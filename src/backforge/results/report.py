@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import json
 import math
@@ -987,6 +988,7 @@ class _Report:
 
     # ------------------------------------------------------------------ assembly
     def build(self) -> str:
+        from markupsafe import Markup
         from plotly.offline import get_plotlyjs
 
         parameters = self.parameter_heatmap_section()  # before the nav, which links it when there is one
@@ -996,17 +998,36 @@ class _Report:
             self.assets_section(), self.metrics_section(),
             self.trades_section(), self.drawdowns_section(), self.config_section(), self.audit_section(), "</main>",
         ])
-        footer = self.footer()
-        data_scripts = (f'<script type="application/json" id="bf-charts">{_script_json(self.charts)}</script>'
-                        + "".join(f'<script type="application/json" id="{key}">{_script_json(spec)}</script>'
-                                  for key, spec in self.tables.items()))
-        return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-                f"<title>{_esc(self.title)} · backforge report</title><style>{_CSS}</style>"
-                f"<script>{_ERROR_HOOK}</script><script>{get_plotlyjs()}</script>"
-                "<script>window.bfPlotlyMs=Math.round(performance.now());</script></head>"
-                f'<body data-charts="{len(self.charts)}">{body}{footer}{data_scripts}<script>{_RENDER_JS}</script></body></html>')
+        data_scripts = [("bf-charts", _script_json(self.charts))] + [(key, _script_json(spec))
+                                                                       for key, spec in self.tables.items()]
+        # templates/report.html is the page; every part is escaped where it is built (_esc, as in the sections),
+        # the JSON is made safe for <script> (_script_json), the CSS and scripts are the bundled files
+        return _template("report.html").render(
+            title=Markup(_esc(self.title)), css=Markup(_asset("report.css")),
+            error_hook=Markup(_asset("report_errors.js")), plotly_js=Markup(get_plotlyjs()), chart_count=len(self.charts), body=Markup(body),
+            footer=Markup(self.footer()), data_scripts=[(key, Markup(text)) for key, text in data_scripts],
+            render_js=Markup(_asset("report_render.js")))
 
+
+@functools.lru_cache(maxsize=None)
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("backforge.results", "templates"), autoescape=True,
+                              keep_trailing_newline=False)
+
+
+def _template(name: str) -> Any:
+    """A Jinja2 template of ``backforge/results/templates`` (autoescaped)."""
+    return _environment().get_template(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _asset(name: str) -> str:
+    """The text of a file of ``backforge/results/templates`` (the report's CSS and scripts)."""
+    from importlib.resources import files
+
+    return files("backforge.results").joinpath("templates", name).read_text(encoding="utf-8")
 
 def report_html(
     run: Any,
@@ -1121,113 +1142,3 @@ def write_report(run: Any, path: str | Path, **options: Any) -> Path:
 
 
 # ============================================================================================ assets
-_CSS = """
-:root{--bg:#f3f5f8;--card:#fff;--ink:#1f2937;--muted:#6b7280;--line:#e5e7eb;--accent:#2563eb;--pos:#059669;--neg:#dc2626}
-*{box-sizing:border-box}html{scroll-behavior:smooth}
-body{margin:0;background:var(--bg);color:var(--ink);font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-.wrap{max-width:1320px;margin:0 auto;padding:0 24px}
-header.top{background:linear-gradient(120deg,#0b1220 0%,#13264d 55%,#1d4ed8 130%);color:#fff;padding:26px 0 22px}
-header .brand{font-size:11px;letter-spacing:.14em;text-transform:uppercase;color:#93c5fd;margin-bottom:6px}
-header h1{margin:0 0 8px;font-size:27px;font-weight:650;letter-spacing:-.01em}
-header .meta span{display:inline-block;margin:0 8px 4px 0;padding:2px 9px;border-radius:999px;background:rgba(255,255,255,.1);color:#dbeafe;font-size:12.5px}
-nav.toc{position:sticky;top:0;z-index:20;background:rgba(255,255,255,.94);backdrop-filter:blur(6px);border-bottom:1px solid var(--line)}
-nav.toc .wrap{display:flex;flex-wrap:wrap}
-nav.toc a{padding:10px 11px;color:#4b5563;text-decoration:none;font-size:13px;font-weight:500;border-bottom:2px solid transparent}
-nav.toc a:hover{color:var(--accent);border-bottom-color:var(--accent)}
-.kpis{display:grid;grid-template-columns:repeat(6,minmax(0,1fr));gap:12px;margin:20px 0 4px;scroll-margin-top:60px}
-.kpi{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px;box-shadow:0 1px 2px rgba(15,23,42,.04)}
-.kpi .label{font-size:11px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted)}
-.kpi .value{font-size:22px;font-weight:650;margin-top:3px;font-variant-numeric:tabular-nums;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.kpi .sub{font-size:12px;color:var(--muted);margin-top:1px}
-.pos{color:var(--pos)}.neg{color:var(--neg)}.muted{color:var(--muted)}
-section.card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px 14px;margin:16px 0;box-shadow:0 1px 2px rgba(15,23,42,.04);scroll-margin-top:56px}
-section.card h2{margin:0 0 4px;font-size:17px;font-weight:650}
-section.card h3{margin:14px 0 4px;font-size:13.5px;font-weight:600;color:#374151}
-p.note{margin:0 0 10px;color:var(--muted);font-size:12.5px}
-.grid2{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:18px}
-.metrics-grid{display:grid;grid-template-columns:repeat(3,minmax(0,1fr));gap:8px 20px}
-.chart{width:100%}
-table.data{width:100%;border-collapse:collapse;font-size:12.5px;font-variant-numeric:tabular-nums}
-table.data th{position:sticky;top:0;background:#f8fafc;text-align:left;font-weight:600;color:#374151;padding:7px 8px;border-bottom:1px solid var(--line);white-space:nowrap;user-select:none}
-table.data:not(.static) th{cursor:pointer}table.data:not(.static) th:hover{color:var(--accent)}
-table.data td{padding:5px 8px;border-bottom:1px solid #f1f5f9;white-space:nowrap}
-table.data .n{text-align:right}
-table.data tbody tr:hover td{background:#f8fafc}
-th.asc::after{content:" \\25B2";font-size:9px}th.desc::after{content:" \\25BC";font-size:9px}
-.tablebox{max-height:560px;overflow:auto;border:1px solid var(--line);border-radius:8px}
-.tabletools{display:flex;gap:10px;align-items:center;margin:4px 0 8px;color:var(--muted);font-size:12.5px}
-.tabletools input{padding:5px 9px;border:1px solid var(--line);border-radius:6px;font:inherit;min-width:220px}
-.tabletools button{padding:4px 10px;border:1px solid var(--line);background:#fff;border-radius:6px;cursor:pointer;font:inherit}
-.tabletools button:disabled{opacity:.4;cursor:default}
-pre.config{background:#0f172a;color:#e2e8f0;padding:14px;border-radius:8px;overflow:auto;font-size:12px;max-height:460px;margin:0}
-footer{color:var(--muted);font-size:12px;padding:18px 0 40px;text-align:center}
-@media (max-width:1000px){.kpis{grid-template-columns:repeat(3,minmax(0,1fr))}.grid2,.metrics-grid{grid-template-columns:minmax(0,1fr)}}
-"""
-
-_ERROR_HOOK = """
-window.bfErrors=[];
-window.addEventListener('error',function(e){window.bfErrors.push(String(e.message||e));if(document.body){document.body.dataset.errors=window.bfErrors.length;}});
-window.addEventListener('unhandledrejection',function(e){window.bfErrors.push(String(e.reason));if(document.body){document.body.dataset.errors=window.bfErrors.length;}});
-"""
-
-_RENDER_JS = """
-(function(){
-var numeric={num:1,int:1,money:1,pct:1,dur:1};
-function fmt(v,k){
-  if(v===null||v===undefined)return '\\u2013';
-  if(k==='money')return v.toLocaleString('en-US',{minimumFractionDigits:2,maximumFractionDigits:2});
-  if(k==='pct')return (v*100).toFixed(2)+'%';
-  if(k==='int')return Math.round(v).toLocaleString('en-US');
-  if(k==='num')return Math.abs(v)>=1e4?v.toLocaleString('en-US',{maximumFractionDigits:2}):String(+v.toPrecision(7));
-  if(k==='dur'){var d=Math.floor(v/86400),h=Math.floor(v%86400/3600),m=Math.floor(v%3600/60);
-    return d?(h?d+'d '+h+'h':d+'d'):h?(m?h+'h '+m+'m':h+'h'):m?m+' min':Math.round(v)+' s';}
-  if(k==='bool')return v?'yes':'';
-  return String(v);
-}
-function button(label){var b=document.createElement('button');b.type='button';b.textContent=label;return b;}
-function table(box){
-  var spec=JSON.parse(document.getElementById(box.dataset.src).textContent);
-  var cols=spec.columns,rows=spec.rows,view=rows.slice(),size=spec.page||50,page=0,sortCol=-1,dir=1;
-  var tools=document.createElement('div');tools.className='tabletools';
-  var filter=document.createElement('input');filter.type='search';filter.placeholder='Filter rows\\u2026';
-  var info=document.createElement('span'),prev=button('\\u2039 Prev'),next=button('Next \\u203a');
-  tools.appendChild(filter);tools.appendChild(prev);tools.appendChild(next);tools.appendChild(info);
-  var holder=document.createElement('div');holder.className='tablebox';
-  var t=document.createElement('table');t.className='data';var head=t.createTHead().insertRow();var body=t.createTBody();
-  var ths=cols.map(function(c,i){var th=document.createElement('th');th.textContent=c[0];if(numeric[c[1]])th.className='n';
-    th.addEventListener('click',function(){sortBy(i,sortCol===i?-dir:(numeric[c[1]]?-1:1));});head.appendChild(th);return th;});
-  holder.appendChild(t);if(rows.length>size)box.appendChild(tools);box.appendChild(holder);
-  function order(){if(sortCol<0)return;var i=sortCol;view.sort(function(a,b){var x=a[i],y=b[i];if(x===y)return 0;
-    if(x===null)return 1;if(y===null)return -1;return (x<y?-1:1)*dir;});}
-  function draw(){body.textContent='';var start=page*size,end=Math.min(view.length,start+size),frag=document.createDocumentFragment();
-    for(var r=start;r<end;r++){var tr=document.createElement('tr'),row=view[r];
-      for(var i=0;i<cols.length;i++){var td=document.createElement('td'),v=row[i],c=cols[i];td.textContent=fmt(v,c[1]);
-        var cls=numeric[c[1]]?'n':'';if(c[2]&&typeof v==='number'&&v!==0)cls+=v>0?' pos':' neg';if(cls)td.className=cls;tr.appendChild(td);}
-      frag.appendChild(tr);}
-    body.appendChild(frag);
-    info.textContent=view.length?('rows '+(start+1).toLocaleString('en-US')+'\\u2013'+end.toLocaleString('en-US')+' of '+view.length.toLocaleString('en-US')):'no rows';
-    prev.disabled=page===0;next.disabled=end>=view.length;}
-  function sortBy(i,d){sortCol=i;dir=d;ths.forEach(function(th,j){th.classList.remove('asc','desc');if(j===i)th.classList.add(d>0?'asc':'desc');});
-    order();page=0;draw();}
-  filter.addEventListener('input',function(){var q=filter.value.toLowerCase();
-    view=q?rows.filter(function(r){return r.some(function(v){return v!==null&&String(v).toLowerCase().indexOf(q)>=0;});}):rows.slice();
-    order();page=0;draw();});
-  prev.addEventListener('click',function(){if(page>0){page--;draw();}});
-  next.addEventListener('click',function(){if((page+1)*size<view.length){page++;draw();}});
-  if(spec.sort)sortBy(spec.sort[0],spec.sort[1]);else draw();
-}
-document.querySelectorAll('.bf-table').forEach(function(box){try{table(box);}catch(e){window.bfErrors.push(String(e));}});
-var specs=JSON.parse(document.getElementById('bf-charts').textContent);
-var config={displaylogo:false,responsive:true,modeBarButtonsToRemove:['lasso2d','select2d','autoScale2d']};
-var ids=Object.keys(specs),next=0;
-function fail(e){window.bfErrors.push(String(e));document.body.dataset.errors=window.bfErrors.length;}
-function step(){
-  if(next===1)document.body.dataset.firstChartMs=Math.round(performance.now());
-  if(next>=ids.length){document.body.dataset.rendered=ids.length;document.body.dataset.renderMs=Math.round(performance.now());
-    document.body.dataset.plotlyMs=window.bfPlotlyMs;return;}
-  var id=ids[next++],s=specs[id];
-  try{Plotly.newPlot(id,s.data,s.layout,config).then(function(){setTimeout(step,0);},fail);}catch(e){fail(e);}
-}
-step();
-})();
-"""

@@ -55,6 +55,7 @@ def outcome(venue: str, state) -> tuple:
 def run_child(ctx, venue: str, folder: str, server, crash_at: str, rng: random.Random | None = None) -> int:
     child = ctx.Process(target=vc.child, args=(venue, folder, server.url, server.ws_url,
                                                "" if crash_at == "random" else crash_at))
+    t0 = time.monotonic()
     child.start()
     if crash_at == "random":
         time.sleep(rng.uniform(0.05, 0.8))
@@ -65,6 +66,7 @@ def run_child(ctx, venue: str, folder: str, server, crash_at: str, rng: random.R
         child.kill()
         child.join(5)
         raise AssertionError(f"the runner hung ({venue}, {crash_at})")
+    print(f"{venue} {crash_at or 'uninterrupted'}: exit {child.exitcode} after {time.monotonic() - t0:.2f} s")
     return child.exitcode
 
 
@@ -95,7 +97,7 @@ def crash_run(tmp_path, monkeypatch, venue: str, plan: list[str], seed: int) -> 
         assert max(counts.values()) == 1, f"a client order id reached the venue twice: {counts}"
         assert sorted(counts) == sorted(reference.created)
         assert outcome(venue, state) == expected
-        assert time.monotonic() - started < 60
+        assert time.monotonic() - started < 90  # 37-57 s measured on the loaded 2-core machine
     finally:
         server.stop()
         reference_server.stop()

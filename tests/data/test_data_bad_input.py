@@ -211,3 +211,19 @@ def test_fuzz_import_is_all_or_nothing(tmp_path_factory, shared: Path, rows, pol
         return
     md = cat.load("BTC", bar="1mo")
     md.validate()
+
+
+@pytest.mark.parametrize("bar", ["5h", "1w", "1min"])
+def test_a_bar_label_the_data_contradicts_is_refused(tmp_path, bar):
+    """Issue 10, item 17: ``--bar 5h`` on daily bars was stored under the wrong label."""
+    import backforge.data as data
+    import backforge.errors as bf_errors
+
+    catalog = data.Catalog(tmp_path / "cat")
+    frame = data.normalize_frame(__import__("polars").DataFrame({
+        "date": ["2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07", "2020-01-08"],
+        "close": [1.0, 2.0, 3.0, 4.0, 5.0]})).frame
+    with pytest.raises(bf_errors.DataError, match=rf"the bars are 1d apart .* --bar says {bar}") as caught:
+        catalog.write("X", frame, kind="bars", bar=bar)
+    assert caught.value.field == "bar" and not catalog.list()
+    assert catalog.write("X", frame, kind="bars", bar="1d").rows == 5

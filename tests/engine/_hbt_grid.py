@@ -11,6 +11,8 @@ from numba.typed import Dict
 
 def build_hbt(events, *, tick_size, lot_size, entry_ns, response_ns, queue_model, queue_power=3.0,
               partial=False, maker_fee=0.0, taker_fee=0.0, roi=(0.0, 0.0)):
+    """An hftbacktest backtest over ``events`` (its ``event_dtype`` array). hftbacktest reads the array's
+    memory while it runs and does not own it: the caller must keep ``events`` alive until ``close()``."""
     from hftbacktest import BacktestAsset, ROIVectorMarketDepthBacktest
 
     asset = (BacktestAsset().data(events).linear_asset(1.0)
@@ -30,8 +32,9 @@ def build_hbt(events, *, tick_size, lot_size, entry_ns, response_ns, queue_model
 
 
 @njit
-def hbt_grid(hbt, step_ns, half_spread_ticks, grid_interval_ticks, grid_num, order_qty, max_position, out):
-    """Returns the number of fills written to ``out`` (rows: exch_ts, order_id, side, price, qty)."""
+def hbt_grid(hbt, step_ns, half_spread_ticks, grid_interval_ticks, grid_num, order_qty, max_position, out, out_ts):
+    """Returns the number of fills written to ``out`` (rows: side, order_id, side, price, qty; float) and
+    ``out_ts`` (exchange timestamps, int64: a float64 cannot hold nanosecond timestamps exactly)."""
     asset_no = 0
     tick_size = hbt.depth(asset_no).tick_size
     grid_interval = tick_size * grid_interval_ticks
@@ -43,7 +46,8 @@ def hbt_grid(hbt, step_ns, half_spread_ticks, grid_interval_ticks, grid_num, ord
         while values.has_next():
             order = values.get()
             if order.status == 3:  # FILLED
-                out[n_fills, 0] = order.exch_timestamp
+                out_ts[n_fills] = order.exch_timestamp
+                out[n_fills, 0] = order.side
                 out[n_fills, 1] = order.order_id
                 out[n_fills, 2] = order.side
                 out[n_fills, 3] = order.exec_price

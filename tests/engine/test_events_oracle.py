@@ -48,15 +48,17 @@ def test_grid_market_maker_matches_hftbacktest(queue_model, latency_ns, seed):
     ours = fills_of(sim)
 
     lo, hi = data.price_range()
-    hbt = build_hbt(data.to_hftbacktest(), tick_size=data.tick_size, lot_size=data.lot_size, entry_ns=latency_ns,
+    events = data.to_hftbacktest()  # hftbacktest reads this memory during the run: keep it alive
+    hbt = build_hbt(events, tick_size=data.tick_size, lot_size=data.lot_size, entry_ns=latency_ns,
                     response_ns=latency_ns, queue_model=queue_model, queue_power=3.0, maker_fee=MAKER,
                     taker_fee=TAKER, roi=(lo - 100 * data.tick_size, hi + 100 * data.tick_size))
-    out = np.zeros((50_000, 5))
-    n = hbt_grid(hbt, *GRID, out)
+    out, out_ts = np.zeros((50_000, 5)), np.zeros(50_000, dtype=np.int64)
+    n = hbt_grid(hbt, *GRID, out, out_ts)
     state = hbt.state_values(0)
     position, balance, fee, trades = state.position, state.balance, state.fee, state.num_trades
     hbt.close()
-    theirs = sorted(zip(out[:n, 0].astype(np.int64).tolist(), out[:n, 1].astype(np.int64).tolist(),
+    del events
+    theirs = sorted(zip(out_ts[:n].tolist(), out[:n, 1].astype(np.int64).tolist(),
                         out[:n, 2].astype(int).tolist(), np.round(out[:n, 3], 6).tolist(),
                         np.round(out[:n, 4], 9).tolist()))
     assert len(ours) > 50  # the scenario trades

@@ -23,7 +23,7 @@ START = 10
 
 
 def market():
-    return gbm(3, 0.7, seed=5, assets=("AAA", "BBB", "CCC"))
+    return gbm(3, 0.45, seed=5, assets=("AAA", "BBB", "CCC"))
 
 
 def run_session(folder: str, broker) -> PaperRunner:

@@ -9,7 +9,13 @@ import pytest
 
 from backforge.data.synth import gbm
 from backforge.engine import kernels as k
-from backforge.live import PaperBroker, PaperRunner, ReplayFeed, SessionError, SessionStore
+from backforge.live import (
+    PaperBroker,
+    PaperRunner,
+    ReplayFeed,
+    SessionError,
+    SessionStore,
+)
 from backforge.live.broker import Fill
 from backforge.live.runner import LiveConfig
 from backforge.live.step import bar_event

@@ -94,6 +94,37 @@ def normalize_bar(bar: str) -> str:
         raise DataError(f"not a bar size: {bar!r}; use a duration such as '1min', '1h', '1d', or 1mo, quote, trade", field="bar") from None
 
 
+def _check_bar_label(label: str, timestamps: Any, symbol: str) -> None:
+    """Refuse a bar label the data contradicts: ``--bar 5h`` on bars a day apart, ``--bar 1w`` on daily bars.
+
+    The median spacing of the bars must be between the label and 2.5 times it (gaps, weekends and halts
+    make some spacings longer, never the median shorter than the bar).
+
+    >>> import numpy as np
+    >>> _check_bar_label("1d", np.arange(5) * 86_400 * 10**9, "X")
+    >>> _check_bar_label("5h", np.arange(5) * 86_400 * 10**9, "X")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.DataError: asset X, field bar: the bars are 1d apart (median spacing) but --bar says 5h; give --bar 1d, or resample the data first
+    """
+    from backforge.data.importers import infer_bar
+
+    ts = np.asarray(timestamps.to_numpy() if hasattr(timestamps, "to_numpy") else timestamps)
+    if ts.dtype.kind == "M":
+        ts = ts.astype("datetime64[ns]")
+    ts = ts.astype(np.int64)
+    if label in _SPECIAL_BARS or ts.shape[0] < 3:
+        return
+    seen = infer_bar(ts)
+    if seen in _SPECIAL_BARS:
+        raise DataError(f"the bars are {seen} apart (median spacing) but --bar says {label}; give --bar {seen}",
+                        asset=symbol, field="bar")
+    ratio = parse_duration(seen) / parse_duration(label)
+    if not 0.99 <= ratio <= 2.5:
+        raise DataError(f"the bars are {seen} apart (median spacing) but --bar says {label}; give --bar {seen}, or "
+                        "resample the data first", asset=symbol, field="bar")
+
+
 def validate_symbol(symbol: str) -> str:
     """Return ``symbol`` if it is a valid catalog name, else raise :class:`DataError` saying why.
 
@@ -321,6 +352,8 @@ class Catalog:
         if kind not in _KIND_COLUMNS:
             raise DataError(f"unknown kind {kind!r}; use one of {', '.join(_KIND_COLUMNS)}", field="kind")
         label = normalize_bar(bar) if bar is not None else ({"quotes": "quote", "trades": "trade"}.get(kind) or infer_bar(frame["timestamp"]))
+        if bar is not None and kind in ("bars", "quote_bars"):
+            _check_bar_label(label, frame["timestamp"], symbol)
         frame = _conform(frame, kind, symbol)
         result = self._store.write(symbol, label, frame, kind=kind, mode=mode, source=dict(source or {}))
         return result

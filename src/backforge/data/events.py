@@ -748,7 +748,7 @@ def synthetic_l2(*, n_events: int = 100_000, seed: int = 0, symbol: str = "SYNTH
     Examples
     --------
     >>> a = synthetic_l2(n_events=5_000, seed=1); b = synthetic_l2(n_events=5_000, seed=1)
-    >>> bool((a.price == b.price).all()), bool((a.local_ts >= a.exch_ts).all())
+    >>> bool(np.array_equal(a.price, b.price, equal_nan=True)), bool((a.local_ts >= a.exch_ts).all())
     (True, True)
     >>> sorted({MarketEventKind.name(int(k)) for k in a.kind})
     ['clear', 'depth', 'snapshot', 'trade']

@@ -10,6 +10,7 @@ import numpy as np
 
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
+from backforge.engine.accounts import account_groups
 from backforge.engine import risk as rk
 from backforge.engine.config import SIGNAL_OPTIONS, SIM_OPTIONS, PerAsset, SignalConfig, SimConfig, resolve_options
 from backforge.engine.records import (
@@ -201,6 +202,8 @@ def from_signals(
     time_in_force: str | None = None,
     gtn_bars: int | None = None,
     risk: rk.RiskConfig | Mapping[str, Any] | None = None,
+    cash_sharing: bool = True,
+    groups: Mapping[str, Sequence[str]] | Sequence[Sequence[str]] | None = None,
     **unknown: Any,
 ):
     """Backtest boolean entry/exit signals with market orders filled at the next bar's open.
@@ -229,6 +232,18 @@ def from_signals(
     size, size_type, stop_loss, take_profit, trailing_stop, accumulate, time_in_force, gtn_bars
         :class:`~backforge.engine.config.SignalConfig` fields: order size and its unit, bracket
         distances (fractions of the entry price), adding to positions, time in force.
+    cash_sharing
+        ``True`` (default): one account trades every asset from one cash balance. ``False``: every
+        asset is its own account (vectorbt's ``cash_sharing=False``), all run in one call, in
+        parallel across cores; ``cash`` is split evenly between the accounts.
+    groups
+        Independent accounts of several assets each: ``{name: [assets]}`` (or a list of asset
+        lists), every asset in exactly one group; implies ``cash_sharing=False``. Unknown or
+        overlapping assets are refused.
+
+    The result of independent accounts is their sum (equity, cash, exposures, every order, fill and
+    trade, order ids renumbered); ``result.accounts`` maps each account's name to its own Result,
+    identical to ``from_signals`` on its assets alone with its share of the cash.
     risk
         Portfolio risk rules (:class:`~backforge.engine.risk.RiskConfig` or a mapping of its fields).
 
@@ -263,8 +278,14 @@ def from_signals(
     prices = prices_of(data)
     book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     # Orders come from signal changes: size the records by rising edges and let overflow double them.
-    n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
     brackets = 1 + sum(x is not None for x in (sig_cfg.stop_loss, sig_cfg.take_profit, sig_cfg.trailing_stop))
+    accounts = account_groups(data.assets, groups, bool(cash_sharing))
+    if accounts is not None:
+        if book is not None:
+            raise ConfigError("risk rules need one shared account; drop cash_sharing=False / groups or the risk "
+                              "rules", path="risk")
+        return _from_signals_accounts(data, accounts, sim_cfg, sig_cfg, params, sp, prices, (le, lx, se, sx), brackets)
+    n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
     capacity = 2 * n_edges * brackets + 8 * data.n_assets + 64
 
     def run(cap: int):
@@ -332,6 +353,84 @@ def realized_volatility(close: np.ndarray, timestamps: np.ndarray, window: int |
     returns = ind.pct_change(np.asarray(close, dtype=np.float64), timestamps, 1)
     scale = np.sqrt(periods_per_year if periods_per_year else ppy(timestamps))
     return ind.stddev(returns, timestamps, window) * scale
+
+
+def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]]], sim_cfg: SimConfig,
+                           sig_cfg: SignalConfig, params: k.Params, sp: k.SignalParams, prices: k.Prices,
+                           signals: tuple[np.ndarray, ...], brackets: int):
+    """:func:`from_signals` with independent accounts (one compiled, parallel call for all of them)."""
+    from backforge.engine.accounts import AccountStates, account_state, merge_states, run_signal_accounts_nb
+    from backforge.results.result import Result
+
+    order = [i for _, indices in accounts for i in indices]
+    if order != list(range(data.n_assets)):
+        # the kernel takes each account's assets as a contiguous block of columns
+        take = lambda x: np.ascontiguousarray(x[:, order])  # noqa: E731
+        prices = k.Prices(*(take(x) for x in prices))
+        signals = tuple(take(x) for x in signals)
+        params = params._replace(**{f: getattr(params, f)[order] for f in k.Params._fields
+                                    if isinstance(getattr(params, f), np.ndarray)})
+        sp = sp._replace(**{f: getattr(sp, f)[order] for f in k.SignalParams._fields
+                            if isinstance(getattr(sp, f), np.ndarray)})
+    sizes = [len(indices) for _, indices in accounts]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n_accounts = len(accounts)
+    risk = rk.empty_risk_book(max(sizes))
+    cash = np.full(n_accounts, float(sim_cfg.cash) / n_accounts)
+    capacity = max(2 * sum(_rising_edges(x[:, lo:hi]) for x in signals) * brackets + 8 * (hi - lo) + 64
+                   for lo, hi in zip(bounds[:-1], bounds[1:]))
+    for _ in range(24):
+        states = AccountStates(**_state_arrays((n_accounts,), max(sizes), data.n_bars, cash=cash,
+                                               order_capacity=capacity, record_positions=sim_cfg.record_positions))
+        ok = np.zeros(n_accounts, dtype=np.bool_)
+        run_signal_accounts_nb(states, params, sp, cash, bounds, data.timestamps, prices, *signals, risk, ok)
+        if ok.all():
+            break
+        capacity *= 2
+    else:
+        raise SimulationError("record capacity could not be sized; the simulation produced too many orders")
+    per_account = [account_state(states, g, n, rk.empty_risk_book(n)) for g, n in enumerate(sizes)]
+    indices = [indices for _, indices in accounts]
+    combined = merge_states(per_account, indices, data.n_assets)
+    result = Result(data=data, state=combined, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
+    result.risk_config = None
+    result.accounts = _Accounts(data, accounts, per_account, sim_cfg, sig_cfg, cash)
+    return result
+
+
+class _Accounts(Mapping):
+    """Each independent account's own Result, by account name (built when first asked for)."""
+
+    def __init__(self, data: MarketData, accounts, states, sim_cfg: SimConfig, sig_cfg: SignalConfig,
+                 cash: np.ndarray) -> None:
+        self._data = data
+        self._names = [name for name, _ in accounts]
+        self._indices = {name: indices for name, indices in accounts}
+        self._states = dict(zip(self._names, states))
+        self._configs = {name: sim_cfg.model_copy(update={"cash": float(c)}) for name, c in zip(self._names, cash)}
+        self._sig_cfg = sig_cfg
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str):
+        if name not in self._indices:
+            raise KeyError(name)
+        if name not in self._built:
+            from backforge.results.result import Result
+
+            idx = self._indices[name]
+            d = self._data
+            quotes = lambda q: None if q is None else type(q)(*(x[:, idx] for x in q))  # noqa: E731
+            part = MarketData(d.timestamps, d.open[:, idx], d.high[:, idx], d.low[:, idx], d.close[:, idx],
+                              d.volume[:, idx], tuple(d.assets[i] for i in idx), quotes(d.bid), quotes(d.ask))
+            self._built[name] = Result(data=part, state=self._states[name], sim_config=self._configs[name],
+                                       signal_config=self._sig_cfg, mode="signals")
+        return self._built[name]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
 # ----------------------------------------------------------------------------------- order program

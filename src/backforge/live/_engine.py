@@ -11,8 +11,15 @@ from backforge.engine import risk as rk
 from backforge.engine.records import OrderRole
 from backforge.engine.simulator import new_state
 
-__all__ = ["grow_state", "state_arrays", "state_from_arrays", "order_fields", "child_client_id", "fresh_state",
-           "ENGINE_ORDER_FIELDS"]
+__all__ = [
+    "ENGINE_ORDER_FIELDS",
+    "child_client_id",
+    "fresh_state",
+    "grow_state",
+    "order_fields",
+    "state_arrays",
+    "state_from_arrays",
+]
 
 ENGINE_ORDER_FIELDS = ("asset", "side", "order_type", "size_type", "size", "limit_price", "stop_price", "sl_pct",
                        "sl_abs", "tp_pct", "tp_abs", "trail_pct", "trail_abs", "tif", "gtn_bars", "role", "reverse",
@@ -89,7 +96,7 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
 
 def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:
     """Inverse of :func:`state_arrays` (contiguous, writable copies)."""
-    copy = lambda key: np.ascontiguousarray(arrays[key]).copy()  # noqa: E731
+    copy = lambda key: np.ascontiguousarray(arrays[key]).copy()
     risk = rk.RiskBook(*(copy(f"{prefix}risk.{f}") for f in rk.RiskBook._fields))
     return k.State(*(risk if name == "risk" else copy(prefix + name) for name in k.State._fields))
 

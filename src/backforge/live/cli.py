@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -15,7 +16,7 @@ from backforge.errors import ConfigError
 DEFAULT_ROOT = Path("backforge-sessions")
 
 
-def _speed(text: Optional[str]) -> float | str | None:
+def _speed(text: str | None) -> float | str | None:
     if text is None:
         return None
     if text == "realtime":
@@ -55,17 +56,17 @@ def register(app: typer.Typer, console: Any, friendly_errors: Callable) -> None:
     def paper(
         strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
         feed: str = typer.Option("replay", help="Data feed: 'replay' (the strategy's data, or --data)."),
-        data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) to replay instead of the strategy's "
+        data: list[Path] | None = typer.Option(None, "--data", help="Data file(s) to replay instead of the strategy's "
                                                   "data spec."),
-        start: Optional[str] = typer.Option(None, help="First bar to trade (earlier bars warm indicators up)."),
-        speed: Optional[str] = typer.Option(None, help="Replay speed: N (N times the bars' own pace) or 'realtime'; "
+        start: str | None = typer.Option(None, help="First bar to trade (earlier bars warm indicators up)."),
+        speed: str | None = typer.Option(None, help="Replay speed: N (N times the bars' own pace) or 'realtime'; "
                                             "default as fast as possible."),
-        state: Optional[Path] = typer.Option(None, help="State folder (default backforge-sessions/<strategy name>)."),
+        state: Path | None = typer.Option(None, help="State folder (default backforge-sessions/<strategy name>)."),
         broker: str = typer.Option("paper", help="'paper' (in-process) or 'paper:HOST:PORT' (a paper broker process; "
                                    "key in BACKFORGE_PAPER_KEY)."),
         policy: str = typer.Option("adopt", help="On a mismatch with the broker: adopt | halt."),
         force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy version."),
-        max_bars: Optional[int] = typer.Option(None, min=1, help="Stop after this many bars."),
+        max_bars: int | None = typer.Option(None, min=1, help="Stop after this many bars."),
     ) -> None:
         """Run a strategy file as a paper session: bar by bar, persisted, recoverable (rerun to resume)."""
         from backforge.live.runner import LiveConfig, PaperRunner, _slug

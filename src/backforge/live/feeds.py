@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from backforge.data.market import MarketData
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.live.broker import BarEvent, Feed
 
-__all__ = ["ReplayFeed", "BarBuilder", "TickFeed", "load_replay_data"]
+__all__ = ["BarBuilder", "ReplayFeed", "TickFeed", "load_replay_data"]
 
 
 class ReplayFeed(Feed):
@@ -102,7 +103,7 @@ class ReplayFeed(Feed):
         self._last_ts = ts
         self.cursor += 1
         d = self.data
-        quote = lambda q: tuple(np.array(a[i]) for a in q) if q is not None else None  # noqa: E731
+        quote = lambda q: tuple(np.array(a[i]) for a in q) if q is not None else None
         return BarEvent(ts, d.open[i].copy(), d.high[i].copy(), d.low[i].copy(), d.close[i].copy(), d.volume[i].copy(),
                         quote(d.bid), quote(d.ask))
 
@@ -142,7 +143,7 @@ class BarBuilder:
 
     def _reset(self) -> None:
         A = len(self.symbols)
-        nan = lambda: np.full(A, np.nan)  # noqa: E731
+        nan = lambda: np.full(A, np.nan)
         if self.kind == "trades":
             self._cols = {"open": nan(), "high": nan(), "low": nan(), "close": nan(), "volume": np.zeros(A)}
         else:
@@ -265,7 +266,7 @@ class TickFeed(Feed):
     def history(self, n_bars: int, *, end_ns: int | None = None) -> MarketData:
         bars = [b for b in self._built if end_ns is None or b.ts_ns <= end_ns][-int(n_bars):] if n_bars > 0 else []
         A = len(self.symbols)
-        stack = lambda name: np.vstack([getattr(b, name) for b in bars]) if bars else np.zeros((0, A))  # noqa: E731
+        stack = lambda name: np.vstack([getattr(b, name) for b in bars]) if bars else np.zeros((0, A))
         ts = np.array([b.ts_ns for b in bars], dtype=np.int64)
         return MarketData(ts, stack("open"), stack("high"), stack("low"), stack("close"), stack("volume"), self.symbols)
 

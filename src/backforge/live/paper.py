@@ -35,17 +35,34 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
-from backforge.engine.records import OrderRole, OrderType, Reason, SizeType, TimeInForce
+from backforge.engine.records import OrderType, Reason, SizeType, TimeInForce
 from backforge.errors import did_you_mean
-from backforge.live._engine import child_client_id, fresh_state, grow_state, state_arrays, state_from_arrays
-from backforge.live.broker import Account, BarEvent, Broker, BrokerError, BrokerOrder, Fill, Instrument, OrderRequest, Position
+from backforge.live._engine import (
+    child_client_id,
+    fresh_state,
+    grow_state,
+    state_arrays,
+    state_from_arrays,
+)
+from backforge.live.broker import (
+    Account,
+    BarEvent,
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    Fill,
+    Instrument,
+    OrderRequest,
+    Position,
+)
 
 __all__ = ["PaperBroker", "RemoteBroker", "serve", "start_server"]
 
@@ -224,7 +241,7 @@ class PaperBroker(Broker):
         self.state = state = grow_state(self.state, max(t, 0))
         a = self.symbols.index(request.symbol)
         e = request.engine_order
-        nan = lambda v: np.nan if v is None else float(v)  # noqa: E731
+        nan = lambda v: np.nan if v is None else float(v)
         if e is not None:
             oid = k.submit_order_nb(state, t, ts, a, int(e["side"]), int(e["order_type"]), int(e["size_type"]),
                                     nan(e["size"]), nan(e["limit_price"]), nan(e["stop_price"]), nan(e["sl_pct"]),
@@ -485,7 +502,7 @@ class RemoteBroker(Broker):
         return self._call("submit_counts")
 
     @classmethod
-    def from_env(cls, address: tuple[str, int], *, variable: str = "BACKFORGE_PAPER_KEY", timeout: float = 10.0) -> "RemoteBroker":
+    def from_env(cls, address: tuple[str, int], *, variable: str = "BACKFORGE_PAPER_KEY", timeout: float = 10.0) -> RemoteBroker:
         """A client whose auth key (hex) is read from an environment variable."""
         key = os.environ.get(variable)
         if not key:

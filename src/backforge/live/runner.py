@@ -46,12 +46,26 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from backforge.engine import kernels as k
-from backforge.engine.records import OrderType, Reason, TimeInForce
+from backforge.engine.records import Reason, TimeInForce
 from backforge.errors import BackforgeError
 from backforge.live._engine import order_fields
-from backforge.live.broker import FINAL_STATUSES, BarEvent, Broker, BrokerError, BrokerOrder, Feed, Fill, OrderRequest
+from backforge.live.broker import (
+    FINAL_STATUSES,
+    BarEvent,
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    Feed,
+    Fill,
+    OrderRequest,
+)
 from backforge.live.step import StrategyStep
-from backforge.live.store import OrderIntent, SessionError, SessionStore, config_hash, pack_arrays
+from backforge.live.store import (
+    OrderIntent,
+    SessionStore,
+    config_hash,
+    pack_arrays,
+)
 from backforge.strategy import schema as sc
 
 __all__ = ["LiveConfig", "PaperRunner", "bar_fingerprint"]
@@ -135,6 +149,7 @@ class PaperRunner:
         self._crash_counts: dict[str, int] = {}
         self.halted = self.store.meta("halted") or ""
         self.error_streak = 0
+        self.risk_halts: list[int] = []
         self.stopped = False
         self.bars_processed = 0
         self.last_latency_ns = 0
@@ -213,7 +228,7 @@ class PaperRunner:
                                               "symbol": venue.symbol, "qty": venue.qty, "side": venue.side})
 
     # ================================================================== the loop
-    def run(self, *, max_bars: int | None = None, poll_timeout: float = 0.5) -> "PaperRunner":
+    def run(self, *, max_bars: int | None = None, poll_timeout: float = 0.5) -> PaperRunner:
         """Consume bars until the feed ends, ``stop`` is asked, or ``max_bars`` bars were processed."""
         done = 0
         try:
@@ -263,6 +278,7 @@ class PaperRunner:
         self._crash("after_step")
         t = out.t
         self._reconcile_orders(t, bar.ts_ns)
+        self._check_risk(t)
         self._reconcile_positions(t)
         sent = self._act(out, bar)
         self.last_latency_ns = time.perf_counter_ns() - started
@@ -389,6 +405,8 @@ class PaperRunner:
         state = self.step.state
         t, ts = out.t, out.ts
         legs: dict[int, int] = {}
+        decided: list[tuple] = []
+        tripping = ""
         sent = 0
         cfg = self.config
         for oid in range(out.orders_from, out.orders_to):
@@ -415,8 +433,8 @@ class PaperRunner:
             reason = ""
             if int(order["status"]) == k.REJECTED:
                 status, reason = "rejected", Reason.describe(int(order["reason"]))
-            elif self.halted:
-                status, reason = "suppressed", f"session halted: {self.halted}"
+            elif self.halted or tripping:
+                status, reason = "suppressed", f"session halted: {self.halted or tripping}"
             elif cfg.max_notional_per_order is not None and qty * price > cfg.max_notional_per_order:
                 status, reason = "refused", f"notional {qty * price:,.2f} above max_notional_per_order"
             else:
@@ -425,11 +443,17 @@ class PaperRunner:
                 if sum(n for _, n in self._recent_orders) >= cfg.max_orders_per_bar:
                     status, reason = "refused", (f"order-rate limit: more than {cfg.max_orders_per_bar} orders in "
                                                  f"{cfg.rate_window_bars} bars")
-                elif self._gated(symbol):
+                elif self._gated(symbol, exclude=cid):  # its own intent (a bar re-decided after a restart) never gates it
                     status, reason = "waiting", "an earlier order for this asset is in flight"
             intent = OrderIntent(cid, t, ts, s, leg, oid, symbol, side, qty, kind, limit, stop,
                                  json.dumps(_request_dict(request)), status)
-            fresh = self.store.write_intent(intent)
+            decided.append((oid, cid, symbol, side, qty, kind, request, intent, status, reason))
+            if status == "refused":
+                tripping = reason
+            if status == "intent":
+                self._recent_orders.append((t, 1))
+        fresh_flags = self.store.write_intents([d[7] for d in decided])  # durable before anything is sent
+        for (oid, cid, symbol, side, qty, kind, request, intent, status, reason), fresh in zip(decided, fresh_flags):
             self._crash("after_intent")
             if status in ("suppressed", "refused"):
                 k.cancel_order_nb(state, oid, t, ts, k.R_USER)  # the model must not fill what the venue never got
@@ -451,7 +475,6 @@ class PaperRunner:
                     continue
             self._emit("order", {"client_order_id": cid, "symbol": symbol, "side": side, "qty": qty, "type": kind,
                                  "bar": t})
-            self._recent_orders.append((t, 1))
             self._submit(request, symbol)
             sent += 1
         return sent
@@ -509,6 +532,20 @@ class PaperRunner:
         elif not self.halted:
             self.halt(f"position mismatch on {', '.join(m[1] for m in mismatches)} (policy halt)")
         self.store.set_positions({s: (p.qty, p.avg_price) for s, p in venue.items()})
+
+    def _check_risk(self, t: int) -> None:
+        """The risk layer's halts (engine/risk.py) are the session's risk breakers: the model already enforces
+        them exactly as the backtest does (entries blocked, stand-down orders sent), so they are reported —
+        event and status — rather than suppressing orders a second time."""
+        book = self.step.state.risk
+        if book.on[0] == 0:
+            return
+        halted = [row for row in range(book.state.shape[0]) if int(book.state[row]["halt"]) != 0]
+        if halted != self.risk_halts:
+            names = ["portfolio" if r == 0 else self.portfolio.strategies[r - 1].name for r in halted]
+            self._emit("halt" if halted else "resume", {"source": "risk", "bar": t, "rows": names,
+                                                        "reason": f"risk halt: {', '.join(names)}" if halted else ""})
+            self.risk_halts = halted
 
     # ================================================================== control
     def halt(self, reason: str) -> None:
@@ -588,7 +625,9 @@ class PaperRunner:
             "positions": positions,
             "open_orders": [{"client_order_id": r["client_order_id"], "symbol": r["symbol"], "side": r["side"],
                              "qty": r["qty"], "status": r["status"]} for r in self.store.in_flight()],
-            "breakers": {"halted": bool(self.halted), "reason": self.halted, "error_streak": self.error_streak},
+            "breakers": {"halted": bool(self.halted), "reason": self.halted, "error_streak": self.error_streak,
+                         "risk_halts": ["portfolio" if r == 0 else self.portfolio.strategies[r - 1].name
+                                        for r in self.risk_halts]},
             "finished": bool(self.feed.finished),
         }
 
@@ -625,10 +664,10 @@ class PaperRunner:
             self._log.close()
         self.store.close()
 
-    def __enter__(self) -> "PaperRunner":
+    def __enter__(self) -> PaperRunner:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -26,11 +26,24 @@ from backforge.live.broker import Broker
 from backforge.live.feeds import ReplayFeed, load_replay_data
 from backforge.live.paper import PaperBroker
 from backforge.live.runner import LiveConfig, PaperRunner
-from backforge.live.store import DB_NAME, LOCK_NAME, SessionError, SessionStore, iter_sessions
+from backforge.live.store import (
+    DB_NAME,
+    LOCK_NAME,
+    SessionError,
+    SessionStore,
+    iter_sessions,
+)
 from backforge.strategy import schema as sc
 
-__all__ = ["run_paper", "open_replay", "session_tables", "list_sessions", "session_status", "send_command",
-           "runner_active"]
+__all__ = [
+    "list_sessions",
+    "open_replay",
+    "run_paper",
+    "runner_active",
+    "send_command",
+    "session_status",
+    "session_tables",
+]
 
 
 def open_replay(portfolio: sc.Portfolio | dict | str | Path, *, data: Any = None, start: Any = None,

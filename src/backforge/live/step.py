@@ -42,13 +42,18 @@ from numba import njit
 from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
-from backforge.live._engine import fresh_state, grow_state, state_arrays, state_from_arrays
+from backforge.live._engine import (
+    fresh_state,
+    grow_state,
+    state_arrays,
+    state_from_arrays,
+)
 from backforge.live.broker import BarEvent
 from backforge.strategy import runtime as rt
 from backforge.strategy import schema as sc
 from backforge.strategy.compiler import _Compiler, compile_portfolio, sim_config_of
 
-__all__ = ["StrategyStep", "StepOutput", "step_bar_nb", "bar_event", "schedule_due", "STREAMING_KINDS"]
+__all__ = ["STREAMING_KINDS", "StepOutput", "StrategyStep", "bar_event", "schedule_due", "step_bar_nb"]
 
 STREAMING_KINDS: dict[str, str] = {}
 """Indicator kinds evaluated in O(1) per bar (empty: every data-only series is re-evaluated over the bars
@@ -64,15 +69,14 @@ def step_bar_nb(state, params, t, ts, bar, timestamps, program, work, audit, pea
     :class:`~backforge.engine.kernels.Prices` rows; ``program`` / ``work`` / ``audit`` the runtime's bundles;
     ``peak`` is a 1-element array carried between calls). False when a record array overflowed."""
     k.process_bar_nb(state, params, t, ts, bar)
-    if state.equity[t] > peak[0]:
-        peak[0] = state.equity[t]
+    peak[0] = max(peak[0], state.equity[t])
     rt.decide_strategies_nb(state, t, ts, bar.close, timestamps, program, work, audit, peak[0])
     return state.counters[k.C_OVERFLOW] == 0 and audit.n_signals[1] == 0
 
 
 def bar_event(data: MarketData, i: int) -> BarEvent:
     """Row ``i`` of ``data`` as a :class:`BarEvent` (copies)."""
-    quote = lambda q: tuple(np.array(a[i]) for a in q) if q is not None else None  # noqa: E731
+    quote = lambda q: tuple(np.array(a[i]) for a in q) if q is not None else None
     return BarEvent(int(data.timestamps[i]), data.open[i].copy(), data.high[i].copy(), data.low[i].copy(),
                     data.close[i].copy(), data.volume[i].copy(), quote(data.bid), quote(data.ask))
 
@@ -268,7 +272,7 @@ class StrategyStep:
 
     def _rows(self, bar: BarEvent) -> tuple[np.ndarray, ...]:
         cols = self._cols
-        pick = lambda a: np.ascontiguousarray(np.asarray(a, dtype=np.float64)[cols])  # noqa: E731
+        pick = lambda a: np.ascontiguousarray(np.asarray(a, dtype=np.float64)[cols])
         o, h, l, c = pick(bar.open), pick(bar.high), pick(bar.low), pick(bar.close)
         v = pick(bar.volume) if bar.volume is not None else np.full(len(cols), np.nan)
         if self.has_quotes:

@@ -1,9 +1,12 @@
 """Research: parameter search (grid, random, genetic; local cores or Ray), walk-forward analysis, Monte Carlo,
 overfitting statistics and vectorized signal sweeps.
 
->>> from backforge.research import optimize, walk_forward, monte_carlo, sweep_sma_cross, deflated_sharpe_ratio
->>> callable(optimize) and callable(sweep_sma_cross)
+>>> from backforge.research import walk_forward, monte_carlo, sweep_sma_cross, deflated_sharpe_ratio
+>>> callable(walk_forward) and callable(sweep_sma_cross)
 True
+
+The search itself is ``backforge.optimize`` (or :func:`backforge.research.optimize.optimize`): inside this
+package the name ``optimize`` is its module.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "optimize": "backforge.research.optimize", "OptimizationResult": "backforge.research.optimize",
+    "OptimizationResult": "backforge.research.optimize", "SearchConfig": "backforge.research.optimize",
     "make_executor": "backforge.research.optimize",
     "walk_forward": "backforge.research.walkforward", "WalkForwardResult": "backforge.research.walkforward",
     "monte_carlo": "backforge.research.montecarlo", "MonteCarloResult": "backforge.research.montecarlo",

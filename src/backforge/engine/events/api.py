@@ -39,7 +39,7 @@ STATUS = {0: "none", 1: "new", 2: "partially_filled", 3: "filled", 4: "canceled"
 
 # no reference counting (`_nrt=False`): with it, every call that touches `sim` would incref and decref its
 # ~35 arrays (~350 ns); without it LLVM inlines these small functions into the strategy for free
-api = njit(cache=True, _nrt=False)
+api = njit(cache=True, _nrt=False, error_model="numpy")
 
 
 @api

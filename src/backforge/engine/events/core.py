@@ -29,8 +29,9 @@ from numba import njit
 
 from backforge.engine.records import EventKind, OrderRole, OrderStatus, OrderType, Reason, TimeInForce
 
-kernel = njit(cache=True, _nrt=False)
-inline = njit(cache=True, _nrt=False, inline="always")
+# error_model="numpy": compiled code never raises (a division by zero gives inf/nan, as in numpy)
+kernel = njit(cache=True, _nrt=False, error_model="numpy")
+inline = njit(cache=True, _nrt=False, inline="always", error_model="numpy")
 
 # --------------------------------------------------------------------------------------------- codes
 TRADE, QUOTE, DEPTH, SNAPSHOT, CLEAR = 1, 2, 3, 4, 5

@@ -20,7 +20,8 @@ VENUE_SYMBOLS = {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}
 
 def spec(venue: str) -> dict:
     units = UNITS[venue]
-    return {"name": f"crash-{venue}", "universe": list(ASSETS[venue]), "cash": 100_000,
+    costs = {"lot_size": 0.00001} if venue == "ccxt" else {}  # the venue's LOT_SIZE step: the model fills 0.1 too
+    return {"name": f"crash-{venue}", "universe": list(ASSETS[venue]), "cash": 100_000, "costs": costs,
             "strategies": [
                 {"name": "in", "condition": {"lhs": {"sma": {"window": 2}}, "op": "crosses_above",
                                              "rhs": {"sma": {"window": 4}}},

@@ -235,3 +235,24 @@ def test_assets_the_feed_lacks(portfolio, market, tmp_path):
     other = load_portfolio({**SPEC, "universe": ["AAA", "CCC"]})
     with pytest.raises(ConfigError, match="CCC"):
         PaperRunner(other, ReplayFeed(market, start=START), _broker(portfolio, market), tmp_path, reference=market)
+
+
+def test_adopted_position_without_an_entry_price_takes_the_mark(portfolio, market, tmp_path):
+    """A spot venue (ccxt) reports balances, not entry prices: adopting such a position must not leave an average
+    price of 0 under an open position (the kernels' return arithmetic divided by it: ZeroDivisionError)."""
+    from dataclasses import replace
+
+    class SpotBroker(PaperBroker):
+        def positions(self):
+            return {s: replace(p, avg_price=0.0) for s, p in super().positions().items()}
+
+    broker = SpotBroker(market.assets, config=sim_config_of(portfolio))
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        runner.run(max_bars=5)
+        broker.set_position("BBB", 7.0, float(market.close[START + 4, 1]))  # reported without an average price
+        runner.run(max_bars=1)
+        assert any(e["symbol"] == "BBB" and e["venue"] == 7.0 for e in _events(tmp_path, "position_mismatch"))
+        state = runner.step.state
+        assert state.position[1] == broker.state.position[1] and state.avg_price[1] > 0
+        runner.run()  # the rest of the replay steps without dividing by zero
+        assert np.all((runner.step.state.position == 0) | (runner.step.state.avg_price > 0))

@@ -523,7 +523,9 @@ class PaperRunner:
             self._emit("reconciliation", event)
             if self.config.reconcile_policy == "adopt":
                 state.position[a] = have
-                state.avg_price[a] = avg if have != 0 else 0.0
+                # a spot venue reports balances without an entry price: the bar's mark stands in (an average
+                # price of 0 on an open position divides by zero in the kernels' return arithmetic)
+                state.avg_price[a] = (avg if avg > 0 else float(state.mark[a])) if have != 0 else 0.0
         if self.config.reconcile_policy == "adopt":
             if account is not None:
                 state.cash[0] = account.cash

@@ -39,6 +39,8 @@ class BinanceVenue:
     user_sockets: set = field(default_factory=set)
     kline_sockets: dict = field(default_factory=dict)   # ws -> set of stream names
     next_order_id: int = 1000
+    created: list = field(default_factory=list)     # newClientOrderId of every create request, as received
+    fill_price: object = None                       # (symbol, client_order_id) -> price: fill market orders
     next_trade_id: int = 5000
 
     def now(self) -> int:
@@ -167,6 +169,7 @@ def build_app(venue: BinanceVenue, server_ref: list) -> web.Application:
         params, fail = await signed(request)
         if fail:
             return fail
+        venue.created.append(params.get("newClientOrderId"))
         if params["symbol"] not in SYMBOLS:
             return error(400, -1121, "Invalid symbol.")
         base, quote, tick, step, min_qty, notional = SYMBOLS[params["symbol"]]
@@ -184,6 +187,8 @@ def build_app(venue: BinanceVenue, server_ref: list) -> web.Application:
             return error(400, -2010, "Account has insufficient balance for requested action.")
         order = venue.new_order(params)
         await venue.push_user(venue.execution_report(order, "NEW"))
+        if venue.fill_price is not None and params["type"] == "MARKET":  # a liquid market: filled on arrival
+            await venue.fill(order["clientOrderId"], qty, venue.fill_price(params["symbol"], order["clientOrderId"]))
         answer = {k: order[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "price", "origQty",
                                         "executedQty", "cummulativeQuoteQty", "status", "timeInForce", "type",
                                         "side", "workingTime", "selfTradePreventionMode")}

@@ -37,6 +37,8 @@ class OandaVenue:
     heartbeat: float = 0.2
     drop_event: asyncio.Event | None = None
     stopping: bool = False
+    created: list = field(default_factory=list)       # clientExtensions.id of every create request, as received
+    fill_price: object = None                         # (instrument, client id) -> price of a market order's fill
 
     def txn(self, kind: str, **fields) -> dict:
         txn = {"id": str(len(self.transactions) + 1), "time": ns_iso(time.time_ns()) .replace("Z", "000Z"),
@@ -132,6 +134,7 @@ def build_app(venue: OandaVenue, server_ref: list) -> web.Application:
         instrument = order["instrument"]
         kind = order["type"]
         cid = (order.get("clientExtensions") or {}).get("id")
+        venue.created.append(cid)
         reject_type = f"{kind}_ORDER_REJECT"
         if instrument not in INSTRUMENTS:
             txn = venue.txn(reject_type, instrument=instrument, units=order["units"], rejectReason="INSTRUMENT_UNKNOWN")
@@ -159,6 +162,8 @@ def build_app(venue: OandaVenue, server_ref: list) -> web.Application:
         if kind == "MARKET":
             bid, ask = venue.prices[instrument]
             price = ask if units > 0 else bid
+            if venue.fill_price is not None:
+                price = venue.fill_price(instrument, cid)
             if abs(units) * price * venue.margin_rate > venue.balance:
                 cancel = venue.txn("ORDER_CANCEL", orderID=stored["id"], clientOrderID=cid, reason="INSUFFICIENT_MARGIN")
                 stored.update(state="CANCELLED", cancelledTime=cancel["time"], cancellingTransactionID=cancel["id"])

@@ -22,6 +22,12 @@ data: {source: synthetic}
 """
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_folder(tmp_path, monkeypatch):
+    """The command's default state folder (./backforge-sessions) lands in the test's folder, not the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def strategy_file(tmp_path):
     path = tmp_path / "s.yaml"

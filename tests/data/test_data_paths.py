@@ -3,24 +3,17 @@
 
 from __future__ import annotations
 
-import doctest
 import shutil
 from pathlib import Path
 
 import pytest
 
-from backforge.data import paths
 from backforge.data.paths import resolve_data_path
 from backforge.errors import ConfigError
 from backforge.strategy.compiler import load_data
 from backforge.strategy.schema import load_portfolio
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def test_docstring_examples():
-    failures, tried = doctest.testmod(paths, optionflags=doctest.ELLIPSIS)
-    assert failures == 0 and tried >= 5
 
 
 def test_every_example_names_shared_files_through_the_variable():

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import backforge as bf
-from backforge.errors import BackforgeError, ConfigError
+from backforge.errors import ConfigError
 from backforge.research.folders import INCOMPLETE_MARKER, ResultFolder
 from backforge.research.optimize import LocalExecutor, SearchConfig, _probes, optimize
 from backforge.research.params import ParameterSpace
@@ -308,17 +308,3 @@ def test_four_concurrent_identical_cli_runs_leave_one_complete_folder(tmp_path):
     assert {"equity.parquet", "trades.parquet", "metrics.json", "config.json", "report.html"} <= names
     bf.load_result(folder).metrics()
 
-
-@pytest.mark.parametrize("module", [
-    "backforge.research.folders", "backforge.research.params", "backforge.strategy.schema",
-    "backforge.strategy.explain",
-    pytest.param("backforge.research.optimize", marks=pytest.mark.slow),
-    pytest.param("backforge.research.walkforward", marks=pytest.mark.slow),
-])
-def test_docstring_examples_of_the_hardened_modules(module):
-    import doctest
-    import importlib
-
-    failures, tried = doctest.testmod(importlib.import_module(module),
-                                      optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert tried > 0 and failures == 0

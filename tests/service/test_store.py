@@ -3,7 +3,6 @@ state, retry once then fail, stale heartbeats, filters as bound parameters."""
 
 from __future__ import annotations
 
-import doctest
 import threading
 import time
 
@@ -11,11 +10,6 @@ import pytest
 
 from backforge.service import store as store_module
 from backforge.service.store import JobConflict, JobNotFound, JobStore
-
-
-def test_docstring_examples():
-    failures, _ = doctest.testmod(store_module, optionflags=doctest.ELLIPSIS)
-    assert failures == 0
 
 
 def test_lifecycle_with_progress_and_events(store_url):

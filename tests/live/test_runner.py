@@ -256,3 +256,20 @@ def test_adopted_position_without_an_entry_price_takes_the_mark(portfolio, marke
         assert state.position[1] == broker.state.position[1] and state.avg_price[1] > 0
         runner.run()  # the rest of the replay steps without dividing by zero
         assert np.all((runner.step.state.position == 0) | (runner.step.state.avg_price > 0))
+
+
+def test_venue_quantity_is_rounded_to_the_lot_size(market, tmp_path):
+    """The runner asks the venue for what the engine fills: the opening part rounded down to the lot size
+    (here 7 units), the closing part the whole position."""
+    spec = {**SPEC, "costs": {"fee_rate": 0.001, "lot_size": 7}}
+    portfolio = load_portfolio(spec)
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        runner.run()
+        rows = [r for r in runner.store.orders() if not r["external"] and r["status"] != "rejected"]
+        fills = runner.store.fills()
+    assert len(rows) >= 4 and fills
+    for row in rows:
+        assert row["qty"] > 0 and row["qty"] % 7 == 0, row
+    # the venue filled exactly what was asked (the engine's own sizing at the venue agrees on the lot)
+    assert all(f["qty"] % 7 == 0 for f in fills)

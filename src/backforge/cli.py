@@ -2,8 +2,10 @@
 `BackforgeError` (and every argument error) becomes one readable red line and exit code 2, never a
 traceback — see :mod:`backforge._cli`, shared by every sub-app.
 
-Start-up stays small: this module and the sub-CLIs import Typer and Rich only, and a command imports the
-engine, Polars or the judge when it runs — ``backforge --help`` loads neither numba nor the judge.
+The sub-CLIs (``research/cli.py``, ``judge/cli.py``, ``live/cli.py``, ``service/cli.py``, ``data/cli.py``) are
+module-level Typer apps added here with ``add_typer``. Start-up stays small: these modules import Typer and
+Rich only, and a command imports the engine, Polars or the judge when it runs — ``backforge --help`` loads
+neither numba nor the judge (``tests/test_startup.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from rich.table import Table
 
 from backforge import __version__
 from backforge._cli import check_output_file, check_output_folder, command_app, console, err_console, friendly_errors
+from backforge.data.cli import app as data_app
 from backforge.errors import BackforgeError
+from backforge.judge.cli import app as judge_app
+from backforge.live.cli import app as live_app
+from backforge.research.cli import app as research_app
+from backforge.service.cli import app as service_app
 
 app = command_app(name="backforge", help="Fast, accurate, event-driven backtesting and strategy evaluation.",
                   no_args_is_help=True)
@@ -376,14 +383,7 @@ def montecarlo(
     console.print(f"[green]saved:[/] {run_folder / 'montecarlo.json'} (the report draws the fan chart from it)")
 
 
-# The sub-CLIs: module-level Typer apps whose commands become top-level commands (``data`` a group). Their
-# modules import only Typer and Rich; each command imports what it needs when it runs.
-from backforge.research.cli import app as research_app  # noqa: E402 - after the core commands, in help order
-from backforge.service.cli import app as service_app  # noqa: E402
-from backforge.judge.cli import app as judge_app  # noqa: E402
-from backforge.live.cli import app as live_app  # noqa: E402
-from backforge.data.cli import app as data_app  # noqa: E402
-
+# The sub-CLIs' commands become top-level commands (listed after these), ``data`` a group.
 for _sub_app in (research_app, service_app, judge_app, live_app):
     app.add_typer(_sub_app)
 app.add_typer(data_app, name="data", help="Import, inspect, check, resample and query market data.")

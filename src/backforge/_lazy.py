@@ -18,7 +18,7 @@ def lazy_exports(package: str, exports: Mapping[str, str], *,
     """The ``__getattr__`` and ``__dir__`` of ``package``, whose ``exports`` live in other modules.
 
     ``exports`` maps a name to ``"module"`` (the attribute of that name in the module),
-    ``"module:attribute"`` (another name) or ``"module:"`` (the module itself). ``eager`` (the package's ``globals()``) is listed by ``__dir__`` too.
+XX
 
     Examples
     --------
@@ -34,6 +34,13 @@ def lazy_exports(package: str, exports: Mapping[str, str], *,
     def __getattr__(name: str) -> Any:
         target = exports.get(name)
         if target is None:
+            if not name.startswith("__"):  # a submodule, as after an eager import (``bf.data.read_csv``)
+                submodule = f"{package}.{name}"
+                try:
+                    return import_module(submodule)
+                except ModuleNotFoundError as exc:
+                    if exc.name is None or not submodule.startswith(exc.name):
+                        raise  # the submodule exists but needs a package that is not installed
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module, colon, attribute = target.partition(":")
         loaded = import_module(module)

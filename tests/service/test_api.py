@@ -41,7 +41,7 @@ def test_every_route_answers_401_without_the_token(service, client):
     spec = client.get("/openapi.json").json()  # the API description itself is public
     routes = [(path, method) for path, methods in spec["paths"].items() for method in methods]
     assert len(routes) >= 14
-    fill = {"{job_id}": "0123456789abcdef", "{run_id}": "some-run"}
+    fill = {"{job_id}": "0123456789abcdef", "{run_id}": "some-run", "{session_id}": "some-session"}
     with service.client(token=None) as anonymous, service.client(token="wrong-token-wrong-token") as wrong:
         for path, method in routes:
             url = re.sub(r"\{[a-z_]+\}", lambda m: fill[m.group(0)], path)
@@ -49,7 +49,7 @@ def test_every_route_answers_401_without_the_token(service, client):
                 response = http.request(method.upper(), url, params={"x": "a", "y": "b", "runs": "a,b"}, json={})
                 assert response.status_code == 401, (method, url, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
-        for page in ("/", "/runs/some-run", "/compare"):
+        for page in ("/", "/runs/some-run", "/compare", "/sessions/some-session"):
             assert anonymous.get(page).status_code == 401
             assert "Sign in" in anonymous.get(page).text
     assert "access-control-allow-origin" not in client.get("/api/health", headers={"Origin": "http://evil.test"}).headers
@@ -237,3 +237,50 @@ def test_compare_validate_schema_and_data(client):
 def test_unknown_job_is_404(client):
     assert client.get("/api/jobs/doesnotexist").status_code == 404
     assert client.get("/api/jobs/doesnotexist/events").status_code == 404
+
+
+PAPER = {"name": "paper-demo", "universe": ["AAA", "BBB"], "cash": 10_000, "data": {"years": 1, "seed": 11},
+         "strategies": [{"name": "in", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_above",
+                                                      "rhs": {"sma": {"window": 20}}},
+                         "action": {"buy": {"allocation": {"equity_fraction": 0.4}}}},
+                        {"name": "out", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_below",
+                                                       "rhs": {"sma": {"window": 20}}},
+                         "action": {"close": {}}}]}
+
+
+def test_paper_sessions_are_served_read_only(service, client):
+    from backforge._time import format_ns
+    from backforge.live.session import run_paper, session_tables
+
+    folder = service.root / "sessions" / "replay-demo"
+    runner = run_paper(PAPER, state=folder, start=100)  # a real paper session on replayed synthetic bars
+    tables = session_tables(folder)
+    listed = {s["id"]: s for s in client.get("/api/sessions").json()["sessions"]}
+    assert listed["replay-demo"]["bars"] == runner.bars_processed == tables["bars"].height > 0
+    assert listed["replay-demo"]["running"] is False and listed["replay-demo"]["halted"] == ""
+    last_ts = int(tables["bars"]["ts_ns"][-1])
+    assert listed["replay-demo"]["last_bar"] == format_ns(last_ts, "second", offset=False)
+
+    status = client.get("/api/sessions/replay-demo").json()
+    assert status["bars"] == runner.bars_processed and status["last_bar_ts"] == last_ts
+    assert status["equity_curve"]["v"] == pytest.approx(tables["bars"]["equity"].to_list())
+    assert status["equity"] == pytest.approx(tables["bars"]["equity"][-1])
+    assert status["pnl"] == pytest.approx(status["equity"] - 10_000)
+    assert status["cash"] == pytest.approx(tables["bars"]["cash"][-1])
+    fills = tables["fills"]
+    assert status["fills"]["total"] == fills.height > 0
+    net: dict[str, float] = {}
+    for f in fills.iter_rows(named=True):  # positions from the fills, independently of the runner's state
+        net[f["symbol"]] = net.get(f["symbol"], 0.0) + (f["qty"] if f["side"] == "buy" else -f["qty"])
+    held = {k: v for k, v in net.items() if abs(v) > 1e-9}
+    assert {k: p["qty"] for k, p in status["positions"].items()} == pytest.approx(held)
+    assert len(status["open_orders"]) == status["in_flight"]
+    assert status["breakers"]["halted"] is False and status["finished"] is True
+
+    page = client.get("/sessions/replay-demo")
+    assert page.status_code == 200 and "Paper session replay-demo" in page.text
+    assert all(f"<td>{symbol}</td>" in page.text for symbol in held)
+    assert 'href="/sessions/replay-demo"' in client.get("/").text
+    for bad in ("nope", "..%2F..%2Fetc", "%2E%2E", "replay-demo%2F..%2F..%2Fruns"):
+        assert client.get(f"/api/sessions/{bad}").status_code == 404, bad
+        assert client.get(f"/sessions/{bad}").status_code == 404, bad

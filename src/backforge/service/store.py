@@ -212,6 +212,17 @@ _SCALAR_COLUMNS = tuple(c for c in _JOB_COLUMNS if c not in ("config", "result")
 _CONFIG_AT, _RESULT_AT = _JOB_COLUMNS.index("config"), _JOB_COLUMNS.index("result")
 
 
+def _lean_queries() -> dict[str, Any]:
+    """The statements of :meth:`JobStore._lean_read`, with named parameters."""
+    e = events_table.c
+    return {
+        "job": sa.select(*(jobs_table.c[c] for c in _JOB_COLUMNS)).where(jobs_table.c.id == sa.bindparam("id")),
+        "events": (sa.select(e.id, e.job_id, e.time, e.type, e.data)
+                   .where(e.job_id == sa.bindparam("job_id"), e.id > sa.bindparam("after"))
+                   .order_by(e.id).limit(sa.bindparam("limit", type_=sa.Integer))),
+    }
+
+
 def _status_json(row: tuple) -> bytes:
     """A job row as the JSON of :meth:`Job.to_dict`, without decoding the stored config and result: they
     are JSON texts already (written by :func:`_dumps`, finite by construction) and are spliced in as they are."""
@@ -280,10 +291,9 @@ class JobStore:
         reader_args = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self._sqlite else {}
         self._reader_engine = None if shared_memory else sa.create_engine(url, poolclass=sa.pool.NullPool,
                                                                           **reader_args)
-        select = sa.select(*(jobs_table.c[c] for c in _JOB_COLUMNS)).where(jobs_table.c.id == sa.bindparam("id"))
-        compiled = select.compile(dialect=self.engine.dialect)
-        self._status_sql = str(compiled)
-        self._status_positional = bool(compiled.positional)
+        # the two reads behind every status request and every event-stream poll, compiled once
+        self._lean = {name: self.engine.dialect.statement_compiler(self.engine.dialect, query)
+                      for name, query in _lean_queries().items()}
         try:
             metadata.create_all(self._write_engine)
         except sa.exc.OperationalError as exc:
@@ -341,24 +351,30 @@ class JobStore:
         self._readers.cursor = cursor = dbapi.cursor()
         return cursor
 
-    def _fetch_row(self, job_id: str) -> tuple | None:
-        """The job's columns (``_JOB_COLUMNS`` order) by primary key: one prepared statement on a kept
-        connection, no ORM or Core layer on the way (the read behind every status request)."""
+    def _lean_read(self, name: str, **values: Any) -> list[tuple]:
+        """Rows of one of the lean queries (:func:`_lean_queries`): the compiled statement run on this
+        thread's kept connection, no Core or ORM layer on the way; through the engine for an in-memory
+        SQLite store."""
+        compiled = self._lean[name]
         cursor = self._reader()
         if cursor is None:
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(*(jobs_table.c[c] for c in _JOB_COLUMNS))
-                                   .where(jobs_table.c.id == job_id)).first()
-            return None if row is None else tuple(row)
-        params: Any = (job_id,) if self._status_positional else {"id": job_id}
+                return [tuple(r) for r in conn.execute(compiled.statement, values).all()]
+        bound = compiled.construct_params(values)  # the given values and the statement's own (e.g. OFFSET)
+        params: Any = tuple(bound[key] for key in compiled.positiontup) if compiled.positional else bound
         try:
-            cursor.execute(self._status_sql, params)
-            return cursor.fetchone()
+            cursor.execute(compiled.string, params)
+            return cursor.fetchall()
         except Exception:  # noqa: BLE001 - a dropped connection (a PostgreSQL restart): reconnect once
             self._readers.cursor = None
             cursor = self._reader()
-            cursor.execute(self._status_sql, params)
-            return cursor.fetchone()
+            cursor.execute(compiled.string, params)
+            return cursor.fetchall()
+
+    def _fetch_row(self, job_id: str) -> tuple | None:
+        """The job's columns (``_JOB_COLUMNS`` order) by primary key (the read behind every status request)."""
+        rows = self._lean_read("job", id=job_id)
+        return rows[0] if rows else None
 
     def status_json(self, job_id: str) -> bytes:
         """The job as JSON (what ``GET /api/jobs/{id}`` answers), or :class:`JobNotFound`.
@@ -564,11 +580,8 @@ class JobStore:
 
     def events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """The job's events with an id above ``after``, oldest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(events_table).where(events_table.c.job_id == job_id,
-                                                              events_table.c.id > after)
-                                .order_by(events_table.c.id).limit(limit)).all()
-        return [Event(r.id, r.job_id, r.time, r.type, json.loads(r.data)) for r in rows]
+        rows = self._lean_read("events", job_id=job_id, after=int(after), limit=int(limit))
+        return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     # ------------------------------------------------------------------ API tokens
     def has_tokens(self) -> bool:

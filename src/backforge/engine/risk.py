@@ -422,7 +422,7 @@ class RiskConfig(_Frozen):
     max_net: float | None = Field(None, description="largest |net exposure|, multiple of equity")
     max_positions: int | None = Field(None, ge=1, description="most assets with an open position (or a working entry) at once")
     max_drawdown: float | None = Field(None, description="halt new entries when equity falls this far below its peak")
-    flatten_on_halt: bool = Field(False, description="also close every position when the drawdown halt fires")
+    flatten_on_halt: bool = Field(False, description="also close every position the halt covers when the drawdown halt fires (a strategy's halt: the positions it opened)")
     resume: Literal["manual", "next_day", "recovered"] = Field("next_day", description="how a drawdown halt is lifted")
     resume_drawdown: float | None = Field(None, description="with resume: recovered, resume once the drawdown is back to this (default half the limit)")
     daily_loss_limit: float | None = Field(None, description="block entries for the rest of the day once the day's loss reaches this fraction")

@@ -151,6 +151,12 @@ def test_from_signals_risk_option_errors_have_paths() -> None:
     with pytest.raises(ConfigError) as err:
         bf.from_signals(data, signal(5, [0]), risk={"max_weight": {"Q": 0.5}})
     assert err.value.path == "risk.max_weight.Q"
+    for field, bad, message in (("window", 0, "must be > 0, got 0"), ("atr_window", "3x", "unknown duration unit 'x'"),
+                                ("window", 2.5, "whole number")):
+        sizing = {"mode": "risk" if field == "atr_window" else "volatility_target", "value": 0.1, "stop_atr": 2.0, field: bad}
+        with pytest.raises(ConfigError) as err:
+            rk.as_risk_config({"sizing": sizing})
+        assert err.value.path == f"risk.sizing.{field}" and message in err.value.message
 
 
 def test_risk_section_is_in_the_json_schema() -> None:

@@ -399,6 +399,13 @@ class RiskSizing(_Frozen):
     fallback: float = Field(0.0, ge=0, allow_inf_nan=False)
     periods_per_year: float | None = Field(None, gt=0, allow_inf_nan=False)
 
+    @field_validator("window", "atr_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> Any:
+        from backforge.strategy.schema import _check_window
+
+        return _check_window(value)
+
 
 PerAsset = Union[float, dict[str, float]]
 

@@ -1124,6 +1124,8 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
     # ---- session day
     day = risk.day[t] if t < risk.day.shape[0] else ts // NS_PER_DAY
     for r in range(n_rows):
+        if risk.rules[r]["enabled"] == 0:  # a row without rules (sizing only): nothing reads its day or peak
+            continue
         st = risk.state[r]
         if st["day_key"] != day:
             first = st["day_key"] == np.iinfo(np.int64).min
@@ -1171,8 +1173,10 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
     # ---- peak, halts, daily loss
     fired = False
     for r in range(n_rows):
-        st = risk.state[r]
         rules = risk.rules[r]
+        if rules["enabled"] == 0:
+            continue
+        st = risk.state[r]
         if equity > st["peak"]:
             st["peak"] = equity
         dd = 1.0 - equity / st["peak"] if st["peak"] > 0.0 else 0.0

@@ -33,10 +33,9 @@ def _speed(text: str | None) -> float | str | None:
 
 def _broker(spec: str, feed: Any, portfolio: Any):
     from backforge.live.paper import PaperBroker, RemoteBroker
-    from backforge.strategy.compiler import sim_config_of
 
     if spec == "paper":
-        return PaperBroker(feed.symbols, config=sim_config_of(portfolio), has_quotes=feed.has_quotes)
+        return PaperBroker.for_portfolio(portfolio, feed.symbols, has_quotes=feed.has_quotes)
     if spec.startswith("paper:"):
         host, _, port = spec[len("paper:"):].rpartition(":")
         if not host or not port.isdigit():

@@ -590,6 +590,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                 for n, name in enumerate(("stop_loss", "take_profit", "trailing_stop")):
                     dist = getattr(action, name)
                     if dist is not None and dist.atr is not None:
+                        c.check_window(dist.atr_window, f"{path}.action.{name}.atr_window")
                         node = sc.BarIndicator(kind="atr", window=dist.atr_window)
                         atr_cols[n] = c.series_col(c.value(node, f"{path}.action.{name}"), _key(node), j, f"atr@{c.assets[j]}")
             instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])

@@ -281,7 +281,9 @@ class Allocation(Node):
 class VolatilityTarget(Node):
     """Weight = ``target`` annual volatility ÷ the asset's realised volatility over ``window`` (bars or a
     duration; the population standard deviation of one-bar returns × √bars per year), capped at ``max``
-    (a fraction of equity)."""
+    (a fraction of equity). Bars per year: ``periods_per_year`` when given, else counted causally over the
+    trailing year of each decision bar (:func:`backforge.engine.risk.trailing_periods_per_year`; before
+    the data spans a year, over the bars so far) — never from later bars."""
 
     type: Literal["volatility_target"] = "volatility_target"
     target: Real = Field(gt=0, allow_inf_nan=False)

@@ -155,6 +155,17 @@ class _Compiler:
             if parse_duration(window) > span:
                 raise ConfigError(f"window {window!r} is longer than the data's span", path=path)
 
+    def check_input(self, window: int | str, x: np.ndarray, path: str) -> None:
+        """A bar window longer than its input's valid values (nested windows add their warm-ups up: sma(200) of
+        sma(200) on 252 bars is NaN everywhere) is an error at the window, not an indicator that never fires."""
+        if not isinstance(window, int) or x.size == 0:
+            return
+        valid = int(np.max(np.sum(~np.isnan(x), axis=0)))
+        longest = self._longest if self._longest is not None else valid
+        if window > valid and valid < longest:
+            raise ConfigError(f"window of {window} bars is longer than its input's {valid} valid bars "
+                              f"(the inner indicator's warm-up leaves {valid} of {longest})", path=path)
+
     def value(self, node: Any, path: str) -> np.ndarray:
         """A data-only indicator as ``[T, A]`` float64 (cached by node)."""
         return self._cached(node, path, self._value)
@@ -187,6 +198,7 @@ class _Compiler:
         if isinstance(node, sc.Windowed):
             self.check_window(node.window, f"{path}.window")
             x = self.value(node.of, f"{path}.of")
+            self.check_input(node.window, x, f"{path}.window")
             fn = {"sma": ind.sma, "ema": ind.ema, "wma": ind.wma, "stddev": ind.stddev, "zscore": ind.zscore,
                   "rolling_max": ind.rolling_max, "rolling_min": ind.rolling_min, "returns": ind.returns,
                   "rate_of_change": ind.rate_of_change, "lag": ind.lag, "pct_change": ind.pct_change,

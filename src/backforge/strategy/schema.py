@@ -21,6 +21,7 @@ for every asset of their scope); name an asset to pin it (``{"kind": "price", "a
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -639,6 +640,11 @@ class Portfolio(Node):
                     if asset not in universe:
                         raise ConfigError(f"{asset!r} is not in the universe{did_you_mean(asset, self.universe)}",
                                           path=f"{prefix}.{name}.{asset}")
+        for name, value in self.costs:  # a per-asset cost must name an asset of the universe (checked at validate)
+            for asset in value if isinstance(value, dict) else []:
+                if asset not in universe:
+                    raise ConfigError(f"{asset!r} is not in the universe{did_you_mean(asset, self.universe)}",
+                                      path=f"costs.{name}.{asset}")
         return self
 
 
@@ -1084,8 +1090,31 @@ def dump_portfolio(portfolio: Portfolio, *, format: Literal["yaml", "json"] = "y
 
     data = portfolio.model_dump(mode="json", exclude_defaults=False)
     if format == "json":
-        return json.dumps(data, indent=2)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        # characters as themselves (an escaped non-BMP character is a surrogate pair, which the YAML reader keeps
+        # split), except those a YAML reader refuses raw, escaped as \\uXXXX (they can only be inside strings)
+        return _YAML_UNREADABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, indent=2, ensure_ascii=False))
+    return yaml.dump(data, Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True)
+
+
+# what a YAML reader refuses raw (C0 controls but tab/LF/CR, DEL, C1 controls, surrogates, U+FFFE, U+FFFF) or
+# reads as a line break inside a quoted scalar (NEL, U+2028, U+2029)
+_YAML_UNREADABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def _yaml_dumper():
+    """A safe YAML dumper that double-quotes strings holding a character YAML reads as a line break (NEL,
+    U+2028, U+2029): unquoted, PyYAML folds them into a space; double-quoted, they are escaped."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper, value: str):
+        style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    return Dumper
 
 
 def portfolio_json_schema() -> dict:

@@ -139,8 +139,8 @@ def evaluation_times(data: EventData, evaluate: Any = "every_event") -> np.ndarr
 
     >>> from backforge.data.events import synthetic_quotes
     >>> q = synthetic_quotes(n_ticks=5, seed=1)
-    >>> len(q), len(evaluation_times(q)), len(evaluation_times(q, {"grid": "1s"})) > 0
-    (10, 5, True)
+    >>> len(q), len(evaluation_times(q)), np.diff(evaluation_times(q, {"grid": "100ms"}))[:2].tolist()
+    (10, 5, [100000000, 100000000])
     """
     ts = np.asarray(data.local_ts)
     if len(ts) == 0:

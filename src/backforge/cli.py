@@ -388,6 +388,7 @@ def _mount_optional_apps() -> None:
     from backforge.service.cli import serve; app.command()(friendly_errors(serve))  # noqa: E702
     from backforge.judge.cli import register as register_judge; register_judge(app, console, friendly_errors)  # noqa: E702
     from backforge.live.cli import register as register_live; register_live(app, console, friendly_errors)  # noqa: E702
+    from backforge.engine.events.cli import events_app; app.add_typer(events_app, name="events")  # noqa: E702
     try:
         from backforge.data.cli import data_app
     except ImportError:  # the data layer's CLI is optional while it is being built

@@ -96,3 +96,12 @@ def test_run_errors(tmp_path):
     bars.write_text("name: b\nuniverse: [A]\nstrategies: [{name: s, action: {buy: {}}}]\n")
     result = invoke("run", bars)
     assert result.exit_code == 2 and "data.events" in result.output
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["import"], ["import", "x.csv"], ["run", "s.yaml", "--bogus"],
+                                  ["synth", "-n", "many"]])
+def test_argument_errors_are_one_line(args):
+    result = invoke(*args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], lines
+    assert "Traceback" not in result.output and "Usage:" not in result.output

@@ -245,3 +245,19 @@ def test_the_example_file_checked_by_hand():
         assert fill["price"] == pytest.approx((min(xa) if fill["qty"] > 0 else max(xb)) * tick)
         position += fill["qty"]
     assert result.fills.height == ev.height
+
+
+def test_quotes_replace_the_touch():
+    from backforge.data.events import synthetic_quotes
+
+    data = synthetic_quotes(n_ticks=5_000, seed=9)
+    s = event_series(data, evaluation_times(data))
+    bids = np.asarray(data.price)[np.asarray(data.side) > 0]
+    asks = np.asarray(data.price)[np.asarray(data.side) < 0]
+    assert np.allclose(s.bid, bids) and np.allclose(s.ask, asks)  # every tick: its own bid and ask
+    # a sized quote below the touch replaces it; a zero-size quote empties the side from its price up
+    rows = [(0, K.QUOTE, BUY, 100.0, 5.0), (0, K.QUOTE, SELL, 102.0, 5.0), (1, K.QUOTE, BUY, 97.0, 2.0),
+            (2, K.QUOTE, SELL, 104.0, 1.0), (3, K.QUOTE, BUY, 96.0, 0.0), (4, K.QUOTE, BUY, 101.0, 3.0)]
+    s = event_series(stream(rows), np.arange(5))
+    assert np.allclose(s.bid, [100, 97, 97, NAN, 101], equal_nan=True)
+    assert s.ask.tolist() == [102, 102, 104, 104, 104]

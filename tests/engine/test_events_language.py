@@ -261,3 +261,12 @@ def test_quotes_replace_the_touch():
     s = event_series(stream(rows), np.arange(5))
     assert np.allclose(s.bid, [100, 97, 97, NAN, 101], equal_nan=True)
     assert s.ask.tolist() == [102, 102, 104, 104, 104]
+
+
+@pytest.mark.parametrize("evaluate, points", [("every_event", [0, 10, 20, 30]), ({"grid": "15ns"}, [0, 15, 30])])
+def test_every_point_is_evaluated_up_to_the_last_row(evaluate, points):
+    config = hand_strategy()
+    config["data"]["events"]["evaluate"] = evaluate
+    config["strategies"] = [{"name": "tick", "action": {"alert": {}}}]
+    ev = run_event_portfolio(config, stream(HAND)).signal_events
+    assert ev["timestamp"].cast(pl.Int64).to_list() == points and set(ev["order_id"]) == {-1}

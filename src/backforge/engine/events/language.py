@@ -392,8 +392,8 @@ def language_driver_nb(sim, eval_ts, fire, actions, cash, log):
         return 0
     for k in range(eval_ts.shape[0]):
         delay = eval_ts[k] - api.current_timestamp(sim)
-        if delay > 0 and api.elapse(sim, delay) == 1:
-            break
+        if delay > 0:
+            api.elapse(sim, delay)  # 1 at the end of the data: every row up to the point is applied all the same
         for s in range(n_strategies):
             if not fire[k, s]:
                 continue

@@ -105,3 +105,18 @@ def test_argument_errors_are_one_line(args):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], lines
     assert "Traceback" not in result.output and "Usage:" not in result.output
+
+
+def test_events_help_loads_neither_numba_nor_polars(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys\nfrom backforge.cli import main\nsys.argv = ['backforge', 'events', 'run', '--help']\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'polars', 'pyarrow', 'pandas'))))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "--events" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

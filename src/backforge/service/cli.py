@@ -10,7 +10,9 @@ from typing import Optional
 
 import typer
 
-__all__ = ["serve"]
+from backforge._cli import command_app, friendly_errors
+
+__all__ = ["app", "serve"]
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -104,3 +106,8 @@ def serve(
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+app = command_app()
+"""``serve``, added to the main CLI by :mod:`backforge.cli`."""
+app.command()(friendly_errors(serve))

@@ -13,7 +13,7 @@ Bad input is one red line naming the file, the row and the field, exit code 2 â€
 Examples
 --------
 >>> from typer.testing import CliRunner
->>> result = CliRunner().invoke(events_app, ["import", "no-such-file.csv", "--format", "l2"])
+>>> result = CliRunner().invoke(app, ["import", "no-such-file.csv", "--format", "l2"])
 >>> result.exit_code, result.output.split(":")[0]
 (2, 'error')
 """
@@ -25,19 +25,13 @@ from typing import Optional
 
 import typer
 
-from backforge._cli import OneLineErrorsGroup, check_output_folder, friendly_errors
+from backforge._cli import check_output_folder, command_app, friendly_errors
 from backforge.errors import ConfigError
 
-__all__ = ["events_app"]
+__all__ = ["app"]
 
-events_app = typer.Typer(
-    name="events",
-    help="Import event data (ticks, quotes, L2 books) and run strategies on the event engine.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    cls=OneLineErrorsGroup,
-)
+app = command_app(name="events", no_args_is_help=True,
+                  help="Import event data (ticks, quotes, L2 books) and run strategies on the event engine.")
 CatalogOption = typer.Option(None, "--catalog", "-c", envvar="BACKFORGE_DATA",
                              help="Catalog folder (default ./backforge-data).")
 FORMATS = ("truefx", "binance", "l2")
@@ -82,7 +76,7 @@ def _duration(value: Optional[str], option: str) -> int:
         raise ConfigError(exc.message, path=option) from None
 
 
-@events_app.command("import")
+@app.command("import")
 @friendly_errors
 def import_command(
     path: Path = typer.Argument(..., help="The file: TrueFX quotes CSV, Binance trades (Parquet or CSV) or incremental L2 CSV."),
@@ -126,7 +120,7 @@ def import_command(
                      + (f"; {dropped:,} bad rows dropped" if dropped else ""))
 
 
-@events_app.command("synth")
+@app.command("synth")
 @friendly_errors
 def synth_command(
     kind: str = typer.Option("l2", "--kind", help="l2 (a synthetic order book) or quotes (an L1 quote stream)."),
@@ -152,7 +146,7 @@ def synth_command(
     _console().print(f"[green]stored[/] {store.write(data)} in {store.root / 'events'}: {_describe(data)}")
 
 
-@events_app.command("list")
+@app.command("list")
 @friendly_errors
 def list_command(catalog: Optional[str] = CatalogOption) -> None:
     """The stored event streams."""
@@ -165,7 +159,7 @@ def list_command(catalog: Optional[str] = CatalogOption) -> None:
         console.print(f"{name}: {_describe(store.load(name))}")
 
 
-@events_app.command("run")
+@app.command("run")
 @friendly_errors
 def run_command(
     file: Path = typer.Argument(..., help="A strategy file (YAML/JSON) with data.events."),

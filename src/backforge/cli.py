@@ -21,6 +21,7 @@ from rich.table import Table
 from backforge import __version__
 from backforge._cli import check_output_file, check_output_folder, command_app, console, err_console, friendly_errors
 from backforge.data.cli import app as data_app
+from backforge.engine.events.cli import app as events_app
 from backforge.errors import BackforgeError
 from backforge.judge.cli import app as judge_app
 from backforge.live.cli import app as live_app
@@ -387,6 +388,7 @@ def montecarlo(
 for _sub_app in (research_app, service_app, judge_app, live_app):
     app.add_typer(_sub_app)
 app.add_typer(data_app, name="data", help="Import, inspect, check, resample and query market data.")
+app.add_typer(events_app, name="events", help="Import tick, quote and L2 data; run strategies on the event engine.")
 
 
 def main() -> None:

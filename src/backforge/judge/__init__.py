@@ -17,46 +17,7 @@ from __future__ import annotations
 
 from backforge._lazy import lazy_exports
 
-__all__ = [
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-   
-]
-
-__getattr__, __dir__ = lazy_exports(__name__, {
+_EXPORTS = {
     "ApplyReport": "backforge.judge.apply", "apply_recommendations": "backforge.judge.apply",
     "split_period": "backforge.judge.apply",
     "Judgement": "backforge.judge.core", "judge": "backforge.judge.core",
@@ -76,4 +37,6 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "review": "backforge.judge.rules",
     "RunView": "backforge.judge.runs", "SignalRerunner": "backforge.judge.runs",
     "StrategyRerunner": "backforge.judge.runs", "open_run": "backforge.judge.runs",
-}, eager=globals())
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, eager=globals())

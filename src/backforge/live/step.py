@@ -45,6 +45,7 @@ from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 from backforge.live._engine import (
+    VIRTUAL_BARS,
     bounded_history,
     compact_history,
     fresh_state,
@@ -168,10 +169,17 @@ class StrategyStep:
         self.inst_order = np.full(cp.instances.shape[0], -1, dtype=np.int64)
         self.peak = np.zeros(1)
         self.t = -1
-        self._live_ts = np.zeros(1024, dtype=np.int64)
+        # bar timestamps: the kernels read the current bar's only, unless a condition counts days since an order
+        # or an entry (then every bar's is kept: 8 bytes a bar)
+        self._all_ts = _reads_past_timestamps(cp.ops)
+        self._live_ts = np.zeros(1024 if self._all_ts else 1, dtype=np.int64)
         S = cp.series.shape[1]
         self._series_row = np.zeros(S)
         self._schedule_row = np.zeros(len(portfolio.strategies), dtype=np.bool_)
+        # every row of these views aliases the one current row: the kernels read row t only
+        self._series_view = _aliased(self._series_row)
+        self._schedule_view = _aliased(self._schedule_row)
+        self._ts_view = _aliased(self._live_ts, cell=True)
         self._stack = np.zeros(cp.max_depth)
         leaf_width = max(cp.max_leaves, 1)
         self._leaves = np.zeros(leaf_width)
@@ -266,22 +274,23 @@ class StrategyStep:
         if bid:
             fields["bid"], fields["ask"] = bid[3][None], ask[3][None]
         t = self.t + 1
-        if t >= self._live_ts.shape[0]:
-            grown = np.zeros(2 * self._live_ts.shape[0], dtype=np.int64)
-            grown[: t] = self._live_ts[: t]
-            self._live_ts = grown
-        self._live_ts[t] = bar.ts_ns
+        if self._all_ts:
+            if t >= self._live_ts.shape[0]:
+                grown = np.zeros(2 * self._live_ts.shape[0], dtype=np.int64)
+                grown[: t] = self._live_ts[: t]
+                self._live_ts = grown
+            self._live_ts[t] = bar.ts_ns
+            timestamps = self._live_ts[: t + 1]
+        else:
+            self._live_ts[0] = bar.ts_ns
+            timestamps = self._ts_view
         self.state = state = grow_state(self.state, t)
         self.n += 1
         self._prev_ts, self._last_ts = self._last_ts, int(bar.ts_ns)
         self._evaluate_series(t, int(bar.ts_ns), fields)
         self._evaluate_schedule(next_ts)
         cp = self.compiled
-        # every row of these views aliases the one current row: the kernels read row t only
-        series = np.lib.stride_tricks.as_strided(self._series_row, shape=(t + 1, self._series_row.shape[0]),
-                                                 strides=(0, 8), writeable=False)
-        schedule = np.lib.stride_tricks.as_strided(self._schedule_row, shape=(t + 1, self._schedule_row.shape[0]),
-                                                   strides=(0, 1), writeable=False)
+        series, schedule = self._series_view, self._schedule_view
         quotes = (*bid, *ask) if bid else (o, h, l, c, o, h, l, c)
         orders_from, fills_from = int(state.counters[k.C_ORDERS]), int(state.counters[k.C_FILLS])
         self._n_signals[:] = 0
@@ -290,7 +299,7 @@ class StrategyStep:
                                      cp.rb_sort, cp.rb_weight, cp.rb_fixed)
         work = rt.Workspace(self.memory, self._stack, self._leaves, self.inst_order, targets, scores, chosen)
         audit = rt.Audit(self._signals, self._signal_leaves, self._n_signals)
-        ok = step_bar_nb(state, self.params, t, bar.ts_ns, k.Prices(o, h, l, c, *quotes), self._live_ts[: t + 1],
+        ok = step_bar_nb(state, self.params, t, bar.ts_ns, k.Prices(o, h, l, c, *quotes), timestamps,
                          program, work, audit, self.peak)
         if not ok:
             raise SimulationError("a record array overflowed inside the strategy step (this is a bug)")
@@ -308,7 +317,7 @@ class StrategyStep:
         last = self._last_ts if self._last_ts is not None else np.iinfo(np.int64).min
         prev = self._prev_ts if self._prev_ts is not None else np.iinfo(np.int64).min
         out.update({"memory": self.memory, "inst_order": self.inst_order, "peak": self.peak,
-                    "live_ts": self._live_ts[: t + 1],
+                    "live_ts": self._live_ts[: t + 1] if self._all_ts else self._live_ts.copy(),
                     "meta": np.array([t, self.n_warm, self.n, last, prev], dtype=np.int64)})
         return out
 
@@ -333,8 +342,27 @@ class StrategyStep:
         self.peak = arrays["peak"].copy()
         self.t = t
         live = arrays["live_ts"]
-        self._live_ts = np.zeros(max(1024, 2 * len(live)), dtype=np.int64)
-        self._live_ts[: len(live)] = live
+        if self._all_ts:
+            self._live_ts = np.zeros(max(1024, 2 * len(live)), dtype=np.int64)
+            self._live_ts[: len(live)] = live
+        else:  # the current bar's only (an older snapshot holds them all: its last)
+            self._live_ts[0] = live[-1] if len(live) else 0
+
+
+def _aliased(row: np.ndarray, *, cell: bool = False) -> np.ndarray:
+    """A read-only view of ``VIRTUAL_BARS`` rows that all alias ``row`` (``cell``: ``row`` is one value, the
+    view 1-D). Built once: the kernels index it by the bar and read row ``t`` only."""
+    shape, strides = ((VIRTUAL_BARS,), (0,)) if cell else ((VIRTUAL_BARS, row.shape[0]), (0, row.strides[0]))
+    return np.lib.stride_tricks.as_strided(row, shape=shape, strides=strides, writeable=False)
+
+
+def _reads_past_timestamps(ops: np.ndarray) -> bool:
+    """Whether a compiled program reads the timestamp of a bar before the current one (``days_since_order``,
+    ``days_since_entry``: the bar of the last fill or entry)."""
+    if ops.shape[0] == 0:
+        return False
+    state = ops[:, 0] == rt.OP_STATE
+    return bool(np.any(state & np.isin(ops[:, 1], (rt.S_DAYS_SINCE_ORDER, rt.S_DAYS_SINCE_ENTRY))))
 
 
 # ---------------------------------------------------------------------------------------- the risk layer's inputs

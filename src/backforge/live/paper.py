@@ -319,8 +319,15 @@ class PaperBroker(Broker):
 
     def positions(self) -> dict[str, Position]:
         s = self.state
-        return {sym: Position(sym, float(s.position[a]), float(s.avg_price[a]))
-                for a, sym in enumerate(self.symbols) if s.position[a] != 0.0}
+        key = s.position.tobytes() + s.avg_price.tobytes()
+        if key != self._positions_key:  # rebuilt only when a position changed (a fill, an outside change)
+            self._positions_key = key
+            self._positions = {sym: Position(sym, qty, avg) for sym, qty, avg in
+                               zip(self.symbols, s.position.tolist(), s.avg_price.tolist()) if qty != 0.0}
+        return dict(self._positions)
+
+    _positions_key: bytes | None = None
+    _positions: dict[str, Position] = {}
 
     def account(self) -> Account:
         equity = float(k.equity_nb(self.state)) if self.t >= 0 else float(self.state.cash[0])

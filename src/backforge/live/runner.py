@@ -188,6 +188,7 @@ class PaperRunner:
             if hasattr(self.feed, "seek"):
                 self.feed.seek(ts)
             self._emit("session_recovered", {"session": self.session_id, "snapshot_bar": t, "snapshot_ts": ts})
+        self._universe = frozenset(self.step.assets)
         for row in self.store.orders():
             if row["engine_id"] is not None and not row["external"]:
                 self._model_cid[int(row["engine_id"])] = row["client_order_id"]
@@ -336,9 +337,11 @@ class PaperRunner:
             elif isinstance(update, BrokerOrder):
                 self._record_order(update)
 
-    def _record_order(self, venue: BrokerOrder) -> None:
-        known = self.store.order(venue.client_order_id)
-        self.store.record_ack(venue, external=known is None and not self._is_child(venue.client_order_id))
+    def _record_order(self, venue: BrokerOrder, *, ours: bool = False) -> None:
+        """Store the venue's view of an order (``ours``: the answer to our own submit, no look-up needed)."""
+        cid = venue.client_order_id
+        external = not ours and self.store.order(cid) is None and not self._is_child(cid)
+        self.store.record_ack(venue, external=external)
         if venue.status in FINAL_STATUSES:
             self._venue_final.add(venue.client_order_id)
 
@@ -391,7 +394,7 @@ class PaperRunner:
                 return "intent"
             self.error_streak = 0
             self._crash("after_submit")
-            self._record_order(answer)
+            self._record_order(answer, ours=True)
             self._emit("order_ack", {"client_order_id": cid, "status": answer.status,
                                      "venue_order_id": answer.venue_order_id})
             return answer.status
@@ -522,14 +525,14 @@ class PaperRunner:
             return
         state = self.step.state
         mismatches = []
-        for a, symbol in enumerate(self.step.assets):
-            model = float(state.position[a])
+        for a, (symbol, model) in enumerate(zip(self.step.assets, state.position.tolist())):
             pos = venue.get(symbol)
             have = pos.qty if pos is not None else 0.0
-            if abs(model - have) > 1e-9 * max(1.0, abs(have)):
+            if model != have and abs(model - have) > 1e-9 * max(1.0, abs(have)):
                 mismatches.append((a, symbol, model, have, pos.avg_price if pos is not None else 0.0))
+        universe = self._universe
         for symbol, pos in venue.items():
-            if symbol not in self.step.assets and pos.qty != 0:
+            if symbol not in universe and pos.qty != 0:
                 self._emit("reconciliation", {"what": "external_position", "symbol": symbol, "qty": pos.qty})
         if not mismatches:
             return

@@ -35,7 +35,8 @@ def _broker(spec: str, feed: Any, portfolio: Any):
     from backforge.strategy.compiler import sim_config_of
 
     if spec == "paper":
-        return PaperBroker(feed.symbols, config=sim_config_of(portfolio), has_quotes=feed.has_quotes)
+        config = getattr(portfolio, "sim_config", None) or sim_config_of(portfolio)  # a Strategy class carries its own
+        return PaperBroker(feed.symbols, config=config, has_quotes=feed.has_quotes)
     if spec.startswith("paper:"):
         host, _, port = spec[len("paper:"):].rpartition(":")
         if not host or not port.isdigit():
@@ -54,7 +55,8 @@ def register(app: typer.Typer, console: Any, friendly_errors: Callable) -> None:
     @app.command()
     @friendly_errors
     def paper(
-        strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+        strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON), or a Python file defining a "
+                                        "backforge.Strategy class."),
         feed: str = typer.Option("replay", help="Data feed: 'replay' (the strategy's data, or --data)."),
         data: list[Path] | None = typer.Option(None, "--data", help="Data file(s) to replay instead of the strategy's "
                                                   "data spec."),
@@ -76,8 +78,14 @@ def register(app: typer.Typer, console: Any, friendly_errors: Callable) -> None:
             raise ConfigError(f"unknown --feed {feed!r}; this command replays data ('replay')", field="feed")
         if policy not in ("adopt", "halt"):
             raise ConfigError(f"--policy must be adopt or halt, got {policy!r}", field="policy")
-        portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
-                                        speed=_speed(speed))
+        if strategy.suffix == ".py":  # a file defining a backforge.Strategy class
+            from backforge.live.code_step import open_code_replay
+
+            portfolio, replay = open_code_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
+                                                 speed=_speed(speed))
+        else:
+            portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
+                                            speed=_speed(speed))
         folder = state or DEFAULT_ROOT / _slug(portfolio.name)
         venue = _broker(broker, replay, portfolio)
         runner = PaperRunner(portfolio, replay, venue, folder, config=LiveConfig(reconcile_policy=policy), force=force,

@@ -685,8 +685,7 @@ def test_pinned_rebalance_condition_compiles() -> None:
     compile_portfolio(load_portfolio(config), _data())
 
 
-@pytest.mark.xfail(strict=True, reason="an ATR stop's window error names '.window' instead of '.atr_window'")
-def test_known_atr_window_path() -> None:
+def test_atr_window_path() -> None:
     assert _compile_error({"action": {"buy": {"stop_loss": {"atr": 2, "atr_window": 400}}}}) == (
         "strategies[0].action.stop_loss.atr_window: window of 400 bars is longer than the data (252 bars)")
 

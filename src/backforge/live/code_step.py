@@ -51,6 +51,7 @@ import numpy as np
 from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
 from backforge.engine.simulator import Simulator, new_state
+from backforge.engine.risk import as_risk_config
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.live.broker import BarEvent
 from backforge.live.step import StepOutput
@@ -80,6 +81,7 @@ class CodePortfolio:
         # validates the options now (unknown keys, bad values) and lowers them once
         self.simulator = Simulator(self.universe, **self.options)
         self.sim_config = self.simulator.sim_config
+        self.risk = as_risk_config(self.options.get("risk"))  # the paper venue's fill-time caps
         try:
             source = inspect.getsource(strategy)
         except (OSError, TypeError):
@@ -356,7 +358,7 @@ def run_paper_class(strategy: type[Strategy] | str | Path, data: Any = None, *, 
 
     portfolio, feed = open_code_replay(strategy, data=data, start=start, speed=speed, **kwargs)
     if broker is None:
-        broker = PaperBroker(feed.symbols, config=portfolio.sim_config, has_quotes=feed.has_quotes)
+        broker = PaperBroker.for_portfolio(portfolio, feed.symbols, has_quotes=feed.has_quotes)
     runner = PaperRunner(portfolio, feed, broker, state, config=config, force=force, reference=feed.data)
     try:
         runner.run(max_bars=max_bars)

@@ -245,7 +245,15 @@ class _Compiler:
         if isinstance(node, sc.CrossSection):
             x = self.value(node.of, f"{path}.of")
             return ind.cross_sectional_rank(x) if node.kind == "rank" else ind.cross_sectional_percentile(x)
+        if isinstance(node, (sc.BookImbalance, sc.TradeFlow)):
+            return self.event_value(node, path)
         raise ConfigError(f"{node.kind!r} depends on position state and cannot be used here", path=path)
+
+    def event_value(self, node: Any, path: str) -> np.ndarray:
+        """Event-only indicators (book imbalance, trade flow); the event compiler
+        (``backforge.engine.events.language``) computes them, bars have none."""
+        raise ConfigError(f"{node.kind!r} needs event data: give data.events and run the file with "
+                          "`backforge events run`", path=path)
 
     def _fundamental(self, node: sc.Fundamental, path: str) -> np.ndarray:
         table = self.fundamentals
@@ -590,6 +598,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                 for n, name in enumerate(("stop_loss", "take_profit", "trailing_stop")):
                     dist = getattr(action, name)
                     if dist is not None and dist.atr is not None:
+                        c.check_window(dist.atr_window, f"{path}.action.{name}.atr_window")
                         node = sc.BarIndicator(kind="atr", window=dist.atr_window)
                         atr_cols[n] = c.series_col(c.value(node, f"{path}.action.{name}"), _key(node), j, f"atr@{c.assets[j]}")
             instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])
@@ -800,6 +809,9 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
             for name in md.assets:
                 frames[name] = md.select([name]).to_polars().drop("symbol")
         return MarketData.from_frames(frames)
+    if spec.events is not None:
+        raise ConfigError("this file runs on event data (data.events): run it with `backforge events run`",
+                          path="data.events")
     if spec.source == "synthetic":
         calendar = "equities"
         return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,

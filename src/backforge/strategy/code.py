@@ -49,8 +49,8 @@ from backforge.data.market import MarketData
 from backforge.engine.records import OrderType, SizeType, TimeInForce
 from backforge.errors import BackforgeError, ConfigError, SimulationError, did_you_mean
 
-__all__ = ["CodeDriver", "Strategy", "StrategyError", "backtest", "compiled_entry", "crossover", "load_strategy_class",
-           "strategy_parameters"]
+__all__ = ["CodeDriver", "Strategy", "StrategyError", "backtest", "class_market", "compiled_entry", "crossover",
+           "load_strategy_class", "strategy_parameters"]
 
 
 class StrategyError(BackforgeError):
@@ -208,7 +208,9 @@ class Strategy:
     booleans); :func:`backtest` overrides them by keyword.
 
     ``universe`` and ``data_spec`` (the ``data:`` mapping of a strategy file) tell ``backforge run
-    file.py`` what to run on when no ``--data`` is given.
+    file.py`` what to run on when no ``--data`` is given. ``ranges`` (``{"fast": range(5, 50, 5), "slow":
+    [50, 100, 200]}``, or a strategy file's ``{"range": [start, stop, step]}``) and ``constraints``
+    (``["fast < slow"]``) are what ``backforge optimize`` / ``walkforward file.py`` search.
     """
 
     universe: tuple[str, ...] = ("AAPL",)
@@ -325,8 +327,12 @@ def crossover(a: Any, b: Any) -> bool:
     return bool(prev <= 0.0 < now)
 
 
+_NOT_PARAMETERS = ("universe", "data_spec", "ranges", "constraints")
+
+
 def strategy_parameters(cls: type[Strategy]) -> dict[str, Any]:
-    """The parameters a strategy class declares: its public class attributes that are plain values.
+    """The parameters a strategy class declares: its public class attributes that are plain values
+    (not ``universe``, ``data_spec``, nor the search's ``ranges`` and ``constraints``).
 
     >>> class S(Strategy):
     ...     window = 20
@@ -339,7 +345,7 @@ def strategy_parameters(cls: type[Strategy]) -> dict[str, Any]:
         if klass in (object, Strategy):
             continue
         for name, value in vars(klass).items():
-            if not name.startswith("_") and name not in ("universe", "data_spec") and \
+            if not name.startswith("_") and name not in _NOT_PARAMETERS and \
                     isinstance(value, (int, float, str, bool)) and not callable(value):
                 out[name] = value
     return dict(sorted(out.items()))
@@ -693,9 +699,10 @@ def backtest(data: MarketData | Any, strategy: type[Strategy], *, config: Any = 
     return result
 
 
-def load_strategy_class(path: str | Path, name: str | None = None) -> type[Strategy]:
+def load_strategy_class(path: str | Path, name: str | None = None, *, compiled: bool = False) -> type[Strategy]:
     """The :class:`Strategy` subclass defined in a Python file (``name`` picks one when there are several);
-    one clear line when the file has none, several, or does not import."""
+    one clear line when the file has none, several, or does not import. ``compiled``: a
+    :func:`~backforge.strategy.compiled.compiled` class defined in the file counts too (searches run both)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("strategy file not found", path=str(path))
@@ -712,8 +719,9 @@ def load_strategy_class(path: str | Path, name: str | None = None) -> type[Strat
         raise ConfigError(f"the file does not import: {type(exc).__name__} ({_where(exc, path)}): {exc}",
                           path=str(path)) from None
     found = {n: obj for n, obj in vars(module).items()
-             if isinstance(obj, type) and issubclass(obj, Strategy) and obj is not Strategy
-             and obj.__module__ == module_name}
+             if isinstance(obj, type) and obj.__module__ == module_name and (
+                 (issubclass(obj, Strategy) and obj is not Strategy)
+                 or (compiled and getattr(obj, "__backforge_compiled__", False)))}
     if name is not None:
         if name not in found:
             raise ConfigError(f"no Strategy subclass {name!r} in the file{did_you_mean(name, found)}"
@@ -726,6 +734,24 @@ def load_strategy_class(path: str | Path, name: str | None = None) -> type[Strat
         raise ConfigError(f"the file defines several strategies ({', '.join(found)}): pick one with --strategy",
                           path=str(path))
     return next(iter(found.values()))
+
+
+def class_market(strategy: type, base: Path, data: Any = None, start: Any = None, end: Any = None) -> MarketData:
+    """The market data a class runs on from the command line: ``data`` (files) when given, else the class's
+    ``data_spec`` for its ``universe`` (validated like a strategy file's ``data:``, files relative to
+    ``base``), cut to ``start`` / ``end`` or the data spec's own period."""
+    from backforge.strategy.compiler import load_data
+    from backforge.strategy.schema import load_portfolio
+
+    spec = {"name": strategy.__name__, "universe": list(getattr(strategy, "universe", Strategy.universe)),
+            "data": dict(getattr(strategy, "data_spec", None) or {}),
+            "strategies": [{"name": "data", "action": {"kind": "alert"}}]}
+    portfolio = load_portfolio(spec)
+    files = [data] if isinstance(data, (str, Path)) else list(data) if data else None
+    market = load_data(portfolio, base=base, override=[Path(f) for f in files] if files else None)
+    if start or end or portfolio.data.start or portfolio.data.end:
+        market = market.slice(start or portfolio.data.start, end or portfolio.data.end)
+    return market
 
 
 def _where(exc: BaseException, path: Path) -> str:

@@ -4,6 +4,7 @@ killed and restarted continues with the strategy's own state; ``backforge paper 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from backforge.engine import kernels as k
 from backforge.live import session_tables
 from backforge.live.code_step import run_paper_class
 from backforge.strategy.code import Strategy, backtest, crossover, load_strategy_class
+from backforge.strategy import indicators as ind
 from backforge.strategy.indicators import sma
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +95,49 @@ def test_paper_replay_of_a_class_equals_its_backtest(market, tmp_path):
     assert result.summary()["trades"] >= 4 and (result.orders["role"] == "stop_loss").any()
     _assert_parity(result, runner, tmp_path / "s")
     assert runner.step.driver.instance.entries >= 4
+
+
+class Many(Strategy):
+    """Indicators of every streaming kind (two assets, duration windows, an indicator of an indicator) and
+    one plain function, which a session recomputes."""
+
+    def init(self):
+        d = self.data
+        self.a = self.I(ind.sma, d.close, d.timestamps, 5)
+        self.b = self.I(ind.ema, d.close, d.timestamps, "20d")
+        self.c = self.I(ind.atr, d.high, d.low, d.close, d.timestamps, 14)
+        self.d = self.I(ind.rsi, d.close, d.timestamps)
+        self.e = self.I(ind.stddev, self.a, d.timestamps, "30d")
+        self.f = self.I(ind.rolling_max, d.high, d.timestamps, 20)
+        self.g = self.I(ind.pct_change, d.close)
+        self.h = self.I(ind.vwap, d.high, d.low, d.close, d.volume, d.timestamps, 10)
+        self.i = self.I(ind.zscore, d.close, d.timestamps, 15)
+        self.j = self.I(np.multiply, d.close, 2.0)
+
+    def next(self):
+        a, b = np.asarray(self.a), np.asarray(self.b)
+        for j, asset in enumerate(self.data.assets):
+            if crossover(a[:, j], b[:, j]) and not self.position_of(asset):
+                self.buy(0.3, asset=asset)
+            elif crossover(b[:, j], a[:, j]) and self.position_of(asset):
+                self.close(asset=asset)
+
+
+def test_session_indicators_stream_and_equal_the_batch_values(tmp_path):
+    """Every declared indicator, extended bar by bar in the session, equals the batch kernel over all the
+    bars; the kernels with a streaming form stream (constant work per bar) when the streaming module exists."""
+    data = bf.synth(n_assets=2, years=1.5, seed=4)
+    start = 150
+    runner = run_paper_class(Many, data, state=tmp_path / "s", start=start, fee_rate=0.001)
+    run = runner.step.driver.run
+    assert runner.step.n == data.n_bars
+    for series, function, args, kwargs in run.declared:
+        assert np.array_equal(series._full, run._evaluate(function, args, kwargs), equal_nan=True), function
+    streams = importlib.util.find_spec("backforge.strategy.streaming") is not None
+    assert runner.step.streamed == [streams] * 9 + [False]
+    result = backtest(data, Many, start=start, fee_rate=0.001)
+    assert result.summary()["trades"] >= 2
+    _assert_parity(result, runner, tmp_path / "s")
 
 
 def test_a_restarted_session_keeps_the_strategy_state(market, tmp_path):

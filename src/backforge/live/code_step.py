@@ -5,10 +5,16 @@
 (:class:`~backforge.strategy.code.CodeDriver`): per bar, the compiled bar step, then the hooks and ``next``;
 orders through the same compiled order path. What differs from :func:`~backforge.strategy.code.backtest` is
 where the data comes from: the strategy sees the bars received so far (warm-up history, then live bars),
-and every indicator it declared with ``self.I(...)`` is recomputed on them at each bar. The indicator
-kernels stream forward (row ``t`` depends on rows ``<= t`` only), so the values equal the backtest's bit for
-bit and nothing can look ahead; the cost is O(bars so far) per bar. Replaying a data set through a session
-therefore gives the orders, fills and equity of ``backtest(data, MyStrategy, start=s)``.
+and every indicator it declared with ``self.I(...)`` is extended to the new bar. An indicator of
+:mod:`backforge.strategy.indicators` (``sma``, ``ema``, ``wma``, ``rsi``, ``stddev``, ``zscore``, ``rolling_max`` /
+``rolling_min``, ``rolling_sum``, ``lag``, ``returns`` / ``rate_of_change`` / ``pct_change``, ``volume_average``,
+``atr``, ``vwap``) whose inputs are data fields or other declared indicators is advanced by its streaming
+kernel (:class:`backforge.strategy.streaming.WindowStream`, when that module is installed): constant work
+per bar, values bit-identical to the batch kernel (checked once against the batch values at start). Any
+other function is recomputed on the bars so far at each bar (O(bars so far): the kernels stream forward,
+row ``t`` depends on rows ``<= t`` only, so the values still equal the backtest's and nothing can look
+ahead). Replaying a data set through a session therefore gives the orders, fills and equity of
+``backtest(data, MyStrategy, start=s)``; :attr:`CodeStep.streamed` says which indicators stream.
 
 Persistence: each snapshot holds the engine state and the strategy's own attributes (pickled, with its
 indicator and data views saved as references and re-attached on restore); the strategy's attributes must
@@ -145,6 +151,84 @@ class _Unpickler(pickle.Unpickler):
         return self._run
 
 
+def _stream_kinds() -> dict:
+    """Indicator function -> (streaming kind, its input argument names)."""
+    from backforge.strategy import indicators as ind
+
+    one = ("values",)
+    return {ind.sma: ("sma", one), ind.rolling_sum: ("rolling_sum", one), ind.ema: ("ema", one),
+            ind.wma: ("wma", one), ind.rsi: ("rsi", one), ind.stddev: ("stddev", one), ind.zscore: ("zscore", one),
+            ind.rolling_max: ("rolling_max", one), ind.rolling_min: ("rolling_min", one), ind.lag: ("lag", one),
+            ind.returns: ("returns", one), ind.rate_of_change: ("returns", one), ind.pct_change: ("returns", one),
+            ind.volume_average: ("volume_average", ("volume",)), ind.atr: ("atr", ("high", "low", "close")),
+            ind.vwap: ("vwap", ("high", "low", "close", "volume"))}
+
+
+class _IndicatorStream:
+    """One declared indicator advanced by a streaming kernel: its values live in a growing buffer and its
+    series views rows ``:n`` of it."""
+
+    def __init__(self, series: _Series, stream: Any, inputs: list[_Series], one_d: bool) -> None:
+        self.series, self.stream, self.inputs, self.one_d = series, stream, inputs, one_d
+        self.n = 0
+        self.buffer = np.zeros((0,) + series._full.shape[1:])
+
+    @classmethod
+    def build(cls, series: _Series, function: Any, args: tuple, kwargs: dict) -> "_IndicatorStream | None":
+        """The stream of ``function(*args, **kwargs)``, or None when it has none (another function, inputs
+        that are not data fields or declared indicators, or no streaming module)."""
+        try:
+            from backforge.strategy.streaming import WindowStream
+        except ImportError:
+            return None
+        from backforge.strategy import indicators as ind
+
+        plan = _stream_kinds().get(function)
+        if plan is None:
+            return None
+        kind, names = plan
+        try:
+            bound = inspect.signature(function).bind(*args, **kwargs)
+        except TypeError:
+            return None
+        bound.apply_defaults()
+        values = bound.arguments
+        inputs = [values.get(name) for name in names]
+        if not all(isinstance(x, _Series) and x._full.dtype == np.float64 and x._full.ndim in (1, 2) for x in inputs):
+            return None
+        stamps = values.get("timestamps")
+        if stamps is not None and not isinstance(stamps, _Series):
+            return None
+        shape = inputs[0]._full.shape
+        if any(x._full.shape != shape for x in inputs) or series._full.shape != shape:
+            return None
+        try:
+            bars, ns = ind._window(values.get("window"), "window")
+        except Exception:  # noqa: BLE001 - the batch call accepted it: only a form this adapter does not lower
+            return None
+        stream = WindowStream(kind, bars if ns == 0 else 0, 1 if len(shape) == 1 else shape[1])
+        stream.params = (bars, ns)
+        return cls(series, stream, inputs, len(shape) == 1)
+
+    def advance(self, n: int, timestamps: np.ndarray) -> None:
+        """Extend the values to rows ``:n`` (the inputs already reach row ``n - 1``)."""
+        lo = self.n
+        if n <= lo:
+            return
+        if n > self.buffer.shape[0]:
+            grown = np.zeros((max(2 * self.buffer.shape[0], n + 256),) + self.buffer.shape[1:])
+            grown[:lo] = self.buffer[:lo]
+            self.buffer = grown
+        rows = [x._full[lo:n] for x in self.inputs]
+        if self.one_d:
+            rows = [r[:, None] for r in rows]
+        out = self.stream.push(np.ascontiguousarray(rows[0]), np.ascontiguousarray(timestamps[lo:n]),
+                               *(np.ascontiguousarray(r) for r in rows[1:]))
+        self.buffer[lo:n] = out[:, 0] if self.one_d else out
+        self.n = n
+        self.series._set(self.buffer[:n])
+
+
 class CodeStep:
     """A :class:`Strategy` class stepped one bar at a time (see the module docstring); ``history`` holds the
     warm-up bars (seen by ``init`` and ``next``, never traded), ``feed_symbols`` names the columns of the bars
@@ -178,6 +262,7 @@ class CodeStep:
         self.t = -1
         self._prices: k.Prices | None = None
         self.driver = CodeDriver(portfolio.strategy, portfolio.params, self.history(), sim, offset=self.n_warm)
+        self._streams: dict[int, _IndicatorStream] = {}
         self._started = False
         if self.n_warm:
             self._start()
@@ -230,10 +315,43 @@ class CodeStep:
     def state(self, value: k.State) -> None:
         self.driver.run.state = value
 
+    @property
+    def streamed(self) -> list[bool]:
+        """For each indicator declared in ``init`` (in order): whether it streams (constant work per bar) or
+        is recomputed on the bars so far at each bar."""
+        return [i in self._streams for i in range(len(self.driver.run.declared))]
+
     def _start(self) -> None:
-        self.driver.run.rebind(self.history())
+        run = self.driver.run
+        run.rebind(self.history())
         self.driver.init()
+        self._streams = {}
+        for i, (series, function, args, kwargs) in enumerate(run.declared):
+            stream = _IndicatorStream.build(series, function, args, kwargs)
+            if stream is None:
+                continue
+            batch = series._full
+            stream.advance(self.n, self._ts)  # the warm-up through the stream: its state, checked against batch
+            if np.array_equal(series._full, batch, equal_nan=True):
+                self._streams[i] = stream
+            else:
+                series._set(batch)
         self._started = True
+
+    def _rebind(self) -> None:
+        """Point the strategy's views at the bars received so far and extend every declared indicator to
+        the last one (streamed, or recomputed), in declaration order."""
+        run = self.driver.run
+        run.data = self.history()
+        for (name, column), series in run._fields.items():
+            series._set(run._column(name, column))
+        streams, n, ts = self._streams, self.n, self._ts
+        for i, (series, function, args, kwargs) in enumerate(run.declared):
+            stream = streams.get(i)
+            if stream is not None:
+                stream.advance(n, ts)
+            else:
+                series._set(run._evaluate(function, args, kwargs))
 
     def _engine_prices(self) -> k.Prices:
         """Rows ``n_warm:`` of the buffer: engine bar ``i`` reads row ``i`` (views of the buffer)."""
@@ -263,7 +381,7 @@ class CodeStep:
         if not self._started:
             self._start()
         else:
-            self.driver.run.rebind(self.history())
+            self._rebind()
         t = self.t + 1
         state = self.state
         orders_from, fills_from = int(state.counters[k.C_ORDERS]), int(state.counters[k.C_FILLS])
@@ -311,7 +429,7 @@ class CodeStep:
         if not self._started:
             self._start()
         else:
-            self.driver.run.rebind(self.history())
+            self._rebind()
         self.state = grow_state(state_from_arrays(arrays), t + 1)
         attributes = _Unpickler(io.BytesIO(arrays["strategy"].tobytes()), self.driver.run).load()
         vars(self.driver.instance).update(attributes)

@@ -239,8 +239,10 @@ class Strategy:
     def I(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> _Series:  # noqa: E743 - backtesting.py's name
         """Compute an indicator once over the whole history (call it in :meth:`init`); in :meth:`next` it is
         truncated to the current bar like the data. Arguments that are data or other indicators are passed
-        as whole arrays. (A paper/live session recomputes each declared indicator on the bars received so
-        far at every bar: pass ``self.data`` fields and indicators themselves, not arrays made from them.)"""
+        as whole arrays. (A paper/live session extends each declared indicator to every new bar — streamed,
+        in constant time, for the kernels of :mod:`backforge.strategy.indicators`; other functions are
+        recomputed on the bars so far: pass ``self.data`` fields and indicators themselves, not arrays made
+        from them.)"""
         if self._run.t is not None:
             raise StrategyError("declare indicators in init(), not in next(): next() sees only the past")
         return self._run.declare(function, args, kwargs)

@@ -185,3 +185,10 @@ def test_backforge_paper_runs_a_python_file(tmp_path, monkeypatch):
     none.write_text("x = 1\n")
     bad = CliRunner().invoke(app, ["paper", str(none), "--state", str(tmp_path / "n")])
     assert bad.exit_code == 2 and "defines no Strategy subclass" in bad.output and "Traceback" not in bad.output
+    boom = tmp_path / "boom.py"  # no --start: no warm-up, init() on the first bar; next() raises at bar 30
+    boom.write_text("import backforge as bf\n\n\nclass Boom(bf.Strategy):\n    data_spec = {'source': 'synthetic', "
+                    "'years': 1}\n\n    def next(self):\n        if self.bar == 30:\n            raise ValueError('bad')\n")
+    bad = CliRunner().invoke(app, ["paper", str(boom), "--state", str(tmp_path / "b")])
+    lines = bad.output.strip().splitlines()
+    assert bad.exit_code == 2 and len(lines) == 1 and "Traceback" not in bad.output, bad.output
+    assert "Boom.next() raised ValueError at bar 30" in lines[0] and "boom.py:9" in lines[0]

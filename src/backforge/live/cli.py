@@ -68,6 +68,8 @@ def paper(
     policy: str = typer.Option("adopt", help="On a mismatch with the broker: adopt | halt."),
     force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy version."),
     max_bars: int | None = typer.Option(None, min=1, help="Stop after this many bars."),
+    strategy_class: str | None = typer.Option(None, "--strategy", help="With a Python file that defines several "
+                                              "Strategy classes: the one to run."),
 ) -> None:
     """Run a strategy file as a paper session: bar by bar, persisted, recoverable (rerun to resume)."""
     from backforge.live.runner import LiveConfig, PaperRunner, _slug
@@ -81,8 +83,10 @@ def paper(
         from backforge.live.code_step import open_code_replay
 
         portfolio, replay = open_code_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
-                                             speed=_speed(speed))
+                                             speed=_speed(speed), name=strategy_class)
     else:
+        if strategy_class:
+            raise ConfigError("--strategy picks a class in a Python strategy file", field="strategy")
         portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
                                         speed=_speed(speed))
     folder = state or DEFAULT_ROOT / _slug(portfolio.name)

@@ -270,7 +270,7 @@ class CodeStep:
     # ------------------------------------------------------------------ bar buffer
     def _append(self, ts: np.ndarray, rows: list[np.ndarray], quotes: list[np.ndarray] | None) -> None:
         m = len(ts)
-        if self.n + m > self._cap:
+        if self.n + m > self._cap or not self._buffer:
             cap = max(2 * self._cap, self.n + m + 256, 1024)
             A = len(self.assets)
             grown = np.zeros(cap, dtype=np.int64)

@@ -131,7 +131,7 @@ def class_space(strategy: type, ranges: Mapping[str, Any] | None = None,
     try:
         if not ranges:
             raise ConfigError(f"{strategy.__name__} declares no parameter ranges: add e.g. ranges = {{'fast': "
-                              "range(5, 50, 5)}} to the class (or pass ranges / --range fast=5:50:5)", field="ranges")
+                              "range(5, 50, 5)} to the class (or pass ranges / --range fast=5:50:5)", field="ranges")
         if not isinstance(ranges, Mapping):
             raise ConfigError(f"ranges must map parameter names to values, got {type(ranges).__name__}", field="ranges")
         if isinstance(constraints, str) or not isinstance(constraints, (list, tuple)):

@@ -168,6 +168,10 @@ def test_a_compiled_class_is_searched_but_not_walked_forward(tmp_path):
     assert json.loads((_saved(out, "optimize-cross_nb") / "summary.json").read_text())["trials"] == 2
     _one_line_error(_invoke("walkforward", path, "--in-sample", "1y", "--out-of-sample", "6mo", "--out", out),
                     "CrossNb is a compiled strategy", "walk-forward is not supported")
+    done = _invoke("run", path, "--no-report", "--out", tmp_path / "run")  # `run` takes a compiled class too
+    assert done.exit_code == 0 and "saved run" in done.output, done.output
+    _one_line_error(_invoke("paper", path, "--state", tmp_path / "session"), "cross_nb.py",
+                    "defines only compiled strategies (CrossNb)")
     with pytest.raises(bf.ConfigError, match="compiled strategy"):
         walk_forward_class(bf.synth(n_assets=1, years=2), load_strategy_class(path, compiled=True), {"fast": [5]},
                            in_sample=200, out_of_sample=100)

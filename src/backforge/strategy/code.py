@@ -730,6 +730,11 @@ def load_strategy_class(path: str | Path, name: str | None = None, *, compiled: 
                               + (f" (it defines {', '.join(found)})" if found else ""), path=str(path))
         return found[name]
     if not found:
+        only = [n for n, obj in vars(module).items() if isinstance(obj, type) and obj.__module__ == module_name
+                and getattr(obj, "__backforge_compiled__", False)]
+        if only:
+            raise ConfigError(f"the file defines only compiled strategies ({', '.join(only)}): this command runs a "
+                              "Strategy class (class MyStrategy(backforge.Strategy): ...)", path=str(path))
         raise ConfigError("the file defines no Strategy subclass (class MyStrategy(backforge.Strategy): ...)",
                           path=str(path))
     if len(found) > 1:

@@ -175,3 +175,15 @@ def test_a_compiled_class_is_searched_but_not_walked_forward(tmp_path):
     with pytest.raises(bf.ConfigError, match="compiled strategy"):
         walk_forward_class(bf.synth(n_assets=1, years=2), load_strategy_class(path, compiled=True), {"fast": [5]},
                            in_sample=200, out_of_sample=100)
+
+
+def test_bf_optimize_and_walk_forward_accept_a_class(cross_file):
+    cls = load_strategy_class(cross_file)
+    data = class_market(cls, cross_file.parent)
+    mine = bf.optimize(cls, data, method="random", samples=3, seed=2, fee_rate=0.001)
+    theirs = optimize_class(data, cls, method="random", samples=3, seed=2, fee_rate=0.001)
+    assert [t.params for t in mine.trials] == [t.params for t in theirs.trials] and mine.n_trials == 3
+    assert [t.metrics for t in mine.trials] == [t.metrics for t in theirs.trials]
+    wf = bf.walk_forward(cls, data, in_sample="1y", out_of_sample="6mo", ranges={"fast": [5, 10], "slow": [30]})
+    expected = walk_forward_class(data, cls, {"fast": [5, 10], "slow": [30]}, in_sample="1y", out_of_sample="6mo")
+    assert wf.windows.equals(expected.windows)

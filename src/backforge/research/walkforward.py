@@ -135,7 +135,21 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
     ...                   executor=LocalExecutor(1))
     >>> wf.windows.height
     4
+
+    ``raw`` may also be a :class:`backforge.Strategy` class: the analysis is
+    :func:`backforge.strategy.search.walk_forward_class` (``ranges=`` / ``constraints=`` default to the
+    class's own; keywords other than ``metric``, ``method``, ``samples``, ``seed`` are backtest options).
     """
+    if isinstance(raw, type):
+        from backforge.strategy.search import walk_forward_class
+
+        chosen = {k: v for k, v in (search.model_dump() if search is not None else {}).items()
+                  if k in ("method", "samples", "seed")}
+        if search is not None:
+            chosen["metric"] = search.metric[0]
+        return walk_forward_class(data, raw, options.pop("ranges", None), constraints=options.pop("constraints", None),
+                                  in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored, start=start,
+                                  end=end, workers=getattr(executor, "workers", None) or 1, **chosen, **options)
     defaults = {"samples": 50, "population": 20, "generations": 10}
     if search is None:
         search = SearchConfig(**{**defaults, **options})

@@ -5,7 +5,6 @@ one line naming the file and line, exit code 2."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import polars as pl
 import pytest
@@ -17,10 +16,8 @@ from backforge.strategy.code import class_market, load_strategy_class
 from backforge.strategy.search import optimize_class, walk_forward_class
 
 SOURCE = '''
-import numba
 import backforge as bf
 from backforge.strategy.code import crossover
-from backforge.strategy.compiled import compiled, buy_nb, close_nb, position_nb
 from backforge.strategy.indicators import sma
 
 

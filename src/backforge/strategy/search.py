@@ -160,8 +160,8 @@ def class_space(strategy: type, ranges: Mapping[str, Any] | None = None,
             for value in p.values:
                 _split(strategy, {p.name: value})  # each value has the parameter's type
                 if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
-                    raise ConfigError(f"parameter {p.name!r} of {strategy.__name__} is int ({default!r}), got {value!r}",
-                                      field=f"ranges.{p.name}")
+                    raise ConfigError(f"parameter {p.name!r} of {strategy.__name__} is int ({default!r}), "
+                                      f"got {value!r}", field=f"ranges.{p.name}")
     except ConfigError as exc:
         inside = exc.path or exc.field or ""
         line = where_constraints if where_constraints and inside.startswith("constraints") else where

@@ -146,7 +146,8 @@ class PaperRunner:
         self.session_id = session_id or f"{_slug(portfolio.name)}-{config_hash(spec)[:8]}"
         self.store = SessionStore.open(self.folder, config=spec, session_id=self.session_id, force=force)
         self.session_id = self.store.session_id
-        self._log = open(self.folder / "events.jsonl", "a", buffering=1)
+        self._log = open(self.folder / "events.jsonl", "a", buffering=1 << 16)
+        self._log_held = False  # inside on_bar: the bar's lines are written at its end (one write, not one per line)
         self._crash_counts: dict[str, int] = {}
         self.halted = self.store.meta("halted") or ""
         self.error_streak = 0
@@ -155,6 +156,7 @@ class PaperRunner:
         self.bars_processed = 0
         self.last_latency_ns = 0
         self._recent_orders: deque[tuple[int, int]] = deque()
+        self._recent_total = 0  # the sum of _recent_orders' counts
         self._venue_final: set[str] = set()
         self._model_cid: dict[int, str] = {}
         self._last_bar_wall = time.monotonic()
@@ -271,8 +273,13 @@ class PaperRunner:
             self._emit("bar_dropped", {"ts": bar.ts_ns, "last_ts": last, "why": what})
             return False
         self._last_bar_wall = time.monotonic()
-        with self.store.bar_batch():  # one transaction per bar, committed before the first order is sent
-            return self._on_bar(bar, started, fingerprint)
+        self._log_held = True
+        try:
+            with self.store.bar_batch():  # one transaction per bar, committed before the first order is sent
+                return self._on_bar(bar, started, fingerprint)
+        finally:
+            self._log_held = False
+            self._log.flush()
 
     def _on_bar(self, bar: BarEvent, started: int, fingerprint: str) -> bool:
         step = self.step
@@ -457,8 +464,8 @@ class PaperRunner:
                 status, reason = "refused", f"notional {qty * price:,.2f} above max_notional_per_order"
             else:
                 while self._recent_orders and self._recent_orders[0][0] <= t - cfg.rate_window_bars:
-                    self._recent_orders.popleft()
-                if sum(n for _, n in self._recent_orders) >= cfg.max_orders_per_bar:
+                    self._recent_total -= self._recent_orders.popleft()[1]
+                if self._recent_total >= cfg.max_orders_per_bar:
                     status, reason = "refused", (f"order-rate limit: more than {cfg.max_orders_per_bar} orders in "
                                                  f"{cfg.rate_window_bars} bars")
                 else:
@@ -473,6 +480,7 @@ class PaperRunner:
                 tripping = reason
             if status == "intent":
                 self._recent_orders.append((t, 1))
+                self._recent_total += 1
         fresh_flags = self.store.write_intents([d[7] for d in decided])  # durable before anything is sent
         for (oid, cid, symbol, side, qty, kind, request, intent, status, reason), fresh in zip(decided, fresh_flags):
             self._crash("after_intent")
@@ -619,8 +627,12 @@ class PaperRunner:
 
     # ================================================================== observability
     def _emit(self, kind: str, payload: dict) -> None:
-        """One event-log line; reconciliation, halt, repair and refusal events also go to the store."""
+        """One event-log line (written at once, or with the rest of its bar's lines when the bar ends: the log is
+        for reading, the store is the durable record); reconciliation, halt, repair and refusal events also go to
+        the store."""
         self._log.write(json.dumps({"wall_ns": time.time_ns(), "kind": kind, **payload}, default=str) + "\n")
+        if not self._log_held:
+            self._log.flush()
         if kind in _STORED_EVENTS:
             self.store.event(kind, payload)
 

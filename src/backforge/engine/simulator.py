@@ -370,7 +370,7 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
                            sig_cfg: SignalConfig, params: k.Params, sp: k.SignalParams, prices: k.Prices,
                            signals: tuple[np.ndarray, ...], brackets: int):
     """:func:`from_signals` with independent accounts (one compiled, parallel call for all of them)."""
-    from backforge.engine.accounts import AccountStates, account_state, merge_states, run_signal_accounts_nb
+    from backforge.engine.accounts import AccountStates, account_state, merge_account_states, run_signal_accounts_nb
     from backforge.results.result import Result
 
     order = [i for _, indices in accounts for i in indices]
@@ -402,7 +402,7 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
         raise SimulationError("record capacity could not be sized; the simulation produced too many orders")
     per_account = [account_state(states, g, n, rk.empty_risk_book(n)) for g, n in enumerate(sizes)]
     indices = [indices for _, indices in accounts]
-    combined = merge_states(per_account, indices, data.n_assets)
+    combined = merge_account_states(states, sizes, indices, data.n_assets, per_account)
     result = Result(data=data, state=combined, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
     result.risk_config = None
     result.accounts = _Accounts(data, accounts, per_account, sim_cfg, sig_cfg, cash)

@@ -202,6 +202,19 @@ def bar_prices_nb(prices: Prices, t: int) -> Prices:
 
 
 @kernel
+def rising_edges_nb(signal, out) -> None:
+    """Add each column's number of False → True transitions of ``signal`` ``[T, A]`` (a True first row
+    counts) to ``out[a]``: one pass, no temporaries."""
+    if signal.shape[0] == 0:
+        return
+    for a in range(signal.shape[1]):
+        out[a] += signal[0, a]
+    for t in range(1, signal.shape[0]):
+        for a in range(signal.shape[1]):
+            out[a] += signal[t, a] > signal[t - 1, a]
+
+
+@kernel
 def overflowed_nb(state: State) -> bool:
     """True when a record array ran out of room (the caller retries with more capacity)."""
     return state.counters[C_OVERFLOW] != 0

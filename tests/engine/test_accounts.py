@@ -91,3 +91,34 @@ def test_bad_groups_are_refused(data: MarketData) -> None:
         assert info.value.field == field
     with pytest.raises(bf.ConfigError, match="risk rules need one shared account"):
         bf.from_signals(data, up, down, cash_sharing=False, risk={"max_gross": 1.0})
+
+
+@pytest.mark.parametrize("groups", [None, "reordered"])
+def test_fast_merge_is_the_reference_merge_field_for_field(data: MarketData, groups) -> None:
+    """``merge_account_states`` (compiled, one pass) equals ``merge_states`` (the NumPy reference) in
+    every field of the combined State, records and order included."""
+    from backforge.engine import accounts as ac
+
+    up, down = signals(data)
+    a, b, c = data.assets
+    captured = {}
+    original = ac.merge_account_states
+
+    def spy(states, sizes, indices, n_assets, per_account):
+        captured["reference"] = ac.merge_states(per_account, indices, n_assets)
+        return original(states, sizes, indices, n_assets, per_account)
+
+    ac.merge_account_states = spy
+    try:
+        result = bf.from_signals(data, up, down, down, up, cash=30_000, cash_sharing=False,
+                                 groups={"x": [c, a], "y": [b]} if groups else None, **OPTIONS)
+    finally:
+        ac.merge_account_states = original
+    reference = captured["reference"]
+    for name in reference._fields:
+        if name == "risk":
+            continue
+        got, want = getattr(result.state, name), getattr(reference, name)
+        assert got.dtype == want.dtype and got.shape == want.shape, name
+        assert got.tobytes() == want.tobytes(), name
+    assert result.state.fills.shape[0] > 0 and result.state.trades.shape[0] > 0

@@ -875,3 +875,40 @@ def test_flat_windows_and_zero_volume_give_documented_values():
     np.testing.assert_array_equal(
         ind.vwap(price, price, price, np.array([0.0, 0.0, 5.0, 0.0]), None, 2), [np.nan, np.nan, 12.0, 12.0]
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# the bar-window fast path of the sliding sum (issue 17) is the general kernel, bit for bit
+# ---------------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_rows=st.integers(1, 3000),
+    window=st.sampled_from([1, 2, 3, 20, 1023, 1024, 1025, 2500]),
+    nan_fraction=st.sampled_from([0.0, 0.05, 0.5]),
+    seed=st.integers(0, 2**16),
+)
+def test_bar_window_sum_is_the_general_kernel_bit_for_bit(n_rows, window, nan_fraction, seed):
+    rng = np.random.default_rng(seed)
+    values = (100.0 + np.cumsum(rng.normal(size=(n_rows, 2)), axis=0)) * rng.choice([1e-3, 1.0, 1e6])
+    values[rng.random(values.shape) < nan_fraction] = np.nan
+    timestamps = np.arange(n_rows, dtype=np.int64) * NS_PER_MIN
+    general = {}
+    for as_mean in (True, False):
+        general[as_mean] = np.full(values.shape, -1.0)
+        fast = np.full(values.shape, -2.0)
+        for col in range(2):
+            ind._rolling_sum_col_nb(values, timestamps, col, window, 0, as_mean, general[as_mean])
+            ind._rolling_sum_bars_col_nb(values, col, window, as_mean, fast)
+        np.testing.assert_array_equal(fast, general[as_mean])  # NaN where NaN, every other value identical
+    np.testing.assert_array_equal(ind.sma(values, timestamps, window), general[True])
+    np.testing.assert_array_equal(ind.rolling_sum(values, None, window), general[False])
+
+
+def test_non_increasing_timestamps_are_found_in_one_pass():
+    ts = np.array([1, 2, 3, 3, 5], dtype=np.int64)
+    assert ind._first_not_increasing_nb(ts) == 3
+    assert ind._first_not_increasing_nb(np.array([1, 2, 4], dtype=np.int64)) == -1
+    with pytest.raises(DataError, match="row 3"):
+        ind.sma(np.arange(5.0), ts, 2)

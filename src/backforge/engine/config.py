@@ -81,14 +81,22 @@ class SimConfig(_Frozen):
         return np.array([float(value.get(a, default)) for a in assets])
 
     def lower(self, assets: tuple[str, ...], *, has_quotes: bool) -> Params:
-        """Compile to the ``Params`` record the kernels take."""
-        arr = lambda name: self.per_asset(name, assets)  # noqa: E731
+        """Compile to the ``Params`` record the kernels take (the per-asset arrays are rows of one
+        ``[10, A]`` allocation)."""
+        block = np.empty((len(_PER_ASSET_FIELDS), len(assets)))
+        for i, name in enumerate(_PER_ASSET_FIELDS):
+            value = getattr(self, name)
+            block[i] = self.per_asset(name, assets) if isinstance(value, dict) else float(value)
+        rows = dict(zip(_PER_ASSET_FIELDS, block))
         return Params(
             float(self.cash), float(self.leverage), float(self.maintenance_margin), float(self.financing_rate),
-            bool(self.financing_rate > 0 or bool(np.any(arr("borrow_rate") > 0))), bool(self.allow_partial), bool(self.allow_short), bool(has_quotes), bool(self.record_positions),
-            arr("fee_rate"), arr("fee_per_unit"), arr("fee_per_order"), arr("fee_min"), arr("slippage_bps"),
-            arr("slippage_range"), arr("spread"), arr("lot_size"), arr("min_qty"), arr("borrow_rate"),
+            bool(self.financing_rate > 0 or bool(np.any(rows["borrow_rate"] > 0))), bool(self.allow_partial),
+            bool(self.allow_short), bool(has_quotes), bool(self.record_positions), **rows,
         )
+
+
+_PER_ASSET_FIELDS = ("fee_rate", "fee_per_unit", "fee_per_order", "fee_min", "slippage_bps", "slippage_range", "spread",
+                     "lot_size", "min_qty", "borrow_rate")
 
 
 class SignalConfig(_Frozen):
@@ -184,6 +192,26 @@ def split_options(options: Mapping[str, Any]) -> tuple[SimConfig, SignalConfig]:
     >>> sim.cash, sig.stop_loss
     (1000.0, 0.05)
     """
+    try:
+        key = tuple(sorted((name, type(value), value) for name, value in options.items()))  # 1 and True differ
+        hash(key)
+    except TypeError:  # a per-asset mapping: validated every time
+        return _split_options(options)
+    cached = _VALIDATED.get(key)
+    if cached is None:
+        cached = _split_options(options)
+        if len(_VALIDATED) >= 256:
+            _VALIDATED.clear()
+        _VALIDATED[key] = cached
+    return cached
+
+
+# Validated configs by their (hashable) options: the models are frozen, so a repeated call — a parameter
+# search, a benchmark, the live runner — validates once. Only valid options are stored (errors raise).
+_VALIDATED: dict[tuple, tuple[SimConfig, SignalConfig]] = {}
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[SimConfig, SignalConfig]:
     sim_fields = set(SimConfig.model_fields)
     sig_fields = set(SignalConfig.model_fields)
     sim_kwargs = {k: v for k, v in options.items() if k in sim_fields}

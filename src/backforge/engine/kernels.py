@@ -202,6 +202,19 @@ def bar_prices_nb(prices: Prices, t: int) -> Prices:
 
 
 @kernel
+def rising_edges_nb(signal, out) -> None:
+    """Add each column's number of False → True transitions of ``signal`` ``[T, A]`` (a True first row
+    counts) to ``out[a]``: one pass, no temporaries."""
+    if signal.shape[0] == 0:
+        return
+    for a in range(signal.shape[1]):
+        out[a] += signal[0, a]
+    for t in range(1, signal.shape[0]):
+        for a in range(signal.shape[1]):
+            out[a] += signal[t, a] > signal[t - 1, a]
+
+
+@kernel
 def overflowed_nb(state: State) -> bool:
     """True when a record array ran out of room (the caller retries with more capacity)."""
     return state.counters[C_OVERFLOW] != 0
@@ -382,7 +395,7 @@ def replace_order_nb(state: State, oid: int, t: int, ts: int, size: float, limit
     return True
 
 
-@kernel
+@inline_kernel
 def compact_active_nb(state: State) -> None:
     """Drop orders that are no longer working from the active list, keeping submission order."""
     n = state.counters[C_ACTIVE]
@@ -396,7 +409,7 @@ def compact_active_nb(state: State) -> None:
     state.counters[C_ACTIVE] = k
 
 
-@kernel
+@inline_kernel
 def cancel_brackets_nb(state: State, asset: int, t: int, ts: int, reason: int) -> None:
     """Cancel every working bracket order (stop-loss, take-profit, trailing stop) of ``asset``."""
     for i in range(state.counters[C_ACTIVE]):
@@ -534,7 +547,7 @@ def step_down_start_nb(state: State, params: Params, a: int, pos: float, side: i
 
 # ------------------------------------------------------------------------------------- execution
 
-@kernel
+@inline_kernel
 def record_trade_nb(state: State, a: int, direction: int, qty: float, t: int, ts: int, exit_price: float,
                     fees: float, role: int) -> None:
     """Append the closed-trade record of ``qty`` units of the position in ``a`` exiting at ``exit_price``."""
@@ -570,7 +583,7 @@ def record_trade_nb(state: State, a: int, direction: int, qty: float, t: int, ts
     state.counters[C_TRADES] = n + 1
 
 
-@kernel
+@inline_kernel
 def apply_fill_nb(state: State, params: Params, oid: int, t: int, ts: int, qty: float, quote_price: float,
                   slip: float) -> None:
     """Execute ``qty`` (signed) of order ``oid``: cash, position, average price, trades, fees, log, brackets."""
@@ -653,7 +666,9 @@ def apply_fill_nb(state: State, params: Params, oid: int, t: int, ts: int, qty: 
                 cancel_order_nb(state, other, t, ts, R_OCO)
     if pos == 0.0 or (closed > 0.0 and opened > 0.0):
         cancel_brackets_nb(state, a, t, ts, R_POS_CLOSED)
-    if opened > 0.0:
+    if opened > 0.0 and (np.isfinite(order["sl_abs"]) or np.isfinite(order["sl_pct"]) or np.isfinite(order["tp_abs"])
+                         or np.isfinite(order["tp_pct"]) or np.isfinite(order["trail_abs"])
+                         or np.isfinite(order["trail_pct"])):
         attach_brackets_nb(state, oid, t, ts, side, opened, price)
 
 
@@ -756,7 +771,7 @@ def expire_if_due_nb(state: State, oid: int, t: int, ts: int) -> bool:
     return False
 
 
-@kernel
+@inline_kernel
 def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, quote_price: float,
                      slip_applies: bool, bar_range: float) -> None:
     """Size an order that the bar reached and fill it, reduce it, or reject it with a reason."""
@@ -930,6 +945,10 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
                 continue
             so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
             otype = order["order_type"]
+            # the order executes at most once here: one (inlined) call site for the three ways it can
+            go = False
+            go_price = np.nan
+            go_slip = False
             if otype == STOP_LIMIT and status == PENDING:
                 stop = order["stop_price"]
                 limit = order["limit_price"]
@@ -942,21 +961,22 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
                     reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
                     if reached and at_open:
                         order["born_intrabar"] = 0
-                        execute_order_nb(state, params, oid, t, ts, price, False, bar.high[a] - bar.low[a])
+                        go, go_price = True, price
                 elif phase == 1 and touched and not gap:
                     order["status"] = TRIGGERED
                     record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, stop, 0.0)
                     if (side > 0 and stop <= limit) or (side < 0 and stop >= limit):
                         order["born_intrabar"] = 1
-                        execute_order_nb(state, params, oid, t, ts, stop, False, bar.high[a] - bar.low[a])
-                continue
-            reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
-            if not reached or at_open != (phase == 0):
-                continue
-            if otype == STOP:
-                record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, price, 0.0)
-            order["born_intrabar"] = 0 if at_open else 1
-            execute_order_nb(state, params, oid, t, ts, price, slip, bar.high[a] - bar.low[a])
+                        go, go_price = True, stop
+            else:
+                reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
+                if reached and at_open == (phase == 0):
+                    if otype == STOP:
+                        record_event_nb(state, oid, t, ts, EV_TRIGGERED, R_NONE, price, 0.0)
+                    order["born_intrabar"] = 0 if at_open else 1
+                    go, go_price, go_slip = True, price, slip
+            if go:
+                execute_order_nb(state, params, oid, t, ts, go_price, go_slip, bar.high[a] - bar.low[a])
     compact_active_nb(state)
 
 
@@ -982,7 +1002,7 @@ def accrue_financing_nb(state: State, params: Params, ts: int) -> None:
         state.totals[T_FINANCING] += cost
 
 
-@kernel
+@inline_kernel
 def mark_prices_nb(mark, prices) -> None:
     """Set each asset's mark to ``prices[a]`` where the asset has a bar."""
     for a in range(prices.shape[0]):
@@ -990,7 +1010,7 @@ def mark_prices_nb(mark, prices) -> None:
             mark[a] = prices[a]
 
 
-@kernel
+@inline_kernel
 def track_extremes_nb(position, extreme_high, extreme_low, h, l) -> None:
     """Widen each open position's high/low since entry with the bar's range (for MAE/MFE)."""
     for a in range(position.shape[0]):
@@ -1027,7 +1047,7 @@ def update_trailing_stops_nb(state: State, params: Params, bar: Prices) -> None:
                 order["trail_level"] = level
 
 
-@kernel
+@inline_kernel
 def margin_breached_nb(cash, position, mark, maintenance_margin: float) -> bool:
     """True when positions are open and equity < maintenance_margin × gross exposure, or equity <= 0."""
     equity = cash[0]
@@ -1065,7 +1085,7 @@ def liquidate_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -> 
     compact_active_nb(state)
 
 
-@kernel
+@inline_kernel
 def record_bar_nb(cash, position, mark, equity_out, cash_out, gross_out, net_out, positions_out, t: int) -> None:
     """Write equity, cash, gross/net exposure and (when ``positions_out`` has rows) positions of bar ``t``."""
     equity = cash[0]
@@ -1178,7 +1198,7 @@ def risk_entry_order_nb(state: State, row: int, a: int, t: int, ts: int, size_ty
 
 # ---------------------------------------------------------------------------------------- deciders
 
-@kernel
+@inline_kernel
 def submit_signal_order_nb(state: State, sp: SignalParams, t: int, ts: int, a: int, side: int, entry: bool,
                            reverse: int) -> None:
     """Replace any working signal order of asset ``a`` with a new market order."""
@@ -1196,14 +1216,15 @@ def submit_signal_order_nb(state: State, sp: SignalParams, t: int, ts: int, a: i
     prev = state.signal_order[a]
     if prev >= 0:
         cancel_order_nb(state, prev, t, ts, R_SUPERSEDED)
-    if entry:
-        oid = submit_order_nb(state, t, ts, a, side, MARKET, size_type, size, np.nan, np.nan,
-                              sp.sl_pct[a], sl_abs, sp.tp_pct[a], np.nan, sp.trail_pct[a], np.nan,
-                              sp.tif, sp.gtn_bars, ENTRY, -1, -1, reverse, -1, R_SIGNAL)
-    else:
-        oid = submit_order_nb(state, t, ts, a, side, MARKET, POSITION_FRACTION, 1.0, np.nan, np.nan,
-                              np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, sp.tif, sp.gtn_bars, EXIT, -1, -1,
-                              0, -1, R_SIGNAL)
+    sl_pct = sp.sl_pct[a]
+    tp_pct = sp.tp_pct[a]
+    trail_pct = sp.trail_pct[a]
+    role = ENTRY
+    if not entry:  # an exit: the whole position, no brackets
+        size_type, size, sl_pct, sl_abs, tp_pct, trail_pct, role, reverse = (
+            POSITION_FRACTION, 1.0, np.nan, np.nan, np.nan, np.nan, EXIT, 0)
+    oid = submit_order_nb(state, t, ts, a, side, MARKET, size_type, size, np.nan, np.nan, sl_pct, sl_abs, tp_pct,
+                          np.nan, trail_pct, np.nan, sp.tif, sp.gtn_bars, role, -1, -1, reverse, -1, R_SIGNAL)
     state.signal_order[a] = oid
 
 
@@ -1244,30 +1265,36 @@ def decide_signals_nb(state: State, sp: SignalParams, t: int, ts: int, c, long_e
         pos = state.position[a]
         if refused and pos == 0.0 and (le or se):
             continue
+        # (side, entry, reverse) of the order to submit, side 0: none — one (inlined) call site below
+        side = 0
+        entry = True
+        reverse = 0
         if le:
             if pos < 0.0:
-                submit_signal_order_nb(state, sp, t, ts, a, 1, True, 1)
+                side, reverse = 1, 1
             elif pos == 0.0 or sp.accumulate:
                 if not (working and state.orders[state.signal_order[a]]["role"] == ENTRY
                         and state.orders[state.signal_order[a]]["side"] > 0 and not sp.accumulate):
-                    submit_signal_order_nb(state, sp, t, ts, a, 1, True, 0)
+                    side = 1
         elif se:
             if pos > 0.0:
-                submit_signal_order_nb(state, sp, t, ts, a, -1, True, 1)
+                side, reverse = -1, 1
             elif pos == 0.0 or sp.accumulate:
                 if not (working and state.orders[state.signal_order[a]]["role"] == ENTRY
                         and state.orders[state.signal_order[a]]["side"] < 0 and not sp.accumulate):
-                    submit_signal_order_nb(state, sp, t, ts, a, -1, True, 0)
+                    side = -1
         elif lx and pos > 0.0:
-            submit_signal_order_nb(state, sp, t, ts, a, -1, False, 0)
+            side, entry = -1, False
         elif sx and pos < 0.0:
-            submit_signal_order_nb(state, sp, t, ts, a, 1, False, 0)
+            side, entry = 1, False
         elif (lx or sx) and working and state.orders[state.signal_order[a]]["role"] == ENTRY:
             # an exit signal arrives while the entry has not filled yet: withdraw the entry
-            side = state.orders[state.signal_order[a]]["side"]
-            if (lx and side > 0) or (sx and side < 0):
+            working_side = state.orders[state.signal_order[a]]["side"]
+            if (lx and working_side > 0) or (sx and working_side < 0):
                 cancel_order_nb(state, state.signal_order[a], t, ts, R_SUPERSEDED)
                 state.signal_order[a] = -1
+        if side != 0:
+            submit_signal_order_nb(state, sp, t, ts, a, side, entry, reverse)
 
 
 @kernel

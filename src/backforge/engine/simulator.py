@@ -35,9 +35,11 @@ _OPTION_NAMES = frozenset(SIM_OPTIONS) | frozenset(SIGNAL_OPTIONS)
 # ------------------------------------------------------------------------------------------ state
 
 def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int, record_positions: bool,
-              risk: rk.RiskBook | None = None) -> k.State:
+              risk: rk.RiskBook | None = None, batch: bool = False) -> k.State:
     """Allocate a fresh account state with room for ``order_capacity`` orders and ``n_history`` bars
-    (``risk``: a lowered :class:`~backforge.engine.risk.RiskBook`, copied so reruns start clean)."""
+    (``risk``: a lowered :class:`~backforge.engine.risk.RiskBook`, copied so reruns start clean;
+    ``batch=True``: for a batch loop over all ``n_history`` bars, records and history not cleared,
+    see :func:`_state_arrays`)."""
     cap = max(int(order_capacity), 16)
     if risk is None:
         risk = rk.empty_risk_book(n_assets)
@@ -46,45 +48,54 @@ def new_state(n_assets: int, n_history: int, *, cash: float, order_capacity: int
                              events=np.zeros(max(cap, risk.events.shape[0]), dtype=rk.risk_event_dt),
                              n_events=np.zeros(1, dtype=np.int64), on=risk.on.copy())
     return k.State(**_state_arrays((), n_assets, n_history, cash=cash, order_capacity=order_capacity,
-                                   record_positions=record_positions), risk=risk)
+                                   record_positions=record_positions, batch=batch), risk=risk)
+
+
+_FLOAT_PER_ASSET = (("position", 0.0), ("avg_price", 0.0), ("mark", np.nan), ("realized", 0.0), ("entry_fees", 0.0),
+                    ("extreme_high", 0.0), ("extreme_low", 0.0), ("last_fill_price", np.nan))
+_INT_PER_ASSET = (("open_bar", -1), ("open_ts", 0), ("last_fill_bar", -1), ("last_entry_bar", -1), ("signal_order", -1),
+                  ("signal_seen", -1))
+_HISTORY = (("equity", np.nan), ("cash_history", np.nan), ("gross_exposure", 0.0), ("net_exposure", 0.0))
+
+
+def _blocks(lead: tuple[int, ...], shape: tuple[int, ...], fields, dtype, *, fill: bool = True) -> dict[str, np.ndarray]:
+    """Same-shaped arrays carved out of one allocation (``block[i]``: each C-contiguous, ``lead + shape``),
+    each filled with its value (one broadcast assignment; ``fill=False``: left uninitialized, for arrays
+    the caller writes in full): one allocation instead of one per field."""
+    block = np.empty((len(fields),) + lead + shape, dtype=dtype)
+    if fill:
+        block[...] = np.array([value for _, value in fields], dtype=dtype).reshape((-1,) + (1,) * (block.ndim - 1))
+    return {name: block[i] for i, (name, _) in enumerate(fields)}
 
 
 def _state_arrays(lead: tuple[int, ...], n_assets: int, n_history: int, *, cash: Any, order_capacity: int,
-                  record_positions: bool) -> dict[str, np.ndarray]:
+                  record_positions: bool, batch: bool = False) -> dict[str, np.ndarray]:
     """The arrays of :class:`~backforge.engine.kernels.State` (all but ``risk``), with a leading shape
-    ``lead`` (``(G,)`` for stacked independent accounts, whose starting cash is then ``cash[g]``)."""
+    ``lead`` (``(G,)`` for stacked independent accounts, whose starting cash is then ``cash[g]``).
+
+    The per-asset and history arrays of one dtype share an allocation (a from_signals call on daily
+    data spends more time allocating than simulating otherwise). The record arrays are zero-filled
+    (``np.zeros``: pages the run never reaches are never touched) — except for a batch run
+    (``batch=True``: a run over all ``n_history`` bars, which writes every history row and every record
+    it counts; nothing reads a record beyond the counters): then they, the history and the positions
+    are left uninitialized (``np.empty``: no clearing, and freed memory is reused without page faults)."""
     cap = max(int(order_capacity), 16)
-    full = lambda shape, value, dtype=np.float64: np.full(lead + shape, value, dtype=dtype)  # noqa: E731
     cash_arr = np.empty(lead + (1,))
     cash_arr[..., 0] = cash
+    records = np.empty if batch else np.zeros
     return dict(
         cash=cash_arr,
-        counters=full((k.N_COUNTERS,), 0, np.int64),
-        totals=full((k.N_TOTALS,), 0.0),
-        position=full((n_assets,), 0.0),
-        avg_price=full((n_assets,), 0.0),
-        mark=full((n_assets,), np.nan),
-        realized=full((n_assets,), 0.0),
-        entry_fees=full((n_assets,), 0.0),
-        open_bar=full((n_assets,), -1, np.int64),
-        open_ts=full((n_assets,), 0, np.int64),
-        extreme_high=full((n_assets,), 0.0),
-        extreme_low=full((n_assets,), 0.0),
-        last_fill_bar=full((n_assets,), -1, np.int64),
-        last_fill_price=full((n_assets,), np.nan),
-        last_entry_bar=full((n_assets,), -1, np.int64),
-        signal_order=full((n_assets,), -1, np.int64),
-        signal_seen=full((n_assets,), -1, np.int64),
-        orders=np.zeros(lead + (cap,), dtype=order_dt),
-        active=np.zeros(lead + (cap,), dtype=np.int64),
-        fills=np.zeros(lead + (cap,), dtype=fill_dt),
-        trades=np.zeros(lead + (cap,), dtype=trade_dt),
-        events=np.zeros(lead + (cap * 4,), dtype=event_dt),
-        equity=full((n_history,), np.nan),
-        cash_history=full((n_history,), np.nan),
-        gross_exposure=full((n_history,), 0.0),
-        net_exposure=full((n_history,), 0.0),
-        positions=np.zeros(lead + ((n_history if record_positions else 0), n_assets)),
+        counters=np.zeros(lead + (k.N_COUNTERS,), dtype=np.int64),
+        totals=np.zeros(lead + (k.N_TOTALS,)),
+        **_blocks(lead, (n_assets,), _FLOAT_PER_ASSET, np.float64),
+        **_blocks(lead, (n_assets,), _INT_PER_ASSET, np.int64),
+        orders=records(lead + (cap,), dtype=order_dt),
+        active=records(lead + (cap,), dtype=np.int64),
+        fills=records(lead + (cap,), dtype=fill_dt),
+        trades=records(lead + (cap,), dtype=trade_dt),
+        events=records(lead + (cap * 4,), dtype=event_dt),
+        **_blocks(lead, (n_history,), _HISTORY, np.float64, fill=not batch),
+        positions=(np.empty if batch and not lead else np.zeros)(lead + ((n_history if record_positions else 0), n_assets)),
     )
 
 
@@ -143,11 +154,32 @@ def _signal_array(values: Any, data: MarketData, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _rising_edges(signal: np.ndarray) -> int:
-    """Number of False → True transitions (a True first row counts), summed over assets."""
-    if signal.shape[0] == 0:
-        return 0
-    return int(np.count_nonzero(signal[0]) + np.count_nonzero(signal[1:] & ~signal[:-1]))
+def _column_edges(n_assets: int, *signals: np.ndarray) -> np.ndarray:
+    """Each column's False → True transitions (a True first row counts), summed over ``signals``
+    (bool ``[T, n_assets]``)."""
+    out = np.zeros(n_assets, dtype=np.int64)
+    for signal in signals:
+        k.rising_edges_nb(signal, out)
+    return out
+
+
+def _lowered(sim_cfg: SimConfig, sig_cfg: SignalConfig, assets: tuple[str, ...],
+             has_quotes: bool) -> tuple[k.Params, k.SignalParams]:
+    """``sim_cfg.lower(...)`` and ``sig_cfg.lower(...)``, kept for the last configs seen: validated
+    options come back as the same (frozen) objects (:func:`~backforge.engine.config.split_options`), so
+    a repeated call lowers once. The kernels never write the parameter arrays."""
+    key = (id(sim_cfg), id(sig_cfg), assets, has_quotes)
+    hit = _LOWERED.get(key)
+    if hit is not None and hit[0] is sim_cfg and hit[1] is sig_cfg:
+        return hit[2], hit[3]
+    params, sp = sim_cfg.lower(assets, has_quotes=has_quotes), sig_cfg.lower(assets)
+    if len(_LOWERED) >= 64:
+        _LOWERED.clear()
+    _LOWERED[key] = (sim_cfg, sig_cfg, params, sp)
+    return params, sp
+
+
+_LOWERED: dict[tuple, tuple] = {}
 
 
 def _check_data(data: Any) -> MarketData:
@@ -273,8 +305,7 @@ def from_signals(
     sx = _signal_array(short_exits, data, "short_exits")
     if (short_entries is not None) and not sim_cfg.allow_short:
         raise ConfigError("short_entries were given but allow_short is False", field="allow_short")
-    params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
-    sp = sig_cfg.lower(data.assets)
+    params, sp = _lowered(sim_cfg, sig_cfg, data.assets, data.has_quotes)
     prices = prices_of(data)
     book = signal_risk_book(risk_cfg, sig_cfg, data, cash=sim_cfg.cash)
     # Orders come from signal changes: size the records by rising edges and let overflow double them.
@@ -285,12 +316,13 @@ def from_signals(
             raise ConfigError("risk rules need one shared account; drop cash_sharing=False / groups or the risk "
                               "rules", path="risk")
         return _from_signals_accounts(data, accounts, sim_cfg, sig_cfg, params, sp, prices, (le, lx, se, sx), brackets)
-    n_edges = sum(_rising_edges(x) for x in (le, lx, se, sx))
+    n_edges = int(_column_edges(data.n_assets, *(x for x, given in ((le, entries), (lx, exits), (se, short_entries),
+                                                                    (sx, short_exits)) if given is not None)).sum())
     capacity = 2 * n_edges * brackets + 8 * data.n_assets + 64
 
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
-                          record_positions=sim_cfg.record_positions, risk=book)
+                          record_positions=sim_cfg.record_positions, risk=book, batch=True)
         ok = k.run_signals_nb(state, params, sp, data.timestamps, prices, le, lx, se, sx)
         return state, ok
 
@@ -364,7 +396,7 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
                            sig_cfg: SignalConfig, params: k.Params, sp: k.SignalParams, prices: k.Prices,
                            signals: tuple[np.ndarray, ...], brackets: int):
     """:func:`from_signals` with independent accounts (one compiled, parallel call for all of them)."""
-    from backforge.engine.accounts import AccountStates, account_state, merge_states, run_signal_accounts_nb
+    from backforge.engine.accounts import AccountStates, account_state, merge_account_states, run_signal_accounts_nb
     from backforge.results.result import Result
 
     order = [i for _, indices in accounts for i in indices]
@@ -382,11 +414,13 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
     n_accounts = len(accounts)
     risk = rk.empty_risk_book(max(sizes))
     cash = np.full(n_accounts, float(sim_cfg.cash) / n_accounts)
-    capacity = max(2 * sum(_rising_edges(x[:, lo:hi]) for x in signals) * brackets + 8 * (hi - lo) + 64
+    edges = _column_edges(data.n_assets, *signals)
+    capacity = max(2 * int(edges[lo:hi].sum()) * brackets + 8 * (hi - lo) + 64
                    for lo, hi in zip(bounds[:-1], bounds[1:]))
     for _ in range(24):
         states = AccountStates(**_state_arrays((n_accounts,), max(sizes), data.n_bars, cash=cash,
-                                               order_capacity=capacity, record_positions=sim_cfg.record_positions))
+                                               order_capacity=capacity, record_positions=sim_cfg.record_positions,
+                                               batch=True))
         ok = np.zeros(n_accounts, dtype=np.bool_)
         run_signal_accounts_nb(states, params, sp, cash, bounds, data.timestamps, prices, *signals, risk, ok)
         if ok.all():
@@ -396,7 +430,7 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
         raise SimulationError("record capacity could not be sized; the simulation produced too many orders")
     per_account = [account_state(states, g, n, rk.empty_risk_book(n)) for g, n in enumerate(sizes)]
     indices = [indices for _, indices in accounts]
-    combined = merge_states(per_account, indices, data.n_assets)
+    combined = merge_account_states(states, sizes, indices, data.n_assets, per_account)
     result = Result(data=data, state=combined, sim_config=sim_cfg, signal_config=sig_cfg, mode="signals")
     result.risk_config = None
     result.accounts = _Accounts(data, accounts, per_account, sim_cfg, sig_cfg, cash)

@@ -124,6 +124,16 @@ def _check_shapes_nb(n_rows, n_cols, n_timestamps, out_rows, out_cols):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _first_not_increasing_nb(timestamps):
+    """First row whose timestamp is not after the previous row's, or -1 (one pass, no temporaries;
+    equivalent to ``np.flatnonzero(ts[1:] <= ts[:-1])[0] + 1``)."""
+    for row in range(1, timestamps.shape[0]):
+        if timestamps[row] <= timestamps[row - 1]:
+            return row
+    return -1
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _next_bar_nb(values, col, row):
     """First row ``>= row`` where ``values[row, col]`` is not NaN (the caller guarantees one exists)."""
     while values[row, col] != values[row, col]:
@@ -287,6 +297,49 @@ def _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, as_mean
             anchor = i
             since = 0
         if _is_ready_nb(seen, first_time, now, window_bars, window_ns):
+            out[i, col] = (total + comp) / count if as_mean else total + comp
+        else:
+            out[i, col] = np.nan
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _rolling_sum_bars_col_nb(values, col, window_bars, as_mean, out):
+    """:func:`_rolling_sum_col_nb` for a bar window: the same additions in the same order (bit-identical
+    results), without the timestamp reads and the duration tests. A bar window of ``n`` loses at most one
+    bar per new bar (the count grows by one and the window holds ``n``), so the expiry loop is one test."""
+    n_rows = values.shape[0]
+    total = 0.0
+    comp = 0.0
+    front = 0
+    count = 0
+    seen = 0
+    anchor = -1
+    since = 0
+    for i in range(n_rows):
+        v = values[i, col]
+        if v != v:
+            out[i, col] = np.nan
+            continue
+        if seen == 0:
+            front = i
+        seen += 1
+        total, comp = _neumaier_add_nb(total, comp, v)
+        count += 1
+        if count > window_bars:
+            total, comp = _neumaier_add_nb(total, comp, -values[front, col])
+            count -= 1
+            front = _next_bar_nb(values, col, front + 1)
+        since += 1
+        if since >= _RECOMPUTE_MIN and front > anchor:
+            total = 0.0
+            comp = 0.0
+            for j in range(front, i + 1):
+                u = values[j, col]
+                if u == u:
+                    total, comp = _neumaier_add_nb(total, comp, u)
+            anchor = i
+            since = 0
+        if seen >= window_bars:
             out[i, col] = (total + comp) / count if as_mean else total + comp
         else:
             out[i, col] = np.nan
@@ -917,7 +970,10 @@ def sma_nb(values, timestamps, window_bars, window_ns, out=None):
     _check_window_nb(window_bars, window_ns)
     _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
-        _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, True, out)
+        if window_bars > 0:
+            _rolling_sum_bars_col_nb(values, col, window_bars, True, out)
+        else:
+            _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, True, out)
     return out
 
 
@@ -932,7 +988,10 @@ def rolling_sum_nb(values, timestamps, window_bars, window_ns, out=None):
     _check_window_nb(window_bars, window_ns)
     _check_shapes_nb(values.shape[0], values.shape[1], timestamps.shape[0], out.shape[-2], out.shape[-1])
     for col in range(values.shape[1]):
-        _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, False, out)
+        if window_bars > 0:
+            _rolling_sum_bars_col_nb(values, col, window_bars, False, out)
+        else:
+            _rolling_sum_col_nb(values, timestamps, col, window_bars, window_ns, False, out)
     return out
 
 
@@ -1349,9 +1408,8 @@ def _timestamps(timestamps: object, n_rows: int, *, needed: bool) -> np.ndarray:
             field="timestamps",
         )
     if n_rows > 1:
-        bad = np.flatnonzero(ts[1:] <= ts[:-1])
-        if bad.size:
-            row = int(bad[0]) + 1
+        row = _first_not_increasing_nb(ts)
+        if row > 0:
             raise DataError(
                 f"timestamps must be strictly increasing: row {row} ({int(ts[row])}) is not after row "
                 f"{row - 1} ({int(ts[row - 1])}); sort and de-duplicate the bars first",

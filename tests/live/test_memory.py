@@ -88,7 +88,7 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * 4096 / 2**20
 
 
-@pytest.mark.slow  # ~2-3 min on the shared 2-core machine
+@pytest.mark.slow  # 108 s measured on the shared 2-core machine (load ~2)
 def test_resident_memory_is_flat_over_200k_bars(tmp_path):
     runner, feed, broker = _session(200_000, tmp_path)
     try:

@@ -256,3 +256,42 @@ def test_adopted_position_without_an_entry_price_takes_the_mark(portfolio, marke
         assert state.position[1] == broker.state.position[1] and state.avg_price[1] > 0
         runner.run()  # the rest of the replay steps without dividing by zero
         assert np.all((runner.step.state.position == 0) | (runner.step.state.avg_price > 0))
+
+
+def test_venue_quantity_is_rounded_to_the_lot_size(market, tmp_path):
+    """The runner asks the venue for what the engine fills: the opening part rounded down to the lot size
+    (here 7 units), the closing part the whole position."""
+    spec = {**SPEC, "costs": {"fee_rate": 0.001, "lot_size": 7}}
+    portfolio = load_portfolio(spec)
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        runner.run()
+        rows = [r for r in runner.store.orders() if not r["external"] and r["status"] != "rejected"]
+        fills = runner.store.fills()
+    assert len(rows) >= 4 and fills
+    for row in rows:
+        assert row["qty"] > 0 and row["qty"] % 7 == 0, row
+    # the venue filled exactly what was asked (the engine's own sizing at the venue agrees on the lot)
+    assert all(f["qty"] % 7 == 0 for f in fills)
+
+
+@pytest.mark.parametrize("lot", [5.0, 1.0])
+def test_lot_rounded_orders_match_the_backtest(market, tmp_path, lot):
+    """Units orders of 12.5 with lots of 5 (and whole shares): the engine fills 10 (12); the runner asks the
+    venue for exactly that quantity — without the engine's lot kernel in the action path it asked for 12.5 —
+    and the session stays bit-identical to `run`."""
+    from live_helpers import assert_parity, backtest_and_paper
+
+    spec = {**SPEC, "costs": {"fee_rate": 0.001, "lot_size": lot},
+            "strategies": [{**SPEC["strategies"][0], "action": {"buy": {"allocation": {"type": "units", "value": 12.5}}}},
+                           SPEC["strategies"][1]]}
+    portfolio = load_portfolio(spec)
+    result, runner, broker, tables = backtest_and_paper(portfolio, market, START, tmp_path)
+    assert_parity(result, runner, broker, tables)
+    rows = {r["client_order_id"]: r for r in tables["orders"].to_dicts() if not r["external"]}
+    fills = tables["fills"].to_dicts()
+    assert len(fills) >= 4
+    for f in fills:
+        row = rows[f["client_order_id"]]
+        assert row["qty"] == f["qty"], (row, f)  # market orders fill whole: what was asked is what the engine filled
+    assert {f["qty"] for f in fills} == {12.0 if lot == 1.0 else 10.0}

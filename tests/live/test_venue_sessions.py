@@ -20,11 +20,14 @@ COLD = 300.0
 takes well under a second)."""
 
 
-def strategy(tmp_path, asset: str, level: float, units: float = 10):
+def strategy(tmp_path, asset: str, level: float, units: float = 10, lot_size: float = 1):
+    """``lot_size`` is the strategy's (the engine's) lot: the runner rounds what it asks the venue for with it,
+    as ``backforge run`` fills (0: fractional, as crypto trades)."""
     path = tmp_path / "s.yaml"
     path.write_text(f"""
 name: venue-session
 universe: [{asset}]
+costs: {{lot_size: {lot_size}}}
 strategies:
   - name: breakout
     condition: {{lhs: close, op: crosses_above, rhs: {level}}}
@@ -133,7 +136,7 @@ def test_ccxt_session_under_strategy_names(tmp_path, ccxt_venue):
     minute_ms = 60_000
     now_ms = (time.time_ns() // MINUTE - 10) * 60_000
     venue.klines["BTCUSDT"] = [[now_ms + i * minute_ms, 98.0, 99.0, 97.0, 98.0 + i * 0.1, 2.0] for i in range(5)]
-    portfolio = strategy(tmp_path, "BTC", 100.0, units=0.1)
+    portfolio = strategy(tmp_path, "BTC", 100.0, units=0.1, lot_size=0)
     folder = tmp_path / "state"
     mapping = {"BTC": "BTC/USDT"}
 

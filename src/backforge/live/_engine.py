@@ -13,6 +13,8 @@ from backforge.engine.simulator import new_state
 
 __all__ = [
     "ENGINE_ORDER_FIELDS",
+    "bounded_history",
+    "compact_history",
     "child_client_id",
     "fresh_state",
     "grow_state",
@@ -67,6 +69,55 @@ def grow_state(state: k.State, t: int) -> k.State:
             new[: state.positions.shape[0]] = state.positions
             grow["positions"] = new
     return state._replace(**grow) if grow else state
+
+
+VIRTUAL_BARS = 2**40  # the length the per-bar arrays of a bounded-history state claim to have
+
+
+def _one_cell(row: np.ndarray) -> np.ndarray:
+    """A writable view of ``VIRTUAL_BARS`` rows that all alias ``row`` (shape ``[1]`` or ``[1, n]``)."""
+    row = np.ascontiguousarray(row).copy()
+    return np.lib.stride_tricks.as_strided(row, shape=(VIRTUAL_BARS,) + row.shape[1:], strides=(0,) + row.strides[1:],
+                                           writeable=True)
+
+
+def bounded_history(state: k.State, t: int) -> k.State:
+    """``state`` with its per-bar arrays (equity, cash, exposures, recorded positions; the risk book's day,
+    trading window and sizing series) replaced by views whose every row aliases row ``t``: the kernels write
+    and read bar ``t`` only, so a bar-by-bar driver needs one row, and memory stays flat however long the
+    session runs (the per-bar history lives in the session store). :func:`compact_history` is the inverse for
+    snapshots.
+
+    >>> s = bounded_history(fresh_state(2, cash=100.0, record_positions=False), 0)
+    >>> s.equity[10**9] = 5.0
+    >>> float(s.equity[3]), s.equity.shape[0] > 10**12
+    (5.0, True)
+    """
+    def cell(arr: np.ndarray) -> np.ndarray:
+        if arr.shape[0] == 0 or arr.strides[0] == 0:  # nothing recorded (e.g. no risk book), or already bounded
+            return arr
+        row = min(t, arr.shape[0] - 1)
+        return _one_cell(arr[row: row + 1])
+
+    grow = {name: cell(getattr(state, name)) for name in _HISTORY}
+    if state.positions.shape[0]:
+        grow["positions"] = cell(state.positions)
+    risk = state.risk
+    grow["risk"] = risk._replace(day=cell(risk.day), window=cell(risk.window), series=cell(risk.series))
+    return state._replace(**grow)
+
+
+def compact_history(state: k.State) -> k.State:
+    """A bounded-history state with its per-bar arrays cut to their one real row (for :func:`state_arrays`
+    with ``bars=1``)."""
+    def base(arr: np.ndarray) -> np.ndarray:
+        return arr[:1] if arr.shape[0] and arr.strides[0] == 0 else arr
+
+    grow = {name: base(getattr(state, name)) for name in _HISTORY}
+    grow["positions"] = base(state.positions)
+    risk = state.risk
+    grow["risk"] = risk._replace(day=base(risk.day), window=base(risk.window), series=base(risk.series))
+    return state._replace(**grow)
 
 
 _USED = {"orders": k.C_ORDERS, "fills": k.C_FILLS, "trades": k.C_TRADES, "events": k.C_EVENTS, "active": k.C_ACTIVE}

@@ -47,7 +47,9 @@ from backforge.engine.risk import RiskConfig, lower_fill_caps
 from backforge.engine.records import OrderType, Reason, SizeType, TimeInForce
 from backforge.errors import did_you_mean
 from backforge.live._engine import (
+    bounded_history,
     child_client_id,
+    compact_history,
     fresh_state,
     grow_state,
     state_arrays,
@@ -98,7 +100,9 @@ class PaperBroker(Broker):
         self.has_quotes = has_quotes
         self.latency_bars = int(latency_bars)
         caps = lower_fill_caps(risk, self.symbols, strategy_risks=list(strategy_risks))
-        self.state = fresh_state(len(self.symbols), cash=config.cash, record_positions=False, risk=caps)
+        # per-bar history bounded to the current row (the venue needs no past equity): memory stays flat
+        self.state = bounded_history(fresh_state(len(self.symbols), cash=config.cash, record_positions=False,
+                                                 risk=caps), 0)
         self.t = -1
         self.last_ts = 0
         self.cids: dict[str, int] = {}  # client order id -> engine order id (-1 while delayed by latency)
@@ -316,8 +320,15 @@ class PaperBroker(Broker):
 
     def positions(self) -> dict[str, Position]:
         s = self.state
-        return {sym: Position(sym, float(s.position[a]), float(s.avg_price[a]))
-                for a, sym in enumerate(self.symbols) if s.position[a] != 0.0}
+        key = s.position.tobytes() + s.avg_price.tobytes()
+        if key != self._positions_key:  # rebuilt only when a position changed (a fill, an outside change)
+            self._positions_key = key
+            self._positions = {sym: Position(sym, qty, avg) for sym, qty, avg in
+                               zip(self.symbols, s.position.tolist(), s.avg_price.tolist()) if qty != 0.0}
+        return dict(self._positions)
+
+    _positions_key: bytes | None = None
+    _positions: dict[str, Position] = {}
 
     def account(self) -> Account:
         equity = float(k.equity_nb(self.state)) if self.t >= 0 else float(self.state.cash[0])
@@ -349,15 +360,16 @@ class PaperBroker(Broker):
                 "delayed": [(d, r.client_order_id) for d, r in self.delayed]}
         tmp = self.state_path.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **state_arrays(self.state))
+            np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                     **state_arrays(compact_history(self.state), bars=1))
         os.replace(tmp, self.state_path)
 
     def _load(self) -> None:
         with np.load(self.state_path, allow_pickle=False) as z:
             arrays = {n: z[n] for n in z.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
-        self.state = state_from_arrays(arrays)
         self.t, self.last_ts, self._prev_ts = meta["t"], meta["last_ts"], meta["prev_ts"]
+        self.state = bounded_history(state_from_arrays(arrays), max(self.t, 0))  # a full history: its row t
         self.cids = {c: int(o) for c, o in meta["cids"].items()}
         self.oid_cid = {o: c for c, o in self.cids.items() if o >= 0}
         self.children = meta["children"]

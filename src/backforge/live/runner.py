@@ -11,11 +11,12 @@ Per bar (:meth:`PaperRunner.on_bar`):
    closed in the model, positions and cash compared — a mismatch is a ``reconciliation`` event resolved by
    the policy (``adopt`` the venue's numbers, or ``halt``);
 5. every new order gets a deterministic client order id ``SESSION-BAR-STRATEGY-LEG``, passes the circuit
-   breakers and the in-flight gate, is written to the store (durably) and only then sent; the answer is
-   recorded. An ambiguous outcome (timeout, 5xx, disconnect) leaves the order *in flight* until the venue
+   breakers and the in-flight gate, is written to the store and committed (with everything the bar wrote so
+   far: one transaction, durable against a kill — see :mod:`backforge.live.store`) and only then sent; the
+   answer is recorded. An ambiguous outcome (timeout, 5xx, disconnect) leaves the order *in flight* until the venue
    tells (an update, or :meth:`Broker.order` on a later bar) — it is never treated as a rejection;
-6. the bar, its signal events, equity and (every ``snapshot_every`` bars) an engine snapshot are committed in
-   one transaction; an event-log line and the status file are written.
+6. the bar, its signal events, equity, the answers to the sends and (every ``snapshot_every`` bars) an engine
+   snapshot are committed in one transaction; an event-log line and the status file are written.
 
 On start the runner loads the newest snapshot, rebuilds its bar buffer from the feed's history, and
 reconciles with the venue before acting: fills since the last known one, every in-flight order (sent again
@@ -68,7 +69,7 @@ from backforge.live.store import (
 )
 from backforge.strategy import schema as sc
 
-__all__ = ["LiveConfig", "PaperRunner", "bar_fingerprint"]
+__all__ = ["LiveConfig", "PaperRunner", "bar_fingerprint", "venue_qty"]
 
 _ACTIVE = (k.PENDING, k.TRIGGERED)
 _TIF_NAMES = {TimeInForce.GTC: "gtc", TimeInForce.DAY: "day", TimeInForce.GTN: "gtc"}
@@ -145,7 +146,8 @@ class PaperRunner:
         self.session_id = session_id or f"{_slug(portfolio.name)}-{config_hash(spec)[:8]}"
         self.store = SessionStore.open(self.folder, config=spec, session_id=self.session_id, force=force)
         self.session_id = self.store.session_id
-        self._log = open(self.folder / "events.jsonl", "a", buffering=1)
+        self._log = open(self.folder / "events.jsonl", "a", buffering=1 << 16)
+        self._log_held = False  # inside on_bar: the bar's lines are written at its end (one write, not one per line)
         self._crash_counts: dict[str, int] = {}
         self.halted = self.store.meta("halted") or ""
         self.error_streak = 0
@@ -154,6 +156,7 @@ class PaperRunner:
         self.bars_processed = 0
         self.last_latency_ns = 0
         self._recent_orders: deque[tuple[int, int]] = deque()
+        self._recent_total = 0  # the sum of _recent_orders' counts
         self._venue_final: set[str] = set()
         self._model_cid: dict[int, str] = {}
         self._last_bar_wall = time.monotonic()
@@ -188,6 +191,7 @@ class PaperRunner:
             if hasattr(self.feed, "seek"):
                 self.feed.seek(ts)
             self._emit("session_recovered", {"session": self.session_id, "snapshot_bar": t, "snapshot_ts": ts})
+        self._universe = frozenset(self.step.assets)
         for row in self.store.orders():
             if row["engine_id"] is not None and not row["external"]:
                 self._model_cid[int(row["engine_id"])] = row["client_order_id"]
@@ -269,6 +273,16 @@ class PaperRunner:
             self._emit("bar_dropped", {"ts": bar.ts_ns, "last_ts": last, "why": what})
             return False
         self._last_bar_wall = time.monotonic()
+        self._log_held = True
+        try:
+            with self.store.bar_batch():  # one transaction per bar, committed before the first order is sent
+                return self._on_bar(bar, started, fingerprint)
+        finally:
+            self._log_held = False
+            self._log.flush()
+
+    def _on_bar(self, bar: BarEvent, started: int, fingerprint: str) -> bool:
+        step = self.step
         venue_clock = getattr(self.broker, "on_bar", None)
         if venue_clock is not None:
             self._broker_call(venue_clock, bar)
@@ -331,9 +345,11 @@ class PaperRunner:
             elif isinstance(update, BrokerOrder):
                 self._record_order(update)
 
-    def _record_order(self, venue: BrokerOrder) -> None:
-        known = self.store.order(venue.client_order_id)
-        self.store.record_ack(venue, external=known is None and not self._is_child(venue.client_order_id))
+    def _record_order(self, venue: BrokerOrder, *, ours: bool = False) -> None:
+        """Store the venue's view of an order (``ours``: the answer to our own submit, no look-up needed)."""
+        cid = venue.client_order_id
+        external = not ours and self.store.order(cid) is None and not self._is_child(cid)
+        self.store.record_ack(venue, external=external)
         if venue.status in FINAL_STATUSES:
             self._venue_final.add(venue.client_order_id)
 
@@ -386,20 +402,27 @@ class PaperRunner:
                 return "intent"
             self.error_streak = 0
             self._crash("after_submit")
-            self._record_order(answer)
+            self._record_order(answer, ours=True)
             self._emit("order_ack", {"client_order_id": cid, "status": answer.status,
                                      "venue_order_id": answer.venue_order_id})
             return answer.status
         return "intent"
 
-    def _gated(self, symbol: str, *, exclude: str = "") -> bool:
+    def _gated_symbols(self) -> dict[str, set[str]]:
+        """The client order ids in flight per symbol that gate new orders (see ``LiveConfig.gate``)."""
         gate = self.config.gate
         if gate == "off":
-            return False
+            return {}
         statuses = ("intent", "ambiguous") if gate == "unacknowledged" else ("intent", "ambiguous", "accepted",
                                                                              "partially_filled", "pending_cancel")
-        return any(r["symbol"] == symbol and r["client_order_id"] != exclude and not r["external"]
-                   for r in self.store.orders(statuses))
+        out: dict[str, set[str]] = {}
+        for r in self.store.orders(statuses):
+            if not r["external"]:
+                out.setdefault(r["symbol"], set()).add(r["client_order_id"])
+        return out
+
+    def _gated(self, symbol: str, *, exclude: str = "") -> bool:
+        return bool(self._gated_symbols().get(symbol, set()) - {exclude})
 
     # ================================================================== acting on the step
     def _act(self, out, bar: BarEvent) -> int:
@@ -410,6 +433,7 @@ class PaperRunner:
         tripping = ""
         sent = 0
         cfg = self.config
+        gated: dict[str, set[str]] | None = None  # in-flight orders per symbol, read once per bar
         for oid in range(out.orders_from, out.orders_to):
             order = state.orders[oid]
             if int(order["parent_id"]) >= 0 or int(order["reason"]) not in (k.R_SIGNAL, k.R_RISK, k.R_USER):
@@ -422,7 +446,7 @@ class PaperRunner:
             a = int(order["asset"])
             symbol = self.step.assets[a]
             price = float(state.mark[a])
-            qty = abs(float(k.desired_qty_nb(state, self.step.params, order, price))) if price == price else 0.0
+            qty = venue_qty(state, self.step.params, order, price)
             side = "buy" if int(order["side"]) > 0 else "sell"
             kind = _KIND_NAMES[int(order["order_type"])]
             limit = None if order["limit_price"] != order["limit_price"] else float(order["limit_price"])
@@ -440,12 +464,15 @@ class PaperRunner:
                 status, reason = "refused", f"notional {qty * price:,.2f} above max_notional_per_order"
             else:
                 while self._recent_orders and self._recent_orders[0][0] <= t - cfg.rate_window_bars:
-                    self._recent_orders.popleft()
-                if sum(n for _, n in self._recent_orders) >= cfg.max_orders_per_bar:
+                    self._recent_total -= self._recent_orders.popleft()[1]
+                if self._recent_total >= cfg.max_orders_per_bar:
                     status, reason = "refused", (f"order-rate limit: more than {cfg.max_orders_per_bar} orders in "
                                                  f"{cfg.rate_window_bars} bars")
-                elif self._gated(symbol, exclude=cid):  # its own intent (a bar re-decided after a restart) never gates it
-                    status, reason = "waiting", "an earlier order for this asset is in flight"
+                else:
+                    if gated is None:
+                        gated = self._gated_symbols()
+                    if gated.get(symbol, set()) - {cid}:  # its own intent (a bar re-decided after a restart) never gates it
+                        status, reason = "waiting", "an earlier order for this asset is in flight"
             intent = OrderIntent(cid, t, ts, s, leg, oid, symbol, side, qty, kind, limit, stop,
                                  json.dumps(_request_dict(request)), status)
             decided.append((oid, cid, symbol, side, qty, kind, request, intent, status, reason))
@@ -453,6 +480,7 @@ class PaperRunner:
                 tripping = reason
             if status == "intent":
                 self._recent_orders.append((t, 1))
+                self._recent_total += 1
         fresh_flags = self.store.write_intents([d[7] for d in decided])  # durable before anything is sent
         for (oid, cid, symbol, side, qty, kind, request, intent, status, reason), fresh in zip(decided, fresh_flags):
             self._crash("after_intent")
@@ -506,14 +534,14 @@ class PaperRunner:
             return
         state = self.step.state
         mismatches = []
-        for a, symbol in enumerate(self.step.assets):
-            model = float(state.position[a])
+        for a, (symbol, model) in enumerate(zip(self.step.assets, state.position.tolist())):
             pos = venue.get(symbol)
             have = pos.qty if pos is not None else 0.0
-            if abs(model - have) > 1e-9 * max(1.0, abs(have)):
+            if model != have and abs(model - have) > 1e-9 * max(1.0, abs(have)):
                 mismatches.append((a, symbol, model, have, pos.avg_price if pos is not None else 0.0))
+        universe = self._universe
         for symbol, pos in venue.items():
-            if symbol not in self.step.assets and pos.qty != 0:
+            if symbol not in universe and pos.qty != 0:
                 self._emit("reconciliation", {"what": "external_position", "symbol": symbol, "qty": pos.qty})
         if not mismatches:
             return
@@ -599,8 +627,12 @@ class PaperRunner:
 
     # ================================================================== observability
     def _emit(self, kind: str, payload: dict) -> None:
-        """One event-log line; reconciliation, halt, repair and refusal events also go to the store."""
+        """One event-log line (written at once, or with the rest of its bar's lines when the bar ends: the log is
+        for reading, the store is the durable record); reconciliation, halt, repair and refusal events also go to
+        the store."""
         self._log.write(json.dumps({"wall_ns": time.time_ns(), "kind": kind, **payload}, default=str) + "\n")
+        if not self._log_held:
+            self._log.flush()
         if kind in _STORED_EVENTS:
             self.store.event(kind, payload)
 
@@ -670,6 +702,31 @@ class PaperRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def venue_qty(state: k.State, params: k.Params, order, price: float) -> float:
+    """The quantity to ask the venue for: what the engine order wants at ``price`` (the mark), its closing part
+    exact and its opening part rounded down to the asset's lot size with the engine's own
+    :func:`~backforge.engine.kernels.round_lot_nb` — as the engine's fill sizes it (0 when there is no price).
+
+    >>> import numpy as np
+    >>> from backforge.engine.config import SimConfig
+    >>> from backforge.live._engine import fresh_state
+    >>> params = SimConfig(cash=10_000, lot_size=5).lower(("A",), has_quotes=False)
+    >>> state = fresh_state(1, cash=10_000, record_positions=False)
+    >>> oid = k.submit_order_nb(state, 0, 0, 0, 1, k.MARKET, k.UNITS, 12.0, np.nan, np.nan, np.nan, np.nan, np.nan,
+    ...                         np.nan, np.nan, np.nan, k.GTC, 0, k.ENTRY, -1, -1, 0, -1, k.R_SIGNAL)
+    >>> venue_qty(state, params, state.orders[oid], 100.0)
+    10.0
+    """
+    if price != price:
+        return 0.0
+    a = int(order["asset"])
+    want = float(k.desired_qty_nb(state, params, order, price))
+    pos = float(state.position[a])
+    closing = min(abs(want), abs(pos)) if pos * want < 0.0 else 0.0
+    opening = abs(want) - closing
+    return closing + (float(k.round_lot_nb(opening, float(params.lot_size[a]))) if opening > 0.0 else 0.0)
 
 
 def _request_dict(request: OrderRequest) -> dict:

@@ -9,11 +9,12 @@ set bar by bar therefore gives bit-identical orders, fills, equity and signal ev
 What differs from the backtest is where the per-bar inputs come from:
 
 * **Data-only series** (indicators and data-only conditions, the ``series`` columns of the compiled
-  program) are evaluated at each bar by the compiler's own evaluation code on the bars received so far
-  (warm-up history plus live bars) and the last row is taken. Every batch kernel streams forward, so its
-  row ``t`` depends only on rows ``<= t``: the value equals the batch value bit for bit, and nothing can
-  look ahead. The cost is O(bars so far) per bar, not O(1): the indicator kernels keep their loop state
-  in local variables, so they cannot yet be resumed. See :data:`STREAMING_KINDS`.
+  program, and the risk layer's per-bar inputs) stream: :class:`~backforge.strategy.streaming.StreamingEvaluator`
+  keeps one state per node (running sums, recursive smoothers, monotonic deques, ring buffers holding the
+  window only) and advances it by the new bar — constant work and bounded memory per bar, duration windows
+  included, with values bit-identical to the batch kernels (``tests/strategy/test_streaming.py``). Warm-up
+  pushes the feed's history through the same states in one block. Nothing can look ahead: a state only ever
+  sees the bars received so far.
 * **Schedules** are decided from the timestamps received so far; ``month_end`` needs the *next* bar's
   timestamp (the calendar, not its prices), which the feed supplies (:meth:`ReplayFeed.peek_ts`); without
   one the bar counts as the last of its month, as the batch schedule treats the data's last bar.
@@ -33,6 +34,7 @@ Examples
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,9 @@ from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 from backforge.live._engine import (
+    VIRTUAL_BARS,
+    bounded_history,
+    compact_history,
     fresh_state,
     grow_state,
     state_arrays,
@@ -51,13 +56,10 @@ from backforge.live._engine import (
 from backforge.live.broker import BarEvent
 from backforge.strategy import runtime as rt
 from backforge.strategy import schema as sc
-from backforge.strategy.compiler import _Compiler, compile_portfolio, sim_config_of
+from backforge.strategy.compiler import compile_portfolio, is_pure, sim_config_of
+from backforge.strategy.streaming import STREAMING_KINDS, StreamingEvaluator, WindowStream
 
 __all__ = ["STREAMING_KINDS", "StepOutput", "StrategyStep", "bar_event", "schedule_due", "step_bar_nb"]
-
-STREAMING_KINDS: dict[str, str] = {}
-"""Indicator kinds evaluated in O(1) per bar (empty: every data-only series is re-evaluated over the bars
-received so far, O(bars) per bar, exact)."""
 
 _kernel = njit(cache=True, _nrt=False)
 NS_PER_DAY = 86_400_000_000_000
@@ -110,14 +112,6 @@ def schedule_due(kind: Any, index: int, ts: int, prev_ts: int | None, next_ts: i
     return _period_key(period, ts) != _period_key(period, prev_ts)
 
 
-class _LiveCompiler(_Compiler):
-    """The compiler's data-only evaluation on the bars received so far. Window-length checks are skipped:
-    a window longer than the bars so far is simply not ready yet (NaN), as in the batch warm-up."""
-
-    def check_window(self, window: int | str, path: str) -> None:
-        return None
-
-
 @dataclass
 class StepOutput:
     """What one bar produced: engine order ids created (``orders_from <= id < orders_to``; decided orders
@@ -163,27 +157,29 @@ class StrategyStep:
         self.params = self.sim_config.lower(self.assets, has_quotes=self.has_quotes)
         A = len(self.assets)
         self._schedules = [s.schedule for s in portfolio.strategies]
-        # bar buffer (warm-up + live bars), grown by doubling
-        self._cap = 0
-        self.n = 0
-        self._ts = np.zeros(0, dtype=np.int64)
-        self._fields: dict[str, np.ndarray] = {}
-        self._grow_buffer(max(1024, history.n_bars + 256))
-        hist = history.select(self.assets) if tuple(history.assets) != self.assets else history
-        self._append_rows(hist.timestamps, hist.open, hist.high, hist.low, hist.close, hist.volume,
-                          hist.bid, hist.ask)
-        self.n_warm = self.n
+        self.stream = StreamingEvaluator(self.assets, self.assets, fundamentals=fundamentals)
+        self._risk_inputs = _risk_inputs(portfolio, cp, reference)
+        self.n = 0  # bars received (warm-up and live)
+        self._last_ts: int | None = None
+        self._prev_ts: int | None = None
         # engine arrays
-        self.state = fresh_state(A, cash=self.sim_config.cash, record_positions=self.sim_config.record_positions,
-                                 risk=cp.risk)
+        self.state = bounded_history(fresh_state(A, cash=self.sim_config.cash,
+                                                 record_positions=self.sim_config.record_positions, risk=cp.risk), 0)
         self.memory = cp.memory_init.copy()
         self.inst_order = np.full(cp.instances.shape[0], -1, dtype=np.int64)
         self.peak = np.zeros(1)
         self.t = -1
-        self._live_ts = np.zeros(1024, dtype=np.int64)
+        # bar timestamps: the kernels read the current bar's only, unless a condition counts days since an order
+        # or an entry (then every bar's is kept: 8 bytes a bar)
+        self._all_ts = _reads_past_timestamps(cp.ops)
+        self._live_ts = np.zeros(1024 if self._all_ts else 1, dtype=np.int64)
         S = cp.series.shape[1]
         self._series_row = np.zeros(S)
         self._schedule_row = np.zeros(len(portfolio.strategies), dtype=np.bool_)
+        # every row of these views aliases the one current row: the kernels read row t only
+        self._series_view = _aliased(self._series_row)
+        self._schedule_view = _aliased(self._schedule_row)
+        self._ts_view = _aliased(self._live_ts, cell=True)
         self._stack = np.zeros(cp.max_depth)
         leaf_width = max(cp.max_leaves, 1)
         self._leaves = np.zeros(leaf_width)
@@ -192,81 +188,65 @@ class StrategyStep:
         self._signal_leaves = np.full((cap, 1 + leaf_width), np.nan)
         self._n_signals = np.zeros(2, dtype=np.int64)
         self._scratch = (np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64))
+        self.warm_up(history)
+        self.n_warm = self.n
 
-    # ------------------------------------------------------------------ bar buffer
-    def _grow_buffer(self, cap: int) -> None:
-        A = len(self.assets)
-        names = ["open", "high", "low", "close", "volume"]
+    # ------------------------------------------------------------------ streaming inputs
+    def _fields_of(self, data: MarketData) -> dict[str, np.ndarray]:
+        hist = data.select(self.assets) if tuple(data.assets) != self.assets else data
+        f = {name: np.ascontiguousarray(getattr(hist, name), dtype=np.float64)
+             for name in ("open", "high", "low", "close", "volume")}
         if self.has_quotes:
-            names += [f"{side}_{f}" for side in ("bid", "ask") for f in ("open", "high", "low", "close")]
-        ts = np.zeros(cap, dtype=np.int64)
-        ts[: self.n] = self._ts[: self.n]
-        self._ts = ts
-        for name in names:
-            new = np.full((cap, A), np.nan)
-            old = self._fields.get(name)
-            if old is not None:
-                new[: self.n] = old[: self.n]
-            self._fields[name] = new
-        self._cap = cap
+            if hist.bid is None or hist.ask is None:
+                raise DataError("the strategy was compiled with bid/ask quotes but the history has none", field="bid")
+            f["bid"], f["ask"] = np.ascontiguousarray(hist.bid.close), np.ascontiguousarray(hist.ask.close)
+        return f
 
-    def _append_rows(self, ts, o, h, l, c, v, bid, ask) -> None:
-        m = len(ts)
-        if self.n + m > self._cap:
-            self._grow_buffer(max(2 * self._cap, self.n + m + 256))
-        lo, hi = self.n, self.n + m
-        self._ts[lo:hi] = ts
-        f = self._fields
-        for name, arr in (("open", o), ("high", h), ("low", l), ("close", c), ("volume", v)):
-            f[name][lo:hi] = arr
-        if self.has_quotes:
-            if bid is None or ask is None:
-                raise DataError("the strategy was compiled with bid/ask quotes but a bar has none", field="bid")
-            for side, q in (("bid", bid), ("ask", ask)):
-                for name, arr in zip(("open", "high", "low", "close"), q):
-                    f[f"{side}_{name}"][lo:hi] = arr
-        self.n = hi
+    def warm_up(self, history: MarketData) -> None:
+        """Push warm-up bars (indicators only, no trading) through the streaming states in one block."""
+        if history.n_bars == 0:
+            return
+        ts = np.ascontiguousarray(history.timestamps, dtype=np.int64)
+        if self._last_ts is not None and ts[0] <= self._last_ts:
+            raise DataError("warm-up history must come after the bars already received", field="timestamp")
+        self._push(ts, self._fields_of(history))
+        self.n += len(ts)
+        self._prev_ts = int(ts[-2]) if len(ts) > 1 else self._last_ts
+        self._last_ts = int(ts[-1])
 
-    def history(self) -> MarketData:
-        """The bars received so far (warm-up and live) as ``MarketData`` (views, no copy)."""
-        n, f = self.n, self._fields
-        bid = ask = None
-        if self.has_quotes:
-            bid, ask = (Quotes(*(f[f"{side}_{x}"][:n] for x in ("open", "high", "low", "close"))) for side in ("bid", "ask"))
-        return MarketData(self._ts[:n], f["open"][:n], f["high"][:n], f["low"][:n], f["close"][:n], f["volume"][:n],
-                          self.assets, bid, ask)
+    def _push(self, ts: np.ndarray, fields: dict[str, np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Advance every data-only node (and the risk layer's inputs) over a block; returns the series columns'
+        node rows and the risk series rows."""
+        ev = self.stream
+        ev.push(ts, fields)
+        cp = self.compiled
+        rows = []
+        for key, j in cp.series_keys:
+            node, kind = cp.nodes[key]
+            rows.append(ev.value(node, key) if kind == "value" else ev.condition(node, key))
+        risk_rows = [fn(ev, ts, fields) for fn in self._risk_inputs]
+        return rows, risk_rows
 
     @property
     def last_ts(self) -> int | None:
-        return int(self._ts[self.n - 1]) if self.n else None
+        return self._last_ts
 
     # ------------------------------------------------------------------ one bar
-    def _evaluate_series(self, t: int) -> None:
-        cp = self.compiled
-        if not cp.series_keys and cp.risk is None:
-            return
-        evaluator = _LiveCompiler(self.portfolio, self.history(), self.fundamentals)
-        if cp.risk is not None:
-            # the risk layer's per-bar inputs (session day, trading window, sizing indicators), lowered by the
-            # compiler's own code on the bars so far; row t is the last one
-            from backforge.strategy.compiler import _lower_portfolio_risk
-
-            now = _lower_portfolio_risk(evaluator, self.portfolio)
-            book = self.state.risk
-            book.day[t] = now.day[-1]
-            book.window[t] = now.window[-1]
-            if now.series.shape[0]:
-                book.series[t] = now.series[-1]
+    def _evaluate_series(self, t: int, ts: int, fields: dict[str, np.ndarray]) -> None:
+        rows, risk_rows = self._push(np.array([ts], dtype=np.int64), fields)
         row = self._series_row
-        for i, (key, j) in enumerate(cp.series_keys):
-            node, kind = cp.nodes[key]
-            matrix = evaluator.value(node, key) if kind == "value" else evaluator.condition(node, key)
+        for i, ((key, j), matrix) in enumerate(zip(self.compiled.series_keys, rows)):
             row[i] = matrix[-1, j]
+        if self.compiled.risk is not None:
+            book = self.state.risk
+            book.day[t] = _session_day(self.portfolio, ts)
+            book.window[t] = _trading_window(self.portfolio, ts)
+            if risk_rows:
+                book.series[t] = np.concatenate([r[-1] for r in risk_rows])
 
     def _evaluate_schedule(self, next_ts: int | None) -> None:
         g = self.n - 1
-        ts = int(self._ts[g])
-        prev = int(self._ts[g - 1]) if g > 0 else None
+        ts, prev = self._last_ts, self._prev_ts
         for s, kind in enumerate(self._schedules):
             self._schedule_row[s] = schedule_due(kind, g, ts, prev, next_ts)
 
@@ -290,23 +270,27 @@ class StrategyStep:
         if last is not None and bar.ts_ns <= last:
             raise DataError(f"bar at {bar.ts_ns} is not after the previous bar at {last}", field="timestamp")
         o, h, l, c, v, bid, ask = self._rows(bar)
-        self._append_rows(np.array([bar.ts_ns]), o[None], h[None], l[None], c[None], v[None],
-                          tuple(x[None] for x in bid) if bid else None, tuple(x[None] for x in ask) if ask else None)
+        fields = {"open": o[None], "high": h[None], "low": l[None], "close": c[None], "volume": v[None]}
+        if bid:
+            fields["bid"], fields["ask"] = bid[3][None], ask[3][None]
         t = self.t + 1
-        if t >= self._live_ts.shape[0]:
-            grown = np.zeros(2 * self._live_ts.shape[0], dtype=np.int64)
-            grown[: t] = self._live_ts[: t]
-            self._live_ts = grown
-        self._live_ts[t] = bar.ts_ns
+        if self._all_ts:
+            if t >= self._live_ts.shape[0]:
+                grown = np.zeros(2 * self._live_ts.shape[0], dtype=np.int64)
+                grown[: t] = self._live_ts[: t]
+                self._live_ts = grown
+            self._live_ts[t] = bar.ts_ns
+            timestamps = self._live_ts[: t + 1]
+        else:
+            self._live_ts[0] = bar.ts_ns
+            timestamps = self._ts_view
         self.state = state = grow_state(self.state, t)
-        self._evaluate_series(t)
+        self.n += 1
+        self._prev_ts, self._last_ts = self._last_ts, int(bar.ts_ns)
+        self._evaluate_series(t, int(bar.ts_ns), fields)
         self._evaluate_schedule(next_ts)
         cp = self.compiled
-        # every row of these views aliases the one current row: the kernels read row t only
-        series = np.lib.stride_tricks.as_strided(self._series_row, shape=(t + 1, self._series_row.shape[0]),
-                                                 strides=(0, 8), writeable=False)
-        schedule = np.lib.stride_tricks.as_strided(self._schedule_row, shape=(t + 1, self._schedule_row.shape[0]),
-                                                   strides=(0, 1), writeable=False)
+        series, schedule = self._series_view, self._schedule_view
         quotes = (*bid, *ask) if bid else (o, h, l, c, o, h, l, c)
         orders_from, fills_from = int(state.counters[k.C_ORDERS]), int(state.counters[k.C_FILLS])
         self._n_signals[:] = 0
@@ -315,7 +299,7 @@ class StrategyStep:
                                      cp.rb_sort, cp.rb_weight, cp.rb_fixed)
         work = rt.Workspace(self.memory, self._stack, self._leaves, self.inst_order, targets, scores, chosen)
         audit = rt.Audit(self._signals, self._signal_leaves, self._n_signals)
-        ok = step_bar_nb(state, self.params, t, bar.ts_ns, k.Prices(o, h, l, c, *quotes), self._live_ts[: t + 1],
+        ok = step_bar_nb(state, self.params, t, bar.ts_ns, k.Prices(o, h, l, c, *quotes), timestamps,
                          program, work, audit, self.peak)
         if not ok:
             raise SimulationError("a record array overflowed inside the strategy step (this is a bug)")
@@ -326,29 +310,140 @@ class StrategyStep:
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> dict[str, np.ndarray]:
-        """The engine state after the last bar, as arrays (the bar buffer is not included: it is rebuilt from
-        the feed's history on recovery)."""
+        """The engine state and every indicator's streaming state after the last bar, as arrays."""
         t = self.t
-        out = state_arrays(self.state, bars=t + 1)
+        out = state_arrays(compact_history(self.state), bars=1)  # per-bar history: the store's bars table
+        out.update(self.stream.state_arrays())
+        last = self._last_ts if self._last_ts is not None else np.iinfo(np.int64).min
+        prev = self._prev_ts if self._prev_ts is not None else np.iinfo(np.int64).min
         out.update({"memory": self.memory, "inst_order": self.inst_order, "peak": self.peak,
-                    "live_ts": self._live_ts[: t + 1], "meta": np.array([t, self.n_warm, self.n], dtype=np.int64)})
+                    "live_ts": self._live_ts[: t + 1] if self._all_ts else self._live_ts.copy(),
+                    "meta": np.array([t, self.n_warm, self.n, last, prev], dtype=np.int64)})
         return out
 
-    def restore(self, arrays: dict[str, np.ndarray], history: MarketData) -> None:
-        """Load a snapshot; ``history`` holds every bar received up to the snapshot's bar (warm-up included)."""
-        t, n_warm, n = (int(x) for x in arrays["meta"])
-        if history.n_bars != n:
+    def restore(self, arrays: dict[str, np.ndarray], history: MarketData | None = None) -> None:
+        """Load a snapshot. ``history`` (every bar received up to the snapshot's bar, warm-up included), when
+        given, is checked against the snapshot's bar count: a different count means the data source changed."""
+        t, n_warm, n, last, prev = (int(x) for x in arrays["meta"])
+        if history is not None and history.n_bars != n:
             raise DataError(f"the feed's history has {history.n_bars} bars up to the snapshot, the session had {n}; "
                             "the data source changed", field="history")
-        self.n = 0
-        hist = history.select(self.assets) if tuple(history.assets) != self.assets else history
-        self._append_rows(hist.timestamps, hist.open, hist.high, hist.low, hist.close, hist.volume, hist.bid, hist.ask)
-        self.n_warm = n_warm
-        self.state = grow_state(state_from_arrays(arrays), t + 1)  # room for kernels called before the next step
+        none = np.iinfo(np.int64).min
+        empty = {name: np.zeros((0, len(self.assets))) for name in ("open", "high", "low", "close", "volume")}
+        if self.has_quotes:
+            empty["bid"] = empty["ask"] = np.zeros((0, len(self.assets)))
+        self.stream.restore(arrays, lambda: self._push(np.zeros(0, dtype=np.int64), empty))
+        self.n, self.n_warm = n, n_warm
+        self._last_ts = None if last == none else last
+        self._prev_ts = None if prev == none else prev
+        self.state = grow_state(bounded_history(state_from_arrays(arrays), 0), t + 1)  # room before the next step
         self.memory = arrays["memory"].copy()
         self.inst_order = arrays["inst_order"].copy()
         self.peak = arrays["peak"].copy()
         self.t = t
         live = arrays["live_ts"]
-        self._live_ts = np.zeros(max(1024, 2 * len(live)), dtype=np.int64)
-        self._live_ts[: len(live)] = live
+        if self._all_ts:
+            self._live_ts = np.zeros(max(1024, 2 * len(live)), dtype=np.int64)
+            self._live_ts[: len(live)] = live
+        else:  # the current bar's only (an older snapshot holds them all: its last)
+            self._live_ts[0] = live[-1] if len(live) else 0
+
+
+def _aliased(row: np.ndarray, *, cell: bool = False) -> np.ndarray:
+    """A read-only view of ``VIRTUAL_BARS`` rows that all alias ``row`` (``cell``: ``row`` is one value, the
+    view 1-D). Built once: the kernels index it by the bar and read row ``t`` only."""
+    shape, strides = ((VIRTUAL_BARS,), (0,)) if cell else ((VIRTUAL_BARS, row.shape[0]), (0, row.strides[0]))
+    return np.lib.stride_tricks.as_strided(row, shape=shape, strides=strides, writeable=False)
+
+
+def _reads_past_timestamps(ops: np.ndarray) -> bool:
+    """Whether a compiled program reads the timestamp of a bar before the current one (``days_since_order``,
+    ``days_since_entry``: the bar of the last fill or entry)."""
+    if ops.shape[0] == 0:
+        return False
+    state = ops[:, 0] == rt.OP_STATE
+    return bool(np.any(state & np.isin(ops[:, 1], (rt.S_DAYS_SINCE_ORDER, rt.S_DAYS_SINCE_ENTRY))))
+
+
+# ---------------------------------------------------------------------------------------- the risk layer's inputs
+def _session_day(portfolio: sc.Portfolio, ts: int) -> int:
+    """:func:`~backforge.engine.risk.session_keys` of one timestamp (the batch lowering's ``day``)."""
+    from backforge.engine.risk import session_keys
+
+    session = portfolio.risk.session if portfolio.risk is not None else None
+    return int(session_keys(np.array([ts], dtype=np.int64), session)[0])
+
+
+def _trading_window(portfolio: sc.Portfolio, ts: int) -> np.ndarray:
+    """:func:`~backforge.engine.risk.window_mask` of one timestamp for every rules row (portfolio, strategies)."""
+    from backforge.engine.risk import window_mask
+
+    cfgs = [portfolio.risk, *(s.risk for s in portfolio.strategies)]
+    row = np.ones(len(cfgs), dtype=np.uint8)
+    for r, cfg in enumerate(cfgs):
+        if cfg is not None and cfg.trading_window is not None:
+            row[r] = window_mask(np.array([ts], dtype=np.int64), cfg.trading_window)[0]
+    return row
+
+
+def _risk_inputs(portfolio: sc.Portfolio, cp: Any, reference: MarketData) -> list:
+    """The sizing-indicator columns of the risk book, in the order of ``compiler._lower_portfolio_risk``, as
+    functions ``(evaluator, ts, fields) -> rows [m, k]`` that stream. Volatility targets annualize with the
+    bars per year of the compiled data's calendar (``reference``), as the batch lowering does."""
+    if cp.risk is None:
+        return []
+    from backforge._time import periods_per_year
+    from backforge.engine import risk as rk
+
+    trailing = hasattr(rk, "trailing_periods_per_year")  # the causal annualization of simulator.realized_volatility
+    inputs = []
+    for s, strat in enumerate(portfolio.strategies):
+        alloc = getattr(strat.action, "allocation", None)
+        scope = [cp.portfolio.universe.index(a) for a in (strat.assets or cp.portfolio.universe)]
+        if isinstance(alloc, sc.VolatilityTarget):
+            fixed = alloc.periods_per_year
+
+            def vol(ev, ts, fields, s=s, window=alloc.window, fixed=fixed, scope=scope):
+                close = fields["close"]
+                returns = ev._window_state(f"risk:{s}:returns", "pct_change", 1).push(np.ascontiguousarray(close), ts)
+                std = ev._window_state(f"risk:{s}:stddev", "stddev", window).push(returns, ts)
+                if fixed:
+                    scale = np.sqrt(float(fixed))
+                elif trailing:
+                    scale = np.sqrt(_trailing_ppy(ev, ts))[:, None]
+                else:
+                    scale = np.sqrt(periods_per_year(reference.timestamps))
+                return (std * scale)[:, scope]
+
+            inputs.append(vol)
+        elif isinstance(alloc, sc.ExpressionAllocation) and is_pure(alloc.expression):
+            inputs.append(lambda ev, ts, fields, node=alloc.expression, scope=scope: ev.value(node)[:, scope])
+    return inputs
+
+
+def _trailing_ppy(ev: StreamingEvaluator, ts: np.ndarray) -> np.ndarray:
+    """Streaming :func:`backforge.engine.risk.trailing_periods_per_year` over the bars received (the trailing
+    year's timestamps in a deque: bounded by a year of bars)."""
+    from backforge.engine.risk import YEAR_NS
+
+    window = ev._states.get("risk:trailing_year")
+    if not isinstance(window, _TsDeque):  # new, or an array after a restore (snapshots hold arrays)
+        window = ev._states["risk:trailing_year"] = _TsDeque([] if window is None else window.tolist())
+    if ev._block.get("risk:trailing_year") is not None:
+        return ev._block["risk:trailing_year"]
+    out = np.empty(len(ts))
+    for i, now in enumerate(ts.tolist()):
+        window.append(now)
+        while window[0] <= now - YEAR_NS:
+            window.popleft()
+        span = float(now - window[0])
+        out[i] = (len(window) - 1) * float(YEAR_NS) / span if span > 0.0 else np.nan
+    ev._block["risk:trailing_year"] = out
+    return out
+
+
+class _TsDeque(deque):
+    """A deque of timestamps that snapshots as an int64 array."""
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array(list(self), dtype=np.int64)

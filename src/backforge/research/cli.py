@@ -72,6 +72,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
         for row in table.head(10).iter_rows(named=True):
             show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
         console.print(show)
+        console.print(f"[dim]{result.runtime_detail}[/]")
         of = result.overfitting
         kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
         console.print(overfitting_table(of, track_record=len(kept[0]) if kept else None))
@@ -84,6 +85,7 @@ def register(app: typer.Typer, console, friendly_errors) -> None:
                 "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
                 "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
                 "pareto": result.pareto, "generations": result.generations, "executor": executor,
+                "runtime": result.runtime, "runtime_detail": result.runtime_detail,
                 "strategy_file": str(strategy.resolve()), "start": portfolio.data.start, "end": portfolio.data.end,
             }, indent=2, default=_json))
             if axes:

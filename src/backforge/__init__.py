@@ -13,48 +13,32 @@ The public surface (pinned by ``tests/test_public_api.py``): the core below, plu
 
 from __future__ import annotations
 
-from backforge.data.market import MarketData, Quotes
-from backforge.data.synth import gbm as synth
-from backforge.engine.config import SignalConfig, SimConfig
-from backforge.engine.risk import RiskConfig
-from backforge.engine.simulator import OrderProgram, Simulator, from_signals, simulate
+from backforge._lazy import lazy_exports
 from backforge.errors import BackforgeError, ConfigError, DataError, SimulationError
-from backforge.results.result import Result, load_result
 
 __version__ = "0.1.0"
 
-# The headline features beyond the core, loaded on first use (``bf.run_portfolio``, ``bf.indicators``...):
-# ``import backforge`` stays cheap for commands that need none of them.
-_LAZY = {
-    "run_portfolio": ("backforge.strategy.compiler", "run_portfolio"),
-    "compile_portfolio": ("backforge.strategy.compiler", "compile_portfolio"),
-    "load_data": ("backforge.strategy.compiler", "load_data"),
-    "load_portfolio": ("backforge.strategy.schema", "load_portfolio"),
-    "indicators": ("backforge.strategy.indicators", None),
-    "sweep_signals": ("backforge.research.sweep", "sweep_signals"),
-    "sweep_sma_cross": ("backforge.research.sweep", "sweep_sma_cross"),
-    "optimize": ("backforge.research.optimize", "optimize"),
-    "walk_forward": ("backforge.research.walkforward", "walk_forward"),
-    "monte_carlo": ("backforge.research.montecarlo", "monte_carlo"),
-    "judge": ("backforge.judge", "judge"),
-    "Strategy": ("backforge.strategy.code", "Strategy"),
-    "backtest": ("backforge.strategy.code", "backtest"),
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module
-
-        module, attribute = _LAZY[name]
-        loaded = import_module(module)
-        return loaded if attribute is None else getattr(loaded, attribute)
-    raise AttributeError(f"module 'backforge' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+# Everything else loads on first use (``bf.from_signals``, ``bf.run_portfolio``, ``bf.indicators``...):
+# ``import backforge`` — and so every ``backforge`` command — stays cheap: numba, Polars and the judge
+# load when a command needs them (``backforge --help`` needs none of them).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "MarketData": "backforge.data.market", "Quotes": "backforge.data.market", "synth": "backforge.data.synth:gbm",
+    "SignalConfig": "backforge.engine.config", "SimConfig": "backforge.engine.config",
+    "RiskConfig": "backforge.engine.risk",
+    "OrderProgram": "backforge.engine.simulator", "Simulator": "backforge.engine.simulator",
+    "from_signals": "backforge.engine.simulator", "simulate": "backforge.engine.simulator",
+    "Result": "backforge.results.result", "load_result": "backforge.results.result",
+    "run_portfolio": "backforge.strategy.compiler", "compile_portfolio": "backforge.strategy.compiler",
+    "load_data": "backforge.strategy.compiler",
+    "load_portfolio": "backforge.strategy.schema",
+    "indicators": "backforge.strategy.indicators:",
+    "sweep_signals": "backforge.research.sweep", "sweep_sma_cross": "backforge.research.sweep",
+    "optimize": "backforge.research.optimize",
+    "walk_forward": "backforge.research.walkforward",
+    "monte_carlo": "backforge.research.montecarlo",
+    "judge": "backforge.judge",
+    "Strategy": "backforge.strategy.code", "backtest": "backforge.strategy.code",
+}, eager=globals())
 
 __all__ = [
     "BackforgeError",

@@ -1,4 +1,9 @@
-"""What every backforge command line shares: one-line errors, argument errors, output-location checks.
+"""What every backforge command line shares: the Typer app settings, the console, one-line errors, argument
+errors, output-location checks and the progress bar.
+
+* :func:`command_app` makes the Typer app of a command module (the main CLI and every sub-CLI:
+  ``backforge.research.cli.app``, ``backforge.data.cli.data_app``...), so they all print errors alike;
+  :data:`console` is the standard output they print to.
 
 * :func:`friendly_errors` wraps a command: a :class:`~backforge.errors.BackforgeError`, an ``OSError``
   (missing file, permission denied, read-only file system, symlink loop...) or a ``MemoryError`` becomes
@@ -8,6 +13,8 @@
   instead of Typer's multi-line panel.
 * :func:`check_output_folder` / :func:`check_output_file` reject an output location that cannot be
   written *before* a command does its work.
+* :func:`progress_bar` is the one Rich progress bar of long work (optimize and walk-forward searches,
+  signal sweeps, ``data synth``).
 
 Every line goes through :func:`backforge._secrets.redact` and is escaped, so neither a secret nor
 Rich markup in a message (``[red]`` in a path) reaches the terminal.
@@ -22,14 +29,21 @@ from typing import Any, Callable, TypeVar
 
 import typer
 import typer.core
+from rich.console import Console
 
 from backforge._paths import check_output_file, check_output_folder
 from backforge._secrets import redact
 from backforge.errors import BackforgeError
 
-__all__ = ["friendly_errors", "error_line", "OneLineErrorsGroup", "check_output_folder", "check_output_file"]
+__all__ = ["friendly_errors", "error_line", "OneLineErrorsGroup", "check_output_folder", "check_output_file",
+           "command_app", "console", "err_console", "progress_bar"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+console = Console()
+"""Standard output of every command (tables, summaries, saved paths)."""
+err_console = Console(stderr=True)
+"""Standard error, for what is not the command's output (``interrupted``)."""
 
 
 def error_line(message: Any) -> None:
@@ -118,3 +132,50 @@ def _usage_message(exc: Exception) -> str:
     if ctx is not None:
         return f"{message} (see '{ctx.command_path} --help')"
     return f"{message} (see --help)"
+
+
+def command_app(**options: Any) -> typer.Typer:
+    """The Typer app of a command module: one-line errors (:class:`OneLineErrorsGroup`), no shell-completion
+    options, no Rich tracebacks; ``options`` are Typer's (``name``, ``help``, ``no_args_is_help``...).
+
+    A sub-CLI module defines ``app = command_app()`` and its commands at module level; the main CLI adds it
+    with ``add_typer`` (without a name its commands become top-level commands).
+
+    Examples
+    --------
+    >>> from typer.testing import CliRunner
+    >>> app = command_app(help="Greetings.")
+    >>> @app.command()
+    ... def hello(name: str) -> None:
+    ...     print(f"hello {name}")
+    >>> @app.command()
+    ... def bye() -> None:
+    ...     print("bye")
+    >>> CliRunner().invoke(app, ["hello", "you"]).output.strip()
+    'hello you'
+    >>> result = CliRunner().invoke(app, ["hello", "you", "--loud"])
+    >>> result.exit_code, "No such option: --loud" in result.output
+    (2, True)
+    """
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False, cls=OneLineErrorsGroup, **options)
+
+
+def progress_bar(*, console: Any = None, transient: bool = True):
+    """The progress bar of long work (parameter searches, walk-forward, sweeps, synthetic data): a Rich
+    ``Progress`` (a context manager, or ``start``/``stop``; ``add_task``/``advance``/``update``) showing the
+    task, the bar, done/total, elapsed time and ETA, on ``console`` (default: Rich's, the terminal),
+    removed when it stops unless ``transient=False``.
+
+    Examples
+    --------
+    >>> with progress_bar() as progress:
+    ...     task = progress.add_task("trials", total=3)
+    ...     for _ in range(3):
+    ...         progress.advance(task)
+    >>> progress.finished
+    True
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    "ETA", TimeRemainingColumn(), console=console, transient=transient)

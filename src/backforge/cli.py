@@ -1,6 +1,12 @@
 """The `backforge` command line. It only decodes arguments and calls one runner per command; every
 `BackforgeError` (and every argument error) becomes one readable red line and exit code 2, never a
-traceback — see :mod:`backforge._cli`, shared by every sub-app."""
+traceback — see :mod:`backforge._cli`, shared by every sub-app.
+
+The sub-CLIs (``research/cli.py``, ``judge/cli.py``, ``live/cli.py``, ``service/cli.py``, ``data/cli.py``) are
+module-level Typer apps added here with ``add_typer``. Start-up stays small: these modules import Typer and
+Rich only, and a command imports the engine, Polars or the judge when it runs — ``backforge --help`` loads
+neither numba nor the judge (``tests/test_startup.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from backforge import __version__
-from backforge._cli import OneLineErrorsGroup, check_output_file, check_output_folder, friendly_errors
+from backforge._cli import check_output_file, check_output_folder, command_app, console, err_console, friendly_errors
+from backforge.data.cli import app as data_app
+from backforge.engine.events.cli import app as events_app
 from backforge.errors import BackforgeError
+from backforge.judge.cli import app as judge_app
+from backforge.live.cli import app as live_app
+from backforge.research.cli import app as research_app
+from backforge.service.cli import app as service_app
 
-app = typer.Typer(
-    name="backforge",
-    help="Fast, accurate, event-driven backtesting and strategy evaluation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    cls=OneLineErrorsGroup,
-)
-console = Console()
-err_console = Console(stderr=True)
+app = command_app(name="backforge", help="Fast, accurate, event-driven backtesting and strategy evaluation.",
+                  no_args_is_help=True)
 
 
 def _version(value: bool) -> None:
@@ -381,21 +384,11 @@ def montecarlo(
     console.print(f"[green]saved:[/] {run_folder / 'montecarlo.json'} (the report draws the fan chart from it)")
 
 
-def _mount_optional_apps() -> None:
-    from backforge.research.cli import register
-
-    register(app, console, friendly_errors)
-    from backforge.service.cli import serve; app.command()(friendly_errors(serve))  # noqa: E702
-    from backforge.judge.cli import register as register_judge; register_judge(app, console, friendly_errors)  # noqa: E702
-    from backforge.live.cli import register as register_live; register_live(app, console, friendly_errors)  # noqa: E702
-    try:
-        from backforge.data.cli import data_app
-    except ImportError:  # the data layer's CLI is optional while it is being built
-        return
-    app.add_typer(data_app, name="data", help="Import, inspect, check, resample and query market data.")
-
-
-_mount_optional_apps()
+# The sub-CLIs' commands become top-level commands (listed after these), ``data`` a group.
+for _sub_app in (research_app, service_app, judge_app, live_app):
+    app.add_typer(_sub_app)
+app.add_typer(data_app, name="data", help="Import, inspect, check, resample and query market data.")
+app.add_typer(events_app, name="events", help="Import tick, quote and L2 data; run strategies on the event engine.")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from backforge.data import catalog as catalog_module
+from backforge.data import parquet_store as store_module
 from backforge.data.catalog import Catalog, normalize_bar, validate_symbol
 from backforge.data.importers import read_file
 from backforge.data.market import MarketData
@@ -191,7 +191,7 @@ def test_crash_before_publish_leaves_catalog_unchanged(catalog: Catalog, shared:
     def crash(tmp: Path, final: Path) -> None:
         raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(catalog_module, "_publish_step", crash)
+    monkeypatch.setattr(store_module, "_publish_step", crash)
     with pytest.raises(KeyboardInterrupt):
         catalog.import_file(shared / "GOOG.csv", symbol="GOOG", mode="replace")
     assert snapshot(catalog.root) == before
@@ -206,13 +206,13 @@ def test_killed_writer_process_never_corrupts(tmp_path: Path, shared: Path) -> N
     before = cat.load("GOOG", bar="1d").fingerprint()
     script = textwrap.dedent(f"""
         import os
-        from backforge.data import catalog as c
+        from backforge.data import catalog, parquet_store
         def die(tmp, final):
             os._exit(9)  # the process dies with the new version half-published
-        c._publish_step = die
-        c.Catalog({str(root)!r}).import_file({str(shared / 'orcl-1995-2014.txt')!r}, symbol="GOOG", mode="replace")
+        parquet_store._publish_step = die
+        catalog.Catalog({str(root)!r}).import_file({str(shared / 'orcl-1995-2014.txt')!r}, symbol="GOOG", mode="replace")
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(catalog_module.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(store_module.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
     assert proc.returncode == 9, proc.stderr.decode()
     assert list((root / "GOOG" / "1d").glob(".tmp-*"))  # debris of the dead writer

@@ -11,11 +11,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from backforge.data import catalog as catalog_module
+from backforge.data import parquet_store as store_module
 from backforge.data.catalog import Catalog
 from backforge.data.synth import gbm
 
-SRC = Path(catalog_module.__file__).parents[2]
+SRC = Path(store_module.__file__).parents[2]
 
 
 def test_sigkilled_import_of_a_new_symbol_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -26,12 +26,12 @@ def test_sigkilled_import_of_a_new_symbol_leaves_nothing_behind(tmp_path: Path) 
     ready = tmp_path / "ready"
     script = textwrap.dedent(f"""
         import pathlib, time
-        from backforge.data import catalog as c
+        from backforge.data import catalog, parquet_store
         def hang(tmp, final):  # the writer is stuck (or slow) just before publishing its new version
             pathlib.Path({str(ready)!r}).write_text(str(tmp))
             time.sleep(600)
-        c._publish_step = hang
-        c.Catalog({str(root)!r}).import_file({str(data)!r}, symbol="NEWSYM")
+        parquet_store._publish_step = hang
+        catalog.Catalog({str(root)!r}).import_file({str(data)!r}, symbol="NEWSYM")
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

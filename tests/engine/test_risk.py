@@ -151,6 +151,12 @@ def test_from_signals_risk_option_errors_have_paths() -> None:
     with pytest.raises(ConfigError) as err:
         bf.from_signals(data, signal(5, [0]), risk={"max_weight": {"Q": 0.5}})
     assert err.value.path == "risk.max_weight.Q"
+    for field, bad, message in (("window", 0, "must be > 0, got 0"), ("atr_window", "3x", "unknown duration unit 'x'"),
+                                ("window", 2.5, "whole number")):
+        sizing = {"mode": "risk" if field == "atr_window" else "volatility_target", "value": 0.1, "stop_atr": 2.0, field: bad}
+        with pytest.raises(ConfigError) as err:
+            rk.as_risk_config({"sizing": sizing})
+        assert err.value.path == f"risk.sizing.{field}" and message in err.value.message
 
 
 def test_risk_section_is_in_the_json_schema() -> None:
@@ -381,6 +387,63 @@ def test_drawdown_halt_fires_flattens_and_resumes_next_day_in_one_backtest() -> 
     assert r.state.risk.state[0]["peak"] == pytest.approx(85_000.0)  # drawdown measured from the resume
 
 
+def _halt_portfolio(a_action: dict, a_risk: dict) -> dict:
+    always = {"lhs": "close", "op": ">", "rhs": 0}
+    far_limit = {"buy": {"allocation": {"equity_fraction": 0.2}, "order_type": "limit", "limit_offset": 0.5}}
+    return {"name": "x", "universe": ["X", "Y"], "cash": 100_000, "strategies": [
+        {"name": "hold", "assets": ["X"], "condition": always, "action": {"buy": {"allocation": {"equity_fraction": 0.5}}}},
+        {"name": "a", "assets": ["Y"], "condition": always, "action": a_action, "risk": a_risk},
+        {"name": "b", "assets": ["Y"], "condition": always, "action": far_limit}]}
+
+
+def test_a_strategy_halt_cancels_that_strategys_working_entries_only() -> None:
+    """X (held by 'hold', 500 units at 100) closes at 70 on bar 3: equity 85,000, a 15 % drawdown ≥ strategy
+    a's max_drawdown 10 %. Strategy a halts at bar 3 and its working limit buy of Y (at 50, never reached) is
+    cancelled there (reason risk); b's identical order keeps working; a owns no position, so its
+    flatten_on_halt closes nothing (X belongs to 'hold')."""
+    n = 7
+    b = bars(n, 2)
+    b["low"][3:, 0] = b["close"][3:, 0] = 70.0
+    b["open"][4:, 0] = b["high"][4:, 0] = 70.0
+    far_limit = {"buy": {"allocation": {"equity_fraction": 0.2}, "order_type": "limit", "limit_offset": 0.5}}
+    r = run_portfolio(_halt_portfolio(far_limit, {"max_drawdown": 0.1, "flatten_on_halt": True, "resume": "manual"}),
+                      market(b))
+    halts = r.risk_events.filter(pl.col("event") == "halted")
+    assert (halts["bar"].to_list(), halts["scope"].to_list(), halts["value"].to_list()) == ([3], ["a"], [pytest.approx(0.15)])
+    orders = r.orders.sort("order_id")
+    ys = orders.filter(pl.col("asset") == "Y")
+    assert ys["limit_price"].to_list() == [50.0, 50.0]  # a's and b's, both placed after bar 0
+    a_order, b_order = ys.row(0, named=True), ys.row(1, named=True)
+    assert (a_order["status"], a_order["reason"]) == ("cancelled", "risk")
+    cancelled = r.order_log.filter(pl.col("event") == "cancelled")
+    assert (cancelled["order_id"].to_list(), cancelled["bar"].to_list()) == ([a_order["order_id"]], [3])
+    assert b_order["status"] == "pending"
+    assert r.positions["X"][-1] == 500.0  # not a's position: not flattened
+    assert orders.height == 3  # a places nothing while halted
+
+
+def test_a_strategy_halt_flattens_only_the_positions_it_opened() -> None:
+    """Strategy a buys 250 Y at 100 (25 % of equity) and 'hold' 500 X; X falls to 70 and Y to 90 on bar 3:
+    equity 100,000 - 15,000 - 2,500 = 82,500, drawdown 17.5 % ≥ 10 %: a halts and flattens its Y (market exit
+    filled at the next open), 'hold''s X stays."""
+    n = 7
+    b = bars(n, 2)
+    b["low"][3:, 0] = b["close"][3:, 0] = 70.0
+    b["open"][4:, 0] = b["high"][4:, 0] = 70.0
+    b["low"][3:, 1] = b["close"][3:, 1] = 90.0
+    b["open"][4:, 1] = b["high"][4:, 1] = 90.0
+    market_buy = {"buy": {"allocation": {"equity_fraction": 0.25}}}
+    r = run_portfolio(_halt_portfolio(market_buy, {"max_drawdown": 0.1, "flatten_on_halt": True, "resume": "manual"}),
+                      market(b))
+    halts = r.risk_events.filter(pl.col("event") == "halted")
+    assert (halts["bar"].to_list(), halts["value"].to_list()) == ([3], [pytest.approx(0.175)])
+    exits = r.orders.filter((pl.col("role") == "exit") & (pl.col("reason") == "risk"))
+    assert (exits["asset"].to_list(), exits["fill_bar"].to_list(), exits["fill_price"].to_list()) == (["Y"], [4], [90.0])
+    assert r.positions["Y"][-1] == 0.0 and r.positions["X"][-1] == 500.0
+    # b's far limit buy of Y is not a's: it keeps working
+    assert r.orders.filter((pl.col("asset") == "Y") & (pl.col("order_type") == "limit"))["status"].to_list() == ["pending"]
+
+
 def test_recovered_resume_and_manual_halt() -> None:
     n = 10
     b = bars(n, 2)
@@ -441,16 +504,35 @@ def test_blocked_reversal_only_closes_and_brackets_are_cancelled_on_halt() -> No
 
 # ----------------------------------------------------------------------- sizing modes (strategies)
 
-def _annual_vol(close: pd.Series, window: int, ppy: float) -> pd.Series:
+def _annual_vol(close: pd.Series, window: int, ppy) -> pd.Series:
     return close.pct_change().rolling(window).std(ddof=0) * np.sqrt(ppy)
 
 
-def test_volatility_target_expression_and_kelly_sizes_by_hand() -> None:
-    from backforge._time import periods_per_year
+def trailing_bars_per_year(timestamps) -> np.ndarray:
+    """Slow reference of the causal annualization: at each bar, the bars of the trailing 365.25 days
+    (bar ``t`` and the earlier bars stamped after ``ts[t] - 365.25 d``) minus one, per year of their span."""
+    year = 365.25 * 86_400e9
+    out = np.full(len(timestamps), np.nan)
+    for t, now in enumerate(timestamps):
+        inside = [u for u in timestamps[: t + 1] if u > now - year]
+        if len(inside) > 1:
+            out[t] = (len(inside) - 1) / ((int(now) - int(inside[0])) / year)
+    return out
 
+
+def test_trailing_periods_per_year_matches_its_reference() -> None:
+    day = 86_400 * 10**9
+    rng = np.random.default_rng(3)
+    ts = np.cumsum(rng.choice([1, 1, 1, 1, 3], size=700)).astype(np.int64) * day  # weekends, > 1 year
+    got = rk.trailing_periods_per_year(ts)
+    np.testing.assert_allclose(got, trailing_bars_per_year(ts), rtol=1e-12)
+    assert np.isnan(got[0]) and 250 < got[-1] < 300  # about 5 bars per 7 days once a year is covered
+
+
+def test_volatility_target_expression_and_kelly_sizes_by_hand() -> None:
     data = bf.synth(n_assets=2, years=2, seed=5, assets=("A", "B"))
     close = pd.DataFrame(data.close, columns=list(data.assets))
-    ppy = periods_per_year(data.timestamps)
+    ppy = trailing_bars_per_year(data.timestamps)
     base = {"name": "x", "universe": ["A", "B"], "strategies": [
         {"name": "in", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_above", "rhs": {"sma": {"window": 20}}},
          "action": {"buy": {}}},
@@ -511,6 +593,45 @@ def test_per_strategy_risk_counts_only_that_strategys_trades_and_positions() -> 
     assert ((positions != 0).sum(axis=1) <= 1).all()
     blocked = r.risk_events.filter(pl.col("event") == "blocked")
     assert blocked.height > 0 and set(blocked["scope"]) == {"in"} and set(blocked["rule"]) == {"max_positions"}
+
+
+# ------------------------------------------------------------------------ audit: explain and report
+
+def test_explain_at_a_halt_and_the_report_show_the_risk_events(tmp_path) -> None:
+    """`backforge explain --at` names the halt at its bar and while it is in force; the HTML report marks
+    every halt of the run on the equity chart."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from backforge.cli import app
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "trend_drawdown_halt.yaml"
+    cli = CliRunner()
+    assert cli.invoke(app, ["run", str(path), "--out", str(tmp_path)]).exit_code == 0
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    portfolio = load_portfolio(path)
+    from backforge.strategy.compiler import load_data
+
+    data = load_data(portfolio, base=path.parent)
+    result = run_portfolio(portfolio, data, start=portfolio.data.start, end=portfolio.data.end)
+    events = result.risk_events
+    halts = events.filter(pl.col("event") == "halted")
+    assert halts.height >= 1
+    halt = halts.row(0, named=True)
+    at = str(halt["timestamp"])[:19]
+    shown = cli.invoke(app, ["explain", str(folder), "--at", at])
+    assert shown.exit_code == 0, shown.output
+    assert "risk rules" in shown.output and halt["message"] in shown.output
+    resumed = events.filter((pl.col("event") == "resumed") & (pl.col("bar") > halt["bar"]))["bar"]
+    later = halt["bar"] + 1
+    if resumed.len() == 0 or resumed[0] > later:  # the next bar, still halted
+        during = cli.invoke(app, ["explain", str(folder), "--at", str(pd.Timestamp(int(data.timestamps[later]), tz="UTC"))[:19]])
+        assert f"portfolio: {halt['message']}" in during.output and "since" in during.output
+    html = result.to_html()
+    assert "Risk halt" in html and f"Risk halts ✕ ({halts.height})" in html
+    assert json.dumps(f"portfolio: {halt['message']}")[1:-1] in html  # the marker's hover text (chart JSON)
 
 
 # --------------------------------------------------------------------------- no rules: no change
@@ -630,6 +751,33 @@ def test_property_sizing_never_uses_data_after_the_decision_bar(seed, mode, cut)
     mine = base.orders.filter((pl.col("role") == "entry") & (pl.col("created_bar") <= cut))
     theirs = other.orders.filter((pl.col("role") == "entry") & (pl.col("created_bar") <= cut))
     assert mine["size"].to_list() == theirs["size"].to_list()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(25, 120), st.sampled_from(["risk", "volatility_target", "kelly"]))
+def test_property_truncating_the_data_after_t_leaves_every_decision_up_to_t(seed, cut, mode) -> None:
+    """Sizing never uses later bars, timestamps included: the run on the data cut after bar ``cut``
+    sends exactly the orders (sizes, stops) the full run decided up to ``cut``."""
+    data = bf.synth(n_assets=2, years=0.6, seed=seed)
+    rng = np.random.default_rng(seed)
+    entries = rng.random((data.n_bars, 2)) < 0.15
+    exits = rng.random((data.n_bars, 2)) < 0.15
+    entries[16], exits[16] = True, False  # at least one sized entry before the cut (ATR and volatility known)
+    risk = {"sizing": {"mode": mode, "value": 0.02 if mode == "risk" else 0.3, "stop_atr": 2.0 if mode == "risk" else None,
+                       "min_trades": 2, "fallback": 0.05, "max": 0.5, "window": 10},
+            "drawdown_scaling": {"start": 0.02, "end": 0.3}, "max_weight": 0.4}
+    full = bf.from_signals(data, entries, exits, stop_loss=0.05, lot_size=0, risk=risk)
+    short = bf.from_signals(data.rows(0, cut + 1), entries[: cut + 1], exits[: cut + 1], stop_loss=0.05, lot_size=0,
+                            risk=risk)
+    columns = ["created_bar", "asset", "role", "size", "stop_price"]
+    mine = full.orders.filter(pl.col("created_bar") <= cut - 1).select(columns)
+    theirs = short.orders.filter(pl.col("created_bar") <= cut - 1).select(columns)
+    assert mine.height > 0 and mine.equals(theirs)
+    from backforge.engine.simulator import realized_volatility
+
+    vol_full = realized_volatility(data.close, data.timestamps, 10)
+    vol_short = realized_volatility(data.close[: cut + 1], data.timestamps[: cut + 1], 10)
+    assert np.array_equal(vol_full[: cut + 1], vol_short, equal_nan=True)
 
 
 def test_brackets_still_protect_positions_while_halted() -> None:

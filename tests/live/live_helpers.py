@@ -9,7 +9,7 @@ import numpy as np
 from backforge.engine import kernels as k
 from backforge.live import PaperBroker, PaperRunner, ReplayFeed, session_tables
 from backforge.live.runner import LiveConfig
-from backforge.strategy.compiler import compile_portfolio, run_compiled, sim_config_of
+from backforge.strategy.compiler import compile_portfolio, run_compiled
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -18,7 +18,7 @@ def backtest_and_paper(portfolio, market, start: int, folder: Path, *, config: L
     """(backtest result, finished runner, broker, session tables) for one data set."""
     result = run_compiled(compile_portfolio(portfolio, market, start_bar=start))
     feed = ReplayFeed(market, start=start)
-    broker = PaperBroker(feed.symbols, config=sim_config_of(portfolio), has_quotes=feed.has_quotes)
+    broker = PaperBroker.for_portfolio(portfolio, feed.symbols, has_quotes=feed.has_quotes)
     runner = PaperRunner(portfolio, feed, broker, folder, reference=market, config=config)
     try:
         runner.run()

@@ -74,7 +74,7 @@ class Service:
             env["BACKFORGE_API_TOKEN"] = self.token
         command = [sys.executable, "-m", "backforge.cli", "serve", "--host", "127.0.0.1", "--port", "0",
                    "--workers", str(self.workers), "--store", self.store, "--catalog", str(self.root / "catalog"),
-                   "--runs", str(self.root / "runs"), "--import-root", str(self.root / "files"),
+                   "--runs", str(self.root / "runs"), "--sessions", str(self.root / "sessions"), "--import-root", str(self.root / "files"),
                    "--heartbeat", str(self.heartbeat), "--stale-after", str(self.stale_after), *self.extra]
         self.log = open(self.root / "server.log", "ab")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, env=env, cwd=self.root,

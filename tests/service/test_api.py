@@ -1,6 +1,6 @@
 """The REST API over real HTTP against a real ``backforge serve`` (uvicorn on 127.0.0.1, 2 worker
-processes, a SQLite store): auth, bad input, the job lifecycle with progress and events, runs,
-compare, validation."""
+processes, a SQLite store) shared by the module: auth, bad input, the job lifecycle with progress and
+events, runs, compare, validation, paper sessions, and (slow) every job kind."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_every_route_answers_401_without_the_token(service, client):
     spec = client.get("/openapi.json").json()  # the API description itself is public
     routes = [(path, method) for path, methods in spec["paths"].items() for method in methods]
     assert len(routes) >= 14
-    fill = {"{job_id}": "0123456789abcdef", "{run_id}": "some-run"}
+    fill = {"{job_id}": "0123456789abcdef", "{run_id}": "some-run", "{session_id}": "some-session"}
     with service.client(token=None) as anonymous, service.client(token="wrong-token-wrong-token") as wrong:
         for path, method in routes:
             url = re.sub(r"\{[a-z_]+\}", lambda m: fill[m.group(0)], path)
@@ -49,7 +49,7 @@ def test_every_route_answers_401_without_the_token(service, client):
                 response = http.request(method.upper(), url, params={"x": "a", "y": "b", "runs": "a,b"}, json={})
                 assert response.status_code == 401, (method, url, response.status_code)
                 assert response.headers["www-authenticate"] == "Bearer"
-        for page in ("/", "/runs/some-run", "/compare"):
+        for page in ("/", "/runs/some-run", "/compare", "/sessions/some-session"):
             assert anonymous.get(page).status_code == 401
             assert "Sign in" in anonymous.get(page).text
     assert "access-control-allow-origin" not in client.get("/api/health", headers={"Origin": "http://evil.test"}).headers
@@ -211,7 +211,7 @@ def test_cancel_in_every_state(client):
     assert client.post("/api/jobs/0000000000000000/cancel").status_code == 404
 
 
-def test_compare_validate_schema_and_data(client):
+def test_compare_validate_schema_and_data(service, client):
     ids = [wait_for(client, submit(client, kind="backtest", strategy=s)["id"])["result"]["run"]
            for s in (QUICK, QUICK.replace("seed: 3", "seed: 4"))]
     compared = client.get("/api/compare", params={"runs": ",".join(ids)}).json()
@@ -230,10 +230,107 @@ def test_compare_validate_schema_and_data(client):
     schema = client.get("/api/schema").json()
     assert set(schema["jobs"]) == {"backtest", "optimize", "walk_forward", "monte_carlo", "judge", "report", "data_import"}
     assert "universe" in schema["strategy"]["properties"]
-    assert client.get("/api/data").json()["series"] == []
+    from backforge.data.catalog import Catalog
+
+    served = [(s["symbol"], s["bar"], s["rows"]) for s in client.get("/api/data").json()["series"]]
+    on_disk = Catalog(service.root / "catalog").list() if (service.root / "catalog").is_dir() else []
+    assert served == [(s.symbol, s.bar, s.rows) for s in on_disk]
     assert client.get("/docs").status_code == 200
 
 
 def test_unknown_job_is_404(client):
     assert client.get("/api/jobs/doesnotexist").status_code == 404
     assert client.get("/api/jobs/doesnotexist/events").status_code == 404
+
+
+PAPER = {"name": "paper-demo", "universe": ["AAA", "BBB"], "cash": 10_000, "data": {"years": 1, "seed": 11},
+         "strategies": [{"name": "in", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_above",
+                                                      "rhs": {"sma": {"window": 20}}},
+                         "action": {"buy": {"allocation": {"equity_fraction": 0.4}}}},
+                        {"name": "out", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_below",
+                                                       "rhs": {"sma": {"window": 20}}},
+                         "action": {"close": {}}}]}
+
+
+def test_paper_sessions_are_served_read_only(service, client):
+    from backforge._time import format_ns
+    from backforge.live.session import run_paper, session_tables
+
+    folder = service.root / "sessions" / "replay-demo"
+    runner = run_paper(PAPER, state=folder, start=100)  # a real paper session on replayed synthetic bars
+    tables = session_tables(folder)
+    listed = {s["id"]: s for s in client.get("/api/sessions").json()["sessions"]}
+    assert listed["replay-demo"]["bars"] == runner.bars_processed == tables["bars"].height > 0
+    assert listed["replay-demo"]["running"] is False and listed["replay-demo"]["halted"] == ""
+    last_ts = int(tables["bars"]["ts_ns"][-1])
+    assert listed["replay-demo"]["last_bar"] == format_ns(last_ts, "second", offset=False)
+
+    status = client.get("/api/sessions/replay-demo").json()
+    assert status["bars"] == runner.bars_processed and status["last_bar_ts"] == last_ts
+    assert status["equity_curve"]["v"] == pytest.approx(tables["bars"]["equity"].to_list())
+    assert status["equity"] == pytest.approx(tables["bars"]["equity"][-1])
+    assert status["pnl"] == pytest.approx(status["equity"] - 10_000)
+    assert status["cash"] == pytest.approx(tables["bars"]["cash"][-1])
+    fills = tables["fills"]
+    assert status["fills"]["total"] == fills.height > 0
+    net: dict[str, float] = {}
+    for f in fills.iter_rows(named=True):  # positions from the fills, independently of the runner's state
+        net[f["symbol"]] = net.get(f["symbol"], 0.0) + (f["qty"] if f["side"] == "buy" else -f["qty"])
+    held = {k: v for k, v in net.items() if abs(v) > 1e-9}
+    assert {k: p["qty"] for k, p in status["positions"].items()} == pytest.approx(held)
+    assert len(status["open_orders"]) == status["in_flight"]
+    assert status["breakers"]["halted"] is False and status["finished"] is True
+
+    page = client.get("/sessions/replay-demo")
+    assert page.status_code == 200 and "Paper session replay-demo" in page.text
+    assert all(f"<td>{symbol}</td>" in page.text for symbol in held)
+    assert 'href="/sessions/replay-demo"' in client.get("/").text
+    for bad in ("nope", "..%2F..%2Fetc", "%2E%2E", "replay-demo%2F..%2F..%2Fruns"):
+        assert client.get(f"/api/sessions/{bad}").status_code == 404, bad
+        assert client.get(f"/sessions/{bad}").status_code == 404, bad
+
+
+@pytest.mark.slow
+def test_every_job_kind_runs_and_saves_in_the_existing_format(service, client):
+    """Monte Carlo, report, judge, data import, optimize (with its heatmap), walk-forward — each result
+    saved in the format the CLI and the library read."""
+    from backforge.results.result import load_result
+
+    base = wait_for(client, submit(client, kind="backtest", strategy=QUICK)["id"])["result"]["run"]
+    (service.root / "files" / "xyz.csv").write_text(
+        "date,open,high,low,close,volume\n" + "".join(
+            f"2021-01-{d:02d},{10 + d},{11 + d},{9 + d},{10.5 + d},1000\n" for d in range(4, 29) if d % 7 not in (2, 3)))
+    search = SLOW.replace("range: [2, 80, 1]", "choices: [5, 10]").replace("range: [100, 300, 10]", "choices: [30, 60]")
+    search = search.replace("years: 10", "years: 4")
+    jobs = {
+        "monte_carlo": submit(client, kind="monte_carlo", strategy=QUICK, n_simulations=200, seed=1),
+        "report": submit(client, kind="report", run=base, title="Quick"),
+        "judge": submit(client, kind="judge", run=base, walk_forward=False),
+        "data_import": submit(client, kind="data_import", path="xyz.csv", symbol="XYZ"),
+        "optimize": submit(client, kind="optimize", strategy=search, top=1),
+        "walk_forward": submit(client, kind="walk_forward", strategy=search, in_sample="2y", out_of_sample="1y"),
+    }
+    done = {kind: wait_for(client, job["id"], timeout=180) for kind, job in jobs.items()}
+    for kind, job in done.items():
+        assert job["state"] == "done", (kind, job["error"])
+    runs = service.root / "runs"
+    mc = load_result(runs / done["monte_carlo"]["result"]["run"])
+    assert mc["montecarlo"]["n_simulations"] == 200 and mc["montecarlo_bands"].height > 0
+    assert (runs / base / "report.html").read_text().count("Quick") >= 1
+    assert (runs / base / "judge.json").is_file() and (runs / base / "judge.html").is_file()
+    assert set(done["judge"]["result"]["findings"]) == {"critical", "warning", "info"}
+    series = {s["symbol"]: s for s in client.get("/api/data").json()["series"]}
+    assert series["XYZ"]["rows"] == done["data_import"]["result"]["rows"] > 0
+    optimized = runs / done["optimize"]["result"]["run"]
+    assert pl.read_parquet(optimized / "trials.parquet").height == 4
+    assert load_result(runs / done["optimize"]["result"]["best_run"]).summary()["bars"] > 0
+    heat = client.get(f"/api/runs/{done['optimize']['result']['run']}/heatmap", params={"x": "fast", "y": "slow"})
+    assert heat.status_code == 200 and heat.json()["data"][0]["z"]["shape"].replace(" ", "") == "2,2"
+    bad_axis = client.get(f"/api/runs/{done['optimize']['result']['run']}/heatmap", params={"x": "fats", "y": "slow"})
+    assert bad_axis.status_code == 422 and "did you mean 'fast'" in bad_axis.json()["detail"][0]["msg"]
+    walk = runs / done["walk_forward"]["result"]["run"]
+    assert pl.read_parquet(walk / "windows.parquet").height == done["walk_forward"]["result"]["windows"] >= 1
+    for page in (f"/runs/{base}", f"/runs/{done['optimize']['result']['run']}", f"/runs/{done['walk_forward']['result']['run']}",
+                 f"/runs/{done['monte_carlo']['result']['run']}"):
+        assert client.get(page).status_code == 200, page
+    assert not [p for p in runs.iterdir() if p.name.startswith(".staging")]

@@ -1,6 +1,7 @@
 """The web page in Debian's headless Chromium (Playwright pointed at /usr/bin/chromium; no browser
 download): sign in, submit a strategy, watch the progress bar reach done, open the run and its tear
-sheet, compare two runs, look at an optimization heatmap — no console errors, screenshots not blank."""
+sheet, compare two runs, look at an optimization heatmap and a paper session — no console errors,
+screenshots not blank."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from svc_server import QUICK, Service, wait_for
+from test_api import PAPER
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +113,15 @@ def test_submit_watch_open_report_compare_in_chromium(chromium_path, tmp_path):
             page.select_option("#hm", "total_return")
             page.wait_for_function("(document.querySelector('#heatmap .gtitle') || {}).textContent === 'total_return by fast and slow'")
             _not_blank(page.screenshot(path=str(shots / "heatmap.png"), full_page=True))
+
+            from backforge.live.session import run_paper
+
+            run_paper(PAPER, state=server.root / "sessions" / "paper-demo", start=100)
+            page.goto(server.url + "/")
+            page.click("#sessions a[href='/sessions/paper-demo']")
+            page.wait_for_selector("#session-chart .main-svg")
+            assert page.inner_text("#session-breakers") == "ok"
+            _not_blank(page.screenshot(path=str(shots / "session.png"), full_page=True))
             browser.close()
         assert errors == []
     finally:

@@ -90,10 +90,13 @@ def test_a_hung_worker_is_found_by_its_stale_heartbeat(one_worker):
         client.post(f"/api/jobs/{job['id']}/cancel")
 
 
-def test_server_killed_mid_run_and_restarted(tmp_path):
+def test_server_killed_mid_run_and_restarted(one_worker):
+    """Last in the module: it kills the module's server and starts a second one on the same folders."""
     from backforge.results.result import load_result
 
-    first = Service(tmp_path, workers=1, heartbeat=0.3, stale_after=2.5).start()
+    first, root = one_worker, one_worker.root
+    runs = root / "runs"
+    before = {p.name for p in runs.iterdir() if not p.name.startswith(".")}  # the runs of the tests above
     with first.client() as client:
         long_job = client.post("/api/jobs", json={"kind": "optimize", "strategy": MEDIUM, "top": 1}).json()
         quick = [client.post("/api/jobs", json={"kind": "backtest", "strategy": QUICK.replace("seed: 3", f"seed: {i}")}).json()
@@ -101,10 +104,9 @@ def test_server_killed_mid_run_and_restarted(tmp_path):
         running = wait_for(client, long_job["id"], ("running",), timeout=60)
     first.kill(signal.SIGKILL)
     assert _gone(worker_pid(running))  # the orphaned worker ends itself
-    runs = tmp_path / "runs"
     for folder in runs.iterdir():  # nothing half-written: only complete runs or hidden staging folders
         assert folder.name.startswith(".") or (folder / "metadata.json").is_file() or (folder / "summary.json").is_file()
-    second = Service(tmp_path, workers=1, heartbeat=0.3, stale_after=2.5).start(wait_for_workers=False)
+    second = Service(root, workers=1, heartbeat=0.3, stale_after=2.5).start(wait_for_workers=False)
     try:
         with second.client() as client:
             resumed = wait_for(client, long_job["id"], timeout=120)
@@ -113,11 +115,13 @@ def test_server_killed_mid_run_and_restarted(tmp_path):
             assert resumed["state"] == "done" and resumed["attempts"] == 2  # the running one was resumed
             retry = [e for e in _events(client, long_job["id"]) if e.get("retry")]
             assert len(retry) == 1 and "the server was restarted" in retry[0]["reason"]
-            listed = client.get("/api/runs").json()["runs"]
-        assert {r["id"] for r in listed} == {d["result"]["run"] for d in done} | {resumed["result"]["run"]}
+            listed = {r["id"] for r in client.get("/api/runs").json()["runs"]}
+        assert listed == before | {d["result"]["run"] for d in done} | {resumed["result"]["run"]}
+        assert not before & ({d["result"]["run"] for d in done} | {resumed["result"]["run"]})
         for d in done:
             assert load_result(runs / d["result"]["run"]).summary()["bars"] > 0
         assert load_result(runs / resumed["result"]["best_run"]).summary()["bars"] > 0
-        assert not [p for p in runs.iterdir() if p.name.startswith(".staging")]
+        ours = {f".staging-{j['id']}" for j in (long_job, *quick)}
+        assert not [p for p in runs.iterdir() if p.name in ours]  # no staging folder of these jobs is left
     finally:
         second.stop()

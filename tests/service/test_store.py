@@ -172,3 +172,33 @@ def test_a_bad_url_is_one_clear_error():
         JobStore("not a url")
     with pytest.raises(BackforgeError, match="cannot open the job store"):
         JobStore("postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+
+def test_the_lean_status_read_is_the_job_and_survives_a_lost_connection(store_url):
+    import json
+
+    import sqlalchemy as sa
+
+    store = JobStore(store_url)
+    job = store.create("backtest", {"strategy": "name: x", "odd": float("nan"), "text": 'quote " and </script>'})
+    seen = [json.loads(store.status_json(job.id))]
+    assert seen[0] == store.get(job.id).to_dict() and seen[0]["config"]["odd"] is None
+    store.claim("w1")
+    store.start(job.id, "w1")
+    store.progress(job.id, "w1", 0.25, "a quarter")
+    seen.append(json.loads(store.status_json(job.id)))  # the kept connection sees every commit
+    assert (seen[1]["state"], seen[1]["progress"], seen[1]["message"]) == ("running", 0.25, "a quarter")
+    store.finish(job.id, "w1", {"run": "r-1", "summary": {"sharpe": float("inf")}})
+    done = json.loads(store.status_json(job.id))
+    assert done == store.get(job.id).to_dict() and done["result"] == {"run": "r-1", "summary": {"sharpe": None}}
+    with pytest.raises(JobNotFound, match="no job"):
+        store.status_json("x' OR '1'='1")
+    if store.dialect == "postgresql":  # the server drops the reader's connection: the next read reconnects
+        admin = sa.create_engine(store_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            dropped = conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all()
+        admin.dispose()
+        assert dropped
+        assert json.loads(store.status_json(job.id))["state"] == "done"
+    store.close()

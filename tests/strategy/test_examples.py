@@ -509,14 +509,18 @@ def close_frame_high(data) -> pd.DataFrame:
 def check_vol_target_rotation(name: str) -> None:
     """Month-start entries in the top third by 126-bar return, each weighted min(0.4, 0.10 ÷ annualized
     20-bar volatility); exits where the percentile fell below 0.6; gross exposure ≤ 100 % at every fill."""
-    from backforge._time import periods_per_year
-
     portfolio, data, result = run_example(name)
     close = close_frame(data)
     momentum = close / close.shift(126) - 1
     rank = momentum.rank(axis=1, method="average")
     percentile = (rank - 1).div(momentum.notna().sum(axis=1) - 1, axis=0)
-    vol = close.pct_change().rolling(20).std(ddof=0) * np.sqrt(periods_per_year(data.timestamps))
+    # annualized with the bars of the trailing year at each bar (counted here by hand: causal)
+    year = 365.25 * 86_400e9
+    ts = data.timestamps
+    first = np.array([np.flatnonzero(ts > now - year)[0] for now in ts])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_year = (np.arange(len(ts)) - first) / ((ts - ts[first]) / year)
+    vol = close.pct_change().rolling(20).std(ddof=0).mul(np.sqrt(per_year), axis=0)
     starts = _month_starts(data)
     buys = events(result, "enter", "buy")
     assert buys.height > 20

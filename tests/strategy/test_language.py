@@ -642,14 +642,12 @@ def test_non_finite_constants_are_rejected(value: float) -> None:
     error_of(mutate("strategies[0].condition.rhs", value))
 
 
-@pytest.mark.xfail(strict=True, reason="JSON dumps escape non-BMP characters as surrogate pairs, which the YAML loader keeps split")
-def test_known_emoji_names_round_trip_through_json() -> None:
+def test_emoji_names_round_trip_through_json() -> None:
     portfolio = load_portfolio({"name": "\U0001F680 moon", "universe": ["A"], "strategies": [{"name": "s", "action": {"alert": {}}}]})
     assert load_portfolio(dump_portfolio(portfolio, format="json")) == portfolio
 
 
-@pytest.mark.xfail(strict=True, reason="PyYAML folds a NEL (U+0085) inside a scalar into a space")
-def test_known_nel_round_trips_through_yaml() -> None:
+def test_nel_round_trips_through_yaml() -> None:
     portfolio = load_portfolio({"name": "a\x85b", "universe": ["A"], "strategies": [{"name": "s", "action": {"alert": {}}}]})
     assert load_portfolio(dump_portfolio(portfolio, format="yaml")) == portfolio
 
@@ -687,24 +685,23 @@ def test_pinned_rebalance_condition_compiles() -> None:
     compile_portfolio(load_portfolio(config), _data())
 
 
-@pytest.mark.xfail(strict=True, reason="an ATR stop's window error names '.window' instead of '.atr_window'")
-def test_known_atr_window_path() -> None:
+def test_atr_window_path() -> None:
     assert _compile_error({"action": {"buy": {"stop_loss": {"atr": 2, "atr_window": 400}}}}) == (
         "strategies[0].action.stop_loss.atr_window: window of 400 bars is longer than the data (252 bars)")
 
 
-@pytest.mark.xfail(strict=True, reason="costs are only checked when the backtest runs: `validate` accepts unknown assets in costs")
-def test_known_costs_are_checked_at_compile() -> None:
-    config = {"name": "x", "universe": ["AAPL", "MSFT"], "costs": {"fee_rate": {"SPY": 0.1}},
+def test_costs_name_assets_of_the_universe() -> None:
+    # checked when the file is loaded (`validate`), at the cost's path, not when the backtest runs
+    config = {"name": "x", "universe": ["AAPL", "MSFT"], "costs": {"fee_rate": {"MSFTT": 0.1}},
               "strategies": [{"name": "s", "action": {"buy": {}}}]}
-    with pytest.raises(ConfigError):
-        compile_portfolio(load_portfolio(config), _data())
+    assert error_of(config) == "costs.fee_rate.MSFTT: 'MSFTT' is not in the universe; did you mean 'MSFT'?"
 
 
-@pytest.mark.xfail(strict=True, reason="nested windows are checked one at a time: sma(200) of sma(200) on 252 bars is all NaN")
-def test_known_nested_warm_up_longer_than_the_data() -> None:
-    _compile_error({"condition": {"lhs": {"sma": {"window": 200, "of": {"sma": {"window": 200}}}}, "op": ">", "rhs": 0},
-                    "action": {"buy": {}}})
+def test_nested_warm_up_longer_than_the_data() -> None:
+    assert _compile_error({"condition": {"lhs": {"sma": {"window": 200, "of": {"sma": {"window": 200}}}}, "op": ">", "rhs": 0},
+                           "action": {"buy": {}}}) == (
+        "strategies[0].condition.lhs.window: window of 200 bars is longer than its input's 53 valid bars "
+        "(the inner indicator's warm-up leaves 53 of 252)")
 
 
 def test_arithmetic_overflow_is_silent() -> None:

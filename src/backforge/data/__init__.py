@@ -9,19 +9,19 @@ Quick tour::
     cat.import_file("GOOG.csv", symbol="GOOG")             # checked, stored atomically
     md = cat.load(["GOOG", "ORCL"], "2010", "2012", bar="1d")  # memory-mapped, aligned, NaN gaps
 
-Only :mod:`~backforge.data.market` and :mod:`~backforge.data.synth` (NumPy only) are imported eagerly;
-the other names load their module (Polars, PyArrow) on first use, so ``import backforge.data`` is cheap.
+Every name loads its module (NumPy, Polars, PyArrow) on first use, so ``import backforge.data`` is cheap
+(the ``backforge`` command imports it to list ``backforge data`` commands).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from backforge.data.market import MarketData, Quotes
-from backforge.data.synth import default_assets, gbm, synthetic_fundamentals, synthetic_market, synthetic_series
+from backforge._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from backforge.data.market import MarketData, Quotes
+    from backforge.data.synth import default_assets, gbm, synthetic_fundamentals, synthetic_market, synthetic_series
     from backforge.data.catalog import Catalog, ImportReport, SeriesInfo, WriteResult
     from backforge.data.fundamentals import Fundamentals, read_fundamentals
     from backforge.data.importers import FileData, normalize_frame, read_bid_ask, read_csv, read_file, read_parquet
@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "MarketData": "market", "Quotes": "market",
+    "gbm": "synth", "synthetic_market": "synth", "synthetic_series": "synth", "synthetic_fundamentals": "synth",
+    "default_assets": "synth",
     "read_csv": "importers", "read_file": "importers", "read_parquet": "importers", "read_bid_ask": "importers",
     "normalize_frame": "importers", "FileData": "importers",
     "Catalog": "catalog", "SeriesInfo": "catalog", "WriteResult": "catalog", "ImportReport": "catalog",
@@ -60,16 +63,5 @@ _LAZY = {
     "Fundamentals": "fundamentals", "read_fundamentals": "fundamentals",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """Import the module of a lazily exported name on first access (PEP 562)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'backforge.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"backforge.data.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"backforge.data.{module}" for name, module in _LAZY.items()},
+                                    eager=globals())

@@ -1,8 +1,8 @@
 """``backforge data ...``: import, inspect, check, generate and query market data from the shell.
 
-The Typer application :data:`data_app` is mounted by the main CLI as ``backforge data``. Every command
-takes ``--catalog DIR`` (default ``$BACKFORGE_DATA`` or ``./backforge-data``; ``lmdb://...`` selects the
-ArcticDB backend). Bad input prints one red line naming the file, line and column and exits with code 2
+The Typer application :data:`app` (also named ``data_app``) is mounted by the main CLI as ``backforge data``.
+Every command takes ``--catalog DIR`` (default ``$BACKFORGE_DATA`` or ``./backforge-data``; ``lmdb://...``
+selects the ArcticDB backend). Bad input prints one red line naming the file, line and column and exits with code 2
 — never a traceback.
 """
 
@@ -13,19 +13,14 @@ from typing import Any, Optional
 
 import typer
 
-from backforge._cli import OneLineErrorsGroup, check_output_file
+from backforge._cli import check_output_file, command_app, progress_bar
 from backforge._cli import friendly_errors as _friendly_errors
 
-__all__ = ["data_app"]
+__all__ = ["app", "data_app"]
 
-data_app = typer.Typer(
-    name="data",
-    help="Import, inspect, check, generate and query market data in the catalog.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    cls=OneLineErrorsGroup,
-)
+app = command_app(name="data", help="Import, inspect, check, generate and query market data in the catalog.",
+                  no_args_is_help=True)
+data_app = app
 CatalogOption = typer.Option(None, "--catalog", "-c", envvar="BACKFORGE_DATA",
                              help="Catalog folder (default ./backforge-data) or lmdb://PATH for ArcticDB.")
 
@@ -47,7 +42,7 @@ def _catalog(root: Optional[str]) -> Any:
 
 # ====================================================================== import
 
-@data_app.command("import")
+@app.command("import")
 @_friendly_errors
 def import_command(
     path: Path = typer.Argument(..., help="CSV (plain or gzip) or Parquet file. With --ask: the file of bid bars."),
@@ -93,7 +88,7 @@ def import_command(
 
 # ====================================================================== list / show / delete
 
-@data_app.command("list")
+@app.command("list")
 @_friendly_errors
 def list_command(catalog: Optional[str] = CatalogOption) -> None:
     """List every series in the catalog."""
@@ -114,7 +109,7 @@ def list_command(catalog: Optional[str] = CatalogOption) -> None:
     out.print(table)
 
 
-@data_app.command("show")
+@app.command("show")
 @_friendly_errors
 def show_command(
     symbol: str = typer.Argument(..., help="Symbol to show."),
@@ -138,7 +133,7 @@ def show_command(
     _print_frame(out, head if not tail.height else _concat(head, tail), title=f"first and last {rows} rows" if tail.height else None)
 
 
-@data_app.command("delete")
+@app.command("delete")
 @_friendly_errors
 def delete_command(
     symbol: str = typer.Argument(..., help="Symbol to delete."),
@@ -161,7 +156,7 @@ def delete_command(
 
 # ====================================================================== quality
 
-@data_app.command("quality")
+@app.command("quality")
 @_friendly_errors
 def quality_command(
     target: str = typer.Argument(..., help="A symbol in the catalog, or a data file to check without importing it."),
@@ -204,7 +199,7 @@ def quality_command(
 
 # ====================================================================== synth
 
-@data_app.command("synth")
+@app.command("synth")
 @_friendly_errors
 def synth_command(
     assets: int = typer.Option(7, "--assets", "-a", help="Number of assets (AAPL, MSFT, ... then SYN007, ...)."),
@@ -224,8 +219,6 @@ def synth_command(
     Each asset comes from its own random stream, so asset i is the same whatever --assets is, and the
     assets are generated and written one at a time (memory stays at one asset's arrays).
     """
-    from rich.progress import Progress
-
     from backforge.data.synth import default_assets, synthetic_fundamentals, synthetic_series
     from backforge.errors import ConfigError
 
@@ -247,7 +240,7 @@ def synth_command(
     names = tuple(prefix + n for n in default_assets(assets))
     out = _console()
     rows = 0
-    with Progress(console=out, transient=True) as progress:
+    with progress_bar(console=out) as progress:
         task = progress.add_task("generating", total=assets)
         for i, name in enumerate(names):
             md = synthetic_series(i, years, bar=bar, seed=seed, calendar=calendar, jump_intensity=jumps,
@@ -266,7 +259,7 @@ def synth_command(
 
 # ====================================================================== sql
 
-@data_app.command("sql")
+@app.command("sql")
 @_friendly_errors
 def sql_command(
     query: str = typer.Argument(..., help="DuckDB SQL over the views bars, quotes, trades, fundamentals and series."),

@@ -396,7 +396,7 @@ def _side_codes(values, *, path: str, row_offset: int) -> np.ndarray:
     out[np.isin(text, ["ask", "sell", "s", "a", "-1", "offer"])] = -1
     bad = np.flatnonzero(out == 0)
     if len(bad):
-        raise DataError(f"side must be bid/ask (or buy/sell), got {text[bad[0]]!r}", path=path,
+        raise DataError(f"side must be bid/ask (or buy/sell), got {str(text[bad[0]])!r}", path=path,
                         row=int(bad[0]) + row_offset, field="side")
     return out
 
@@ -824,7 +824,8 @@ class EventStore:
     """
 
     def __init__(self, root: str | os.PathLike[str] | Any) -> None:
-        root = getattr(root, "root", root)
+        if not isinstance(root, (str, os.PathLike)):  # a Catalog: its folder (a Path's own .root is "/")
+            root = root.root
         self.root = Path(root)
 
     def _folder(self, symbol: str) -> Path:

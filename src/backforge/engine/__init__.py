@@ -7,8 +7,7 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from backforge._lazy import lazy_exports
 
 _EXPORTS = {
     "SimConfig": "backforge.engine.config", "SignalConfig": "backforge.engine.config",
@@ -21,9 +20,5 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    # lazy: importing backforge.engine (or one of its kernel modules) does not compile or load the rest
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'backforge.engine' has no attribute {name!r}")
+# lazy: importing backforge.engine (or one of its kernel modules) does not compile or load the rest
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

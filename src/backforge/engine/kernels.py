@@ -1119,31 +1119,32 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
 @kernel
 def risk_after_bar_nb(state: State, t: int, ts: int) -> None:
     """Update the risk state after bar ``t`` (:func:`backforge.engine.risk.risk_update_nb`); when a
-    drawdown halt fires, cancel the working entries, and close every position if the rule flattens."""
-    halted = state.risk.state[0]["halt"]
-    flatten = rk.risk_update_nb(state.risk, state.fills, state.counters[C_FILLS], state.orders, state.trades,
-                                state.counters[C_TRADES], t, ts, state.equity[t] if t < state.equity.shape[0] else equity_nb(state))
-    if halted == 0 and state.risk.state[0]["halt"] != 0 or flatten:
-        risk_stand_down_nb(state, t, ts, flatten)
+    drawdown halt fires, stand down (:func:`risk_stand_down_nb`)."""
+    fired = rk.risk_update_nb(state.risk, state.fills, state.counters[C_FILLS], state.orders, state.trades,
+                              state.counters[C_TRADES], t, ts, state.equity[t] if t < state.equity.shape[0] else equity_nb(state))
+    if fired:
+        risk_stand_down_nb(state, t, ts)
 
 
 @kernel
-def risk_stand_down_nb(state: State, t: int, ts: int, flatten: bool) -> None:
-    """Cancel every working entry order; with ``flatten`` also send a market exit for every position
-    (they fill at the next bar's open, reason ``risk``)."""
+def risk_stand_down_nb(state: State, t: int, ts: int) -> None:
+    """Cancel the working entry orders a halt that fired at bar ``t`` covers (a portfolio halt: every
+    entry; strategy ``s``'s halt: the entries tagged ``s``) and, for a rule that flattens, send a market
+    exit for every position it covers (they fill at the next bar's open, reason ``risk``)."""
+    risk = state.risk
     for i in range(state.counters[C_ACTIVE]):
         oid = state.active[i]
-        if state.orders[oid]["role"] == ENTRY:
+        order = state.orders[oid]
+        if order["role"] == ENTRY and rk.risk_halts_order_nb(risk, order["tag"], t):
             cancel_order_nb(state, oid, t, ts, R_RISK)
-    if flatten:
-        for a in range(state.position.shape[0]):
-            pos = state.position[a]
-            if pos != 0.0:
-                oid = submit_order_nb(state, t, ts, a, -1 if pos > 0.0 else 1, MARKET, POSITION_FRACTION, 1.0, np.nan,
-                                      np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, GTC, 0, EXIT, -1, -1, 0,
-                                      -1, R_RISK)
-                if state.signal_order[a] >= 0:
-                    state.signal_order[a] = oid
+    for a in range(state.position.shape[0]):
+        pos = state.position[a]
+        if pos != 0.0 and rk.risk_flattens_nb(risk, a, t):
+            oid = submit_order_nb(state, t, ts, a, -1 if pos > 0.0 else 1, MARKET, POSITION_FRACTION, 1.0, np.nan,
+                                  np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, GTC, 0, EXIT, -1, -1, 0,
+                                  -1, R_RISK)
+            if state.signal_order[a] >= 0:
+                state.signal_order[a] = oid
     compact_active_nb(state)
 
 

@@ -47,7 +47,7 @@ __all__ = [
     "RiskConfig", "TradingWindow", "Session", "DrawdownScaling", "LosingStreak", "RiskSizing", "RiskBook",
     "RiskRule", "RiskEventKind", "ResumeMode", "Sizing", "lower_risk", "empty_risk_book", "risk_events_frame",
     "describe_risk_event", "drawdown_multiplier", "kelly_fraction", "risk_rules_dt", "risk_state_dt",
-    "risk_asset_dt", "risk_event_dt", "halt", "resume", "session_keys", "window_mask",
+    "risk_asset_dt", "risk_event_dt", "halt", "resume", "session_keys", "window_mask", "trailing_periods_per_year", "lower_fill_caps", "FILL_CAPS",
 ]
 
 from backforge.engine.records import CodeTable
@@ -384,7 +384,8 @@ class RiskSizing(_Frozen):
     ``mode``: ``risk`` — quantity = equity × ``value`` ÷ stop distance (the stop_loss fraction of the
     decision bar's close, or ``stop_atr`` × ATR(``atr_window``), placed as the stop-loss bracket);
     ``volatility_target`` — weight = ``value`` ÷ annualized volatility of returns over ``window``,
-    capped at ``max``; ``kelly`` — ``value`` × Kelly fraction of the closed trades so far, capped at
+    capped at ``max`` (annualized with ``periods_per_year``, or by default with the bars per year of the
+    trailing year at the decision bar, :func:`trailing_periods_per_year`: causal); ``kelly`` — ``value`` × Kelly fraction of the closed trades so far, capped at
     ``max``, ``fallback`` before ``min_trades`` trades.
     """
 
@@ -397,6 +398,13 @@ class RiskSizing(_Frozen):
     min_trades: int = Field(20, ge=1)
     fallback: float = Field(0.0, ge=0, allow_inf_nan=False)
     periods_per_year: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @field_validator("window", "atr_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> Any:
+        from backforge.strategy.schema import _check_window
+
+        return _check_window(value)
 
 
 PerAsset = Union[float, dict[str, float]]
@@ -421,7 +429,7 @@ class RiskConfig(_Frozen):
     max_net: float | None = Field(None, description="largest |net exposure|, multiple of equity")
     max_positions: int | None = Field(None, ge=1, description="most assets with an open position (or a working entry) at once")
     max_drawdown: float | None = Field(None, description="halt new entries when equity falls this far below its peak")
-    flatten_on_halt: bool = Field(False, description="also close every position when the drawdown halt fires")
+    flatten_on_halt: bool = Field(False, description="also close every position the halt covers when the drawdown halt fires (a strategy's halt: the positions it opened)")
     resume: Literal["manual", "next_day", "recovered"] = Field("next_day", description="how a drawdown halt is lifted")
     resume_drawdown: float | None = Field(None, description="with resume: recovered, resume once the drawdown is back to this (default half the limit)")
     daily_loss_limit: float | None = Field(None, description="block entries for the rest of the day once the day's loss reaches this fraction")
@@ -671,6 +679,38 @@ def lower_risk(portfolio_risk: RiskConfig | None, assets: tuple[str, ...], times
     )
 
 
+FILL_CAPS = ("max_weight", "max_gross", "max_net", "min_qty", "max_qty", "min_notional", "max_notional")
+"""The rules checked at the fill (:func:`risk_cap_nb`): what a venue that fills like the engine applies."""
+
+
+def _caps_only(cfg: RiskConfig | None) -> RiskConfig | None:
+    if cfg is None:
+        return None
+    caps = {name: getattr(cfg, name) for name in FILL_CAPS if getattr(cfg, name) is not None}
+    return RiskConfig(**caps) if caps else None
+
+
+def lower_fill_caps(portfolio_risk: RiskConfig | None, assets: tuple[str, ...], *,
+                    strategy_risks: list[RiskConfig | None] | None = None) -> RiskBook | None:
+    """Only the fill-time caps (:data:`FILL_CAPS`) of the portfolio's and each strategy's rules, lowered
+    for ``assets`` — the book of a paper venue that fills with the engine's kernels, so that a cap cuts a
+    fill there exactly as in the backtest. Halts, limits and multipliers stay with the strategy (they
+    decide orders; the venue only fills them). None when no cap is set.
+
+    Examples
+    --------
+    >>> book = lower_fill_caps(RiskConfig(max_weight=0.25, max_drawdown=0.2), ("A", "B"))
+    >>> book.assets[0]["max_weight"].tolist(), bool(np.isnan(book.rules[0]["max_drawdown"]))
+    ([0.25, 0.25], True)
+    >>> lower_fill_caps(RiskConfig(max_drawdown=0.2), ("A",)) is None
+    True
+    """
+    rows = [_caps_only(portfolio_risk), *(_caps_only(r) for r in strategy_risks or [])]
+    if all(r is None for r in rows):
+        return None
+    return lower_risk(rows[0], tuple(assets), np.zeros(0, dtype=np.int64), strategy_risks=rows[1:])
+
+
 def set_sizing(book: RiskBook, row: int, mode: str, value: float, *, size_min: float = np.nan,
                size_max: float = np.nan, min_trades: int = 0, fallback: float = np.nan,
                stop_atr: float = np.nan) -> None:
@@ -689,6 +729,39 @@ def set_sizing(book: RiskBook, row: int, mode: str, value: float, *, size_min: f
 def with_series(book: RiskBook, series: np.ndarray) -> RiskBook:
     """The book with its sizing-indicator matrix ``[H, N]`` replaced."""
     return book._replace(series=np.ascontiguousarray(series, dtype=np.float64))
+
+
+# ------------------------------------------------------------------------------ causal annualization
+
+YEAR_NS = int(365.25 * NS_PER_DAY)
+
+
+def trailing_periods_per_year(timestamps: np.ndarray) -> np.ndarray:
+    """Bars per year at every bar, counted causally over the trailing year: at bar ``t`` with ``j`` the
+    first bar stamped after ``ts[t] - 365.25 days``, ``(t - j) / ((ts[t] - ts[j]) / 365.25 days)`` (NaN
+    at the first bar). Only bars up to ``t`` are used, so truncating the data after ``t`` changes
+    nothing up to ``t``; once the data spans a year the value no longer depends on where it starts
+    (before that the bars so far are counted). Sessions, weekends and gaps count as they occur.
+
+    The annualization of volatility-target sizing (give ``periods_per_year`` to fix it instead).
+
+    Examples
+    --------
+    >>> day = 86_400 * 10**9
+    >>> ts = np.array([0, 1, 2, 3, 6, 7], dtype=np.int64) * day  # a weekend between bars 3 and 4
+    >>> np.round(trailing_periods_per_year(ts), 2).tolist()
+    [nan, 365.25, 365.25, 365.25, 243.5, 260.89]
+    """
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if len(ts) == 0:
+        return np.zeros(0)
+    j = np.searchsorted(ts, ts - YEAR_NS, side="right")
+    idx = np.arange(len(ts))
+    span = (ts - ts[j]).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (idx - j) * float(YEAR_NS) / span
+    out[span <= 0.0] = np.nan
+    return out
 
 
 # ------------------------------------------------------------------------------------ pure helpers
@@ -1044,11 +1117,15 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
     """Update the risk state after bar ``t`` closed at ``equity``: new session day (day-start equity,
     order count, daily block, next-day resume), closed trades (losing streak, Kelly statistics, position
     owner, cooldown after a stop-out), the equity peak, drawdown halts and recovered resumes, the daily
-    loss limit. Returns True when a halt that flattens fired (the caller closes every position)."""
+    loss limit. Returns True when a halt fired at this bar in any row: the caller then cancels the working
+    entries the halt covers (:func:`risk_halts_order_nb`) and closes the positions of rules that flatten
+    (:func:`risk_flattens_nb`)."""
     n_rows = risk.rules.shape[0]
     # ---- session day
     day = risk.day[t] if t < risk.day.shape[0] else ts // NS_PER_DAY
     for r in range(n_rows):
+        if risk.rules[r]["enabled"] == 0:  # a row without rules (sizing only): nothing reads its day or peak
+            continue
         st = risk.state[r]
         if st["day_key"] != day:
             first = st["day_key"] == np.iinfo(np.int64).min
@@ -1094,18 +1171,19 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
     st0["seen_fills"] = n_fills
     st0["seen_trades"] = k
     # ---- peak, halts, daily loss
-    flatten = False
+    fired = False
     for r in range(n_rows):
-        st = risk.state[r]
         rules = risk.rules[r]
+        if rules["enabled"] == 0:
+            continue
+        st = risk.state[r]
         if equity > st["peak"]:
             st["peak"] = equity
         dd = 1.0 - equity / st["peak"] if st["peak"] > 0.0 else 0.0
         if np.isfinite(rules["max_drawdown"]):
             if st["halt"] == 0 and dd >= rules["max_drawdown"]:
                 risk_halt_nb(risk, r, 1, t, ts, dd, rules["resume"] == RESUME_MANUAL)
-                if rules["flatten"] != 0:
-                    flatten = True
+                fired = True
             elif st["halt"] == 1 and st["manual"] == 0 and rules["resume"] == RESUME_RECOVERED \
                     and dd <= rules["resume_drawdown"]:
                 risk_resume_nb(risk, r, t, ts, equity)
@@ -1117,7 +1195,33 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
                 record_risk_event_nb(risk, t, ts, r, -1, -1, EV_HALTED, 2, loss, rules["daily_loss"],
                                      np.nan, np.nan)
         st["prev_equity"] = equity
-    return flatten
+    return fired
+
+
+@inline_kernel
+def _halted_at_nb(risk: RiskBook, row: int, t: int) -> bool:
+    st = risk.state[row]
+    return st["halt"] != 0 and st["halt_bar"] == t
+
+
+@inline_kernel
+def risk_halts_order_nb(risk: RiskBook, tag: int, t: int) -> bool:
+    """True when a halt that fired at bar ``t`` covers a working entry of order tag ``tag``: the portfolio
+    row's halt covers every entry, strategy ``s``'s halt (row ``1 + s``) the entries that strategy placed."""
+    if _halted_at_nb(risk, 0, t):
+        return True
+    return tag >= 0 and tag + 1 < risk.rules.shape[0] and _halted_at_nb(risk, tag + 1, t)
+
+
+@inline_kernel
+def risk_flattens_nb(risk: RiskBook, a: int, t: int) -> bool:
+    """True when a drawdown halt with ``flatten_on_halt`` fired at bar ``t`` over the position in asset
+    ``a``: the portfolio row's flattens every position, strategy ``s``'s the positions it opened."""
+    if _halted_at_nb(risk, 0, t) and risk.rules[0]["flatten"] != 0 and risk.state[0]["halt"] == 1:
+        return True
+    r = risk.owner[a] + 1
+    return 0 < r < risk.rules.shape[0] and _halted_at_nb(risk, r, t) and risk.rules[r]["flatten"] != 0 \
+        and risk.state[r]["halt"] == 1
 
 
 # ------------------------------------------------------------------------------ Python-side helpers

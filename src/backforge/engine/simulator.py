@@ -338,7 +338,8 @@ def realized_volatility(close: np.ndarray, timestamps: np.ndarray, window: int |
                         periods_per_year: float | None = None) -> np.ndarray:
     """Annualized volatility of one-bar returns over ``window``: the population standard deviation of
     ``close / previous close - 1`` (each asset's previous bar) times ``sqrt(periods_per_year)``
-    (default: bars per year of the timestamps).
+    (default: the bars per year of the trailing year at each bar,
+    :func:`backforge.engine.risk.trailing_periods_per_year` — causal: row ``t`` uses bars up to ``t`` only).
 
     Examples
     --------
@@ -347,11 +348,15 @@ def realized_volatility(close: np.ndarray, timestamps: np.ndarray, window: int |
     >>> bool(np.isnan(realized_volatility(close, np.arange(4) * 86_400 * 10**9, 2, 1.0)[1]))
     True
     """
-    from backforge._time import periods_per_year as ppy
     from backforge.strategy import indicators as ind
 
     returns = ind.pct_change(np.asarray(close, dtype=np.float64), timestamps, 1)
-    scale = np.sqrt(periods_per_year if periods_per_year else ppy(timestamps))
+    if periods_per_year:
+        scale = np.sqrt(float(periods_per_year))
+    else:
+        scale = np.sqrt(rk.trailing_periods_per_year(timestamps))
+        if returns.ndim == 2:
+            scale = scale[:, None]
     return ind.stddev(returns, timestamps, window) * scale
 
 

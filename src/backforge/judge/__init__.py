@@ -15,61 +15,28 @@ applied and re-tested, and plain English → strategy.
 
 from __future__ import annotations
 
-from backforge.judge.apply import ApplyReport, apply_recommendations, split_period
-from backforge.judge.core import Judgement, judge
-from backforge.judge.errors import InvalidAnswerError, JudgeError, NotConfiguredError, ProviderError
-from backforge.judge.evidence import EvidencePack, build_evidence
-from backforge.judge.generate import GeneratedStrategy, generate_strategy
-from backforge.judge.llm import LLMClient, LLMConfig, load_llm_config
-from backforge.judge.recommendations import (
-    AddFilter,
-    ChangeParameter,
-    ChangeRisk,
-    Recommendation,
-    Review,
-    RunTest,
-    review_json_schema,
-)
-from backforge.judge.report import judge_section_data, judge_section_html, write_judge_html
-from backforge.judge.reviewer import LLMReview, llm_review
-from backforge.judge.rules import RULES, Finding, RuleSettings, review
-from backforge.judge.runs import RunView, SignalRerunner, StrategyRerunner, open_run
+from backforge._lazy import lazy_exports
 
-__all__ = [
-    "AddFilter",
-    "ApplyReport",
-    "ChangeParameter",
-    "ChangeRisk",
-    "EvidencePack",
-    "Finding",
-    "GeneratedStrategy",
-    "InvalidAnswerError",
-    "JudgeError",
-    "Judgement",
-    "LLMClient",
-    "LLMConfig",
-    "LLMReview",
-    "NotConfiguredError",
-    "ProviderError",
-    "RULES",
-    "Recommendation",
-    "Review",
-    "RuleSettings",
-    "RunTest",
-    "RunView",
-    "SignalRerunner",
-    "StrategyRerunner",
-    "apply_recommendations",
-    "build_evidence",
-    "generate_strategy",
-    "judge",
-    "judge_section_data",
-    "judge_section_html",
-    "llm_review",
-    "load_llm_config",
-    "open_run",
-    "review",
-    "review_json_schema",
-    "split_period",
-    "write_judge_html",
-]
+_EXPORTS = {
+    "ApplyReport": "backforge.judge.apply", "apply_recommendations": "backforge.judge.apply",
+    "split_period": "backforge.judge.apply",
+    "Judgement": "backforge.judge.core", "judge": "backforge.judge.core",
+    "InvalidAnswerError": "backforge.judge.errors", "JudgeError": "backforge.judge.errors",
+    "NotConfiguredError": "backforge.judge.errors", "ProviderError": "backforge.judge.errors",
+    "EvidencePack": "backforge.judge.evidence", "build_evidence": "backforge.judge.evidence",
+    "GeneratedStrategy": "backforge.judge.generate", "generate_strategy": "backforge.judge.generate",
+    "LLMClient": "backforge.judge.llm", "LLMConfig": "backforge.judge.llm", "load_llm_config": "backforge.judge.llm",
+    "AddFilter": "backforge.judge.recommendations", "ChangeParameter": "backforge.judge.recommendations",
+    "ChangeRisk": "backforge.judge.recommendations", "Recommendation": "backforge.judge.recommendations",
+    "Review": "backforge.judge.recommendations", "RunTest": "backforge.judge.recommendations",
+    "review_json_schema": "backforge.judge.recommendations",
+    "judge_section_data": "backforge.judge.report", "judge_section_html": "backforge.judge.report",
+    "write_judge_html": "backforge.judge.report",
+    "LLMReview": "backforge.judge.reviewer", "llm_review": "backforge.judge.reviewer",
+    "RULES": "backforge.judge.rules", "Finding": "backforge.judge.rules", "RuleSettings": "backforge.judge.rules",
+    "review": "backforge.judge.rules",
+    "RunView": "backforge.judge.runs", "SignalRerunner": "backforge.judge.runs",
+    "StrategyRerunner": "backforge.judge.runs", "open_run": "backforge.judge.runs",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, eager=globals())

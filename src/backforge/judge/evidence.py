@@ -58,6 +58,7 @@ import polars as pl
 
 from backforge._time import format_duration, format_ns, median_bar_ns
 from backforge.errors import BackforgeError
+from backforge.judge.budget import DEFAULT_BUDGET_TOKENS
 from backforge.judge.runs import COST_FIELDS, RunView, SignalRerunner, StrategyRerunner, open_run
 from backforge.results.metrics import max_drawdown, sharpe_ratio, skewness
 from backforge.results.result import RunAnalysis
@@ -70,9 +71,6 @@ __all__ = [
     "build_evidence",
     "estimate_tokens",
 ]
-
-DEFAULT_BUDGET_TOKENS = 8_000
-"""Default token budget of the pack given to a model."""
 
 ASSUMED_COSTS: dict[str, float] = {"fee_rate": 0.0005, "slippage_bps": 2.0}
 _DECISION_ROLES = ("entry", "exit")

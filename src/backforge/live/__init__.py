@@ -8,29 +8,30 @@
 * the contract every venue adapter implements: :class:`Broker`, :class:`Feed` and their records.
 """
 
-from backforge.live.broker import (
-    Account,
-    BarEvent,
-    Broker,
-    BrokerError,
-    BrokerOrder,
-    Feed,
-    Fill,
-    Instrument,
-    OrderRequest,
-    Position,
-)
-from backforge.live.feeds import BarBuilder, ReplayFeed, TickFeed
-from backforge.live.paper import PaperBroker, RemoteBroker, start_server
-from backforge.live.runner import LiveConfig, PaperRunner
-from backforge.live.session import list_sessions, run_paper, send_command, session_status, session_tables
-from backforge.live.step import StrategyStep
-from backforge.live.store import SessionError, SessionStore
+from __future__ import annotations
+
+from backforge._lazy import lazy_exports
 
 __all__ = [
-    "Account", "BarEvent", "Broker", "BrokerError", "BrokerOrder", "Feed", "Fill", "Instrument", "OrderRequest",
-    "Position",
-    "BarBuilder", "ReplayFeed", "TickFeed", "PaperBroker", "RemoteBroker", "start_server", "LiveConfig",
-    "PaperRunner", "StrategyStep", "SessionError", "SessionStore", "run_paper", "session_tables", "list_sessions",
-    "session_status", "send_command",
+   
+   
+   
+   
+   
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Account": "backforge.live.broker", "BarEvent": "backforge.live.broker", "Broker": "backforge.live.broker",
+    "BrokerError": "backforge.live.broker", "BrokerOrder": "backforge.live.broker", "Feed": "backforge.live.broker",
+    "Fill": "backforge.live.broker", "Instrument": "backforge.live.broker", "OrderRequest": "backforge.live.broker",
+    "Position": "backforge.live.broker",
+    "BarBuilder": "backforge.live.feeds", "ReplayFeed": "backforge.live.feeds", "TickFeed": "backforge.live.feeds",
+    "PaperBroker": "backforge.live.paper", "RemoteBroker": "backforge.live.paper",
+    "start_server": "backforge.live.paper",
+    "LiveConfig": "backforge.live.runner", "PaperRunner": "backforge.live.runner",
+    "list_sessions": "backforge.live.session", "run_paper": "backforge.live.session",
+    "send_command": "backforge.live.session", "session_status": "backforge.live.session",
+    "session_tables": "backforge.live.session",
+    "StrategyStep": "backforge.live.step",
+    "SessionError": "backforge.live.store", "SessionStore": "backforge.live.store",
+}, eager=globals())

@@ -41,11 +41,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from backforge.errors import BackforgeError
+
+if TYPE_CHECKING:  # annotations only: the CLI imports this module for `backforge --help`
+    import numpy as np
 
 __all__ = [
     "ORDER_STATUSES", "OPEN_STATUSES", "FINAL_STATUSES",

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from backforge._cli import command_app, console, friendly_errors
 from backforge.errors import ConfigError
+from backforge.live.venues import app as venues_app
 
 DEFAULT_ROOT = Path("backforge-sessions")
 
@@ -32,10 +33,9 @@ def _speed(text: str | None) -> float | str | None:
 
 def _broker(spec: str, feed: Any, portfolio: Any):
     from backforge.live.paper import PaperBroker, RemoteBroker
-    from backforge.strategy.compiler import sim_config_of
 
     if spec == "paper":
-        return PaperBroker(feed.symbols, config=sim_config_of(portfolio), has_quotes=feed.has_quotes)
+        return PaperBroker.for_portfolio(portfolio, feed.symbols, has_quotes=feed.has_quotes)
     if spec.startswith("paper:"):
         host, _, port = spec[len("paper:"):].rpartition(":")
         if not host or not port.isdigit():
@@ -45,111 +45,115 @@ def _broker(spec: str, feed: Any, portfolio: Any):
                       field="broker")
 
 
-def register(app: typer.Typer, console: Any, friendly_errors: Callable) -> None:
-    """Add ``paper``, the ``sessions`` group and ``live`` (:mod:`backforge.live.venues`) to the main app."""
-    from backforge.live.venues import register as register_venues
+app = command_app()
+"""``paper``, the ``sessions`` group and ``live`` (:mod:`backforge.live.venues`), added to the main CLI by
+:mod:`backforge.cli`."""
+app.add_typer(venues_app)
 
-    register_venues(app, console, friendly_errors)
 
-    @app.command()
-    @friendly_errors
-    def paper(
-        strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
-        feed: str = typer.Option("replay", help="Data feed: 'replay' (the strategy's data, or --data)."),
-        data: list[Path] | None = typer.Option(None, "--data", help="Data file(s) to replay instead of the strategy's "
-                                                  "data spec."),
-        start: str | None = typer.Option(None, help="First bar to trade (earlier bars warm indicators up)."),
-        speed: str | None = typer.Option(None, help="Replay speed: N (N times the bars' own pace) or 'realtime'; "
-                                            "default as fast as possible."),
-        state: Path | None = typer.Option(None, help="State folder (default backforge-sessions/<strategy name>)."),
-        broker: str = typer.Option("paper", help="'paper' (in-process) or 'paper:HOST:PORT' (a paper broker process; "
-                                   "key in BACKFORGE_PAPER_KEY)."),
-        policy: str = typer.Option("adopt", help="On a mismatch with the broker: adopt | halt."),
-        force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy version."),
-        max_bars: int | None = typer.Option(None, min=1, help="Stop after this many bars."),
-    ) -> None:
-        """Run a strategy file as a paper session: bar by bar, persisted, recoverable (rerun to resume)."""
-        from backforge.live.runner import LiveConfig, PaperRunner, _slug
-        from backforge.live.session import open_replay
+@app.command()
+@friendly_errors
+def paper(
+    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+    feed: str = typer.Option("replay", help="Data feed: 'replay' (the strategy's data, or --data)."),
+    data: list[Path] | None = typer.Option(None, "--data", help="Data file(s) to replay instead of the strategy's "
+                                              "data spec."),
+    start: str | None = typer.Option(None, help="First bar to trade (earlier bars warm indicators up)."),
+    speed: str | None = typer.Option(None, help="Replay speed: N (N times the bars' own pace) or 'realtime'; "
+                                        "default as fast as possible."),
+    state: Path | None = typer.Option(None, help="State folder (default backforge-sessions/<strategy name>)."),
+    broker: str = typer.Option("paper", help="'paper' (in-process) or 'paper:HOST:PORT' (a paper broker process; "
+                               "key in BACKFORGE_PAPER_KEY)."),
+    policy: str = typer.Option("adopt", help="On a mismatch with the broker: adopt | halt."),
+    force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy version."),
+    max_bars: int | None = typer.Option(None, min=1, help="Stop after this many bars."),
+) -> None:
+    """Run a strategy file as a paper session: bar by bar, persisted, recoverable (rerun to resume)."""
+    from backforge.live.runner import LiveConfig, PaperRunner, _slug
+    from backforge.live.session import open_replay
 
-        if feed != "replay":
-            raise ConfigError(f"unknown --feed {feed!r}; this command replays data ('replay')", field="feed")
-        if policy not in ("adopt", "halt"):
-            raise ConfigError(f"--policy must be adopt or halt, got {policy!r}", field="policy")
-        portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
-                                        speed=_speed(speed))
-        folder = state or DEFAULT_ROOT / _slug(portfolio.name)
-        venue = _broker(broker, replay, portfolio)
-        runner = PaperRunner(portfolio, replay, venue, folder, config=LiveConfig(reconcile_policy=policy), force=force,
-                             reference=replay.data)
-        try:
-            runner.run(max_bars=max_bars)
-            status = runner.status()
-        finally:
-            runner.close()
-        _print_status(console, status, folder)
+    if feed != "replay":
+        raise ConfigError(f"unknown --feed {feed!r}; this command replays data ('replay')", field="feed")
+    if policy not in ("adopt", "halt"):
+        raise ConfigError(f"--policy must be adopt or halt, got {policy!r}", field="policy")
+    portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
+                                    speed=_speed(speed))
+    folder = state or DEFAULT_ROOT / _slug(portfolio.name)
+    venue = _broker(broker, replay, portfolio)
+    runner = PaperRunner(portfolio, replay, venue, folder, config=LiveConfig(reconcile_policy=policy), force=force,
+                         reference=replay.data)
+    try:
+        runner.run(max_bars=max_bars)
+        status = runner.status()
+    finally:
+        runner.close()
+    _print_status(console, status, folder)
 
-    sessions = typer.Typer(help="List, inspect and control paper sessions.", no_args_is_help=True)
 
-    @sessions.command("list")
-    @friendly_errors
-    def list_(root: Path = typer.Argument(DEFAULT_ROOT, help="Folder holding session folders.")) -> None:
-        """Every session under ROOT."""
-        from backforge.live.session import list_sessions
+sessions = command_app(help="List, inspect and control paper sessions.", no_args_is_help=True)
+"""``backforge sessions ...``."""
 
-        table = Table(title=f"sessions in {root}")
-        for column in ("folder", "session", "bars", "last bar", "state"):
-            table.add_column(column)
-        for s in list_sessions(root):
-            state = "running" if s["running"] else "stopped"
-            if s["halted"]:
-                state += f", halted: {s['halted']}"
-            table.add_row(s["folder"], s["session"], str(s["bars"]), _ts(s["last_bar_ts"]), state)
-        console.print(table)
 
-    @sessions.command()
-    @friendly_errors
-    def status(folder: Path = typer.Argument(..., help="Session state folder."),
-               as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
-        """Positions, P&L, open orders, last bar, breaker state, lag and heartbeat of a session."""
-        from backforge.live.session import session_status
+@sessions.command("list")
+@friendly_errors
+def list_(root: Path = typer.Argument(DEFAULT_ROOT, help="Folder holding session folders.")) -> None:
+    """Every session under ROOT."""
+    from backforge.live.session import list_sessions
 
-        info = session_status(folder)
-        if as_json:
-            console.print_json(json.dumps(info, default=str))
-        else:
-            _print_status(console, info, folder)
+    table = Table(title=f"sessions in {root}")
+    for column in ("folder", "session", "bars", "last bar", "state"):
+        table.add_column(column)
+    for s in list_sessions(root):
+        state = "running" if s["running"] else "stopped"
+        if s["halted"]:
+            state += f", halted: {s['halted']}"
+        table.add_row(s["folder"], s["session"], str(s["bars"]), _ts(s["last_bar_ts"]), state)
+    console.print(table)
 
-    def _control(command: str, folder: Path, reason: str = "") -> None:
-        from backforge.live.session import send_command
+@sessions.command()
+@friendly_errors
+def status(folder: Path = typer.Argument(..., help="Session state folder."),
+           as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
+    """Positions, P&L, open orders, last bar, breaker state, lag and heartbeat of a session."""
+    from backforge.live.session import session_status
 
-        console.print(send_command(folder, command, reason))
+    info = session_status(folder)
+    if as_json:
+        console.print_json(json.dumps(info, default=str))
+    else:
+        _print_status(console, info, folder)
 
-    @sessions.command()
-    @friendly_errors
-    def halt(folder: Path = typer.Argument(...), reason: str = typer.Option("", help="Why (kept in the log).")) -> None:
-        """Halt a session: no order is sent until `resume`."""
-        _control("halt", folder, reason)
+def _control(command: str, folder: Path, reason: str = "") -> None:
+    from backforge.live.session import send_command
 
-    @sessions.command()
-    @friendly_errors
-    def resume(folder: Path = typer.Argument(...)) -> None:
-        """Clear a halt or a tripped circuit breaker."""
-        _control("resume", folder)
+    console.print(send_command(folder, command, reason))
 
-    @sessions.command()
-    @friendly_errors
-    def flatten(folder: Path = typer.Argument(...)) -> None:
-        """Halt and close every position (through the running runner, or at its next start)."""
-        _control("flatten", folder)
+@sessions.command()
+@friendly_errors
+def halt(folder: Path = typer.Argument(...), reason: str = typer.Option("", help="Why (kept in the log).")) -> None:
+    """Halt a session: no order is sent until `resume`."""
+    _control("halt", folder, reason)
 
-    @sessions.command()
-    @friendly_errors
-    def stop(folder: Path = typer.Argument(...)) -> None:
-        """Stop the running runner after its current bar."""
-        _control("stop", folder)
+@sessions.command()
+@friendly_errors
+def resume(folder: Path = typer.Argument(...)) -> None:
+    """Clear a halt or a tripped circuit breaker."""
+    _control("resume", folder)
 
-    app.add_typer(sessions, name="sessions")
+@sessions.command()
+@friendly_errors
+def flatten(folder: Path = typer.Argument(...)) -> None:
+    """Halt and close every position (through the running runner, or at its next start)."""
+    _control("flatten", folder)
+
+@sessions.command()
+@friendly_errors
+def stop(folder: Path = typer.Argument(...)) -> None:
+    """Stop the running runner after its current bar."""
+    _control("stop", folder)
+
+
+app.add_typer(sessions, name="sessions")
 
 
 def _ts(ns: Any) -> str:

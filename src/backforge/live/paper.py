@@ -43,6 +43,7 @@ import numpy as np
 
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
+from backforge.engine.risk import RiskConfig, lower_fill_caps
 from backforge.engine.records import OrderType, Reason, SizeType, TimeInForce
 from backforge.errors import did_you_mean
 from backforge.live._engine import (
@@ -75,14 +76,20 @@ class PaperBroker(Broker):
     """A simulated venue on the engine's fill kernels (see the module docstring).
 
     ``config`` is the engine's :class:`~backforge.engine.config.SimConfig` (costs, cash, leverage); keyword
-    ``cash`` is a shortcut for a default config with that cash. ``state_path`` makes it durable: its state is
-    saved there after every change and loaded at start.
+    ``cash`` is a shortcut for a default config with that cash. ``risk`` (the portfolio's
+    :class:`~backforge.engine.risk.RiskConfig`) and ``strategy_risks`` (each strategy's, by order tag) give
+    the venue the risk rules that act at the fill — weight, exposure, quantity and notional caps
+    (:func:`~backforge.engine.risk.lower_fill_caps`) — so an entry is cut at the paper fill exactly as in the
+    backtest; the other rules stay with the strategy that decides the orders. :meth:`for_portfolio` sets all
+    of it from a strategy file. ``state_path`` makes it durable: its state is saved there after every change
+    and loaded at start.
     """
 
     name = "paper"
 
     def __init__(self, symbols: Sequence[str], *, config: SimConfig | None = None, cash: float | None = None,
-                 has_quotes: bool = False, latency_bars: int = 0, state_path: str | Path | None = None) -> None:
+                 has_quotes: bool = False, latency_bars: int = 0, state_path: str | Path | None = None,
+                 risk: RiskConfig | None = None, strategy_risks: Sequence[RiskConfig | None] = ()) -> None:
         if config is None:
             config = SimConfig(cash=cash if cash is not None else 100_000.0)
         self.symbols = tuple(symbols)
@@ -90,7 +97,8 @@ class PaperBroker(Broker):
         self.params = config.lower(self.symbols, has_quotes=has_quotes)
         self.has_quotes = has_quotes
         self.latency_bars = int(latency_bars)
-        self.state = fresh_state(len(self.symbols), cash=config.cash, record_positions=False)
+        caps = lower_fill_caps(risk, self.symbols, strategy_risks=list(strategy_risks))
+        self.state = fresh_state(len(self.symbols), cash=config.cash, record_positions=False, risk=caps)
         self.t = -1
         self.last_ts = 0
         self.cids: dict[str, int] = {}  # client order id -> engine order id (-1 while delayed by latency)
@@ -106,6 +114,15 @@ class PaperBroker(Broker):
         self.state_path = Path(state_path) if state_path is not None else None
         if self.state_path is not None and self.state_path.exists():
             self._load()
+
+    @classmethod
+    def for_portfolio(cls, portfolio: Any, symbols: Sequence[str], **options: Any) -> "PaperBroker":
+        """The paper venue of a strategy file: its costs and cash (``sim_config_of``) and its fill-time risk
+        caps; ``options`` as for the constructor (``has_quotes``, ``latency_bars``, ``state_path``)."""
+        from backforge.strategy.compiler import sim_config_of
+
+        return cls(symbols, config=sim_config_of(portfolio), risk=portfolio.risk,
+                   strategy_risks=[s.risk for s in portfolio.strategies], **options)
 
     # ------------------------------------------------------------------ venue clock
     def on_bar(self, bar: BarEvent) -> bool:
@@ -520,14 +537,18 @@ def _server_main(spec_path: str) -> None:  # pragma: no cover - runs in the chil
     spec = json.loads(Path(spec_path).read_text())
     authkey = bytes.fromhex(os.environ.pop("BACKFORGE_PAPER_KEY"))
     config = SimConfig(**spec["config"])
+    risk = lambda r: RiskConfig(**r) if r is not None else None  # noqa: E731
     broker = PaperBroker(spec["symbols"], config=config, has_quotes=spec["has_quotes"],
-                         latency_bars=spec["latency_bars"], state_path=spec.get("state_path"))
+                         latency_bars=spec["latency_bars"], state_path=spec.get("state_path"),
+                         risk=risk(spec.get("risk")), strategy_risks=[risk(r) for r in spec.get("strategy_risks", [])])
     serve(("127.0.0.1", int(spec.get("port", 0))), authkey, broker, ready_file=spec["ready_file"])
 
 
 def start_server(symbols: Sequence[str], folder: str | Path, *, config: SimConfig | None = None,
-                 has_quotes: bool = False, latency_bars: int = 0, timeout: float = 60.0):
+                 has_quotes: bool = False, latency_bars: int = 0, timeout: float = 60.0,
+                 risk: RiskConfig | None = None, strategy_risks: Sequence[RiskConfig | None] = ()):
     """Start a durable paper broker in its own process (state in ``folder``); returns ``(process, client)``.
+    ``risk`` / ``strategy_risks``: the fill-time caps, as for :class:`PaperBroker`.
     The auth key goes to the child through its environment, never through a file or the command line."""
     import subprocess
     import sys
@@ -538,7 +559,9 @@ def start_server(symbols: Sequence[str], folder: str | Path, *, config: SimConfi
     ready.unlink(missing_ok=True)
     config = config or SimConfig()
     spec = {"symbols": list(symbols), "config": config.model_dump(mode="json"), "has_quotes": has_quotes,
-            "latency_bars": latency_bars, "state_path": str(folder / "broker_state.npz"), "ready_file": str(ready)}
+            "latency_bars": latency_bars, "state_path": str(folder / "broker_state.npz"), "ready_file": str(ready),
+            "risk": risk.model_dump(mode="json") if risk is not None else None,
+            "strategy_risks": [r.model_dump(mode="json") if r is not None else None for r in strategy_risks]}
     (folder / "broker.json").write_text(json.dumps(spec))
     key = secrets.token_bytes(32)
     env = dict(os.environ, BACKFORGE_PAPER_KEY=key.hex())

@@ -71,10 +71,8 @@ def run_paper(portfolio: sc.Portfolio | dict | str | Path, *, state: str | Path,
     """Replay a strategy's data through a paper session (in-process :class:`PaperBroker` unless ``broker``
     is given) and return the finished (closed) runner."""
     portfolio, feed = open_replay(portfolio, data=data, start=start, speed=speed)
-    from backforge.strategy.compiler import sim_config_of
-
     if broker is None:
-        broker = PaperBroker(feed.symbols, config=sim_config_of(portfolio), has_quotes=feed.has_quotes)
+        broker = PaperBroker.for_portfolio(portfolio, feed.symbols, has_quotes=feed.has_quotes)
     runner = PaperRunner(portfolio, feed, broker, state, config=config, force=force, reference=feed.data)
     try:
         runner.run(max_bars=max_bars)

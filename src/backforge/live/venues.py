@@ -20,9 +20,12 @@ import difflib
 from pathlib import Path
 from typing import Optional
 
+import typer
+
+from backforge._cli import command_app, console, friendly_errors
 from backforge.live.broker import Broker, BrokerError, Feed
 
-__all__ = ["parse_broker_spec", "make_broker", "make_feed", "run_session", "Renamed", "RenamedFeed", "register",
+__all__ = ["parse_broker_spec", "make_broker", "make_feed", "run_session", "Renamed", "RenamedFeed", "app",
            "BROKERS"]
 
 BROKERS = ("alpaca", "oanda", "ccxt")
@@ -98,90 +101,91 @@ def _symbol_map(universe, pairs: list[str]) -> dict[str, str]:
     return mapping
 
 
-def register(app, console, friendly_errors) -> None:
-    """Add the ``live`` command to the main CLI."""
-    import typer
+app = command_app()
+"""The ``live`` command, added to the main CLI by :mod:`backforge.live.cli`."""
+
+
+@app.command()
+@friendly_errors
+def live(
+    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+    broker: str = typer.Option(..., "--broker", help="alpaca, oanda or ccxt:EXCHANGE (e.g. ccxt:binance)."),
+    live_mode: bool = typer.Option(False, "--live", help="Trade the real account instead of paper/testnet."),
+    confirm_live: bool = typer.Option(False, "--confirm-live", help="Required with --live: real money."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Broker keys file (TOML, a table per venue); "
+                                          "default: the environment, then "
+                                          "$XDG_CONFIG_HOME/backforge/brokers.toml (~/.config/backforge/...)."),
+    symbol: list[str] = typer.Option([], "--symbol", help="ASSET=VENUE_SYMBOL when the venue names an asset "
+                                     "differently (repeatable), e.g. BTC=BTC/USDT."),
+    state: Optional[Path] = typer.Option(None, "--state", help="Session state folder (default "
+                                         "backforge-sessions/<strategy name>-<broker>)."),
+    bar: str = typer.Option("1min", "--bar", help="Bar size traded: 1min, 5min, 15min, 30min, 1h, 4h or 1d."),
+    warmup: int = typer.Option(500, "--warmup", min=1, help="Bars of venue history to warm indicators up."),
+    policy: str = typer.Option("adopt", help="On a mismatch with the venue: adopt | halt."),
+    force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy "
+                               "version."),
+    max_bars: Optional[int] = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars."),
+    check: bool = typer.Option(False, "--check", help="Connect, validate symbols and show the account, "
+                               "positions and open orders, then stop without trading."),
+    rest_url: Optional[str] = typer.Option(None, "--rest-url", hidden=True, help="Venue REST base (proxy/test)."),
+    stream_url: Optional[str] = typer.Option(None, "--stream-url", hidden=True, help="Venue stream base."),
+    data_url: Optional[str] = typer.Option(None, "--data-url", hidden=True, help="Market-data REST base "
+                                           "(Alpaca; default: the venue's)."),
+    data_stream_url: Optional[str] = typer.Option(None, "--data-stream-url", hidden=True,
+                                                  help="Market-data stream URL (Alpaca)."),
+) -> None:
+    """Trade a strategy through a broker or exchange (paper/testnet unless --live --confirm-live)."""
     from rich.table import Table
 
-    @app.command()
-    @friendly_errors
-    def live(
-        strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
-        broker: str = typer.Option(..., "--broker", help="alpaca, oanda or ccxt:EXCHANGE (e.g. ccxt:binance)."),
-        live_mode: bool = typer.Option(False, "--live", help="Trade the real account instead of paper/testnet."),
-        confirm_live: bool = typer.Option(False, "--confirm-live", help="Required with --live: real money."),
-        config: Optional[Path] = typer.Option(None, "--config", help="Broker keys file (TOML, a table per venue); "
-                                              "default: the environment, then "
-                                              "$XDG_CONFIG_HOME/backforge/brokers.toml (~/.config/backforge/...)."),
-        symbol: list[str] = typer.Option([], "--symbol", help="ASSET=VENUE_SYMBOL when the venue names an asset "
-                                         "differently (repeatable), e.g. BTC=BTC/USDT."),
-        state: Optional[Path] = typer.Option(None, "--state", help="Session state folder (default "
-                                             "backforge-sessions/<strategy name>-<broker>)."),
-        bar: str = typer.Option("1min", "--bar", help="Bar size traded: 1min, 5min, 15min, 30min, 1h, 4h or 1d."),
-        warmup: int = typer.Option(500, "--warmup", min=1, help="Bars of venue history to warm indicators up."),
-        policy: str = typer.Option("adopt", help="On a mismatch with the venue: adopt | halt."),
-        force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy "
-                                   "version."),
-        max_bars: Optional[int] = typer.Option(None, "--max-bars", min=1, help="Stop after this many bars."),
-        check: bool = typer.Option(False, "--check", help="Connect, validate symbols and show the account, "
-                                   "positions and open orders, then stop without trading."),
-        rest_url: Optional[str] = typer.Option(None, "--rest-url", hidden=True, help="Venue REST base (proxy/test)."),
-        stream_url: Optional[str] = typer.Option(None, "--stream-url", hidden=True, help="Venue stream base."),
-        data_url: Optional[str] = typer.Option(None, "--data-url", hidden=True, help="Market-data REST base "
-                                               "(Alpaca; default: the venue's)."),
-        data_stream_url: Optional[str] = typer.Option(None, "--data-stream-url", hidden=True,
-                                                      help="Market-data stream URL (Alpaca)."),
-    ) -> None:
-        """Trade a strategy through a broker or exchange (paper/testnet unless --live --confirm-live)."""
-        from backforge.strategy.schema import load_portfolio
+    from backforge.strategy.schema import load_portfolio
 
-        if live_mode and not confirm_live:
-            raise BrokerError("--live trades real money; add --confirm-live to go ahead", kind="final",
-                              field="live")
-        if policy not in ("adopt", "halt"):
-            raise BrokerError(f"--policy must be adopt or halt, got {policy!r}", kind="final", field="policy")
-        if bar not in _BARS:
-            raise BrokerError(f"--bar must be one of {', '.join(_BARS)}, got {bar!r}", kind="final", field="bar")
-        portfolio = load_portfolio(strategy)
-        mapping = _symbol_map(list(portfolio.universe), symbol)
-        adapter = make_broker(broker, live=live_mode, config_path=str(config) if config else None,
-                              rest_url=rest_url, stream_url=stream_url)
-        mode = "LIVE" if live_mode else "paper/testnet"
-        console.print(f"[bold]{portfolio.name}[/] on {broker} ({mode})")
-        adapter.connect()
-        try:
-            instruments = adapter.instruments(list(mapping.values()))
-            table = Table(title="instruments")
-            for column in ("asset", "venue symbol", "qty step", "min qty", "price tick", "min notional"):
-                table.add_column(column)
-            for asset, venue_symbol in mapping.items():
-                inst = instruments[venue_symbol]
-                table.add_row(asset, venue_symbol, f"{inst.qty_step:g}", f"{inst.min_qty:g}", f"{inst.price_tick:g}",
-                              f"{inst.min_notional:g}")
-            console.print(table)
-            account = adapter.account()
-            console.print(f"account: {account.currency} cash {account.cash:,.2f}, equity {account.equity:,.2f}, "
-                          f"buying power {account.buying_power:,.2f}")
-            positions = adapter.positions()
-            console.print("positions: " + (", ".join(f"{p.symbol} {p.qty:g}" for p in positions.values()) or "none"))
-            orders = adapter.open_orders()
-            console.print(f"open orders at the venue: {len(orders)}" + "".join(
-                f"\n  {o.client_order_id} {o.side} {o.qty:g} {o.symbol} {o.order_type} {o.status}" for o in orders))
-            if check:
-                console.print("[green]check passed:[/] keys accepted, every symbol listed")
-                return
-            separate_data = parse_broker_spec(broker)[0] == "alpaca"  # Alpaca's market data has its own hosts
-            feed = make_feed(broker, list(mapping.values()), bar, live=live_mode,
-                             config_path=str(config) if config else None,
-                             rest_url=data_url if separate_data else (data_url or rest_url),
-                             stream_url=data_stream_url if separate_data else (data_stream_url or stream_url))
-            folder = state or Path("backforge-sessions") / f"{_slug(portfolio.name)}-{_slug(broker)}"
-            status = run_session(portfolio, Renamed(adapter, mapping), RenamedFeed(feed, mapping), folder,
-                                 policy=policy, force=force, warmup_bars=warmup, max_bars=max_bars)
-            from backforge.live.cli import _print_status
-            _print_status(console, status, folder)
-        finally:
-            adapter.close()
+    if live_mode and not confirm_live:
+        raise BrokerError("--live trades real money; add --confirm-live to go ahead", kind="final",
+                          field="live")
+    if policy not in ("adopt", "halt"):
+        raise BrokerError(f"--policy must be adopt or halt, got {policy!r}", kind="final", field="policy")
+    if bar not in _BARS:
+        raise BrokerError(f"--bar must be one of {', '.join(_BARS)}, got {bar!r}", kind="final", field="bar")
+    portfolio = load_portfolio(strategy)
+    mapping = _symbol_map(list(portfolio.universe), symbol)
+    adapter = make_broker(broker, live=live_mode, config_path=str(config) if config else None,
+                          rest_url=rest_url, stream_url=stream_url)
+    mode = "LIVE" if live_mode else "paper/testnet"
+    console.print(f"[bold]{portfolio.name}[/] on {broker} ({mode})")
+    adapter.connect()
+    try:
+        instruments = adapter.instruments(list(mapping.values()))
+        table = Table(title="instruments")
+        for column in ("asset", "venue symbol", "qty step", "min qty", "price tick", "min notional"):
+            table.add_column(column)
+        for asset, venue_symbol in mapping.items():
+            inst = instruments[venue_symbol]
+            table.add_row(asset, venue_symbol, f"{inst.qty_step:g}", f"{inst.min_qty:g}", f"{inst.price_tick:g}",
+                          f"{inst.min_notional:g}")
+        console.print(table)
+        account = adapter.account()
+        console.print(f"account: {account.currency} cash {account.cash:,.2f}, equity {account.equity:,.2f}, "
+                      f"buying power {account.buying_power:,.2f}")
+        positions = adapter.positions()
+        console.print("positions: " + (", ".join(f"{p.symbol} {p.qty:g}" for p in positions.values()) or "none"))
+        orders = adapter.open_orders()
+        console.print(f"open orders at the venue: {len(orders)}" + "".join(
+            f"\n  {o.client_order_id} {o.side} {o.qty:g} {o.symbol} {o.order_type} {o.status}" for o in orders))
+        if check:
+            console.print("[green]check passed:[/] keys accepted, every symbol listed")
+            return
+        separate_data = parse_broker_spec(broker)[0] == "alpaca"  # Alpaca's market data has its own hosts
+        feed = make_feed(broker, list(mapping.values()), bar, live=live_mode,
+                         config_path=str(config) if config else None,
+                         rest_url=data_url if separate_data else (data_url or rest_url),
+                         stream_url=data_stream_url if separate_data else (data_stream_url or stream_url))
+        folder = state or Path("backforge-sessions") / f"{_slug(portfolio.name)}-{_slug(broker)}"
+        status = run_session(portfolio, Renamed(adapter, mapping), RenamedFeed(feed, mapping), folder,
+                             policy=policy, force=force, warmup_bars=warmup, max_bars=max_bars)
+        from backforge.live.cli import _print_status
+        _print_status(console, status, folder)
+    finally:
+        adapter.close()
 
 
 def _slug(text: str) -> str:

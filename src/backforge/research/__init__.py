@@ -11,8 +11,7 @@ package the name ``optimize`` is its module.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from backforge._lazy import lazy_exports
 
 _EXPORTS = {
     "OptimizationResult": "backforge.research.optimize", "SearchConfig": "backforge.research.optimize",
@@ -27,8 +26,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'backforge.research' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,158 +10,159 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from backforge._cli import command_app, console, friendly_errors
 from backforge._paths import check_output_folder
 
+app = command_app()
+"""``optimize`` and ``walkforward``, added to the main CLI by :mod:`backforge.cli`."""
 
-def register(app: typer.Typer, console, friendly_errors) -> None:
-    """Add the research commands to the main CLI."""
 
-    @app.command()
-    @friendly_errors
-    def optimize(
-        strategy: Path = typer.Argument(..., help="Strategy file with parameters ({param: name, range: [...]})."),
-        metric: list[str] = typer.Option(["sharpe"], "--metric", help="Objective(s); several → Pareto front (genetic)."),
-        method: str = typer.Option("grid", help="grid | random | genetic"),
-        samples: int = typer.Option(100, min=1, help="Random search: number of combinations."),
-        population: int = typer.Option(40, min=4, help="Genetic: population size."),
-        generations: int = typer.Option(20, min=1, help="Genetic: maximum generations."),
-        patience: int = typer.Option(5, min=1, help="Genetic: stop after this many generations without improvement."),
-        seed: int = typer.Option(0, help="Seed of random and genetic search."),
-        executor: str = typer.Option("local", help="local | ray"),
-        workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core)."),
-        ray_address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: start a local Ray)."),
-        data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) instead of the strategy's data spec."),
-        top: int = typer.Option(3, min=0, help="Save the best N runs as full results."),
-        heatmap: Optional[str] = typer.Option(None, help="Two parameters 'x,y' for a heatmap HTML."),
-        fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
-                                                    "symbol, field, published_at, value) for `fundamental` indicators."),
-        out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
-    ) -> None:
-        """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
-        from backforge.research.folders import ResultFolder
-        from backforge.research.optimize import SearchConfig, check_space, heatmap_axes, make_executor, period_bars
-        from backforge.research.optimize import optimize as run_search
-        from backforge.research.params import ParameterSpace
-        from backforge.strategy.compiler import load_data
-        from backforge.strategy.schema import load_portfolio, read_config
+@app.command()
+@friendly_errors
+def optimize(
+    strategy: Path = typer.Argument(..., help="Strategy file with parameters ({param: name, range: [...]})."),
+    metric: list[str] = typer.Option(["sharpe"], "--metric", help="Objective(s); several → Pareto front (genetic)."),
+    method: str = typer.Option("grid", help="grid | random | genetic"),
+    samples: int = typer.Option(100, min=1, help="Random search: number of combinations."),
+    population: int = typer.Option(40, min=4, help="Genetic: population size."),
+    generations: int = typer.Option(20, min=1, help="Genetic: maximum generations."),
+    patience: int = typer.Option(5, min=1, help="Genetic: stop after this many generations without improvement."),
+    seed: int = typer.Option(0, help="Seed of random and genetic search."),
+    executor: str = typer.Option("local", help="local | ray"),
+    workers: Optional[int] = typer.Option(None, min=1, help="Worker processes (default: every core)."),
+    ray_address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: start a local Ray)."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Data file(s) instead of the strategy's data spec."),
+    top: int = typer.Option(3, min=0, help="Save the best N runs as full results."),
+    heatmap: Optional[str] = typer.Option(None, help="Two parameters 'x,y' for a heatmap HTML."),
+    fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                "symbol, field, published_at, value) for `fundamental` indicators."),
+    out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
+) -> None:
+    """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
+    from backforge.research.folders import ResultFolder
+    from backforge.research.optimize import SearchConfig, check_space, heatmap_axes, make_executor, period_bars
+    from backforge.research.optimize import optimize as run_search
+    from backforge.research.params import ParameterSpace
+    from backforge.strategy.compiler import load_data
+    from backforge.strategy.schema import load_portfolio, read_config
 
-        check_output_folder(out, option="--out")  # before the search, not after it
-        raw, _ = read_config(strategy)
-        portfolio = load_portfolio(raw)  # defaults: validates the file before any work
-        space = ParameterSpace.from_config(raw)
-        axes = heatmap_axes(heatmap, space) if space else None  # bad --heatmap fails now, not after the search
-        fundamentals_table = _fundamentals(fundamentals)
-        market = load_data(portfolio, base=strategy.parent, override=data or None)
-        first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)  # the file's period, as `run`
-        search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
-                              generations=generations, patience=patience, seed=seed, start=first, end=stop,
-                              progress=True)
-        if space:
-            check_space(space, search)
-        pool = make_executor(executor, workers=workers, ray_address=ray_address)
-        try:
-            result = run_search(raw, market, search, executor=pool, fundamentals=fundamentals_table)
-        finally:
-            pool.close()
-        table = result.table
-        show = Table(title=f"{result.n_trials} trials ({method}, {result.seconds:.1f} s) — best by {metric[0]}",
-                     title_justify="left")
-        cols = [c for c in table.columns if c.startswith("param.")] + [m for m in dict.fromkeys([*metric, "total_return", "max_drawdown", "trades"])]
-        for col in cols:
-            show.add_column(col.removeprefix("param."), justify="right")
-        for row in table.head(10).iter_rows(named=True):
-            show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
-        console.print(show)
-        console.print(f"[dim]{result.runtime_detail}[/]")
-        of = result.overfitting
-        kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
-        console.print(overfitting_table(of, track_record=len(kept[0]) if kept else None))
-        from backforge.strategy.compiler import compile_portfolio, run_compiled
+    check_output_folder(out, option="--out")  # before the search, not after it
+    raw, _ = read_config(strategy)
+    portfolio = load_portfolio(raw)  # defaults: validates the file before any work
+    space = ParameterSpace.from_config(raw)
+    axes = heatmap_axes(heatmap, space) if space else None  # bad --heatmap fails now, not after the search
+    fundamentals_table = _fundamentals(fundamentals)
+    market = load_data(portfolio, base=strategy.parent, override=data or None)
+    first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)  # the file's period, as `run`
+    search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
+                          generations=generations, patience=patience, seed=seed, start=first, end=stop,
+                          progress=True)
+    if space:
+        check_space(space, search)
+    pool = make_executor(executor, workers=workers, ray_address=ray_address)
+    try:
+        result = run_search(raw, market, search, executor=pool, fundamentals=fundamentals_table)
+    finally:
+        pool.close()
+    table = result.table
+    show = Table(title=f"{result.n_trials} trials ({method}, {result.seconds:.1f} s) — best by {metric[0]}",
+                 title_justify="left")
+    cols = [c for c in table.columns if c.startswith("param.")] + [m for m in dict.fromkeys([*metric, "total_return", "max_drawdown", "trades"])]
+    for col in cols:
+        show.add_column(col.removeprefix("param."), justify="right")
+    for row in table.head(10).iter_rows(named=True):
+        show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    console.print(show)
+    console.print(f"[dim]{result.runtime_detail}[/]")
+    of = result.overfitting
+    kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
+    console.print(overfitting_table(of, track_record=len(kept[0]) if kept else None))
+    from backforge.strategy.compiler import compile_portfolio, run_compiled
 
-        with ResultFolder(out, f"optimize-{strategy.stem}") as output:
-            folder = output.path
-            table.write_parquet(folder / "trials.parquet")
-            (folder / "summary.json").write_text(json.dumps({
-                "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
-                "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
-                "pareto": result.pareto, "generations": result.generations, "executor": executor,
-                "runtime": result.runtime, "runtime_detail": result.runtime_detail,
-                "strategy_file": str(strategy.resolve()), "start": portfolio.data.start, "end": portfolio.data.end,
-            }, indent=2, default=_json))
-            if axes:
-                result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
-            best_rows = table.filter(table["error"].is_null()).head(top)
-            for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
-                values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
-                run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
-                                                     start=portfolio.data.start, end=portfolio.data.end,
-                                                     fundamentals=fundamentals_table))
-                run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
-                                   "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
-                                   "trials": result.n_trials}
-                if fundamentals is not None:
-                    run.data_source["fundamentals"] = str(fundamentals.resolve())
-                run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
-            final = output.commit()
-        console.print(f"[green]saved:[/] {final}")
+    with ResultFolder(out, f"optimize-{strategy.stem}") as output:
+        folder = output.path
+        table.write_parquet(folder / "trials.parquet")
+        (folder / "summary.json").write_text(json.dumps({
+            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
+            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
+            "pareto": result.pareto, "generations": result.generations, "executor": executor,
+            "runtime": result.runtime, "runtime_detail": result.runtime_detail,
+            "strategy_file": str(strategy.resolve()), "start": portfolio.data.start, "end": portfolio.data.end,
+        }, indent=2, default=_json))
+        if axes:
+            result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
+        best_rows = table.filter(table["error"].is_null()).head(top)
+        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
+            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
+            run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
+                                                 start=portfolio.data.start, end=portfolio.data.end,
+                                                 fundamentals=fundamentals_table))
+            run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
+                               "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
+                               "trials": result.n_trials}
+            if fundamentals is not None:
+                run.data_source["fundamentals"] = str(fundamentals.resolve())
+            run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
+        final = output.commit()
+    console.print(f"[green]saved:[/] {final}")
 
-    @app.command()
-    @friendly_errors
-    def walkforward(
-        strategy: Path = typer.Argument(..., help="Strategy file with parameters."),
-        in_sample: str = typer.Option(..., "--in-sample", help="In-sample length: bars (504) or a duration (2y, 365d)."),
-        out_of_sample: str = typer.Option(..., "--out-of-sample", help="Out-of-sample length: bars or a duration (6mo, 90d)."),
-        anchored: bool = typer.Option(False, help="Anchored (expanding) in-sample windows instead of rolling."),
-        metric: str = typer.Option("sharpe", help="Objective optimized in each in-sample window."),
-        method: str = typer.Option("grid", help="grid | random | genetic"),
-        samples: int = typer.Option(50, min=1),
-        seed: int = typer.Option(0),
-        executor: str = typer.Option("local", help="local | ray"),
-        workers: Optional[int] = typer.Option(None, min=1),
-        ray_address: Optional[str] = typer.Option(None),
-        data: Optional[list[Path]] = typer.Option(None, "--data"),
-        fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
-                                                    "symbol, field, published_at, value) for `fundamental` indicators."),
-        out: Path = typer.Option(Path("backforge-runs")),
-    ) -> None:
-        """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
-        from backforge.research.folders import ResultFolder
-        from backforge.research.optimize import SearchConfig, make_executor, period_bars
-        from backforge.research.walkforward import walk_forward
-        from backforge.strategy.compiler import load_data
-        from backforge.strategy.schema import load_portfolio, read_config
+@app.command()
+@friendly_errors
+def walkforward(
+    strategy: Path = typer.Argument(..., help="Strategy file with parameters."),
+    in_sample: str = typer.Option(..., "--in-sample", help="In-sample length: bars (504) or a duration (2y, 365d)."),
+    out_of_sample: str = typer.Option(..., "--out-of-sample", help="Out-of-sample length: bars or a duration (6mo, 90d)."),
+    anchored: bool = typer.Option(False, help="Anchored (expanding) in-sample windows instead of rolling."),
+    metric: str = typer.Option("sharpe", help="Objective optimized in each in-sample window."),
+    method: str = typer.Option("grid", help="grid | random | genetic"),
+    samples: int = typer.Option(50, min=1),
+    seed: int = typer.Option(0),
+    executor: str = typer.Option("local", help="local | ray"),
+    workers: Optional[int] = typer.Option(None, min=1),
+    ray_address: Optional[str] = typer.Option(None),
+    data: Optional[list[Path]] = typer.Option(None, "--data"),
+    fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
+                                                "symbol, field, published_at, value) for `fundamental` indicators."),
+    out: Path = typer.Option(Path("backforge-runs")),
+) -> None:
+    """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
+    from backforge.research.folders import ResultFolder
+    from backforge.research.optimize import SearchConfig, make_executor, period_bars
+    from backforge.research.walkforward import walk_forward
+    from backforge.strategy.compiler import load_data
+    from backforge.strategy.schema import load_portfolio, read_config
 
-        check_output_folder(out, option="--out")
-        raw, _ = read_config(strategy)
-        portfolio = load_portfolio(raw)
-        fundamentals_table = _fundamentals(fundamentals)
-        market = load_data(portfolio, base=strategy.parent, override=data or None)
-        first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
-        search = SearchConfig(metric=metric, method=method, samples=samples, seed=seed)
-        pool = make_executor(executor, workers=workers, ray_address=ray_address)
-        try:
-            wf = walk_forward(raw, market, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
-                              search=search, executor=pool, start=first, end=stop,
-                              fundamentals=fundamentals_table)
-        finally:
-            pool.close()
-        show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
-                     title_justify="left")
-        for col in wf.windows.columns:
-            show.add_column(col.removeprefix("param."), justify="right")
-        for row in wf.windows.iter_rows():
-            show.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v)[:19] for v in row))
-        console.print(show)
-        s = wf.summary()
-        console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
-                      f"return {s['oos_total_return']:.2%}")
-        with ResultFolder(out, f"walkforward-{strategy.stem}") as output:
-            folder = output.path
-            wf.windows.write_parquet(folder / "windows.parquet")
-            wf.equity.write_parquet(folder / "oos_equity.parquet")
-            (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
-            final = output.commit()
-        console.print(f"[green]saved:[/] {final}")
+    check_output_folder(out, option="--out")
+    raw, _ = read_config(strategy)
+    portfolio = load_portfolio(raw)
+    fundamentals_table = _fundamentals(fundamentals)
+    market = load_data(portfolio, base=strategy.parent, override=data or None)
+    first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
+    search = SearchConfig(metric=metric, method=method, samples=samples, seed=seed)
+    pool = make_executor(executor, workers=workers, ray_address=ray_address)
+    try:
+        wf = walk_forward(raw, market, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
+                          search=search, executor=pool, start=first, end=stop,
+                          fundamentals=fundamentals_table)
+    finally:
+        pool.close()
+    show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
+                 title_justify="left")
+    for col in wf.windows.columns:
+        show.add_column(col.removeprefix("param."), justify="right")
+    for row in wf.windows.iter_rows():
+        show.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v)[:19] for v in row))
+    console.print(show)
+    s = wf.summary()
+    console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
+                  f"return {s['oos_total_return']:.2%}")
+    with ResultFolder(out, f"walkforward-{strategy.stem}") as output:
+        folder = output.path
+        wf.windows.write_parquet(folder / "windows.parquet")
+        wf.equity.write_parquet(folder / "oos_equity.parquet")
+        (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
+        final = output.commit()
+    console.print(f"[green]saved:[/] {final}")
 
 
 def overfitting_rows(overfitting: dict, *, track_record: int | None = None) -> list[tuple[str, str, str]]:

@@ -850,10 +850,9 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self.bar = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+            from backforge._cli import progress_bar
 
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), "ETA", TimeRemainingColumn(), transient=False)
+            self.bar = progress_bar(transient=False)
             self.bar.start()
             self.task = self.bar.add_task("backtests", total=None)
 

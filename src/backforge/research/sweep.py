@@ -685,13 +685,11 @@ def _run(prices: np.ndarray, fast: np.ndarray, slow: np.ndarray, pair_fast: np.n
                 sweep_cross_nb(prices, fast, slow, pair_fast, pair_slow, stop_loss, take_profit, params, 0, n_pairs,
                                out)
                 return out
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from backforge._cli import progress_bar
 
             bounds = np.linspace(0, n_pairs, min(n_pairs, 50) + 1).astype(np.int64)
-            columns = (TextColumn("sweep"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} combinations"),
-                       TimeElapsedColumn(), TimeRemainingColumn())
-            with Progress(*columns, transient=True) as bar:
-                task = bar.add_task("sweep", total=n_pairs * per_pair)
+            with progress_bar() as bar:
+                task = bar.add_task("sweep combinations", total=n_pairs * per_pair)
                 for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
                     sweep_cross_nb(prices, fast, slow, pair_fast, pair_slow, stop_loss, take_profit, params, lo, hi,
                                    out)

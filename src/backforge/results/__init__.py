@@ -5,16 +5,7 @@
 
 from __future__ import annotations
 
-from backforge.results.report import minmax_indices, report_html, write_report
-from backforge.results.result import (
-    EQUAL_WEIGHT,
-    Result,
-    RunAnalysis,
-    SavedRun,
-    compare_runs,
-    equal_weight_benchmark,
-    load_result,
-)
+from backforge._lazy import lazy_exports
 
 __all__ = [
     "EQUAL_WEIGHT",
@@ -28,3 +19,12 @@ __all__ = [
     "report_html",
     "write_report",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "minmax_indices": "backforge.results.report", "report_html": "backforge.results.report",
+    "write_report": "backforge.results.report",
+    "EQUAL_WEIGHT": "backforge.results.result", "Result": "backforge.results.result",
+    "RunAnalysis": "backforge.results.result", "SavedRun": "backforge.results.result",
+    "compare_runs": "backforge.results.result", "equal_weight_benchmark": "backforge.results.result",
+    "load_result": "backforge.results.result",
+}, eager=globals())

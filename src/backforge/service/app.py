@@ -47,6 +47,7 @@ class ServiceSettings:
     supervisor: Any = None
     examples: Optional[Path] = None
     token_digests: list[str] = field(default_factory=list)
+    sessions: Optional[Path] = None  # the folder of paper-session state folders (``backforge paper --state``)
 
 
 # ------------------------------------------------------------------------------------ middleware
@@ -305,10 +306,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                        "offset": offset, "counts": store.counts()})
 
     @app.get("/api/jobs/{job_id}", tags=["jobs"])
-    async def job(job_id: str) -> JSONResponse:
+    async def job(job_id: str) -> Response:
         """One job: state, progress (fraction, ETA, message), heartbeat, attempts, result or error."""
-        # one indexed primary-key read (well under a millisecond): cheaper on the event loop than a thread hop
-        return JSONResponse(_clean(store.get(job_id).to_dict()))
+        # one primary-key read on a kept connection (tens of microseconds): cheaper on the event loop than
+        # a thread hop; the stored config and result are JSON already and are not decoded
+        return Response(store.status_json(job_id), media_type="application/json")
 
     @app.post("/api/jobs/{job_id}/cancel", tags=["jobs"])
     def cancel(job_id: str) -> dict[str, Any]:
@@ -409,6 +411,28 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                    for row in table.iter_rows(named=True)]
         return _clean({"runs": ids, "metrics": metrics, "equity": {i: _equity_series(r) for i, r in zip(ids, loaded)}})
 
+    # -------------------------------------------------------------- paper sessions (read-only)
+    def _session_folder(session_id: str) -> Path:
+        """A session folder by its name among the sessions listed under the sessions folder (nothing else)."""
+        for found in _sessions(settings.sessions):
+            if Path(found["folder"]).name == session_id:
+                return Path(found["folder"])
+        raise HTTPException(404, f"no paper session {session_id!r} in {settings.sessions}")
+
+    @app.get("/api/sessions", tags=["sessions"])
+    def sessions() -> dict[str, Any]:
+        """Paper sessions (``backforge paper``'s state folders): bars, last bar, halt state, whether a runner
+        is active. Read-only: control them with ``backforge sessions halt|resume|flatten|stop``."""
+        found = [_session_row(s) for s in _sessions(settings.sessions)]
+        return _clean({"root": str(settings.sessions) if settings.sessions else None, "sessions": found})
+
+    @app.get("/api/sessions/{session_id}", tags=["sessions"])
+    def session(session_id: str) -> dict[str, Any]:
+        """One paper session: positions, P&L, open orders, last bar, breaker state, lag and heartbeat (the
+        status its runner last wrote, as ``backforge sessions status`` prints it), its equity after every bar
+        and its latest fills."""
+        return _clean(_session_document(session_id, _session_folder(session_id)))
+
     # -------------------------------------------------------------- strategies, schema, data
     @app.post("/api/strategies/validate", tags=["strategies"])
     async def validate(request: Request) -> dict[str, Any]:
@@ -447,7 +471,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         found, total = store.list(limit=100)
         return page("index.html", jobs=[j.to_dict(config=False) for j in found], total=total,
                     runs=list_runs(ctx), examples=_examples(settings.examples), series=_catalog_series(ctx),
-                    kinds=list(JOB_KINDS))
+                    kinds=list(JOB_KINDS), sessions=[_session_row(s) for s in _sessions(settings.sessions)])
 
     @app.get("/runs/{run_id:path}", include_in_schema=False)
     def run_page(run_id: str) -> HTMLResponse:
@@ -474,6 +498,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             judge = json.loads((folder / "judge.json").read_text())
         return page("run.html", run_id=run_id, doc=_clean(document), judge=judge,
                     charts=_script_json(_run_charts(folder)))
+
+    @app.get("/sessions/{session_id}", include_in_schema=False)
+    def session_page(session_id: str) -> HTMLResponse:
+        document = _clean(_session_document(session_id, _session_folder(session_id)))
+        return page("session.html", s=document, chart=_script_json(document["equity_curve"]))
 
     @app.get("/compare", include_in_schema=False)
     def compare_page(runs: str = Query("", max_length=4000)) -> HTMLResponse:
@@ -546,6 +575,45 @@ def _validate_strategy(body: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return {"valid": True, "name": portfolio.name, "strategies": len(portfolio.strategies),
             "assets": len(portfolio.universe), "bars": market.n_bars, "indicator_series": int(compiled.series.shape[1]),
             "parameters": list(ParameterSpace.from_config(raw).names)}
+
+
+def _sessions(root: Optional[Path]) -> list[dict[str, Any]]:
+    """:func:`backforge.live.session.list_sessions` of the sessions folder (none when it does not exist)."""
+    if root is None or not Path(root).is_dir():
+        return []
+    from backforge.live.session import list_sessions
+
+    return list_sessions(root)
+
+
+def _session_row(found: dict[str, Any]) -> dict[str, Any]:
+    from backforge._time import format_ns
+
+    last = found.get("last_bar_ts")
+    return {"id": Path(found["folder"]).name, "session": found["session"], "bars": found["bars"],
+            "last_bar_ts": last, "last_bar": format_ns(int(last), "second", offset=False) if last else None,
+            "halted": found["halted"], "running": found["running"]}
+
+
+def _session_document(session_id: str, folder: Path, *, fills: int = 100, points: int = 2000) -> dict[str, Any]:
+    """The live package's own status of a session (:func:`session_status`) and tables (:func:`session_tables`)."""
+    import numpy as np
+
+    from backforge._time import format_ns
+    from backforge.live.session import session_status, session_tables
+    from backforge.results.report import minmax_indices
+
+    status = session_status(folder)
+    tables = session_tables(folder)
+    bars = tables["bars"]
+    ts = bars["ts_ns"].to_numpy() if bars.height else np.zeros(0, dtype=np.int64)
+    equity = bars["equity"].to_numpy().astype(np.float64) if bars.height else np.zeros(0)
+    idx = minmax_indices(equity, points) if len(equity) > 2 * points else np.arange(len(equity))
+    recent = tables["fills"].tail(fills) if tables["fills"].height else tables["fills"]
+    last = status.get("last_bar_ts")
+    return {"id": session_id, **status, "last_bar": format_ns(int(last), "second", offset=False) if last else None,
+            "equity_curve": {"t": [_iso(int(t)) for t in ts[idx]], "v": equity[idx].tolist()},
+            "fills": {"total": tables["fills"].height, "rows": [_row(r) for r in recent.iter_rows(named=True)]}}
 
 
 def _equity_series(run: Any, points: int = 2000) -> dict[str, list]:

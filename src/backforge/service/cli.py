@@ -10,7 +10,9 @@ from typing import Optional
 
 import typer
 
-__all__ = ["serve"]
+from backforge._cli import command_app, friendly_errors
+
+__all__ = ["app", "serve"]
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -48,6 +50,8 @@ def serve(
     catalog: Optional[Path] = typer.Option(None, "--catalog", envvar="BACKFORGE_DATA",
                                            help="Data catalog folder [default: ./backforge-data]."),
     runs: Path = typer.Option(Path("backforge-runs"), help="Folder of saved runs (the CLI's default too)."),
+    sessions: Optional[Path] = typer.Option(None, help="Folder of paper-session state folders, shown read-only "
+                                                      "[default: backforge-sessions, as `backforge paper`]."),
     import_root: Optional[list[Path]] = typer.Option(None, "--import-root",
                                                      help="Folder(s) data files may be read from (data import jobs, "
                                                           "strategies with data files); none by default."),
@@ -63,6 +67,7 @@ def serve(
     if no_auth and not is_loopback(host):
         raise ConfigError(f"--no-auth is only allowed on a loopback address (127.0.0.1, ::1), not {host}", field="host")
     from backforge.data.catalog import DEFAULT_ROOT
+    from backforge.live.cli import DEFAULT_ROOT as SESSIONS_ROOT
     from backforge.service.app import ServiceSettings, create_app
     from backforge.service.jobs import JobContext
     from backforge.service.store import JobStore, default_store_url
@@ -85,7 +90,8 @@ def serve(
     supervisor = Supervisor(job_store, ctx, workers=workers, executor=executor, ray_address=ray_address,
                             heartbeat=heartbeat, stale_after=stale_after)
     app = create_app(ServiceSettings(store=job_store, ctx=ctx, auth=not no_auth, max_body=max_body,
-                                     supervisor=supervisor, examples=_examples_folder()))
+                                     supervisor=supervisor, examples=_examples_folder(),
+                                     sessions=Path(sessions or SESSIONS_ROOT).resolve()))
     import socket
 
     import uvicorn
@@ -101,6 +107,13 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"backforge serve: http://{shown}:{bound}/ (API docs /docs; {workers} {executor} workers; "
                f"store {job_store.dialect})", err=False)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
+    # http/loop "auto": httptools and uvloop when installed (the service extra has them) — several times the
+    # request rate of the pure-Python h11 parser
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", http="auto", loop="auto",
                             timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+app = command_app()
+"""``serve``, added to the main CLI by :mod:`backforge.cli`."""
+app.command()(friendly_errors(serve))

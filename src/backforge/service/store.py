@@ -38,6 +38,7 @@ import hashlib
 import hmac
 import json
 import math
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -205,6 +206,33 @@ def _row_to_job(row: Any) -> Job:
                error=m["error"])
 
 
+# the columns of a job in table order: the lean status read fetches them as a plain tuple
+_JOB_COLUMNS = tuple(c.name for c in jobs_table.columns)
+_SCALAR_COLUMNS = tuple(c for c in _JOB_COLUMNS if c not in ("config", "result"))
+_CONFIG_AT, _RESULT_AT = _JOB_COLUMNS.index("config"), _JOB_COLUMNS.index("result")
+
+
+def _lean_queries() -> dict[str, Any]:
+    """The statements of :meth:`JobStore._lean_read`, with named parameters."""
+    e = events_table.c
+    return {
+        "job": sa.select(*(jobs_table.c[c] for c in _JOB_COLUMNS)).where(jobs_table.c.id == sa.bindparam("id")),
+        "events": (sa.select(e.id, e.job_id, e.time, e.type, e.data)
+                   .where(e.job_id == sa.bindparam("job_id"), e.id > sa.bindparam("after"))
+                   .order_by(e.id).limit(sa.bindparam("limit", type_=sa.Integer))),
+    }
+
+
+def _status_json(row: tuple) -> bytes:
+    """A job row as the JSON of :meth:`Job.to_dict`, without decoding the stored config and result: they
+    are JSON texts already (written by :func:`_dumps`, finite by construction) and are spliced in as they are."""
+    values = dict(zip(_JOB_COLUMNS, row))
+    config, result = values.pop("config"), values.pop("result")
+    values["message"] = values["message"] or ""
+    head = json.dumps(_finite(values), allow_nan=False, separators=(",", ":"))
+    return f'{head[:-1]},"result":{result or "null"},"config":{config}}}'.encode()
+
+
 def token_digest(token: str) -> str:
     """The stored form of an API token: its SHA-256 (the token itself is never written anywhere).
 
@@ -255,6 +283,17 @@ class JobStore:
                 raise BackforgeError(f"cannot open the job store {parsed.render_as_string(hide_password=True)}: {exc}",
                                      field="store") from None
             self._write_engine = self.engine
+        # the status readers: one kept connection per thread (not for an in-memory SQLite: one connection)
+        self._readers = threading.local()
+        self._reader_connections: list[Any] = []
+        self._reader_lock = threading.Lock()
+        shared_memory = self._sqlite and self._write_engine is self.engine
+        reader_args = {"connect_args": {"timeout": 30, "check_same_thread": False}} if self._sqlite else {}
+        self._reader_engine = None if shared_memory else sa.create_engine(url, poolclass=sa.pool.NullPool,
+                                                                          **reader_args)
+        # the two reads behind every status request and every event-stream poll, compiled once
+        self._lean = {name: self.engine.dialect.statement_compiler(self.engine.dialect, query)
+                      for name, query in _lean_queries().items()}
         try:
             metadata.create_all(self._write_engine)
         except sa.exc.OperationalError as exc:
@@ -280,10 +319,77 @@ class JobStore:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     def close(self) -> None:
-        """Release the connection pools."""
+        """Release the connection pools and the status readers' connections."""
+        with self._reader_lock:
+            for connection in self._reader_connections:
+                try:
+                    connection.close()
+                except Exception:  # noqa: BLE001 - closing a connection that is already gone
+                    pass
+            self._reader_connections.clear()
+        self._readers = threading.local()
         self.engine.dispose()
         if self._write_engine is not self.engine:
             self._write_engine.dispose()
+
+    # ------------------------------------------------------------------ the lean status read
+    def _reader(self) -> Any:
+        """This thread's own DBAPI connection for single-row reads (autocommit: no transaction is held
+        open between reads), made once and kept; None for an in-memory SQLite store (one connection)."""
+        cursor = getattr(self._readers, "cursor", None)
+        if cursor is not None or self._reader_engine is None:
+            return cursor
+        fairy = self._reader_engine.raw_connection()
+        dbapi = fairy.dbapi_connection
+        if self._sqlite:
+            dbapi.isolation_level = None
+            dbapi.execute("PRAGMA busy_timeout=30000")
+        else:
+            dbapi.autocommit = True
+        with self._reader_lock:
+            self._reader_connections.append(fairy)
+        self._readers.cursor = cursor = dbapi.cursor()
+        return cursor
+
+    def _lean_read(self, name: str, **values: Any) -> list[tuple]:
+        """Rows of one of the lean queries (:func:`_lean_queries`): the compiled statement run on this
+        thread's kept connection, no Core or ORM layer on the way; through the engine for an in-memory
+        SQLite store."""
+        compiled = self._lean[name]
+        cursor = self._reader()
+        if cursor is None:
+            with self.engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(compiled.statement, values).all()]
+        bound = compiled.construct_params(values)  # the given values and the statement's own (e.g. OFFSET)
+        params: Any = tuple(bound[key] for key in compiled.positiontup) if compiled.positional else bound
+        try:
+            cursor.execute(compiled.string, params)
+            return cursor.fetchall()
+        except Exception:  # noqa: BLE001 - a dropped connection (a PostgreSQL restart): reconnect once
+            self._readers.cursor = None
+            cursor = self._reader()
+            cursor.execute(compiled.string, params)
+            return cursor.fetchall()
+
+    def _fetch_row(self, job_id: str) -> tuple | None:
+        """The job's columns (``_JOB_COLUMNS`` order) by primary key (the read behind every status request)."""
+        rows = self._lean_read("job", id=job_id)
+        return rows[0] if rows else None
+
+    def status_json(self, job_id: str) -> bytes:
+        """The job as JSON (what ``GET /api/jobs/{id}`` answers), or :class:`JobNotFound`.
+
+        Examples
+        --------
+        >>> store = JobStore("sqlite://")
+        >>> job = store.create("backtest", {"strategy": "name: x"})
+        >>> json.loads(store.status_json(job.id)) == store.get(job.id).to_dict()
+        True
+        """
+        row = self._fetch_row(job_id)
+        if row is None:
+            raise JobNotFound(f"no job {job_id!r}", field="id")
+        return _status_json(row)
 
     # ------------------------------------------------------------------ helpers
     def _write(self):
@@ -322,11 +428,14 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         """The job, or :class:`JobNotFound`."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id)).first()
+        row = self._fetch_row(job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id!r}", field="id")
-        return _row_to_job(row)
+        values = dict(zip(_JOB_COLUMNS, row))
+        values["config"] = json.loads(values["config"])
+        values["result"] = json.loads(values["result"]) if values["result"] else None
+        values["message"] = values["message"] or ""
+        return Job(**values)
 
     def list(self, *, state: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0,
              ) -> tuple[list[Job], int]:
@@ -471,11 +580,8 @@ class JobStore:
 
     def events(self, job_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         """The job's events with an id above ``after``, oldest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(events_table).where(events_table.c.job_id == job_id,
-                                                              events_table.c.id > after)
-                                .order_by(events_table.c.id).limit(limit)).all()
-        return [Event(r.id, r.job_id, r.time, r.type, json.loads(r.data)) for r in rows]
+        rows = self._lean_read("events", job_id=job_id, after=int(after), limit=int(limit))
+        return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
     # ------------------------------------------------------------------ API tokens
     def has_tokens(self) -> bool:

@@ -338,11 +338,13 @@ class Supervisor:
             silent = self._hung.pop(slot.worker_id, None)
             if silent is not None:
                 reason = f"worker process {slot.process.pid} sent no heartbeat for {silent:.0f} s and was ended"
+            # the replacement first: once the dead worker's job shows as queued again or failed, the restart
+            # is already counted in /api/health (a client seeing the job's new state never sees the old count)
+            self._slots[i] = self._spawn(slot.index)
+            self.restarts += 1
             for job in self.store.active():
                 if job.worker == slot.worker_id:
                     self.store.lost(job.id, reason, worker=slot.worker_id)
-            self._slots[i] = self._spawn(slot.index)
-            self.restarts += 1
         if self.executor == "ray":
             self._check_ray()
         ours = {s.worker_id: s for s in self._slots}

@@ -159,6 +159,17 @@ class _Compiler:
             if parse_duration(window) > span:
                 raise ConfigError(f"window {window!r} is longer than the data's span", path=path)
 
+    def check_input(self, window: int | str, x: np.ndarray, path: str) -> None:
+        """A bar window longer than its input's valid values (nested windows add their warm-ups up: sma(200) of
+        sma(200) on 252 bars is NaN everywhere) is an error at the window, not an indicator that never fires."""
+        if not isinstance(window, int) or x.size == 0:
+            return
+        valid = int(np.max(np.sum(~np.isnan(x), axis=0)))
+        longest = self._longest if self._longest is not None else valid
+        if window > valid and valid < longest:
+            raise ConfigError(f"window of {window} bars is longer than its input's {valid} valid bars "
+                              f"(the inner indicator's warm-up leaves {valid} of {longest})", path=path)
+
     def value(self, node: Any, path: str) -> np.ndarray:
         """A data-only indicator as ``[T, A]`` float64 (cached by node)."""
         return self._cached(node, path, self._value)
@@ -192,6 +203,7 @@ class _Compiler:
         if isinstance(node, sc.Windowed):
             self.check_window(node.window, f"{path}.window")
             x = self.value(node.of, f"{path}.of")
+            self.check_input(node.window, x, f"{path}.window")
             fn = {"sma": ind.sma, "ema": ind.ema, "wma": ind.wma, "stddev": ind.stddev, "zscore": ind.zscore,
                   "rolling_max": ind.rolling_max, "rolling_min": ind.rolling_min, "returns": ind.returns,
                   "rate_of_change": ind.rate_of_change, "lag": ind.lag, "pct_change": ind.pct_change,
@@ -238,7 +250,15 @@ class _Compiler:
         if isinstance(node, sc.CrossSection):
             x = self.value(node.of, f"{path}.of")
             return ind.cross_sectional_rank(x) if node.kind == "rank" else ind.cross_sectional_percentile(x)
+        if isinstance(node, (sc.BookImbalance, sc.TradeFlow)):
+            return self.event_value(node, path)
         raise ConfigError(f"{node.kind!r} depends on position state and cannot be used here", path=path)
+
+    def event_value(self, node: Any, path: str) -> np.ndarray:
+        """Event-only indicators (book imbalance, trade flow); the event compiler
+        (``backforge.engine.events.language``) computes them, bars have none."""
+        raise ConfigError(f"{node.kind!r} needs event data: give data.events and run the file with "
+                          "`backforge events run`", path=path)
 
     def _fundamental(self, node: sc.Fundamental, path: str) -> np.ndarray:
         table = self.fundamentals
@@ -583,6 +603,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
                 for n, name in enumerate(("stop_loss", "take_profit", "trailing_stop")):
                     dist = getattr(action, name)
                     if dist is not None and dist.atr is not None:
+                        c.check_window(dist.atr_window, f"{path}.action.{name}.atr_window")
                         node = sc.BarIndicator(kind="atr", window=dist.atr_window)
                         atr_cols[n] = c.series_col(c.value(node, f"{path}.action.{name}"), _key(node), j, f"atr@{c.assets[j]}")
             instances.append([s, j, start_op, len(c.ops), leaves, *atr_cols])
@@ -802,6 +823,9 @@ def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None
             for name in md.assets:
                 frames[name] = md.select([name]).to_polars().drop("symbol")
         return MarketData.from_frames(frames)
+    if spec.events is not None:
+        raise ConfigError("this file runs on event data (data.events): run it with `backforge events run`",
+                          path="data.events")
     if spec.source == "synthetic":
         calendar = "equities"
         return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,

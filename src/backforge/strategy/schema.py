@@ -21,6 +21,7 @@ for every asset of their scope); name an asset to pin it (``{"kind": "price", "a
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -201,9 +202,27 @@ class CrossSection(Node):
     of: "Indicator"
 
 
+class BookImbalance(Node):
+    """(bid size - ask size) / (bid size + ask size) over the ``levels`` price levels (ticks) nearest each
+    touch of the local book, in [-1, 1] (0 when both are empty). Event data only (``data.events``)."""
+
+    kind: Literal["book_imbalance"] = "book_imbalance"
+    levels: Whole = Field(1, ge=1, le=10_000)
+
+
+class TradeFlow(Node):
+    """Traded quantity the strategy received over the last ``window`` (a duration, or a number of
+    evaluations): ``net`` = buyer- minus seller-initiated, ``buy``, ``sell``, ``total``, or ``imbalance`` =
+    net / total (NaN without trades). Event data only (``data.events``)."""
+
+    kind: Literal["trade_flow"] = "trade_flow"
+    window: Window
+    output: Literal["net", "buy", "sell", "total", "imbalance"] = "net"
+
+
 Indicator = Annotated[
     Union[Price, Const, Fundamental, Windowed, VolumeAverage, BarIndicator, MACD, Bollinger, State, Arithmetic,
-          Unary, CrossSection],
+          Unary, CrossSection, BookImbalance, TradeFlow],
     Field(discriminator="kind"),
 ]
 
@@ -280,7 +299,9 @@ class Allocation(Node):
 class VolatilityTarget(Node):
     """Weight = ``target`` annual volatility ÷ the asset's realised volatility over ``window`` (bars or a
     duration; the population standard deviation of one-bar returns × √bars per year), capped at ``max``
-    (a fraction of equity)."""
+    (a fraction of equity). Bars per year: ``periods_per_year`` when given, else counted causally over the
+    trailing year of each decision bar (:func:`backforge.engine.risk.trailing_periods_per_year`; before
+    the data spans a year, over the bars so far) — never from later bars."""
 
     type: Literal["volatility_target"] = "volatility_target"
     target: Real = Field(gt=0, allow_inf_nan=False)
@@ -476,6 +497,68 @@ MAX_SEED = 2**63 - 1
 """Largest seed accepted (seeds are non-negative and fit an int64)."""
 
 
+class EventGrid(Node):
+    """Evaluate the strategies on a time grid: every ``grid`` (a duration) of the strategy's clock."""
+
+    grid: str
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_is_duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+
+class EventSource(Node):
+    """Event data (trades, quotes, L2 depth) for the event engine (``backforge events run``; see
+    docs/events.md): a seeded synthetic market, an event catalog (``store``, ``path`` = its root) or a
+    file (``truefx`` quotes, ``binance_trades``, ``l2_csv``), path relative to the strategy file.
+    ``evaluate``: on every event timestamp the strategy receives, or on a time grid. ``engine``: the
+    event engine's settings (:class:`backforge.engine.events.EventConfig` fields except ``cash``)."""
+
+    source: Literal["synthetic_l2", "synthetic_quotes", "store", "truefx", "binance_trades", "l2_csv"] = "synthetic_l2"
+    path: str | None = None
+    symbol: str | None = None
+    n_events: Whole = Field(100_000, ge=10, le=500_000_000)
+    seed: Whole = Field(0, ge=0, le=MAX_SEED)
+    tick_size: Real | None = Field(None, gt=0)
+    feed_latency: str | None = Field(None, description="feed latency of files without a local clock (a duration)")
+    policy: Literal["error", "drop"] = "error"
+    evaluate: Union[Literal["every_event"], EventGrid] = "every_event"
+    engine: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("feed_latency")
+    @classmethod
+    def _latency_is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> "EventSource":
+        if self.source in ("store", "truefx", "binance_trades", "l2_csv") and not self.path:
+            raise ValueError(f"source {self.source!r} needs a path")
+        if self.source == "store" and not self.symbol:
+            raise ValueError("source 'store' needs the symbol of the stored stream")
+        if "cash" in self.engine:
+            raise ConfigError("the account's cash is the file's cash, not an engine setting", path="data.events.engine.cash")
+        from backforge.engine.events.run import EventConfig  # lazily: the engine is not needed to read files
+
+        try:
+            EventConfig(**self.engine)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(part) for part in err["loc"])
+            raise ConfigError(err["msg"], path=f"data.events.engine.{where}" if where else "data.events.engine") from None
+        return self
+
+
 class DataSpec(Node):
     """Where `backforge run` gets data when ``--data`` is not given: ``synthetic`` (default, one series
     per universe asset), or files per asset (CSV/Parquet, or bid and ask bar files), paths relative to
@@ -491,6 +574,7 @@ class DataSpec(Node):
     seed: Whole = Field(7, ge=0, le=MAX_SEED)
     start: str | None = None
     end: str | None = None
+    events: EventSource | None = Field(None, description="event data: the file runs on the event engine")
 
     @field_validator("bar")
     @classmethod
@@ -558,6 +642,11 @@ class Portfolio(Node):
                     if asset not in universe:
                         raise ConfigError(f"{asset!r} is not in the universe{did_you_mean(asset, self.universe)}",
                                           path=f"{prefix}.{name}.{asset}")
+        for name, value in self.costs:  # a per-asset cost must name an asset of the universe (checked at validate)
+            for asset in value if isinstance(value, dict) else []:
+                if asset not in universe:
+                    raise ConfigError(f"{asset!r} is not in the universe{did_you_mean(asset, self.universe)}",
+                                      path=f"costs.{name}.{asset}")
         return self
 
 
@@ -566,7 +655,7 @@ for _model in (Windowed, MACD, Bollinger, Arithmetic, Unary, CrossSection, Compa
     _model.model_rebuild()
 
 INDICATOR_KINDS = tuple(sorted({k for m in (Price, Const, Fundamental, Windowed, VolumeAverage, BarIndicator, MACD,
-                                            Bollinger, State, Arithmetic, Unary, CrossSection)
+                                            Bollinger, State, Arithmetic, Unary, CrossSection, BookImbalance, TradeFlow)
                                 for k in m.model_fields["kind"].annotation.__args__}))
 CONDITION_KINDS = ("compare", "all", "any", "not", "at_least", "held_for")
 ACTION_KINDS = ("buy", "sell", "close", "rebalance", "alert")
@@ -1003,8 +1092,31 @@ def dump_portfolio(portfolio: Portfolio, *, format: Literal["yaml", "json"] = "y
 
     data = portfolio.model_dump(mode="json", exclude_defaults=False)
     if format == "json":
-        return json.dumps(data, indent=2)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        # characters as themselves (an escaped non-BMP character is a surrogate pair, which the YAML reader keeps
+        # split), except those a YAML reader refuses raw, escaped as \\uXXXX (they can only be inside strings)
+        return _YAML_UNREADABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, indent=2, ensure_ascii=False))
+    return yaml.dump(data, Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True)
+
+
+# what a YAML reader refuses raw (C0 controls but tab/LF/CR, DEL, C1 controls, surrogates, U+FFFE, U+FFFF) or
+# reads as a line break inside a quoted scalar (NEL, U+2028, U+2029)
+_YAML_UNREADABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
+
+
+def _yaml_dumper():
+    """A safe YAML dumper that double-quotes strings holding a character YAML reads as a line break (NEL,
+    U+2028, U+2029): unquoted, PyYAML folds them into a space; double-quoted, they are escaped."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper, value: str):
+        style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent_str)
+    return Dumper
 
 
 def portfolio_json_schema() -> dict:

@@ -5,12 +5,23 @@
   ``submit_buy_order``, ``cancel``, ``modify``, book and position queries);
 * :mod:`~backforge.engine.events.run` — :class:`EventConfig`, :func:`run_events` (→ the bar engine's
   :class:`~backforge.results.result.Result`);
+* :mod:`~backforge.engine.events.language` — strategy files (``data.events``) on the event engine;
 * :mod:`~backforge.engine.events.strategies` — compiled reference strategies (grid market maker, quote
-  breakout) used by the examples, the oracle test and the benchmark.
+  breakout) used by the examples, the oracle test and the benchmark;
+* :mod:`~backforge.engine.events.cli` — ``backforge events import|synth|list|run``.
 
 See ``docs/events.md``.
 """
 
-from backforge.engine.events.run import EXCHANGES, QUEUE_MODELS, EventConfig, latency_table, new_sim, run_events
+from __future__ import annotations
 
-__all__ = ["EventConfig", "run_events", "new_sim", "latency_table", "QUEUE_MODELS", "EXCHANGES"]
+from backforge._lazy import lazy_exports
+
+_EXPORTS = {name: "backforge.engine.events.run" for name in
+            ("EventConfig", "run_events", "new_sim", "latency_table", "QUEUE_MODELS", "EXCHANGES")}
+_EXPORTS["run_event_portfolio"] = "backforge.engine.events.language"
+_EXPORTS["api"] = "backforge.engine.events.api:"
+__all__ = sorted(_EXPORTS)
+
+# lazy: `backforge events --help` (this package's cli module) loads neither numba nor the engine
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

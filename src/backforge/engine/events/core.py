@@ -227,16 +227,19 @@ def apply_book_row_nb(bid, ask, ints, bb_slot, ba_slot, kind, side, price, qty, 
     if t < 0 or t >= bid.shape[0]:
         return
     if kind == QUOTE:
+        # a quote with a size sets level t next (set_level_nb makes it the best): no need to scan the
+        # (in L1 data, empty) levels below it; a zero-size quote empties the side down to t
+        keep = qty >= lot * 0.5
         if side > 0:
             for u in range(t + 1, max(ints[bb_slot] + 1, t + 1)):
                 bid[u] = 0.0
             if ints[bb_slot] > t:
-                ints[bb_slot] = best_below_nb(bid, t)
+                ints[bb_slot] = -1 if keep else best_below_nb(bid, t)
         else:
             for u in range(min(ints[ba_slot], t), t):
                 ask[u] = 0.0
             if ints[ba_slot] < t:
-                ints[ba_slot] = best_above_nb(ask, t, bid.shape[0])
+                ints[ba_slot] = bid.shape[0] if keep else best_above_nb(ask, t, bid.shape[0])
     set_level_nb(bid, ask, ints, bb_slot, ba_slot, side, t, qty, lot)
 
 
@@ -699,8 +702,8 @@ def exchange_row_nb(sim, r):
                     prev_q = sim.x_bid[u]
                     sim.x_bid[u] = 0.0
                     depth_at_level_nb(sim, sim.x_bid_orders, u, model, p[P_QN], prev_q, 0.0)
-            if prev_bb > t:
-                ints[I_XBB] = best_below_nb(sim.x_bid, t)
+            if prev_bb > t:  # as in apply_book_row_nb: a sized quote becomes the best at once
+                ints[I_XBB] = -1 if sim.qty[r] >= lot * 0.5 else best_below_nb(sim.x_bid, t)
         else:
             for u in range(min(prev_ba, t), t):
                 if sim.x_ask[u] > 0.0:
@@ -708,7 +711,7 @@ def exchange_row_nb(sim, r):
                     sim.x_ask[u] = 0.0
                     depth_at_level_nb(sim, sim.x_ask_orders, u, model, p[P_QN], prev_q, 0.0)
             if prev_ba < t:
-                ints[I_XBA] = best_above_nb(sim.x_ask, t, w)
+                ints[I_XBA] = w if sim.qty[r] >= lot * 0.5 else best_above_nb(sim.x_ask, t, w)
     prev_q = set_level_nb(sim.x_bid, sim.x_ask, ints, I_XBB, I_XBA, side, t, sim.qty[r], lot)
     if ints[I_RESTING] == 0:
         return

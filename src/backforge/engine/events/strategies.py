@@ -88,7 +88,13 @@ def quote_breakout(sim, lookback, order_qty, every_event, step_ns):
     in flight at a time. Observations are every feed row (``every_event``) or every ``step_ns``.
     Returns the number of observations.
     """
-    window = np.empty(lookback)
+    # running max/min of the last `lookback` observations: monotonic deques of observation numbers in
+    # ring buffers (each observation enters and leaves each deque once: O(1) amortized per row)
+    cap = lookback + 1
+    values = np.empty(cap)
+    hi_q = np.empty(cap, dtype=np.int64)
+    lo_q = np.empty(cap, dtype=np.int64)
+    hi_head = hi_tail = lo_head = lo_tail = 0  # deque = q[head % cap .. tail % cap)
     n = 0
     next_id = 1
     target = 0.0
@@ -102,20 +108,24 @@ def quote_breakout(sim, lookback, order_qty, every_event, step_ns):
         mid = api.mid_price(sim)
         if not np.isfinite(mid):
             continue
+        while hi_head < hi_tail and hi_q[hi_head % cap] < n - lookback:
+            hi_head += 1
+        while lo_head < lo_tail and lo_q[lo_head % cap] < n - lookback:
+            lo_head += 1
         if n >= lookback:
-            hi = window[0]
-            lo = window[0]
-            for k in range(1, lookback):
-                v = window[k]
-                if v > hi:
-                    hi = v
-                if v < lo:
-                    lo = v
-            if mid > hi:
+            if mid > values[hi_q[hi_head % cap] % cap]:
                 target = order_qty
-            elif mid < lo:
+            elif mid < values[lo_q[lo_head % cap] % cap]:
                 target = -order_qty
-        window[n % lookback] = mid
+        values[n % cap] = mid
+        while hi_head < hi_tail and values[hi_q[(hi_tail - 1) % cap] % cap] <= mid:
+            hi_tail -= 1
+        hi_q[hi_tail % cap] = n
+        hi_tail += 1
+        while lo_head < lo_tail and values[lo_q[(lo_tail - 1) % cap] % cap] >= mid:
+            lo_tail -= 1
+        lo_q[lo_tail % cap] = n
+        lo_tail += 1
         n += 1
         gap = target - api.position(sim)
         if abs(gap) > 1e-12 and not api.order_exists(sim, next_id - 1):

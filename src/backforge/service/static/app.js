@@ -209,5 +209,12 @@ const bf = (() => {
       {responsive: true, displaylogo: false});
   }
 
-  return {index, run, compare, heatmap, walkforward, api};
+  // ---------------------------------------------------------------- paper session (read-only)
+  function session() {
+    const d = JSON.parse($("#session-data").textContent);
+    Plotly.newPlot("session-chart", [{x: d.t, y: d.v, type: "scatter", mode: "lines", name: "equity", line: {color: "#2563eb"}}],
+      layout({height: 360}), {responsive: true, displaylogo: false});
+  }
+
+  return {index, run, compare, heatmap, walkforward, session, api};
 })();

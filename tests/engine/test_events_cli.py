@@ -1,0 +1,122 @@
+"""``backforge events``: import (every bad-input rule is one line naming file, row and field, exit 2,
+nothing stored), synth, list and run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from backforge.cli import app
+from backforge.data.events import EventStore
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "events" / "imbalance_taker.yaml"
+runner = CliRunner()
+HEADER = "timestamp,side,price,amount,is_snapshot\n"
+SNAPSHOT = "1000,bid,99.0,5,true\n1000,ask,101.0,4,true\n"
+
+
+def invoke(*args):
+    result = runner.invoke(app, ["events", *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+@pytest.mark.parametrize("rows, message", [
+    (SNAPSHOT + "2000,bid,102.0,1,false\n", "row 4, field price: crossed"),
+    (SNAPSHOT + "900,bid,98.0,1,false\n", "row 4, field timestamp: unsorted_exch"),
+    ("1000,bid,99.0,5,false\n", "row 2, field kind: depth_before_snapshot"),
+    (SNAPSHOT + "2000,bid,98.0,nan,false\n", "row 4, field amount: bad_qty"),
+    ("1000,bid,99.0,5,true\n1000,ask,101.0,-4,true\n", "row 3, field amount: bad_qty"),
+    ("1000,bid,99.0,5,true\n1000,middle,101.0,4,true\n", "row 3, field side: side must be bid/ask (or buy/sell), got 'middle'"),
+])
+def test_bad_l2_rows_are_one_line_and_store_nothing(tmp_path, rows, message):
+    path = tmp_path / "book.csv"
+    path.write_text(HEADER + rows)
+    result = invoke("import", path, "--format", "l2", "--tick-size", 1, "--catalog", tmp_path / "cat")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}, ") and message in lines[0], lines
+    assert "Traceback" not in result.output
+    assert EventStore(tmp_path / "cat").symbols() == []
+
+
+def test_drop_policy_stores_the_rest(tmp_path):
+    path = tmp_path / "book.csv"
+    path.write_text(HEADER + SNAPSHOT + "2000,bid,102.0,1,false\n3000,bid,99.0,6,false\n")
+    result = invoke("import", path, "-f", "l2", "--tick-size", 1, "-s", "BOOK", "-p", "drop", "-c", tmp_path / "cat")
+    assert result.exit_code == 0, result.output
+    assert "1 bad rows dropped" in result.output
+    stored = EventStore(tmp_path / "cat").load("BOOK")
+    assert stored.qty.tolist()[-1] == 6.0 and len(stored) == 4  # clear, 2 snapshot rows, the good update
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "csv"], "--format: unknown format 'csv'"),
+    (["--format", "l2", "--policy", "repair"], "--policy: unknown policy 'repair'"),
+    (["--format", "l2", "--feed-latency", "soon"], "--feed-latency"),
+    (["--format", "l2", "--tick-size", "-1"], "--tick-size: must be > 0"),
+])
+def test_bad_options(tmp_path, args, message):
+    path = tmp_path / "book.csv"
+    path.write_text(HEADER + SNAPSHOT)
+    result = invoke("import", path, *args, "-c", tmp_path / "cat")
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_truefx_import_synth_list_and_run(tmp_path):
+    quotes = tmp_path / "usdjpy.csv"
+    quotes.write_text("timestamp,bid,ask\n2024-01-02 00:00:00.000,140.001,140.004\n"
+                      "2024-01-02 00:00:00.250,140.002,140.005\n")
+    cat = tmp_path / "cat"
+    result = invoke("import", quotes, "-f", "truefx", "--feed-latency", "1ms", "-c", cat)
+    assert result.exit_code == 0, result.output
+    assert "stored USDJPY" in result.output and "4 rows (4 quote)" in result.output
+    assert EventStore(cat).load("USDJPY").local_ts[0] - EventStore(cat).load("USDJPY").exch_ts[0] == 1_000_000
+    assert invoke("synth", "-n", 30_000, "--seed", 5, "-c", cat).exit_code == 0
+    listed = invoke("list", "-c", cat).output
+    assert "SYNTH: 30,000 rows" in listed and "USDJPY: 4 rows" in listed
+    out = tmp_path / "run"
+    result = invoke("run", EXAMPLE, "--events", "SYNTH", "-c", cat, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "imbalance-taker on SYNTH: 30,000 events" in result.output
+    assert (out / "signal_events.parquet").exists() and (out / "fills.parquet").exists()
+
+
+def test_run_errors(tmp_path):
+    assert "no such file" in invoke("run", tmp_path / "none.yaml").output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("levels: 5}}, op: \"<\"", "levels: 0}}, op: \"<\""))
+    result = invoke("run", bad)
+    assert result.exit_code == 2 and "strategies[1].condition.lhs.levels" in result.output
+    assert invoke("run", EXAMPLE, "--events", "NONE", "-c", tmp_path).exit_code == 2
+    bars = tmp_path / "bars.yaml"
+    bars.write_text("name: b\nuniverse: [A]\nstrategies: [{name: s, action: {buy: {}}}]\n")
+    result = invoke("run", bars)
+    assert result.exit_code == 2 and "data.events" in result.output
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["import"], ["import", "x.csv"], ["run", "s.yaml", "--bogus"],
+                                  ["synth", "-n", "many"]])
+def test_argument_errors_are_one_line(args):
+    result = invoke(*args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], lines
+    assert "Traceback" not in result.output and "Usage:" not in result.output
+
+
+def test_events_help_loads_neither_numba_nor_polars(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = ("import json, sys\nfrom backforge.cli import main\nsys.argv = ['backforge', 'events', 'run', '--help']\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('numba', 'polars', 'pyarrow', 'pandas'))))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "--events" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

@@ -121,3 +121,20 @@ def test_the_cli_says_which_runtime_ran_and_refuses_a_billion_combination_grid(t
     text = " ".join(result.output.split())
     assert "1,000,000,000 combinations" in text and "use method random" in text
     assert "Traceback" not in result.output
+
+
+def test_ray_workers_run_the_batched_runtime_and_give_the_local_trials(data):
+    pytest.importorskip("ray")
+    from backforge.research.optimize import RayExecutor
+
+    raw = cross([0.02, 0.05, 0.1])
+    local = optimize(raw, data, method="grid", executor=LocalExecutor(1))
+    executor = RayExecutor(workers=2)
+    try:
+        remote = optimize(raw, data, method="grid", executor=executor)
+        again = optimize(raw, data, method="random", samples=5, seed=1, executor=executor)  # the workers' cached data
+    finally:
+        executor.close()
+    _same_trials(remote, local)
+    assert remote.runtime == "batched" and all(t.runtime == "batched" for t in remote.trials)
+    assert again.runtime == "batched" and again.n_trials == 5

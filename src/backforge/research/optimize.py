@@ -426,8 +426,10 @@ class RayExecutor:
         import ray
 
         data_ref, raw_ref, fund_ref = self._refs
+        # the refs travel inside a list, unresolved: a worker fetches them once and keeps the objects for
+        # the following batches (its batch evaluator and indicator cache are keyed by them)
         pending = {self._remote.options(max_retries=1, retry_exceptions=False).remote(
-            data_ref, raw_ref, fund_ref, b, start, end, keep_returns, getattr(self, "_batched", True)): i
+            [data_ref, raw_ref, fund_ref], b, start, end, keep_returns, getattr(self, "_batched", True)): i
             for i, b in enumerate(batches)}
         results: list[list[Trial] | None] = [None] * len(batches)
         waiting = list(pending)
@@ -451,12 +453,25 @@ class RayExecutor:
             self._started = False
 
 
-def _ray_batch(arrays: dict, raw: dict, fundamentals: Any, batch: list[dict], start, end, keep_returns,
-               batched: bool = True) -> list[Trial]:
-    bid = Quotes(*arrays["bid"]) if arrays["bid"] else None
-    ask = Quotes(*arrays["ask"]) if arrays["ask"] else None
-    data = MarketData(arrays["timestamps"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
-                      arrays["volume"], tuple(arrays["assets"]), bid, ask)
+_RAY_CONTEXT: dict[tuple, tuple] = {}  # per Ray worker: (data, raw, fundamentals) by the object refs' ids
+
+
+def _ray_batch(refs: list, batch: list[dict], start, end, keep_returns, batched: bool = True) -> list[Trial]:
+    """A batch on a Ray worker: the data comes from the object store (zero-copy arrays), fetched on the
+    worker's first batch of a search and reused by the next ones."""
+    key = tuple(ref.hex() for ref in refs)
+    context = _RAY_CONTEXT.get(key)
+    if context is None:
+        import ray
+
+        arrays, raw, fundamentals = ray.get(refs)
+        bid = Quotes(*arrays["bid"]) if arrays["bid"] else None
+        ask = Quotes(*arrays["ask"]) if arrays["ask"] else None
+        data = MarketData(arrays["timestamps"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
+                          arrays["volume"], tuple(arrays["assets"]), bid, ask)
+        _RAY_CONTEXT.clear()  # one search at a time per worker: release the previous one's objects
+        context = _RAY_CONTEXT[key] = (data, raw, fundamentals)
+    data, raw, fundamentals = context
     return _run_batch(batch, start, end, keep_returns, data, raw, fundamentals, batched, 1)  # one Ray CPU: one slot
 
 

@@ -352,7 +352,11 @@ class BatchEvaluator:
         self.structural: list[str] = []
         self._verified: dict[tuple[str, Any], bool] = {}
         self._groups: dict[tuple, _Group | None] = {}
-        self._classify(base or self.space.defaults())
+        self._slots: dict[tuple, list] = {}  # account slots by shape, reused by every group of that shape
+        self._metric_args: dict[tuple, tuple] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._defaults = self.space.defaults()
+        self._classify(base or dict(self._defaults))
 
     # ------------------------------------------------------------------ compile helpers
     def _compile(self, values: dict):
@@ -448,6 +452,8 @@ class BatchEvaluator:
         """The patches of a group whose representative ``values`` compiled to ``cp``: the base group's
         positions when ``cp`` has the same layout and those positions hold this combination's values,
         else probed again in this group."""
+        if not self.numeric:
+            return []  # nothing is patched: the group runs its own program as compiled
         by_name: dict[str, list[tuple[int, int]]] = {}
         if _layout_equal(self._base_cp, cp):
             patched = [a.copy() for a in _floats(self._base_cp)]
@@ -495,14 +501,14 @@ class BatchEvaluator:
         out: list[BatchOutcome | None] = [None] * len(combos)
         by_group: dict[tuple, list[int]] = {}
         for i, values in enumerate(combos):
-            full = {**self.space.defaults(), **values}
+            full = {**self._defaults, **values}
             bad = next((n for n in self.numeric if not self._value_ok(n, full[n])), None)
             if bad is not None:
                 out[i] = BatchOutcome(values, {}, None, False, f"value {full[bad]!r} of {bad!r} changes the program")
                 continue
             by_group.setdefault(self._key(full), []).append(i)
         for key, members in by_group.items():
-            full = {**self.space.defaults(), **combos[members[0]]}
+            full = {**self._defaults, **combos[members[0]]}
             group = self._group(full)
             if group is None:
                 for i in members:
@@ -527,15 +533,22 @@ class BatchEvaluator:
         sim_cfg, data, params, prices, program, book = runtime_inputs(cp)
         T, A = data.n_bars, data.n_assets
         ts = data.timestamps
-        metric_args = equity_metric_parameters(T + 1, periods_per_year=periods_per_year_for(ts),
-                                               timestamps_ns=np.concatenate([ts[:1], ts]))
+        span = (T, int(ts[0]), int(ts[-1]))
+        metric_args = self._metric_args.get(span)
+        if metric_args is None:  # depends on the timestamps only: once per period, not per group
+            metric_args = self._metric_args[span] = equity_metric_parameters(
+                T + 1, periods_per_year=periods_per_year_for(ts), timestamps_ns=np.concatenate([ts[:1], ts]))
         cap = initial_capacity(T, A)
         template = book if book is not None else rk.empty_risk_book(A)
         leaf_width = max(cp.max_leaves, 1)
         n_slots = max(1, min(self.threads, len(rows)))
         op_base, strategy_base, rb_fixed_base = (np.ascontiguousarray(a) for a in _floats(cp))
-        slots = []
-        for _ in range(n_slots):
+        # an account slot (state, workspace, audit, buffers) is reset before every run, so groups of the same
+        # shape share one; a risk book is part of the state and may differ between groups: then fresh slots
+        shape = (T, A, cap, float(sim_cfg.cash), bool(sim_cfg.record_positions), cp.max_depth, leaf_width,
+                 cp.instances.shape[0], cp.memory_init.shape)
+        accounts = self._slots.setdefault(shape, []) if book is None else []
+        while len(accounts) < n_slots:
             state = new_state(A, T, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions,
                               risk=book)
             work = rt.Workspace(cp.memory_init.copy(), np.zeros(cp.max_depth), np.zeros(leaf_width),
@@ -543,12 +556,15 @@ class BatchEvaluator:
                                 np.zeros(A, dtype=np.int64))
             audit = rt.Audit(np.zeros((cap, 6), dtype=np.int64), np.full((cap, 1 + leaf_width), np.nan),
                              np.zeros(2, dtype=np.int64))
+            accounts.append((state, work, audit, np.empty(T + 1), np.empty(cap)))
+        slots = []
+        for state, work, audit, equity_buf, pnl_buf in accounts[:n_slots]:
             strategies = cp.strategies.copy()
             rb_fixed = np.ascontiguousarray(cp.rb_fixed).copy()
             slot_program = program._replace(op_values=np.asarray(cp.op_values, dtype=np.float64).copy(),
                                             strategies=strategies, rb_fixed=rb_fixed)
             slots.append((state, work, audit, slot_program, strategies.view(np.float64).reshape(-1),
-                          rb_fixed.reshape(-1), np.empty(T + 1), np.empty(cap)))
+                          rb_fixed.reshape(-1), equity_buf, pnl_buf))
         patches = np.array(group.patches, dtype=np.int64).reshape(-1, 3)
         patch_target, patch_pos, patch_col = (np.ascontiguousarray(patches[:, i]) for i in range(3))
         n_cols = max(len(self.numeric), 1)
@@ -559,7 +575,7 @@ class BatchEvaluator:
             n = len(part)
             values = np.zeros((n, n_cols))
             for r, i in enumerate(part):
-                full = {**self.space.defaults(), **combos[i]}
+                full = {**self._defaults, **combos[i]}
                 for col, name in enumerate(self.numeric):
                     values[r, col] = float(full[name])
             return_rows = np.full(n, -1, dtype=np.int64)
@@ -580,8 +596,9 @@ class BatchEvaluator:
             if n_slots == 1:
                 run(0)
             else:
-                with ThreadPoolExecutor(n_slots, thread_name_prefix="backforge-batch") as pool:
-                    list(pool.map(run, range(n_slots)))
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="backforge-batch")
+                list(self._pool.map(run, range(n_slots)))
             for r, i in enumerate(part):
                 if status[r] != ST_OK:
                     out[i] = BatchOutcome(combos[i], {}, None, False, "the run overflowed or its curve is not finite")

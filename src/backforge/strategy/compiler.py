@@ -318,8 +318,7 @@ class _Compiler:
         idx = self.series_index.get((key, j))
         if idx is None:
             idx = len(self.series)
-            col = matrix[:, j]
-            self.series.append(col.astype(np.float64) if col.dtype != np.float64 else col)
+            self.series.append((matrix, j))  # stacked by stack_series: column runs of one matrix copy as blocks
             self.series_index[(key, j)] = idx
             self.series_keys.append((key, j))
             self.labels.append(label)
@@ -616,7 +615,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     if lo >= T - 1:
         raise ConfigError(f"start {start!r} leaves fewer than 2 bars to trade", path="start")
     risk_book = _lower_portfolio_risk(c, portfolio)
-    series = np.ascontiguousarray(np.column_stack(c.series)) if c.series else np.zeros((T, 1))
+    series = stack_series(c.series, T)
     ops = np.array(c.ops, dtype=np.int64).reshape(-1, 4) if c.ops else np.zeros((1, 4), dtype=np.int64)
     depth = max(8, len(c.ops) + 1)
     compiled = CompiledPortfolio(
@@ -697,6 +696,31 @@ def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
         return SimConfig(cash=portfolio.cash, **portfolio.costs.model_dump())
     except ValidationError as exc:
         raise pydantic_to_config_error(exc, prefix="costs.") from None
+
+
+def stack_series(columns: list[tuple[np.ndarray, int]], n_bars: int) -> np.ndarray:
+    """The ``[T, n]`` float64 series table of a program from its ``(matrix, column)`` sources: a run of
+    consecutive columns of one matrix is copied as one block (a rebalance's per-asset columns), the
+    same values as stacking the columns one by one.
+
+    Examples
+    --------
+    >>> m = np.arange(6.0).reshape(2, 3)
+    >>> stack_series([(m, 1), (m, 2), (m > 2, 0)], 2).tolist()
+    [[1.0, 2.0, 0.0], [4.0, 5.0, 1.0]]
+    """
+    if not columns:
+        return np.zeros((n_bars, 1))
+    out = np.empty((n_bars, len(columns)))
+    i = 0
+    while i < len(columns):
+        matrix, j = columns[i]
+        run = 1
+        while i + run < len(columns) and columns[i + run][0] is matrix and columns[i + run][1] == j + run:
+            run += 1
+        out[:, i:i + run] = matrix[:, j:j + run]
+        i += run
+    return out
 
 
 def initial_capacity(n_bars: int, n_assets: int) -> int:

@@ -22,6 +22,7 @@ from numba import njit
 
 from backforge._time import NS_PER, parse_duration
 from backforge._validate import positive
+from backforge.data.timestamps import utc_ns_timestamp
 from backforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -352,18 +353,7 @@ def _prepare(frame: "pl.DataFrame", needed: tuple[str, ...]) -> "pl.DataFrame":
     missing = [c for c in ("timestamp", *needed) if c not in frame.columns]
     if missing:
         raise DataError(f"missing column {missing[0]!r}; columns are {frame.columns}", field=missing[0])
-    ts = frame["timestamp"]
-    if ts.dtype == pl.Int64:
-        frame = frame.with_columns(pl.col("timestamp").cast(pl.Datetime("ns", "UTC")))
-    elif isinstance(ts.dtype, pl.Datetime):
-        if ts.dtype.time_zone is None:
-            frame = frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        elif ts.dtype.time_zone != "UTC":
-            frame = frame.with_columns(pl.col("timestamp").dt.convert_time_zone("UTC"))
-        if frame["timestamp"].dtype.time_unit != "ns":  # type: ignore[union-attr]
-            frame = frame.with_columns(pl.col("timestamp").dt.cast_time_unit("ns"))
-    else:
-        raise DataError(f"timestamp column has type {ts.dtype}; expected datetimes or int64 ns", field="timestamp")
+    frame = utc_ns_timestamp(frame)
     if frame.height and not frame["timestamp"].is_sorted():
         raise DataError("timestamps are not sorted; sort the frame (or import it with policy='repair') first", field="timestamp")
     return frame.with_columns(pl.col("timestamp").set_sorted())

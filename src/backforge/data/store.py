@@ -15,6 +15,7 @@ import numpy as np
 
 from backforge._time import parse_duration, to_ns
 from backforge.data.market import MarketData, Quotes
+from backforge.data.timestamps import utc_ns_timestamp
 from backforge.errors import DataError
 
 if TYPE_CHECKING:
@@ -168,15 +169,7 @@ def _conform(frame: "pl.DataFrame", kind: str, symbol: str) -> "pl.DataFrame":
     missing = [c for c in ("timestamp", *_KIND_COLUMNS[kind]) if c not in frame.columns]
     if missing:
         raise DataError(f"{kind} need columns {', '.join(missing)}; got {frame.columns}", asset=symbol, field=missing[0])
-    ts = frame["timestamp"]
-    if ts.dtype == pl.Int64:
-        frame = frame.with_columns(pl.col("timestamp").cast(pl.Datetime("ns", "UTC")))
-    elif isinstance(ts.dtype, pl.Datetime):
-        if ts.dtype.time_zone is None:
-            frame = frame.with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-        frame = frame.with_columns(pl.col("timestamp").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"))
-    else:
-        raise DataError(f"timestamp column has type {ts.dtype}; expected datetimes or int64 ns", asset=symbol, field="timestamp")
+    frame = utc_ns_timestamp(frame, asset=symbol)
     ns = frame["timestamp"].dt.epoch("ns").to_numpy()
     steps = np.diff(ns)
     strict = kind in ("bars", "quote_bars")

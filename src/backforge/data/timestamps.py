@@ -18,6 +18,7 @@ import numpy as np
 from backforge.errors import DataError
 
 if TYPE_CHECKING:
+    import polars as pl
     import pyarrow as pa
 
 _SAMPLE_LINES = 200
@@ -117,6 +118,7 @@ def _timestamps_from_arrow(
     spec: _TimeSpec | None = None,
 ) -> "pa.Array":
     """Convert an Arrow array of timestamps (any type) to ``timestamp[ns, UTC]``, with precise errors."""
+    import polars as pl
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -199,6 +201,7 @@ def _timestamps_from_arrow(
 
 def _cast_ns(arr: "pa.Array", tz: str | None, path: str, column: str, header_lines: int | None) -> "pa.Array":
     """Cast dates or timestamps of any unit to ``timestamp[ns]``, naming the first value outside 1678-2261."""
+    import polars as pl
     import pyarrow as pa
 
     target = pa.timestamp("ns", tz)
@@ -238,6 +241,7 @@ def _reject_timezone(timezone: str | None, path: str, column: str) -> None:
 
 def _localize(arr: "pa.Array", timezone: str | None, path: str, column: str, header_lines: int | None) -> "pa.Array":
     """Naive ns timestamps taken in ``timezone`` -> UTC."""
+    import polars as pl
     import pyarrow as pa
 
     if timezone in (None, "UTC", "utc"):
@@ -272,6 +276,7 @@ def _epoch_to_ns(arr: "pa.Array", unit: str, *, path: str | None = None, column:
                  header_lines: int | None = None) -> "pa.Array":
     """Epoch numbers in ``unit`` -> ``timestamp[ns, UTC]``, refusing values outside 1678-2261 (int64 nanoseconds)
     instead of letting them wrap around to a wrong date."""
+    import polars as pl
     import pyarrow as pa
 
     scale = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
@@ -301,6 +306,7 @@ def _first_null(arr: "pa.Array") -> int:
 
 def _first_cast_failure(arr: "pa.Array", target: "pa.DataType") -> int:
     """Index of the first element that does not cast to ``target`` (binary search with Arrow casts)."""
+    import polars as pl
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -342,4 +348,21 @@ def _line_of_row(p: Path, row: int, header_lines: int) -> int:
 def _did_you_mean(name: str, options: Sequence[str]) -> str:
     match = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
     return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def utc_ns_timestamp(frame: "pl.DataFrame", **where: Any) -> "pl.DataFrame":
+    """``frame`` with its ``timestamp`` column as ns UTC datetimes: int64 is taken as epoch ns, naive datetimes as
+    UTC, aware ones converted. Any other type is a :class:`DataError` (``where``: its ``asset``/``row`` fields)."""
+    import polars as pl
+
+    ts = frame["timestamp"]
+    if ts.dtype == pl.Int64:
+        return frame.with_columns(pl.col("timestamp").cast(pl.Datetime("ns", "UTC")))
+    if not isinstance(ts.dtype, pl.Datetime):
+        raise DataError(f"timestamp column has type {ts.dtype}; expected datetimes or int64 ns", field="timestamp", **where)
+    if ts.dtype.time_zone == "UTC" and ts.dtype.time_unit == "ns":
+        return frame
+    col = pl.col("timestamp").dt.replace_time_zone("UTC") if ts.dtype.time_zone is None else \
+        pl.col("timestamp").dt.convert_time_zone("UTC")
+    return frame.with_columns(col.dt.cast_time_unit("ns"))
 

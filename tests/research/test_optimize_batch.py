@@ -138,3 +138,26 @@ def test_ray_workers_run_the_batched_runtime_and_give_the_local_trials(data):
     _same_trials(remote, local)
     assert remote.runtime == "batched" and all(t.runtime == "batched" for t in remote.trials)
     assert again.runtime == "batched" and again.n_trials == 5
+
+
+def test_a_billion_combination_grid_is_refused_before_any_allocation(data):
+    import time
+    import tracemalloc
+
+    from backforge.errors import ConfigError
+
+    raw = {"name": "huge", "universe": ["AAPL"], "strategies": [
+        {"name": "in", "condition": {"all": [{"lhs": {"sma": {"window": {"param": f"p{i}", "range": [2, 1001]}}},
+                                              "op": ">", "rhs": 0} for i in range(3)]}, "action": {"buy": {}}}]}
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        for call in (lambda: optimize(raw, data, method="grid", executor=LocalExecutor(1)),
+                     lambda: walk_forward(raw, data, in_sample=300, out_of_sample=150, method="grid",
+                                          executor=LocalExecutor(1))):
+            with pytest.raises(ConfigError, match=r"1,000,000,000 combinations .*use method random .* or genetic"):
+                call()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 5 and peak < 20 * 1024**2  # counted, never enumerated or compiled

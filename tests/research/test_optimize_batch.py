@@ -76,6 +76,8 @@ def test_walk_forward_is_the_same_batched_or_not(data):
     a = walk_forward(raw, data, **options)
     b = walk_forward(raw, data, batched=False, **options)
     assert a.windows.equals(b.windows) and a.equity.equals(b.equity) and a.efficiency == b.efficiency
+    assert a.summary()["runtime"] == "batched" and "patched: stop" in a.summary()["runtime_detail"]
+    assert b.summary()["runtime"] == "per-trial" and "switched off" in b.summary()["runtime_detail"]
 
 
 def test_the_indicator_cache_never_serves_another_datas_indicators():

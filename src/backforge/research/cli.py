@@ -156,6 +156,7 @@ def walkforward(
     s = wf.summary()
     console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
                   f"return {s['oos_total_return']:.2%}")
+    console.print(f"[dim]{escape(wf.extra.get('runtime_detail', ''))}[/]")
     with ResultFolder(out, f"walkforward-{strategy.stem}") as output:
         folder = output.path
         wf.windows.write_parquet(folder / "windows.parquet")

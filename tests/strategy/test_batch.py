@@ -148,3 +148,19 @@ def test_random_configs_are_bit_identical(case):
     data = bf.synth(n_assets=2, years=2, seed=seed, assets=("AAA", "BBB"))
     combos = ParameterSpace.from_config(raw).sample(12, seed=seed)
     _assert_identical(raw, data, combos, threads=2)
+
+
+def test_compiled_groups_are_kept_within_the_byte_budget():
+    def cond(op: str) -> dict:
+        return {"lhs": {"sma": {"window": {"param": "fast", "choices": [5, 10, 15]}}}, "op": op,
+                "rhs": {"sma": {"window": {"param": "slow", "choices": [30, 40, 60]}}}}
+
+    raw = {"name": "x", "universe": ["AAA"], "strategies": [
+        {"name": "in", "condition": cond("crosses_above"),
+         "action": {"buy": {"stop_loss": {"percent": {"param": "stop", "choices": [0.02, 0.05]}}}}},
+        {"name": "out", "condition": cond("crosses_below"), "action": {"close": {}}}]}
+    data = bf.synth(n_assets=1, years=2, seed=6, assets=("AAA",))
+    budget = 20 * 1024  # two groups' programs (504 bars × 2 series)
+    combos = list(ParameterSpace.from_config(raw).grid())
+    batch = _assert_identical(raw, data, combos + combos[::-1], max_batch_bytes=budget)
+    assert batch._group_bytes <= budget and 1 <= len(batch._groups) <= 2

@@ -352,6 +352,7 @@ class BatchEvaluator:
         self.structural: list[str] = []
         self._verified: dict[tuple[str, Any], bool] = {}
         self._groups: dict[tuple, _Group | None] = {}
+        self._group_bytes = 0
         self._slots: dict[tuple, list] = {}  # account slots by shape, reused by every group of that shape
         self._metric_args: dict[tuple, tuple] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -441,11 +442,19 @@ class BatchEvaluator:
             return self._groups[key]
         group = None
         cp = self._try_compile(values)
+        size = 0
         if cp is not None:
             patches = self._group_patches(cp, values)
             if patches is not None:
                 group = _Group(key, cp, patches)
+                size = _program_bytes(cp)
+        # compiled groups are kept for the next batches (a genetic search revisits them), within a byte
+        # budget: the oldest are dropped first (and compiled again if they come back)
+        while self._groups and self._group_bytes + size > self.max_batch_bytes:
+            old = self._groups.pop(next(iter(self._groups)))
+            self._group_bytes -= _program_bytes(old.compiled) if old is not None else 0
         self._groups[key] = group
+        self._group_bytes += size
         return group
 
     def _group_patches(self, cp, values: dict) -> list[tuple[int, int, int]] | None:
@@ -605,6 +614,11 @@ class BatchEvaluator:
                     continue
                 metrics = {name: float(scores[r, m]) for m, name in enumerate(SCORE_METRICS)}
                 out[i] = BatchOutcome(combos[i], metrics, returns[return_rows[r]].copy() if return_rows[r] >= 0 else None)
+
+
+def _program_bytes(cp) -> int:
+    """Memory a compiled program holds (its series and schedule tables dominate)."""
+    return int(cp.series.nbytes + cp.schedule.nbytes + cp.ops.nbytes + cp.op_values.nbytes)
 
 
 def _numba_threads() -> int:

@@ -235,21 +235,19 @@ def run(
 
 def _run_code(path: Path, data: Optional[list[Path]], start: Optional[str], end: Optional[str], out: Path,
               report: bool, name: Optional[str]) -> None:
-    """`backforge run file.py`: the file's Strategy class on its universe / data_spec (or --data)."""
+    """`backforge run file.py`: the file's Strategy (or compiled) class on its universe / data_spec (or --data)."""
     from backforge.engine.config import config_hash
-    from backforge.strategy.code import backtest, load_strategy_class, strategy_parameters
-    from backforge.strategy.compiler import load_data
-    from backforge.strategy.schema import load_portfolio
+    from backforge.strategy.code import backtest, class_market, load_strategy_class, strategy_parameters
 
-    cls = load_strategy_class(path, name)
-    spec = {"name": cls.__name__, "universe": list(cls.universe), "data": dict(cls.data_spec),
-            "strategies": [{"name": "data", "action": {"kind": "alert"}}]}
-    portfolio = load_portfolio(spec)  # the data spec is validated like a strategy file's
-    market = load_data(portfolio, base=path.parent, override=data or None)
-    if start or end or portfolio.data.start or portfolio.data.end:
-        market = market.slice(start or portfolio.data.start, end or portfolio.data.end)
+    cls = load_strategy_class(path, name, compiled=True)
+    market = class_market(cls, path.parent, data, start, end)  # the data spec is validated like a strategy file's
     t0 = time.perf_counter()
-    result = backtest(market, cls)
+    if getattr(cls, "__backforge_compiled__", False):
+        from backforge.strategy.compiled import backtest_compiled
+
+        result = backtest_compiled(market, cls)
+    else:
+        result = backtest(market, cls)
     print_summary(result, title=cls.__name__, elapsed=time.perf_counter() - t0)
     run_id = config_hash(extra={"class": cls.__name__, "parameters": strategy_parameters(cls),
                                 "data": market.fingerprint(), "source": path.read_text()})

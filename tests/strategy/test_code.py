@@ -36,6 +36,8 @@ class SmaCrossEverywhere(Strategy):
     def next(self):
         assets = self.data.assets
         f, s = np.asarray(self.f), np.asarray(self.s)
+        if f.ndim == 1:  # one asset: the data's fields (and so the indicators) are [t + 1] columns
+            f, s = f[:, None], s[:, None]
         for j, asset in enumerate(assets):  # the file's first strategy (enter) for every asset, then the second
             if crossover(f[:, j], s[:, j]) and self.position_of(asset).size <= 0:
                 self.buy(self.fraction, asset=asset)
@@ -84,9 +86,27 @@ def sma_example():
     return portfolio, data
 
 
-def test_the_sma_cross_example_four_ways(sma_example):
-    """A YAML file, a Strategy class, a compiled strategy and from_signals: bit-identical."""
-    portfolio, data = sma_example
+@pytest.fixture(scope="module")
+def goog_example():
+    """examples/sma_cross.yaml's rules on real prices: backtesting.py's bundled GOOG daily bars (2004-2013)."""
+    pytest.importorskip("backtesting")
+    import yaml
+    from backtesting.test import GOOG
+
+    from backforge.data.market import MarketData
+
+    frame = GOOG.copy()
+    frame.index.name = None
+    raw = yaml.safe_load((ROOT / "examples" / "sma_cross.yaml").read_text())
+    raw["universe"] = ["GOOG"]
+    return load_portfolio(raw), MarketData.from_frames({"GOOG": frame})
+
+
+@pytest.mark.parametrize("example", ["sma_example", "goog_example"])
+def test_the_sma_cross_example_four_ways(example, request):
+    """A YAML file, a Strategy class, a compiled strategy and from_signals: bit-identical (synthetic data for
+    three stocks, and real GOOG prices)."""
+    portfolio, data = request.getfixturevalue(example)
     from_file = run_portfolio(portfolio, data)
     as_code = backtest(data, SmaCrossEverywhere, fee_rate=0.0005, slippage_bps=1)
     fast = sma(data.close, data.timestamps, 20)
@@ -95,7 +115,7 @@ def test_the_sma_cross_example_four_ways(sma_example):
     prev = np.vstack([np.full((1, data.n_assets), np.nan), diff[:-1]])
     up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
     as_signals = bf.from_signals(data, up, down, size=0.33, fee_rate=0.0005, slippage_bps=1)
-    assert from_file.summary()["trades"] > 10
+    assert from_file.summary()["trades"] > (10 if data.n_assets > 1 else 5)
     _same(from_file, as_code)
     _same(as_signals, as_code)
     as_compiled = backtest_compiled(data, SmaCrossCompiled, fee_rate=0.0005, slippage_bps=1)
@@ -128,6 +148,27 @@ def test_random_signal_streams_match_from_signals(entries, exits):
     # from_signals: an entry while flat, an exit while long (what Flip does)
     signals = bf.from_signals(data, e, x, size=0.5, fee_rate=0.001)
     _same(signals, backtest(data, cls, fee_rate=0.001))
+    compiled_cls = type("StreamNb", (FlipCompiled,), {"entries": e, "exits": x})
+    _same(signals, backtest_compiled(data, compiled_cls, fee_rate=0.001))
+
+
+@compiled
+class FlipCompiled:
+    """Flip as a compiled strategy: the streams come in as parameters, the decisions in a numba callback."""
+
+    entries = exits = np.zeros(0, dtype=np.bool_)
+
+    def init(self, data):
+        return np.asarray(self.entries, dtype=np.bool_), np.asarray(self.exits, dtype=np.bool_)
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        entries, exits = user
+        if entries[t] and position_nb(state, 0) == 0.0:
+            buy_nb(state, t, ts, 0, 0.5)
+        elif exits[t] and position_nb(state, 0) != 0.0:
+            close_nb(state, t, ts, 0)
 
 
 def test_next_cannot_read_the_next_bar():
@@ -243,3 +284,88 @@ def test_optimize_a_class_and_its_compiled_twin():
     assert [t.metrics for t in twin.trials] == [t.metrics for t in res.trials]
     with pytest.raises(bf.BackforgeError, match="no parameter 'fsat'.*fast"):
         optimize_class(data, SmaCrossEverywhere, {"fsat": [1]})
+
+
+def test_warm_up_bars_are_seen_but_not_traded(sma_example):
+    """backtest(start=s): next() sees the bars before s (indicators warm) but trades from s on — the same
+    as from_signals on rows s: with the full data's signals cut at s, bit for bit."""
+    _, data = sma_example
+    s = 300
+    calls = []
+
+    class Counting(SmaCrossEverywhere):
+        def next(self):
+            calls.append(self.bar)
+            super().next()
+
+    as_code = backtest(data, Counting, start=s, fee_rate=0.0005)
+    assert calls[0] == s and calls[-1] == data.n_bars - 1 and len(calls) == data.n_bars - s
+    fast, slow = sma(data.close, data.timestamps, 20), sma(data.close, data.timestamps, 50)
+    diff = fast - slow
+    prev = np.vstack([np.full((1, data.n_assets), np.nan), diff[:-1]])
+    up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
+    as_signals = bf.from_signals(data.rows(s, data.n_bars), up[s:], down[s:], size=0.33, fee_rate=0.0005)
+    assert as_code.data.n_bars == data.n_bars - s and as_signals.summary()["trades"] > 3
+    _same(as_signals, as_code)
+    with pytest.raises(bf.ConfigError, match="leave no bar to trade"):
+        backtest(data, SmaCrossEverywhere, start=data.n_bars)
+
+
+def test_walk_forward_of_a_class(sma_example):
+    """Each window's winner is the best in-sample backtest of the grid; its out-of-sample returns are the
+    backtest of those parameters on the window (warm-up before it), stitched in order."""
+    from backforge.research.optimize import score_result
+    from backforge.research.walkforward import windows
+    from backforge.strategy.search import walk_forward_class
+
+    _, data = sma_example
+    ranges = {"fast": [10, 20], "slow": [50]}
+    wf = walk_forward_class(data, SmaCrossEverywhere, ranges, in_sample=400, out_of_sample=200, fee_rate=0.001)
+    spans = windows(data.timestamps, 400, 200)
+    assert wf.windows.height == len(spans) >= 2 and wf.n_trials == 2 * len(spans)
+    pieces = []
+    for row, (is_start, oos_start, oos_end) in zip(wf.windows.iter_rows(named=True), spans):
+        scores = {f: score_result(backtest(data, SmaCrossEverywhere, start=is_start, end=oos_start, fast=f,
+                                           fee_rate=0.001))["sharpe"] for f in (10, 20)}
+        assert row["param.fast"] == max(scores, key=lambda f: (scores[f], f == 10))
+        assert row["is_sharpe"] == scores[row["param.fast"]]
+        oos = backtest(data, SmaCrossEverywhere, start=oos_start, end=oos_end, fast=row["param.fast"], fee_rate=0.001)
+        equity = np.concatenate([[oos.sim_config.cash], oos.equity_values])
+        pieces.append(equity[1:] / equity[:-1] - 1.0)
+    np.testing.assert_array_equal(wf.equity["equity"].to_numpy(), np.cumprod(1.0 + np.concatenate(pieces)))
+    assert set(wf.stability) == {"fast", "slow"}
+    with pytest.raises(bf.ConfigError, match="compiled strategy"):
+        walk_forward_class(data, SmaCrossCompiled, ranges, in_sample=400, out_of_sample=200)
+
+
+class RiskSized(SmaCrossEverywhere):
+    """SmaCrossEverywhere whose entries carry a 5 % stop-loss: what risk sizing divides by."""
+
+    def next(self):
+        assets = self.data.assets
+        f, s = np.asarray(self.f), np.asarray(self.s)
+        for j, asset in enumerate(assets):
+            if crossover(f[:, j], s[:, j]) and self.position_of(asset).size <= 0:
+                self.buy(self.fraction, asset=asset, stop_loss=0.05)
+        for j, asset in enumerate(assets):
+            if crossover(s[:, j], f[:, j]) and self.position_of(asset):
+                self.close(asset=asset)
+
+
+def test_risk_rules_and_risk_sizing_as_in_from_signals(sma_example):
+    """The risk issue's sizing (quantity = equity x 1 % / stop distance) and its rules (at most 2 positions,
+    a drawdown halt) on a Strategy class give what from_signals gives for the same decisions."""
+    _, data = sma_example
+    risk = bf.RiskConfig(sizing={"mode": "risk", "value": 0.01}, max_positions=2, max_drawdown=0.15)
+    as_code = backtest(data, RiskSized, risk=risk, fee_rate=0.0005)
+    fast, slow = sma(data.close, data.timestamps, 20), sma(data.close, data.timestamps, 50)
+    diff = fast - slow
+    prev = np.vstack([np.full((1, data.n_assets), np.nan), diff[:-1]])
+    up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
+    as_signals = bf.from_signals(data, up, down, size=0.33, stop_loss=0.05, risk=risk, fee_rate=0.0005)
+    _same(as_signals, as_code)
+    assert as_code.risk_events.height > 0 and as_code.summary()["trades"] > 5
+    unsized = backtest(data, RiskSized, fee_rate=0.0005)
+    assert not as_code.fills["qty"].equals(unsized.fills["qty"])  # the sizing did change the quantities
+    no_stop = backtest(data, SmaCrossEverywhere, risk=risk)  # entries without a stop cannot be risk-sized
+    assert no_stop.fills.height == 0 and no_stop.risk_events.height > 0

@@ -54,7 +54,8 @@ app.add_typer(venues_app)
 @app.command()
 @friendly_errors
 def paper(
-    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON), or a Python file defining a "
+                                    "backforge.Strategy class."),
     feed: str = typer.Option("replay", help="Data feed: 'replay' (the strategy's data, or --data)."),
     data: list[Path] | None = typer.Option(None, "--data", help="Data file(s) to replay instead of the strategy's "
                                               "data spec."),
@@ -67,6 +68,8 @@ def paper(
     policy: str = typer.Option("adopt", help="On a mismatch with the broker: adopt | halt."),
     force: bool = typer.Option(False, "--force", help="Continue a state folder written by another strategy version."),
     max_bars: int | None = typer.Option(None, min=1, help="Stop after this many bars."),
+    strategy_class: str | None = typer.Option(None, "--strategy", help="With a Python file that defines several "
+                                              "Strategy classes: the one to run."),
 ) -> None:
     """Run a strategy file as a paper session: bar by bar, persisted, recoverable (rerun to resume)."""
     from backforge.live.runner import LiveConfig, PaperRunner, _slug
@@ -76,8 +79,16 @@ def paper(
         raise ConfigError(f"unknown --feed {feed!r}; this command replays data ('replay')", field="feed")
     if policy not in ("adopt", "halt"):
         raise ConfigError(f"--policy must be adopt or halt, got {policy!r}", field="policy")
-    portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
-                                    speed=_speed(speed))
+    if strategy.suffix == ".py":  # a file defining a backforge.Strategy class
+        from backforge.live.code_step import open_code_replay
+
+        portfolio, replay = open_code_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
+                                             speed=_speed(speed), name=strategy_class)
+    else:
+        if strategy_class:
+            raise ConfigError("--strategy picks a class in a Python strategy file", field="strategy")
+        portfolio, replay = open_replay(strategy, data=[str(p) for p in data] if data else None, start=start,
+                                        speed=_speed(speed))
     folder = state or DEFAULT_ROOT / _slug(portfolio.name)
     venue = _broker(broker, replay, portfolio)
     runner = PaperRunner(portfolio, replay, venue, folder, config=LiveConfig(reconcile_policy=policy), force=force,

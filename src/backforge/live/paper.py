@@ -121,7 +121,8 @@ class PaperBroker(Broker):
         caps; ``options`` as for the constructor (``has_quotes``, ``latency_bars``, ``state_path``)."""
         from backforge.strategy.compiler import sim_config_of
 
-        return cls(symbols, config=sim_config_of(portfolio), risk=portfolio.risk,
+        config = getattr(portfolio, "sim_config", None) or sim_config_of(portfolio)  # a Strategy class carries its own
+        return cls(symbols, config=config, risk=getattr(portfolio, "risk", None),
                    strategy_risks=[s.risk for s in portfolio.strategies], **options)
 
     # ------------------------------------------------------------------ venue clock

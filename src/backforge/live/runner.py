@@ -169,10 +169,11 @@ class PaperRunner:
         self.feed.connect()
         self.broker.connect()
         big = warmup_bars if warmup_bars is not None else 10**12
+        make_step = getattr(self.portfolio, "step_class", StrategyStep)  # a Strategy class: live/code_step.py
         snap = self.store.last_snapshot()
         if snap is None:
             history = self.feed.history(big)
-            self.step = StrategyStep(self.portfolio, history, reference=reference if reference is not None else history,
+            self.step = make_step(self.portfolio, history, reference=reference if reference is not None else history,
                                      fundamentals=fundamentals, feed_symbols=self.feed.symbols)
             self._emit("session_started", {"session": self.session_id, "warmup_bars": history.n_bars})
         else:
@@ -180,7 +181,7 @@ class PaperRunner:
             n_total = int(arrays["meta"][2])
             n_warm = int(arrays["meta"][1])
             history = self.feed.history(n_total, end_ns=ts)
-            self.step = StrategyStep(self.portfolio, history.rows(0, min(n_warm, history.n_bars)),
+            self.step = make_step(self.portfolio, history.rows(0, min(n_warm, history.n_bars)),
                                      reference=reference if reference is not None else history,
                                      fundamentals=fundamentals, feed_symbols=self.feed.symbols)
             self.step.restore(arrays, history)
@@ -411,7 +412,7 @@ class PaperRunner:
         cfg = self.config
         for oid in range(out.orders_from, out.orders_to):
             order = state.orders[oid]
-            if int(order["parent_id"]) >= 0 or int(order["reason"]) not in (k.R_SIGNAL, k.R_RISK):
+            if int(order["parent_id"]) >= 0 or int(order["reason"]) not in (k.R_SIGNAL, k.R_RISK, k.R_USER):
                 continue  # engine-made children (brackets, liquidation): emulated by the same kernels at the venue
             s = int(order["tag"])
             leg = legs.get(s, 0)

@@ -108,7 +108,8 @@ app = command_app()
 @app.command()
 @friendly_errors
 def live(
-    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON)."),
+    strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON), or a Python file defining a "
+                                    "backforge.Strategy class."),
     broker: str = typer.Option(..., "--broker", help="alpaca, oanda or ccxt:EXCHANGE (e.g. ccxt:binance)."),
     live_mode: bool = typer.Option(False, "--live", help="Trade the real account instead of paper/testnet."),
     confirm_live: bool = typer.Option(False, "--confirm-live", help="Required with --live: real money."),
@@ -133,6 +134,8 @@ def live(
                                            "(Alpaca; default: the venue's)."),
     data_stream_url: Optional[str] = typer.Option(None, "--data-stream-url", hidden=True,
                                                   help="Market-data stream URL (Alpaca)."),
+    strategy_class: Optional[str] = typer.Option(None, "--strategy", help="With a Python file that defines several "
+                                                 "Strategy classes: the one to trade."),
 ) -> None:
     """Trade a strategy through a broker or exchange (paper/testnet unless --live --confirm-live)."""
     from rich.table import Table
@@ -146,7 +149,16 @@ def live(
         raise BrokerError(f"--policy must be adopt or halt, got {policy!r}", kind="final", field="policy")
     if bar not in _BARS:
         raise BrokerError(f"--bar must be one of {', '.join(_BARS)}, got {bar!r}", kind="final", field="bar")
-    portfolio = load_portfolio(strategy)
+    if strategy.suffix == ".py":  # a backforge.Strategy class, on its own universe (live/code_step.py)
+        from backforge.live.code_step import CodePortfolio
+        from backforge.strategy.code import load_strategy_class
+
+        cls = load_strategy_class(strategy, strategy_class)
+        portfolio = CodePortfolio(cls, tuple(cls.universe))
+    else:
+        if strategy_class:
+            raise BrokerError("--strategy picks a class in a Python strategy file", kind="final", field="strategy")
+        portfolio = load_portfolio(strategy)
     mapping = _symbol_map(list(portfolio.universe), symbol)
     adapter = make_broker(broker, live=live_mode, config_path=str(config) if config else None,
                           rest_url=rest_url, stream_url=stream_url)

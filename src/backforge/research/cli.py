@@ -20,7 +20,8 @@ app = command_app()
 @app.command()
 @friendly_errors
 def optimize(
-    strategy: Path = typer.Argument(..., help="Strategy file with parameters ({param: name, range: [...]})."),
+    strategy: Path = typer.Argument(..., help="Strategy file with parameters ({param: name, range: [...]}), or a "
+                                    "Python file defining a Strategy class (its `ranges` attribute, or --range)."),
     metric: list[str] = typer.Option(["sharpe"], "--metric", help="Objective(s); several → Pareto front (genetic)."),
     method: str = typer.Option("grid", help="grid | random | genetic"),
     samples: int = typer.Option(100, min=1, help="Random search: number of combinations."),
@@ -37,6 +38,11 @@ def optimize(
     fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
                                                 "symbol, field, published_at, value) for `fundamental` indicators."),
     out: Path = typer.Option(Path("backforge-runs"), help="Folder under which results are saved."),
+    ranges: Optional[list[str]] = typer.Option(None, "--range", help="Python strategy: a parameter's values, "
+                                               "NAME=START:STOP[:STEP] (stop included) or NAME=V1,V2,... "
+                                               "(replaces the class's own range for NAME)."),
+    strategy_class: Optional[str] = typer.Option(None, "--strategy", help="Python file with several strategy "
+                                                 "classes: the one to search."),
 ) -> None:
     """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
     from backforge.research.folders import ResultFolder
@@ -47,6 +53,13 @@ def optimize(
     from backforge.strategy.schema import load_portfolio, read_config
 
     check_output_folder(out, option="--out")  # before the search, not after it
+    if strategy.suffix == ".py":
+        _optimize_code(strategy, strategy_class, ranges, metric=metric, method=method, samples=samples,
+                       population=population, generations=generations, patience=patience, seed=seed,
+                       executor=executor, workers=workers, data=data, top=top, heatmap=heatmap,
+                       fundamentals=fundamentals, out=out)
+        return
+    _python_only(ranges, strategy_class)
     raw, _ = read_config(strategy)
     portfolio = load_portfolio(raw)  # defaults: validates the file before any work
     space = ParameterSpace.from_config(raw)
@@ -65,18 +78,8 @@ def optimize(
     finally:
         pool.close()
     table = result.table
-    show = Table(title=f"{result.n_trials} trials ({method}, {result.seconds:.1f} s) — best by {metric[0]}",
-                 title_justify="left")
-    cols = [c for c in table.columns if c.startswith("param.")] + [m for m in dict.fromkeys([*metric, "total_return", "max_drawdown", "trades"])]
-    for col in cols:
-        show.add_column(col.removeprefix("param."), justify="right")
-    for row in table.head(10).iter_rows(named=True):
-        show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
-    console.print(show)
-    console.print(f"[dim]{result.runtime_detail}[/]")
+    _show_search(result, metric, method)
     of = result.overfitting
-    kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
-    console.print(overfitting_table(of, track_record=len(kept[0]) if kept else None))
     from backforge.strategy.compiler import compile_portfolio, run_compiled
 
     with ResultFolder(out, f"optimize-{strategy.stem}") as output:
@@ -109,7 +112,8 @@ def optimize(
 @app.command()
 @friendly_errors
 def walkforward(
-    strategy: Path = typer.Argument(..., help="Strategy file with parameters."),
+    strategy: Path = typer.Argument(..., help="Strategy file with parameters, or a Python file defining a Strategy "
+                                    "class (its `ranges` attribute, or --range)."),
     in_sample: str = typer.Option(..., "--in-sample", help="In-sample length: bars (504) or a duration (2y, 365d)."),
     out_of_sample: str = typer.Option(..., "--out-of-sample", help="Out-of-sample length: bars or a duration (6mo, 90d)."),
     anchored: bool = typer.Option(False, help="Anchored (expanding) in-sample windows instead of rolling."),
@@ -124,6 +128,10 @@ def walkforward(
     fundamentals: Optional[Path] = typer.Option(None, "--fundamentals", help="Point-in-time fundamentals (CSV/Parquet of "
                                                 "symbol, field, published_at, value) for `fundamental` indicators."),
     out: Path = typer.Option(Path("backforge-runs")),
+    ranges: Optional[list[str]] = typer.Option(None, "--range", help="Python strategy: a parameter's values, "
+                                               "NAME=START:STOP[:STEP] (stop included) or NAME=V1,V2,..."),
+    strategy_class: Optional[str] = typer.Option(None, "--strategy", help="Python file with several strategy "
+                                                 "classes: the one to walk forward."),
 ) -> None:
     """Walk-forward analysis: optimize in-sample, trade out-of-sample, stitch; efficiency and stability."""
     from backforge.research.folders import ResultFolder
@@ -133,6 +141,21 @@ def walkforward(
     from backforge.strategy.schema import load_portfolio, read_config
 
     check_output_folder(out, option="--out")
+    if strategy.suffix == ".py":
+        import os
+
+        from backforge.strategy.search import walk_forward_class
+
+        _no_fundamentals(fundamentals)
+        _local_only(executor)
+        cls, market, space = _load_code(strategy, strategy_class, ranges, data)
+        wf = walk_forward_class(market, cls, {p.name: list(p.values) for p in space.parameters},
+                                constraints=[c.text for c in space.constraints], in_sample=in_sample,
+                                out_of_sample=out_of_sample, anchored=anchored, metric=metric, method=method,
+                                samples=samples, seed=seed, workers=workers or os.cpu_count() or 1)
+        _save_walk_forward(wf, anchored, out, strategy)
+        return
+    _python_only(ranges, strategy_class)
     raw, _ = read_config(strategy)
     portfolio = load_portfolio(raw)
     fundamentals_table = _fundamentals(fundamentals)
@@ -146,6 +169,13 @@ def walkforward(
                           fundamentals=fundamentals_table)
     finally:
         pool.close()
+    _save_walk_forward(wf, anchored, out, strategy)
+
+
+def _save_walk_forward(wf, anchored: bool, out: Path, strategy: Path) -> None:
+    """Show a walk-forward's windows and summary and save them under ``out``."""
+    from backforge.research.folders import ResultFolder
+
     show = Table(title=f"walk-forward ({'anchored' if anchored else 'rolling'}), {wf.n_trials} trials",
                  title_justify="left")
     for col in wf.windows.columns:
@@ -156,12 +186,158 @@ def walkforward(
     s = wf.summary()
     console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
                   f"return {s['oos_total_return']:.2%}")
-    console.print(f"[dim]{escape(wf.extra.get('runtime_detail', ''))}[/]")
+    if wf.extra.get("runtime_detail"):
+        console.print(f"[dim]{escape(wf.extra['runtime_detail'])}[/]")
     with ResultFolder(out, f"walkforward-{strategy.stem}") as output:
         folder = output.path
         wf.windows.write_parquet(folder / "windows.parquet")
         wf.equity.write_parquet(folder / "oos_equity.parquet")
         (folder / "summary.json").write_text(json.dumps(s, indent=2, default=_json))
+        final = output.commit()
+    console.print(f"[green]saved:[/] {final}")
+
+
+def _show_search(result, metric: list[str], method: str) -> None:
+    """The ten best trials and the overfitting table of a search."""
+    table = result.table
+    show = Table(title=f"{result.n_trials} trials ({method}, {result.seconds:.1f} s) — best by {metric[0]}",
+                 title_justify="left")
+    cols = [c for c in table.columns if c.startswith("param.")] + [m for m in dict.fromkeys([*metric, "total_return", "max_drawdown", "trades"])]
+    for col in cols:
+        show.add_column(col.removeprefix("param."), justify="right")
+    for row in table.head(10).iter_rows(named=True):
+        show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
+    console.print(show)
+    if getattr(result, "runtime_detail", ""):  # which runtime evaluated the trials
+        console.print(f"[dim]{escape(result.runtime_detail)}[/]")
+    kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
+    console.print(overfitting_table(result.overfitting, track_record=len(kept[0]) if kept else None))
+
+
+# ------------------------------------------------------------------------------------ Python strategy files
+
+def parse_range(text: str):
+    """One ``--range`` option: ``(name, values)``. ``NAME=START:STOP[:STEP]`` is a strategy file's inclusive
+    ``range`` (``{"range": [...]}``), ``NAME=V1,V2,...`` its ``choices``; values are numbers, true/false or text.
+
+    >>> parse_range("fast=5:20:5"), parse_range("mode=a,b"), parse_range("stop=0.02,0.05")
+    (('fast', {'range': [5, 20, 5]}), ('mode', ['a', 'b']), ('stop', [0.02, 0.05]))
+    >>> parse_range("fast")
+    Traceback (most recent call last):
+    ...
+    backforge.errors.ConfigError: field range: --range takes NAME=START:STOP[:STEP] or NAME=V1,V2,..., got 'fast'
+    """
+    from backforge.errors import ConfigError
+
+    name, sep, spec = str(text).partition("=")
+    name, spec = name.strip(), spec.strip()
+    if not sep or not name.isidentifier() or not spec:
+        raise ConfigError(f"--range takes NAME=START:STOP[:STEP] or NAME=V1,V2,..., got {text!r}", field="range")
+
+    def value(part: str):
+        part = part.strip()
+        if part.lower() in ("true", "false"):
+            return part.lower() == "true"
+        for kind in (int, float):
+            try:
+                return kind(part)
+            except ValueError:
+                pass
+        return part
+
+    if ":" in spec:
+        bounds = [value(p) for p in spec.split(":")]
+        if len(bounds) not in (2, 3) or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds):
+            raise ConfigError(f"--range {name}=START:STOP[:STEP] takes two or three numbers, got {spec!r}",
+                              field=f"range.{name}")
+        return name, {"range": bounds}
+    return name, [value(p) for p in spec.split(",")]
+
+
+def _python_only(ranges: Optional[list[str]], strategy_class: Optional[str]) -> None:
+    from backforge.errors import ConfigError
+
+    if ranges:
+        raise ConfigError("--range applies to a Python strategy file; a strategy file declares its parameters "
+                          "({param: name, range: [...]})", field="range")
+    if strategy_class:
+        raise ConfigError("--strategy picks a class in a Python strategy file", field="strategy")
+
+
+def _no_fundamentals(fundamentals: Optional[Path]) -> None:
+    from backforge.errors import ConfigError
+
+    if fundamentals is not None:
+        raise ConfigError("--fundamentals applies to strategy files (YAML/JSON); a Python strategy reads its own data",
+                          field="fundamentals")
+
+
+def _local_only(executor: str) -> None:
+    from backforge.errors import ConfigError
+
+    if executor != "local":
+        raise ConfigError(f"a Python strategy class is searched on local cores (--workers N), not --executor "
+                          f"{executor}", field="executor")
+
+
+def _load_code(path: Path, name: Optional[str], ranges: Optional[list[str]], data: Optional[list[Path]]):
+    """The class of a Python strategy file, its market data and the space searched (the class's own
+    ``ranges`` with each ``--range`` replacing its parameter's entry); the space is checked before the data
+    loads."""
+    from backforge.strategy.code import class_market, load_strategy_class
+    from backforge.strategy.search import class_space
+
+    cls = load_strategy_class(path, name, compiled=True)
+    given = dict(parse_range(text) for text in ranges or ())
+    if given:
+        own = getattr(cls, "ranges", None)
+        space = class_space(cls, {**(dict(own) if isinstance(own, dict) else {}), **given},
+                            getattr(cls, "constraints", None) or ())
+    else:
+        space = class_space(cls)
+    return cls, class_market(cls, path.parent, data), space
+
+
+def _optimize_code(path: Path, name: Optional[str], ranges: Optional[list[str]], *, metric: list[str], method: str,
+                   samples: int, population: int, generations: int, patience: int, seed: int, executor: str,
+                   workers: Optional[int], data: Optional[list[Path]], top: int, heatmap: Optional[str],
+                   fundamentals: Optional[Path], out: Path) -> None:
+    """`backforge optimize file.py`: the class's parameter search, shown and saved as a strategy file's."""
+    import os
+
+    from backforge.research.folders import ResultFolder
+    from backforge.research.optimize import heatmap_axes
+    from backforge.strategy.search import _backtest, optimize_class
+
+    _no_fundamentals(fundamentals)
+    _local_only(executor)
+    cls, market, space = _load_code(path, name, ranges, data)
+    axes = heatmap_axes(heatmap, space)
+    result = optimize_class(market, cls, {p.name: list(p.values) for p in space.parameters},
+                            constraints=[c.text for c in space.constraints], metric=metric, method=method,
+                            samples=samples, seed=seed, population=population, generations=generations,
+                            patience=patience, workers=workers or os.cpu_count() or 1, progress=True)
+    _show_search(result, metric, method)
+    table = result.table
+    with ResultFolder(out, f"optimize-{path.stem}") as output:
+        folder = output.path
+        table.write_parquet(folder / "trials.parquet")
+        (folder / "summary.json").write_text(json.dumps({
+            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
+            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": result.overfitting,
+            "pareto": result.pareto, "generations": result.generations, "executor": executor,
+            "strategy_file": str(path.resolve()), "class": cls.__name__,
+        }, indent=2, default=_json))
+        if axes:
+            result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
+        best_rows = table.filter(table["error"].is_null()).head(top)
+        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
+            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
+            run = _backtest(market, cls, values)
+            run.data_source = {"strategy_file": str(path.resolve()), "class": cls.__name__,
+                               "data": [str(p.resolve()) for p in data or []], "parameters": values,
+                               "trials": result.n_trials}
+            run.save(folder / f"best-{rank}", report=True, title=f"{cls.__name__} — best {rank} of {result.n_trials}")
         final = output.commit()
     console.print(f"[green]saved:[/] {final}")
 

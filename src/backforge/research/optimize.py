@@ -626,6 +626,11 @@ def _overfitting(trials: list[Trial], metric: str, periods_per_year: float) -> d
     return out
 
 
+_CLASS_SEARCH = ("metric", "method", "samples", "seed", "population", "generations", "patience", "start", "end",
+                 "progress")
+"""The search options :func:`~backforge.strategy.search.optimize_class` takes."""
+
+
 def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *, executor: Any = None,
              fundamentals: Any = None, **options: Any) -> OptimizationResult:
     """Search the parameters declared in a raw strategy config.
@@ -645,7 +650,18 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
     >>> res = optimize(raw, bf.synth(n_assets=1, years=2, seed=1), method="grid", executor=LocalExecutor(1))
     >>> res.n_trials, sorted(res.best.params)
     (6, ['fast', 'slow'])
+
+    ``raw`` may also be a strategy class (:class:`backforge.Strategy` or compiled): the search is
+    :func:`backforge.strategy.search.optimize_class` (``ranges=`` / ``constraints=`` default to the class's
+    own; the other keywords that are not search options are backtest options).
     """
+    if isinstance(raw, type):
+        from backforge.strategy.search import optimize_class
+
+        chosen = {k: v for k, v in (config.model_dump() if config is not None else {}).items() if k in _CLASS_SEARCH}
+        chosen.update({k: options.pop(k) for k in list(options) if k in _CLASS_SEARCH})
+        return optimize_class(data, raw, options.pop("ranges", None), constraints=options.pop("constraints", None),
+                              workers=getattr(executor, "workers", None) or 1, **chosen, **options)
     if config is None:
         config = SearchConfig(**options)
     elif options:

@@ -24,7 +24,7 @@ from backforge.errors import ConfigError
 from backforge.research.optimize import MINIMIZE, LocalExecutor, SearchConfig, evaluate_params, optimize
 from backforge.research.params import ParameterSpace
 
-__all__ = ["WalkForwardResult", "walk_forward", "windows"]
+__all__ = ["WalkForwardResult", "walk_forward", "walk_forward_result", "windows"]
 
 
 def _span(value: int | str, name: str) -> tuple[int, int]:
@@ -136,7 +136,21 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
     ...                   executor=LocalExecutor(1))
     >>> wf.windows.height
     4
+
+    ``raw`` may also be a :class:`backforge.Strategy` class: the analysis is
+    :func:`backforge.strategy.search.walk_forward_class` (``ranges=`` / ``constraints=`` default to the
+    class's own; keywords other than ``metric``, ``method``, ``samples``, ``seed`` are backtest options).
     """
+    if isinstance(raw, type):
+        from backforge.strategy.search import walk_forward_class
+
+        chosen = {k: v for k, v in (search.model_dump() if search is not None else {}).items()
+                  if k in ("method", "samples", "seed")}
+        if search is not None:
+            chosen["metric"] = search.metric[0]
+        return walk_forward_class(data, raw, options.pop("ranges", None), constraints=options.pop("constraints", None),
+                                  in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored, start=start,
+                                  end=end, workers=getattr(executor, "workers", None) or 1, **chosen, **options)
     defaults = {"samples": 50, "population": 20, "generations": 10}
     if search is None:
         search = SearchConfig(**{**defaults, **options})
@@ -184,13 +198,24 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
     finally:
         if own:
             executor.close()
+    return walk_forward_result(rows, pieces, stamps, is_returns, oos_returns, space.names, metric, n_trials,
+                               {"anchored": anchored, "in_sample": str(in_sample), "out_of_sample": str(out_of_sample),
+                                "minimize": metric in MINIMIZE, **_runtime(runtimes, n_trials)})
+
+
+def walk_forward_result(rows: list[dict], pieces: list[np.ndarray], stamps: list[np.ndarray], is_returns: list[float],
+                        oos_returns: list[float], names: list[str], metric: str, n_trials: int,
+                        extra: dict) -> WalkForwardResult:
+    """Assemble a :class:`WalkForwardResult` from its windows: ``rows`` (one per window, with a
+    ``param.NAME`` column per parameter in ``names``), each window's out-of-sample per-bar returns and
+    timestamps, and the chosen parameters' in- and out-of-sample annual returns (for the efficiency)."""
     rets = np.concatenate(pieces)
     equity = np.cumprod(1.0 + rets)
     mean_is = float(np.mean(is_returns))
     efficiency = float(np.mean(oos_returns) / mean_is) if mean_is != 0 else 0.0
     table = pl.DataFrame(rows)
     stability = {}
-    for name in space.names:
+    for name in names:
         values = np.array(table[f"param.{name}"].to_list(), dtype=float)
         changes = int(np.sum(values[1:] != values[:-1])) if len(values) > 1 else 0
         mean = float(np.mean(values))
@@ -198,9 +223,7 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
                            "cv": float(np.std(values) / abs(mean)) if mean else 0.0}
     equity_frame = pl.DataFrame({"timestamp": pl.Series(np.concatenate(stamps)).cast(pl.Datetime("ns", "UTC")),
                                  "equity": equity})
-    return WalkForwardResult(table, equity_frame, efficiency, stability, metric, n_trials,
-                             {"anchored": anchored, "in_sample": str(in_sample), "out_of_sample": str(out_of_sample),
-                              "minimize": metric in MINIMIZE, **_runtime(runtimes, n_trials)})
+    return WalkForwardResult(table, equity_frame, efficiency, stability, metric, n_trials, extra)
 
 
 def _runtime(runtimes: list[tuple[str, str]], n_trials: int) -> dict[str, str]:

@@ -6,8 +6,14 @@ A :class:`Strategy` declares its parameters as class attributes, computes indica
 can see — ``self.data.close``, an indicator from :meth:`Strategy.I` — is a read-only view truncated to
 the current bar, so reading the next bar is an ``IndexError``, never a value (look-ahead is impossible
 by construction, as in backtesting.py). Orders go through the same compiled kernels as ``from_signals``
-and strategy files (:class:`~backforge.engine.simulator.Simulator`): a decision on bar t fills on bar
-t + 1 or later, with the same fill rules, costs, brackets, sizing and risk rules.
+and strategy files (the order path of :meth:`~backforge.engine.simulator.Simulator.submit`, compiled as
+:func:`~backforge.strategy.compiled.submit_nb`): a decision on bar t fills on bar t + 1 or later, with the
+same fill rules, costs, brackets, sizing and risk rules.
+
+Speed: the driver (:class:`CodeDriver`) calls the compiled bar step and the order kernel through their
+compiled entry points (:func:`compiled_entry`), not numba's dispatcher, whose per-call type resolution
+over the engine's ``State`` record costs more than the bar step itself; ``next`` is the only Python per bar.
+The same driver runs a class in a paper/live session (:mod:`backforge.live.code_step`).
 
 Examples
 --------
@@ -40,9 +46,11 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from backforge.data.market import MarketData
-from backforge.errors import BackforgeError, ConfigError, did_you_mean
+from backforge.engine.records import OrderType, SizeType, TimeInForce
+from backforge.errors import BackforgeError, ConfigError, SimulationError, did_you_mean
 
-__all__ = ["Strategy", "StrategyError", "backtest", "crossover", "load_strategy_class", "strategy_parameters"]
+__all__ = ["CodeDriver", "Strategy", "StrategyError", "backtest", "class_market", "compiled_entry", "crossover",
+           "load_strategy_class", "strategy_parameters"]
 
 
 class StrategyError(BackforgeError):
@@ -75,14 +83,17 @@ class OrderInfo(NamedTuple):
 class _Series:
     """A precomputed array seen through the driver's clock: truncated to the current bar in ``next``."""
 
-    __slots__ = ("_run", "_full")
+    __slots__ = ("_run", "_full", "_flat")
 
     def __init__(self, run: "_Run", full: np.ndarray) -> None:
         self._run = run
-        full = np.asarray(full)
-        view = full.view()
+        self._set(full)
+
+    def _set(self, full: Any) -> None:
+        view = np.asarray(full).view()
         view.flags.writeable = False
         self._full = view
+        self._flat = view.ndim == 1 and view.dtype == np.float64  # crossover's two-element fast path applies
 
     @property
     def values(self) -> np.ndarray:
@@ -96,7 +107,8 @@ class _Series:
         return self.values[key]
 
     def __len__(self) -> int:
-        return len(self.values)
+        t = self._run.t
+        return self._full.shape[0] if t is None else t + 1
 
     def __repr__(self) -> str:
         return f"Series({self.values!r})"
@@ -109,32 +121,31 @@ class _Bars:
     ``self.data["AAPL"].close`` is one asset's column.
     """
 
+    __slots__ = ("_run", "_column")
+
     def __init__(self, run: "_Run", column: int | None = None) -> None:
         self._run = run
         self._column = column
 
-    def _field(self, name: str) -> _Series:
-        return self._run.field(name, self._column)
-
     @property
     def open(self) -> _Series:
-        return self._field("open")
+        return self._run.field("open", self._column)
 
     @property
     def high(self) -> _Series:
-        return self._field("high")
+        return self._run.field("high", self._column)
 
     @property
     def low(self) -> _Series:
-        return self._field("low")
+        return self._run.field("low", self._column)
 
     @property
     def close(self) -> _Series:
-        return self._field("close")
+        return self._run.field("close", self._column)
 
     @property
     def volume(self) -> _Series:
-        return self._field("volume")
+        return self._run.field("volume", self._column)
 
     @property
     def timestamps(self) -> _Series:
@@ -164,15 +175,15 @@ class _Position:
 
     @property
     def size(self) -> float:
-        return float(self._run.sim._state.position[self._asset])
+        return float(self._run.state.position[self._asset])
 
     @property
     def avg_price(self) -> float:
-        return float(self._run.sim._state.avg_price[self._asset]) if self.size else float("nan")
+        return float(self._run.state.avg_price[self._asset]) if self.size else float("nan")
 
     @property
     def pl(self) -> float:
-        s = self._run.sim._state
+        s = self._run.state
         size = self.size
         return float(size * (s.mark[self._asset] - s.avg_price[self._asset])) if size else 0.0
 
@@ -185,7 +196,7 @@ class _Position:
         return self.size < 0
 
     def __bool__(self) -> bool:
-        return self.size != 0.0
+        return bool(self._run.state.position[self._asset] != 0.0)
 
     def __repr__(self) -> str:
         return f"Position(size={self.size:g}, avg_price={self.avg_price:g})"
@@ -197,7 +208,9 @@ class Strategy:
     booleans); :func:`backtest` overrides them by keyword.
 
     ``universe`` and ``data_spec`` (the ``data:`` mapping of a strategy file) tell ``backforge run
-    file.py`` what to run on when no ``--data`` is given.
+    file.py`` what to run on when no ``--data`` is given. ``ranges`` (``{"fast": range(5, 50, 5), "slow":
+    [50, 100, 200]}``, or a strategy file's ``{"range": [start, stop, step]}``) and ``constraints``
+    (``["fast < slow"]``) are what ``backforge optimize`` / ``walkforward file.py`` search.
     """
 
     universe: tuple[str, ...] = ("AAPL",)
@@ -226,41 +239,40 @@ class Strategy:
     def I(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> _Series:  # noqa: E743 - backtesting.py's name
         """Compute an indicator once over the whole history (call it in :meth:`init`); in :meth:`next` it is
         truncated to the current bar like the data. Arguments that are data or other indicators are passed
-        as whole arrays."""
+        as whole arrays. (A paper/live session extends each declared indicator to every new bar — streamed,
+        in constant time, for the kernels of :mod:`backforge.strategy.indicators`; other functions are
+        recomputed on the bars so far: pass ``self.data`` fields and indicators themselves, not arrays made
+        from them.)"""
         if self._run.t is not None:
             raise StrategyError("declare indicators in init(), not in next(): next() sees only the past")
-
-        def full(value: Any) -> Any:
-            return value._full if isinstance(value, _Series) else value
-
-        return _Series(self._run, function(*(full(a) for a in args), **{k: full(v) for k, v in kwargs.items()}))
+        return self._run.declare(function, args, kwargs)
 
     @property
     def bar(self) -> int:
-        """Index of the current bar."""
+        """Index of the current bar (in ``self.data``: warm-up bars before a ``start`` count)."""
         return self._run.t if self._run.t is not None else -1
 
     @property
     def time(self) -> int:
         """Timestamp (int ns UTC) of the current bar."""
-        return int(self._run.data.timestamps[self.bar])
+        return self._run.ts
 
     # ------------------------------------------------------------------ account
     @property
     def position(self) -> _Position:
         """The position of the only asset (with several assets use :meth:`position_of`)."""
-        return _Position(self._run, self._run.default_asset())
+        return self._run.only_position()
 
     def position_of(self, asset: str) -> _Position:
-        return _Position(self._run, self._run.asset_index(asset))
+        return self._run.positions[self._run.asset_index(asset)]
 
     @property
     def equity(self) -> float:
-        return self._run.sim.equity
+        return self._run.equity()
 
     @property
     def cash(self) -> float:
-        return self._run.sim.cash
+        return float(self._run.state.cash[0])
 
     # ------------------------------------------------------------------ orders
     def buy(self, size: float = 1.0, **order: Any) -> int:
@@ -269,23 +281,25 @@ class Strategy:
         stop-limit order; ``stop_loss`` / ``take_profit`` / ``trailing_stop`` are bracket distances as
         fractions of the fill price; ``asset`` names the asset when there are several. Returns the
         order id (-1 when a risk rule blocked it)."""
-        return self._run.order("buy", size, **order)
+        return self._run.order(1, size, **order)
 
     def sell(self, size: float = 1.0, **order: Any) -> int:
         """Sell (go short, or reduce a long); the options of :meth:`buy`."""
-        return self._run.order("sell", size, **order)
+        return self._run.order(-1, size, **order)
 
     def close(self, fraction: float = 1.0, *, asset: str | None = None) -> int:
         """Close ``fraction`` of the position at the next bar's open (-1 when there is none)."""
-        a = self._run.asset_index(asset) if asset is not None else self._run.default_asset()
-        pos = float(self._run.sim._state.position[a])
+        run = self._run
+        a = run.asset_index(asset) if asset is not None else run.default_asset()
+        pos = float(run.state.position[a])
         if pos == 0.0:
             return -1
-        return self._run.sim.submit(a, "sell" if pos > 0 else "buy", float(fraction), size_type="position_fraction")
+        return run.submit(a, -1 if pos > 0 else 1, _MARKET, _POSITION_FRACTION, float(fraction), _NAN, _NAN, _NAN,
+                          _NAN, _NAN, _GTC, 0)
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order; False when it is not working."""
-        return self._run.sim.cancel(order_id)
+        return self._run.cancel(int(order_id))
 
 
 def crossover(a: Any, b: Any) -> bool:
@@ -295,18 +309,17 @@ def crossover(a: Any, b: Any) -> bool:
     >>> crossover(np.array([1.0, 3.0]), np.array([2.0, 2.0])), crossover(np.array([3.0, 4.0]), 2.0)
     (True, False)
     """
-    if isinstance(a, _Series) and a._full.ndim == 1 and a._full.dtype == np.float64 and a._run.t is not None:
+    if a.__class__ is _Series and a._flat and a._run.t is not None:
         t = a._run.t  # the fast path of next(): two elements of the whole array, no truncated copies
         if t < 1:
             return False
-        if isinstance(b, _Series) and b._full.ndim == 1 and b._full.dtype == np.float64:
-            b_prev, b_now = b._full[t - 1], b._full[t]
-        elif isinstance(b, (int, float)):
-            b_prev = b_now = np.float64(b)
-        else:
-            b_prev = b_now = None
-        if b_prev is not None:
-            return bool(a._full[t - 1] - b_prev <= 0.0 < a._full[t] - b_now)
+        full = a._full
+        if b.__class__ is _Series and b._flat:
+            other = b._full
+            return bool(full[t - 1] - other[t - 1] <= 0.0 < full[t] - other[t])
+        if isinstance(b, (int, float)):
+            level = np.float64(b)
+            return bool(full[t - 1] - level <= 0.0 < full[t] - level)
     a_values = np.asarray(a, dtype=np.float64)
     b_values = np.asarray(b, dtype=np.float64)
     if a_values.shape[0] < 2:
@@ -316,8 +329,12 @@ def crossover(a: Any, b: Any) -> bool:
     return bool(prev <= 0.0 < now)
 
 
+_NOT_PARAMETERS = ("universe", "data_spec", "ranges", "constraints")
+
+
 def strategy_parameters(cls: type[Strategy]) -> dict[str, Any]:
-    """The parameters a strategy class declares: its public class attributes that are plain values.
+    """The parameters a strategy class declares: its public class attributes that are plain values
+    (not ``universe``, ``data_spec``, nor the search's ``ranges`` and ``constraints``).
 
     >>> class S(Strategy):
     ...     window = 20
@@ -330,58 +347,189 @@ def strategy_parameters(cls: type[Strategy]) -> dict[str, Any]:
         if klass in (object, Strategy):
             continue
         for name, value in vars(klass).items():
-            if not name.startswith("_") and name not in ("universe", "data_spec") and \
+            if not name.startswith("_") and name not in _NOT_PARAMETERS and \
                     isinstance(value, (int, float, str, bool)) and not callable(value):
                 out[name] = value
     return dict(sorted(out.items()))
 
 
-class _Run:
-    """One backtest of one strategy instance: the clock, the views, the Simulator underneath."""
+_NAN = float("nan")
+_MARKET, _LIMIT, _STOP, _STOP_LIMIT = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
+_POSITION_FRACTION, _GTC = SizeType.POSITION_FRACTION, TimeInForce.GTC
+_SIZE_TYPES = {name: SizeType.code(name) for name in SizeType.names()}
+_TIFS = {name: TimeInForce.code(name) for name in TimeInForce.names()}
 
-    def __init__(self, data: MarketData, sim: Any) -> None:
+
+def _price(value: float | None) -> float:
+    return _NAN if value is None else float(value)
+
+
+def _type_key(value: Any) -> Any:
+    """What numba's type of ``value`` depends on, cheaply (None: not an argument kind cached here)."""
+    if isinstance(value, np.ndarray):
+        flags = value.flags
+        return (value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable, flags.aligned)
+    if isinstance(value, tuple):
+        keys = tuple(_type_key(v) for v in value)
+        return None if None in keys else (type(value), keys)
+    if isinstance(value, (bool, int, float, np.generic)):
+        return type(value)
+    return None
+
+
+_ENTRIES: dict[tuple, Callable[..., Any]] = {}
+
+
+def compiled_entry(dispatcher: Any, *args: Any) -> Callable[..., Any]:
+    """The compiled function behind a numba ``dispatcher`` for the types of ``args`` (compiled, or loaded
+    from numba's cache, now).
+
+    Calling it runs the same machine code as calling the dispatcher, without the dispatcher's per-call
+    type resolution — which, for the engine's ``State`` record of some forty arrays, costs tens of
+    microseconds per call: more than a whole bar step. The caller must keep passing arguments of these
+    exact types (the driver's state keeps its dtypes and layouts when it grows).
+    """
+    import numba
+
+    key = (dispatcher, tuple(_type_key(a) for a in args))
+    entry = _ENTRIES.get(key) if None not in key[1] else None
+    if entry is None:
+        entry = dispatcher.compile(tuple(numba.typeof(a) for a in args))
+        if None not in key[1]:
+            _ENTRIES[key] = entry
+    return entry
+
+
+class _Run:
+    """One run of one strategy instance: the clock, the views, the engine state and its compiled calls.
+
+    ``data`` is what the strategy sees (warm-up bars included); engine bar ``i`` is view row ``offset + i``.
+    """
+
+    def __init__(self, data: MarketData, sim: Any, offset: int = 0) -> None:
         self.data = data
         self.sim = sim
+        self.state = sim._state
+        self.offset = offset
         self.t: int | None = None
+        self.ts = 0
         self.bars = _Bars(self)
+        self.positions = [_Position(self, a) for a in range(data.n_assets)]
+        self.assets = tuple(data.assets)
         self._fields: dict[tuple[str, int | None], _Series] = {}
+        self.declared: list[tuple[_Series, Callable[..., Any], tuple, dict]] = []
+        self._submit: Callable[..., int] | None = None
+        self._equity: Callable[..., float] | None = None
+
+    # ---------------------------------------------------------------- views
+    def _column(self, name: str, column: int | None) -> np.ndarray:
+        full = getattr(self.data, name)
+        if name != "timestamps":
+            if column is not None:
+                full = full[:, column]
+            elif self.data.n_assets == 1:
+                full = full[:, 0]
+        return full
 
     def field(self, name: str, column: int | None) -> _Series:
         key = (name, column)
         series = self._fields.get(key)
         if series is None:
-            full = getattr(self.data, name)
-            if name != "timestamps":
-                if column is not None:
-                    full = full[:, column]
-                elif self.data.n_assets == 1:
-                    full = full[:, 0]
-            series = self._fields[key] = _Series(self, full)
+            series = self._fields[key] = _Series(self, self._column(name, column))
         return series
 
+    def declare(self, function: Callable[..., Any], args: tuple, kwargs: dict) -> _Series:
+        """An indicator of :meth:`Strategy.I`: computed now, kept with its recipe for :meth:`rebind`."""
+        series = _Series(self, self._evaluate(function, args, kwargs))
+        self.declared.append((series, function, args, kwargs))
+        return series
+
+    @staticmethod
+    def _evaluate(function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        full = lambda v: v._full if isinstance(v, _Series) else v  # noqa: E731
+        return function(*(full(a) for a in args), **{k: full(v) for k, v in kwargs.items()})
+
+    def rebind(self, data: MarketData) -> None:
+        """See ``data`` (a longer history: the bars received so far) from now on: every data view is
+        re-pointed and every declared indicator recomputed on it, in declaration order."""
+        self.data = data
+        for (name, column), series in self._fields.items():
+            series._set(self._column(name, column))
+        for series, function, args, kwargs in self.declared:
+            series._set(self._evaluate(function, args, kwargs))
+
+    # ---------------------------------------------------------------- account
     def asset_index(self, asset: str | None) -> int:
         if asset is None:
             return self.default_asset()
-        if asset not in self.data.assets:
-            raise ConfigError(f"unknown asset {asset!r}{did_you_mean(str(asset), self.data.assets)}", field="asset")
-        return self.data.assets.index(asset)
+        try:
+            return self.assets.index(asset)
+        except ValueError:
+            raise ConfigError(f"unknown asset {asset!r}{did_you_mean(str(asset), self.assets)}", field="asset") from None
 
     def default_asset(self) -> int:
-        if self.data.n_assets != 1:
-            raise StrategyError(f"the data has {self.data.n_assets} assets: name one (asset=..., position_of(...))")
+        if len(self.assets) != 1:
+            raise StrategyError(f"the data has {len(self.assets)} assets: name one (asset=..., position_of(...))")
         return 0
 
-    def order(self, side: str, size: float, *, asset: str | None = None, size_type: str = "equity_fraction",
+    def only_position(self) -> _Position:
+        if len(self.positions) != 1:
+            self.default_asset()
+        return self.positions[0]
+
+    def equity(self) -> float:
+        from backforge.engine import kernels as k
+
+        if self._equity is None:
+            self._equity = compiled_entry(k.equity_nb, self.state)
+        return float(self._equity(self.state))
+
+    # ---------------------------------------------------------------- orders
+    def grow(self, bar: int) -> None:
+        """Room in the record arrays for engine bar ``bar`` and what may be decided on it (the
+        Simulator's own growth rule)."""
+        sim = self.sim
+        sim._state, sim._t = self.state, bar - 1
+        sim._ensure_room()
+        self.state = sim._state
+
+    def submit(self, asset: int, side: int, order_type: int, size_type: int, size: float, limit: float, stop: float,
+               stop_loss: float, take_profit: float, trailing_stop: float, tif: int, gtn_bars: int) -> int:
+        """An order decided on the current bar, through the compiled variant's own order path
+        (:func:`~backforge.strategy.compiled.submit_nb`: the risk rules' entry checks, then the kernel)."""
+        if self.t is None:
+            raise StrategyError("orders are placed in next(), not in init()")
+        from backforge.strategy.compiled import submit_nb
+
+        bar = self.t - self.offset
+        self.grow(bar)  # one next() may submit many orders: never let the records overflow
+        args = (self.state, bar, self.ts, asset, side, order_type, size_type, float(size), limit, stop, stop_loss,
+                take_profit, trailing_stop, tif, gtn_bars)
+        if self._submit is None:
+            self._submit = compiled_entry(submit_nb, *args)
+        return int(self._submit(*args))
+
+    def order(self, side: int, size: float, *, asset: str | None = None, size_type: str = "equity_fraction",
               limit: float | None = None, stop: float | None = None, stop_loss: float | None = None,
               take_profit: float | None = None, trailing_stop: float | None = None, time_in_force: str = "gtc",
               gtn_bars: int = 0) -> int:
+        kind = _STOP_LIMIT if limit is not None and stop is not None else _LIMIT if limit is not None \
+            else _STOP if stop is not None else _MARKET
+        st = _SIZE_TYPES.get(size_type)
+        if st is None:
+            st = SizeType.code(size_type)  # normalises the spelling, or the error with its choices
+        tif = _TIFS.get(time_in_force)
+        if tif is None:
+            tif = TimeInForce.code(time_in_force)
+        return self.submit(self.asset_index(asset), side, kind, st, size, _price(limit), _price(stop),
+                           _price(stop_loss), _price(take_profit), _price(trailing_stop), tif, int(gtn_bars))
+
+    def cancel(self, order_id: int) -> bool:
+        from backforge.engine import kernels as k
+
         if self.t is None:
-            raise StrategyError("orders are placed in next(), not in init()")
-        kind = "stop_limit" if limit is not None and stop is not None else "limit" if limit is not None \
-            else "stop" if stop is not None else "market"
-        return self.sim.submit(self.asset_index(asset), side, size, size_type=size_type, order_type=kind,
-                               limit_price=limit, stop_price=stop, stop_loss=stop_loss, take_profit=take_profit,
-                               trailing_stop=trailing_stop, time_in_force=time_in_force, gtn_bars=gtn_bars)
+            raise StrategyError("orders are cancelled in next(), not in init()")
+        return bool(k.cancel_order_nb(self.state, order_id, self.t - self.offset, self.ts, k.R_USER))
 
 
 def _split(cls: type[Strategy], kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -405,97 +553,158 @@ def _strategy_frame(exc: BaseException, cls: type) -> str:
     return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else "?"
 
 
+class CodeDriver:
+    """A :class:`Strategy` instance on the engine's compiled bar step, one bar at a time: the driver of
+    :func:`backtest` and of the paper/live adapter (:class:`backforge.live.code_step.CodeStep`).
+
+    ``data`` is what the strategy sees (``init`` runs on it); ``sim`` a
+    :class:`~backforge.engine.simulator.Simulator` holding the validated options, lowered parameters and the
+    state; engine bar ``i`` is data row ``offset + i``. :meth:`advance` processes one bar and calls the
+    strategy's hooks and ``next``.
+    """
+
+    def __init__(self, strategy: type[Strategy], params: dict[str, Any], data: MarketData, sim: Any, *,
+                 offset: int = 0) -> None:
+        self.strategy = strategy
+        self.name = strategy.__name__
+        self.run = run = _Run(data, sim, offset)
+        self.instance = instance = strategy.__new__(strategy)
+        for name, value in params.items():
+            setattr(instance, name, value)
+        instance._run = run
+        self._on_fill = instance.on_fill if type(instance).on_fill is not Strategy.on_fill else None
+        self._on_order = instance.on_order if type(instance).on_order is not Strategy.on_order else None
+        self._next = instance.next
+        self.seen_fills = self.seen_events = 0
+        self._step: Callable[..., bool] | None = None
+
+    def init(self) -> None:
+        """The strategy's ``init`` on the data; its errors become a :class:`StrategyError` with its line."""
+        try:
+            self.instance.init()
+        except BackforgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code: report it with its line
+            raise StrategyError(f"{self.name}.init() raised {type(exc).__name__} "
+                                f"({_strategy_frame(exc, self.strategy)}): {exc}") from exc
+
+    def advance(self, bar: int, ts: int, prices: Any, params: Any) -> None:
+        """Engine bar ``bar`` (row ``bar`` of ``prices``, timestamp ``ts``), then the hooks and ``next``."""
+        from backforge.strategy.compiled import bar_step_nb
+
+        run = self.run
+        run.t = None  # the bar is processed on the engine's arrays; the strategy sees it truncated below
+        step = self._step
+        if step is None:
+            run.grow(bar)
+            step = self._step = compiled_entry(bar_step_nb, run.state, params, bar, ts, prices)
+        if not step(run.state, params, bar, ts, prices):
+            run.grow(bar)
+            if not step(run.state, params, bar, ts, prices):
+                raise SimulationError("the record arrays could not be grown for the bar (this is a bug)")
+        run.t = bar + run.offset
+        run.ts = ts
+        try:
+            if self._on_fill is not None or self._on_order is not None:
+                self._hooks()
+            self._next()
+        except BackforgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code: report it with its bar and line
+            from backforge._time import format_ns
+
+            raise StrategyError(f"{self.name}.next() raised {type(exc).__name__} at bar {run.t} ({format_ns(ts)}, "
+                                f"{_strategy_frame(exc, self.strategy)}): {exc}") from exc
+
+    def _hooks(self) -> None:
+        from backforge.engine import kernels as k
+        from backforge.engine.records import EventKind, OrderRole, Reason
+
+        state, run = self.run.state, self.run
+        if self._on_fill is not None:
+            n = int(state.counters[k.C_FILLS])
+            for row in state.fills[self.seen_fills:n]:
+                self._on_fill(FillInfo(int(row["order_id"]), run.assets[int(row["asset"])], float(row["qty"]),
+                                       float(row["price"]), float(row["fee"]), OrderRole.name(row["role"]),
+                                       int(row["bar"]) + run.offset))
+            self.seen_fills = n
+        if self._on_order is not None:
+            n = int(state.counters[k.C_EVENTS])
+            for row in state.events[self.seen_events:n]:
+                self._on_order(OrderInfo(int(row["order_id"]), EventKind.name(row["kind"]),
+                                         Reason.name(row["reason"]), int(row["bar"]) + run.offset))
+            self.seen_events = n
+
+
+def risk_book(risk: Any, sim: Any, data: MarketData) -> Any:
+    """``risk=`` of a backtest of a class (Python or compiled), lowered on the traded bars as for
+    ``from_signals`` (sizing series, sessions and trading windows need the history, which a backtest has);
+    None without rules. Each entry gives its own stop (``buy(stop_loss=...)``), so from_signals' check for
+    a signal-level stop does not apply. Sets ``sim.risk_config``."""
+    from backforge.engine import risk as rk
+    from backforge.engine.simulator import signal_risk_book
+
+    risk_cfg = rk.as_risk_config(risk)
+    signal_cfg = sim.signal_config if sim.signal_config.stop_loss is not None else \
+        sim.signal_config.model_copy(update={"stop_loss": 1.0})
+    sim.risk_config = risk_cfg
+    return signal_risk_book(risk_cfg, signal_cfg, data, cash=sim.sim_config.cash)
+
+
 def backtest(data: MarketData | Any, strategy: type[Strategy], *, config: Any = None, risk: Any = None,
-             **kwargs: Any):
+             start: int | None = None, end: int | None = None, **kwargs: Any):
     """Backtest a :class:`Strategy` subclass on ``data`` and return a :class:`~backforge.results.result.Result`.
 
     Keywords that name a parameter of the class override it; the others are the options of
     :func:`backforge.from_signals` (cash, costs, lot size, leverage...; ``risk`` a
-    :class:`~backforge.engine.risk.RiskConfig`). Errors raised by the strategy's own code become a
+    :class:`~backforge.engine.risk.RiskConfig`, its ``sizing`` included: each entry's own ``stop_loss`` is the
+    stop risk sizing divides by). ``start`` / ``end`` (bar positions, end exclusive) bound
+    the traded bars: the bars before ``start`` are warm-up only (``init`` and ``next`` see them, no bar is
+    traded and ``next`` is first called on bar ``start``), as in walk-forward windows and paper sessions;
+    the result covers bars ``start:end``. Errors raised by the strategy's own code become a
     :class:`StrategyError` naming the bar, its time and the strategy's line; nothing half-made is returned.
     """
-    from backforge._time import format_ns
-    from backforge.engine.simulator import Simulator
+    from backforge.engine.simulator import Simulator, new_state, prices_of
 
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
         raise ConfigError(f"expected a Strategy subclass, got {strategy!r}", field="strategy")
     data = MarketData.coerce(data)
+    lo = int(start or 0)
+    hi = data.n_bars if end is None else min(int(end), data.n_bars)
+    if not 0 <= lo < hi:
+        raise ConfigError(f"start={start} / end={end} leave no bar to trade (the data has {data.n_bars})", field="start")
+    seen = data if hi == data.n_bars else data.rows(0, hi)
+    traded = seen if lo == 0 else seen.rows(lo, hi)
     params, options = _split(strategy, kwargs)
-    sim = Simulator(data.assets, has_quotes=data.has_quotes, config=config, risk=risk, **options)
-    run = _Run(data, sim)
-    instance = strategy.__new__(strategy)
-    for name, value in params.items():
-        setattr(instance, name, value)
-    instance._run = run
-    hooks_fill = type(instance).on_fill is not Strategy.on_fill
-    hooks_order = type(instance).on_order is not Strategy.on_order
-    name = strategy.__name__
-    try:
-        instance.init()
-    except BackforgeError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's code: report it with its line
-        raise StrategyError(f"{name}.init() raised {type(exc).__name__} ({_strategy_frame(exc, strategy)}): {exc}") from exc
-    # The lean driver: the Simulator's state is preallocated for every bar of the data and each bar is
-    # advanced by the compiled bar step over the [T, A] arrays (no per-bar row conversions); orders still
-    # go through Simulator.submit, so everything stays what Simulator.on_bar would give, bit for bit.
-    from backforge.engine import kernels as k
-    from backforge.engine.records import EventKind, OrderRole, Reason
-    from backforge.engine.simulator import new_state, prices_of
-    from backforge.strategy.compiled import bar_step_nb
-
-    ts = np.ascontiguousarray(data.timestamps, dtype=np.int64)
-    book = sim._state.risk
-    sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=256,
-                           record_positions=sim.sim_config.record_positions, risk=book if book.on[0] != 0 else None)
-    sim._timestamps = ts.copy()
-    prices = prices_of(data)
+    sim = Simulator(data.assets, has_quotes=data.has_quotes, config=config, **options)
+    book = risk_book(risk, sim, traded)
+    # The state is preallocated for every traded bar and each bar is advanced by the compiled bar step over
+    # the [T, A] arrays (no per-bar row conversions); orders go through the compiled variant's submit_nb,
+    # the Simulator's order path in compiled form: what Simulator.on_bar / submit would give, bit for bit.
+    sim._state = new_state(data.n_assets, traded.n_bars, cash=sim.sim_config.cash, order_capacity=256,
+                           record_positions=sim.sim_config.record_positions, risk=book)
+    driver = CodeDriver(strategy, params, seen, sim, offset=lo)
+    driver.init()
+    prices = prices_of(traded)
     engine_params = sim._params
-    state = sim._state
-    seen_fills = seen_events = 0
-
-    for t in range(data.n_bars):
-        run.t = None  # the bar is processed with the whole arrays; the strategy sees it truncated below
-        sim._t = t - 1
-        sim._ensure_room()  # grows the order/fill records (Python side) when they run short
-        sim._t = t
-        bar_step_nb(sim._state, engine_params, t, int(ts[t]), prices)
-        state = sim._state
-        run.t = t
-        try:
-            if hooks_fill:
-                n = int(state.counters[k.C_FILLS])
-                for row in state.fills[seen_fills:n]:
-                    instance.on_fill(FillInfo(int(row["order_id"]), data.assets[int(row["asset"])], float(row["qty"]),
-                                              float(row["price"]), float(row["fee"]), OrderRole.name(row["role"]),
-                                              int(row["bar"])))
-                seen_fills = n
-            if hooks_order:
-                n = int(state.counters[k.C_EVENTS])
-                for row in state.events[seen_events:n]:
-                    instance.on_order(OrderInfo(int(row["order_id"]), EventKind.name(row["kind"]),
-                                                Reason.name(row["reason"]), int(row["bar"])))
-                seen_events = n
-            instance.next()
-        except BackforgeError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the user's code: report it with its bar and line
-            raise StrategyError(f"{name}.next() raised {type(exc).__name__} at bar {t} ({format_ns(int(ts[t]))}, "
-                                f"{_strategy_frame(exc, strategy)}): {exc}") from exc
-    run.t = None
+    advance = driver.advance
+    for bar, ts in enumerate(traded.timestamps.tolist()):
+        advance(bar, ts, prices, engine_params)
+    driver.run.t = None
     from backforge.results.result import Result
 
-    result = Result(data=data, state=sim._state, sim_config=sim.sim_config, signal_config=sim.signal_config, mode="code")
+    result = Result(data=traded, state=driver.run.state, sim_config=sim.sim_config, signal_config=sim.signal_config,
+                    mode="code")
     result.risk_config = sim.risk_config
-    result.mode = "code"
-    result.strategy = {"name": name, "class": f"{strategy.__module__}.{strategy.__qualname__}",
+    result.strategy = {"name": strategy.__name__, "class": f"{strategy.__module__}.{strategy.__qualname__}",
                        "parameters": {**strategy_parameters(strategy), **params}}
     return result
 
 
-def load_strategy_class(path: str | Path, name: str | None = None) -> type[Strategy]:
+def load_strategy_class(path: str | Path, name: str | None = None, *, compiled: bool = False) -> type[Strategy]:
     """The :class:`Strategy` subclass defined in a Python file (``name`` picks one when there are several);
-    one clear line when the file has none, several, or does not import."""
+    one clear line when the file has none, several, or does not import. ``compiled``: a
+    :func:`~backforge.strategy.compiled.compiled` class defined in the file counts too (searches run both)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError("strategy file not found", path=str(path))
@@ -512,20 +721,44 @@ def load_strategy_class(path: str | Path, name: str | None = None) -> type[Strat
         raise ConfigError(f"the file does not import: {type(exc).__name__} ({_where(exc, path)}): {exc}",
                           path=str(path)) from None
     found = {n: obj for n, obj in vars(module).items()
-             if isinstance(obj, type) and issubclass(obj, Strategy) and obj is not Strategy
-             and obj.__module__ == module_name}
+             if isinstance(obj, type) and obj.__module__ == module_name and (
+                 (issubclass(obj, Strategy) and obj is not Strategy)
+                 or (compiled and getattr(obj, "__backforge_compiled__", False)))}
     if name is not None:
         if name not in found:
             raise ConfigError(f"no Strategy subclass {name!r} in the file{did_you_mean(name, found)}"
                               + (f" (it defines {', '.join(found)})" if found else ""), path=str(path))
         return found[name]
     if not found:
+        only = [n for n, obj in vars(module).items() if isinstance(obj, type) and obj.__module__ == module_name
+                and getattr(obj, "__backforge_compiled__", False)]
+        if only:
+            raise ConfigError(f"the file defines only compiled strategies ({', '.join(only)}): this command runs a "
+                              "Strategy class (class MyStrategy(backforge.Strategy): ...)", path=str(path))
         raise ConfigError("the file defines no Strategy subclass (class MyStrategy(backforge.Strategy): ...)",
                           path=str(path))
     if len(found) > 1:
         raise ConfigError(f"the file defines several strategies ({', '.join(found)}): pick one with --strategy",
                           path=str(path))
     return next(iter(found.values()))
+
+
+def class_market(strategy: type, base: Path, data: Any = None, start: Any = None, end: Any = None) -> MarketData:
+    """The market data a class runs on from the command line: ``data`` (files) when given, else the class's
+    ``data_spec`` for its ``universe`` (validated like a strategy file's ``data:``, files relative to
+    ``base``), cut to ``start`` / ``end`` or the data spec's own period."""
+    from backforge.strategy.compiler import load_data
+    from backforge.strategy.schema import load_portfolio
+
+    spec = {"name": strategy.__name__, "universe": list(getattr(strategy, "universe", Strategy.universe)),
+            "data": dict(getattr(strategy, "data_spec", None) or {}),
+            "strategies": [{"name": "data", "action": {"kind": "alert"}}]}
+    portfolio = load_portfolio(spec)
+    files = [data] if isinstance(data, (str, Path)) else list(data) if data else None
+    market = load_data(portfolio, base=base, override=[Path(f) for f in files] if files else None)
+    if start or end or portfolio.data.start or portfolio.data.end:
+        market = market.slice(start or portfolio.data.start, end or portfolio.data.end)
+    return market
 
 
 def _where(exc: BaseException, path: Path) -> str:

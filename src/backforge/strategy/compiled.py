@@ -62,25 +62,43 @@ from backforge.engine.records import OrderType, SizeType
 from backforge.errors import ConfigError
 
 __all__ = ["backtest_compiled", "bar_step_nb", "buy_nb", "cancel_nb", "cash_nb", "close_nb", "compiled",
-           "equity_nb", "order_nb", "position_nb", "sell_nb"]
+           "equity_nb", "has_room_nb", "order_nb", "position_nb", "sell_nb", "submit_nb"]
 
 MARKET, LIMIT, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
 UNITS, EQUITY_FRACTION, POSITION_FRACTION = SizeType.UNITS, SizeType.EQUITY_FRACTION, SizeType.POSITION_FRACTION
 GTC = 0
 
 
+@numba.njit(cache=True, _nrt=False, inline="always")
+def has_room_nb(state: k.State) -> bool:
+    """True when the record arrays keep the headroom :meth:`Simulator._ensure_room` keeps before a bar
+    (``8 A + 3 × working orders + 16`` free orders, fills and trades, four times that many events): the
+    test on the compiled side, so a loop can stop *before* a bar that might overflow and let Python grow
+    the arrays (the same formula, so the growth always makes room)."""
+    c = state.counters
+    need = 8 * state.position.shape[0] + 3 * c[k.C_ACTIVE] + 16
+    if state.orders.shape[0] - c[k.C_ORDERS] < need or state.fills.shape[0] - c[k.C_FILLS] < need \
+            or state.trades.shape[0] - c[k.C_TRADES] < need or state.events.shape[0] - c[k.C_EVENTS] < 4 * need:
+        return False
+    book = state.risk
+    return not (book.on[0] != 0 and book.events.shape[0] - book.n_events[0] < 4 * need)
+
+
 @k.kernel
-def bar_step_nb(state: k.State, params: k.Params, t: int, ts: int, prices: k.Prices) -> None:
-    """Advance the account over bar ``t`` of the ``[T, A]`` prices: the bar step of every backtest."""
+def bar_step_nb(state: k.State, params: k.Params, t: int, ts: int, prices: k.Prices) -> bool:
+    """Advance the account over bar ``t`` of the ``[T, A]`` prices: the bar step of every backtest. False,
+    with nothing done, when the record arrays lack the headroom of :func:`has_room_nb` (grow them, call again)."""
+    if not has_room_nb(state):
+        return False
     k.process_bar_nb(state, params, t, ts, k.bar_prices_nb(prices, t))
+    return True
 
 
 @numba.njit(cache=True)
-def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
-             take_profit, trailing_stop):
-    """Submit an order decided on bar ``t`` (``side`` +1 buy / -1 sell; codes of
-    :class:`~backforge.engine.records.OrderType` / ``SizeType``; NaN = no price / no bracket); returns its id.
-    What :meth:`Simulator.submit` does, risk rules included."""
+def submit_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
+              take_profit, trailing_stop, tif, gtn_bars):
+    """:func:`order_nb` with a time in force (code of :class:`~backforge.engine.records.TimeInForce`) and
+    its bar count: the one order path of both variants (the Python :class:`Strategy` calls it too)."""
     sl_abs = np.nan
     if state.risk.on[0] != 0:
         if size_type != POSITION_FRACTION:
@@ -90,8 +108,18 @@ def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price
         rk.risk_count_order_nb(state.risk, 0)
     role = k.EXIT if size_type == POSITION_FRACTION else k.ENTRY
     return k.submit_order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price,
-                             stop_loss, sl_abs, take_profit, np.nan, trailing_stop, np.nan, GTC, 0, role, -1, -1, 0,
-                             -1, k.R_USER)
+                             stop_loss, sl_abs, take_profit, np.nan, trailing_stop, np.nan, tif, gtn_bars, role, -1,
+                             -1, 0, 0, k.R_USER)  # tag 0: the class is strategy 0 (a session's client ids name it)
+
+
+@numba.njit(cache=True)
+def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
+             take_profit, trailing_stop):
+    """Submit an order decided on bar ``t`` (``side`` +1 buy / -1 sell; codes of
+    :class:`~backforge.engine.records.OrderType` / ``SizeType``; NaN = no price / no bracket), good till
+    cancelled; returns its id. What :meth:`Simulator.submit` does, risk rules included."""
+    return submit_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
+                     take_profit, trailing_stop, GTC, 0)
 
 
 @numba.njit(cache=True)
@@ -139,16 +167,22 @@ def equity_nb(state):
 
 
 @numba.njit(cache=True, _nrt=False)  # no reference counting of the state's arrays per call
-def run_callback_nb(state, params, timestamps, prices, next_nb, user):
-    """The compiled loop: the bar step, then the strategy's ``next_nb``, for every bar. False on overflow.
-    (Specialised per ``next_nb``: not cached to disk, see the module docstring.)"""
-    for t in range(timestamps.shape[0]):
+def run_callback_nb(state, params, timestamps, prices, next_nb, user, start):
+    """The compiled loop: the bar step, then the strategy's ``next_nb``, for bars ``start`` on. Returns the
+    bar it stopped before: ``timestamps.shape[0]`` when done; an earlier bar when the record arrays need
+    room (:func:`has_room_nb`: grow them and call again from that bar); -1 when one ``next_nb`` call
+    overflowed them (rerun with more capacity). Specialised per ``next_nb``: not cached to disk (see the
+    module docstring). The bar step is inlined, as in ``from_signals``'s loop: no per-bar call that copies
+    the state's records."""
+    for t in range(start, timestamps.shape[0]):
+        if not has_room_nb(state):
+            return t
         ts = timestamps[t]
-        bar_step_nb(state, params, t, ts, prices)
+        k.process_bar_nb(state, params, t, ts, k.bar_prices_nb(prices, t))
         next_nb(state, t, ts, user)
         if state.counters[k.C_OVERFLOW] != 0:
-            return False
-    return True
+            return -1
+    return timestamps.shape[0]
 
 
 def compiled(cls: type) -> type:
@@ -171,20 +205,19 @@ def compiled(cls: type) -> type:
 def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = None, risk: Any = None,
                       **kwargs: Any):
     """Backtest a :func:`compiled` strategy class; keywords that name a parameter override it, the others
-    are the options of :func:`backforge.from_signals` (cash, costs, ...). Returns a ``Result``."""
+    are the options of :func:`backforge.from_signals` (cash, costs, ...; ``risk`` its rules and sizing, as
+    for a :class:`~backforge.strategy.code.Strategy`). Returns a ``Result``."""
     from backforge.engine.simulator import Simulator, _run_with_capacity, new_state, prices_of
     from backforge.results.result import Result
-    from backforge.strategy.code import _split, strategy_parameters
+    from backforge.strategy.code import _split, risk_book, strategy_parameters
 
     if not getattr(strategy, "__backforge_compiled__", False):
         raise ConfigError(f"expected a class decorated with @compiled, got {strategy!r}", field="strategy")
     data = MarketData.coerce(data)
     params, options = _split(strategy, kwargs)
 
-    def simulator() -> Simulator:  # validates the options and lowers them (and the risk book) like the class
-        return Simulator(data.assets, has_quotes=data.has_quotes, config=config, risk=risk, **options)
-
-    sim = simulator()
+    sim = Simulator(data.assets, has_quotes=data.has_quotes, config=config, **options)  # validates and lowers
+    book = risk_book(risk, sim, data)
     instance = strategy.__new__(strategy)
     for name, value in params.items():
         setattr(instance, name, value)
@@ -193,12 +226,15 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
     prices = prices_of(data)
 
     def run(capacity: int):
-        book = simulator()._state.risk
-        state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,
-                          record_positions=sim.sim_config.record_positions,
-                          risk=book if book.on[0] != 0 else None)
-        ok = run_callback_nb(state, sim._params, data.timestamps, prices, strategy.next_nb, user)
-        return state, ok
+        sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,
+                               record_positions=sim.sim_config.record_positions, risk=book)
+        t = 0
+        while True:
+            t = run_callback_nb(sim._state, sim._params, data.timestamps, prices, strategy.next_nb, user, t)
+            if t < 0 or t >= data.n_bars:
+                return sim._state, t >= 0
+            sim._t = t - 1  # grow the records (Simulator's own growth) and go on from bar t
+            sim._ensure_room()
 
     state = _run_with_capacity(run, 8 * data.n_assets + 256)
     result = Result(data=data, state=state, sim_config=sim.sim_config, signal_config=sim.signal_config, mode="compiled")

@@ -1,0 +1,186 @@
+"""`backforge optimize file.py` and `backforge walkforward file.py`: a Strategy class's own parameter ranges
+(or --range) searched from the command line, giving what optimize_class / walk_forward_class give; bad input is
+one line naming the file and line, exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+import backforge as bf
+from backforge.cli import app
+from backforge.strategy.code import class_market, load_strategy_class
+from backforge.strategy.search import optimize_class, walk_forward_class
+
+SOURCE = '''
+import backforge as bf
+from backforge.strategy.code import crossover
+from backforge.strategy.indicators import sma
+
+
+class Cross(bf.Strategy):
+    universe = ("AAPL",)
+    data_spec = {"source": "synthetic", "years": 3, "seed": 5}
+    fast, slow, size = 10, 40, 0.5
+    ranges = {"fast": range(5, 25, 5), "slow": {"range": [30, 60, 30]}}
+    constraints = ["fast < slow"]
+
+    def init(self):
+        self.f = self.I(sma, self.data.close, self.data.timestamps, self.fast)
+        self.s = self.I(sma, self.data.close, self.data.timestamps, self.slow)
+
+    def next(self):
+        if crossover(self.f, self.s) and not self.position:
+            self.buy(self.size)
+        elif crossover(self.s, self.f) and self.position:
+            self.close()
+'''
+
+COMPILED = '''
+import numba
+from backforge.strategy.compiled import compiled, buy_nb, close_nb, position_nb
+from backforge.strategy.indicators import sma
+
+
+@compiled
+class CrossNb:
+    universe = ("AAPL",)
+    data_spec = {"source": "synthetic", "years": 2, "seed": 5}
+    fast, slow = 10, 40
+    ranges = {"fast": [5, 10]}
+
+    def init(self, data):
+        return sma(data.close, data.timestamps, self.fast), sma(data.close, data.timestamps, self.slow)
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        fast, slow = user
+        if t == 0:
+            return
+        was, now = fast[t - 1, 0] - slow[t - 1, 0], fast[t, 0] - slow[t, 0]
+        if was <= 0.0 < now and position_nb(state, 0) == 0.0:
+            buy_nb(state, t, ts, 0, 0.5)
+        elif now < 0.0 <= was and position_nb(state, 0) != 0.0:
+            close_nb(state, t, ts, 0)
+'''
+
+
+def _invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(done, *fragments):
+    lines = [line for line in done.output.strip().splitlines() if line.strip()]
+    assert done.exit_code == 2, done.output
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in done.output, done.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture()
+def cross_file(tmp_path):
+    path = tmp_path / "cross.py"
+    path.write_text(SOURCE)
+    return path
+
+
+def _saved(out, prefix):
+    (folder,) = [p for p in out.iterdir() if p.name.startswith(prefix)]
+    return folder
+
+
+def test_optimize_a_python_file_searches_the_class_ranges(cross_file, tmp_path):
+    out = tmp_path / "runs"
+    done = _invoke("optimize", cross_file, "--workers", "1", "--top", "1", "--heatmap", "fast,slow", "--out", out)
+    assert done.exit_code == 0, done.output
+    folder = _saved(out, "optimize-cross")
+    summary = json.loads((folder / "summary.json").read_text())
+    cls = load_strategy_class(cross_file)
+    expected = optimize_class(class_market(cls, cross_file.parent), cls)  # the class's own ranges and constraints
+    assert summary["trials"] == expected.n_trials == 8  # fast 5..20 x slow 30, 60 with fast < slow
+    assert summary["best"] == expected.best.params and summary["class"] == "Cross"
+    trials = pl.read_parquet(folder / "trials.parquet")
+    assert sorted(zip(trials["param.fast"], trials["param.slow"])) == \
+        sorted((f, s) for f in (5, 10, 15, 20) for s in (30, 60))
+    assert (folder / "heatmap.html").is_file() and (folder / "best-1").is_dir()
+    # --range replaces the class's own range of one parameter (random search over it)
+    done = _invoke("optimize", cross_file, "--range", "fast=5,10", "--range", "size=0.25,0.5", "--method", "random",
+                   "--samples", "3", "--workers", "1", "--top", "0", "--out", tmp_path / "r2")
+    assert done.exit_code == 0, done.output
+    summary = json.loads((_saved(tmp_path / "r2", "optimize-cross") / "summary.json").read_text())
+    assert summary["trials"] == 3 and set(summary["best"]) == {"fast", "slow", "size"}
+
+
+def test_walkforward_a_python_file(cross_file, tmp_path):
+    out = tmp_path / "runs"
+    done = _invoke("walkforward", cross_file, "--in-sample", "1y", "--out-of-sample", "6mo", "--range", "fast=5:10:5",
+                   "--workers", "1", "--out", out)
+    assert done.exit_code == 0, done.output
+    windows = pl.read_parquet(_saved(out, "walkforward-cross") / "windows.parquet")
+    cls = load_strategy_class(cross_file)
+    expected = walk_forward_class(class_market(cls, cross_file.parent), cls, {"fast": [5, 10], "slow": [30, 60]},
+                                  constraints=["fast < slow"], in_sample="1y", out_of_sample="6mo")
+    assert windows.equals(expected.windows) and windows.height >= 2
+
+
+def test_bad_input_is_one_line_naming_the_file(cross_file, tmp_path):
+    out = tmp_path / "runs"
+    bad = tmp_path / "bad_range.py"
+    bad.write_text(SOURCE.replace('{"range": [30, 60, 30]}', '{"range": [30, 60, 0]}'))
+    line = 1 + SOURCE.splitlines().index('    ranges = {"fast": range(5, 25, 5), "slow": {"range": [30, 60, 30]}}')
+    _one_line_error(_invoke("optimize", bad, "--out", out), f"bad_range.py:{line}", "ranges.slow.range",
+                    "step must be > 0")
+    bad.write_text(SOURCE.replace('"fast < slow"', '"fast < slwo"'))
+    _one_line_error(_invoke("walkforward", bad, "--in-sample", "1y", "--out-of-sample", "6mo", "--out", out),
+                    f"bad_range.py:{line + 1}", "'slwo'", "did you mean 'slow'")
+    bad.write_text(SOURCE.replace("    ranges = {", "    rangez = {"))
+    _one_line_error(_invoke("optimize", bad, "--out", out), "declares no parameter ranges")
+    _one_line_error(_invoke("optimize", cross_file, "--range", "fast=1.5,2", "--out", out), "ranges.fast", "is int")
+    _one_line_error(_invoke("optimize", cross_file, "--range", "fsat=1,2", "--out", out), "did you mean 'fast'")
+    _one_line_error(_invoke("optimize", cross_file, "--range", "fast", "--out", out), "--range takes NAME=")
+    _one_line_error(_invoke("optimize", cross_file, "--executor", "ray", "--out", out), "local cores")
+    none = tmp_path / "none.py"
+    none.write_text("x = 1\n")
+    _one_line_error(_invoke("optimize", none, "--out", out), "none.py", "defines no Strategy subclass")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import backforge\n\nraise RuntimeError('boom')\n")
+    _one_line_error(_invoke("walkforward", broken, "--in-sample", "1y", "--out-of-sample", "6mo", "--out", out),
+                    "broken.py:3", "boom")
+    _one_line_error(_invoke("optimize", "examples/sma_cross.yaml", "--range", "fast=1,2", "--out", out),
+                    "--range applies to a Python strategy file")
+    assert not out.exists()  # nothing half-made was saved
+
+
+@pytest.mark.slow
+def test_a_compiled_class_is_searched_but_not_walked_forward(tmp_path):
+    path = tmp_path / "cross_nb.py"
+    path.write_text(COMPILED)
+    out = tmp_path / "runs"
+    done = _invoke("optimize", path, "--workers", "1", "--top", "0", "--out", out)
+    assert done.exit_code == 0, done.output
+    assert json.loads((_saved(out, "optimize-cross_nb") / "summary.json").read_text())["trials"] == 2
+    _one_line_error(_invoke("walkforward", path, "--in-sample", "1y", "--out-of-sample", "6mo", "--out", out),
+                    "CrossNb is a compiled strategy", "walk-forward is not supported")
+    done = _invoke("run", path, "--no-report", "--out", tmp_path / "run")  # `run` takes a compiled class too
+    assert done.exit_code == 0 and "saved run" in done.output, done.output
+    _one_line_error(_invoke("paper", path, "--state", tmp_path / "session"), "cross_nb.py",
+                    "defines only compiled strategies (CrossNb)")
+    with pytest.raises(bf.ConfigError, match="compiled strategy"):
+        walk_forward_class(bf.synth(n_assets=1, years=2), load_strategy_class(path, compiled=True), {"fast": [5]},
+                           in_sample=200, out_of_sample=100)
+
+
+def test_bf_optimize_and_walk_forward_accept_a_class(cross_file):
+    cls = load_strategy_class(cross_file)
+    data = class_market(cls, cross_file.parent)
+    mine = bf.optimize(cls, data, method="random", samples=3, seed=2, fee_rate=0.001)
+    theirs = optimize_class(data, cls, method="random", samples=3, seed=2, fee_rate=0.001)
+    assert [t.params for t in mine.trials] == [t.params for t in theirs.trials] and mine.n_trials == 3
+    assert [t.metrics for t in mine.trials] == [t.metrics for t in theirs.trials]
+    wf = bf.walk_forward(cls, data, in_sample="1y", out_of_sample="6mo", ranges={"fast": [5, 10], "slow": [30]})
+    expected = walk_forward_class(data, cls, {"fast": [5, 10], "slow": [30]}, in_sample="1y", out_of_sample="6mo")
+    assert wf.windows.equals(expected.windows)

@@ -67,6 +67,7 @@ def test_declared_parameters_walk_forward_and_neighbours(parameter_run):
     assert [n["value"] for n in fast["neighbours"]] == [5, 15]
     assert pack.get("walk_forward.status") == "run"
     assert pack.get("walk_forward.trials") > 0 and "efficiency" in pack.sections["walk_forward"]
+    assert pack.get("walk_forward.runtime") == "batched"  # the re-test's searches ran on the batched runtime
     assert [p["name"] for p in pack.get("strategy.declared_parameters")] == ["fast", "slow"]
 
 

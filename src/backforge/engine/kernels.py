@@ -844,7 +844,7 @@ def execute_order_nb(state: State, params: Params, oid: int, t: int, ts: int, qu
     apply_fill_nb(state, params, oid, t, ts, qty, quote_price, slip)
 
 
-@kernel
+@inline_kernel
 def risk_cap_opening_nb(state: State, oid: int, t: int, ts: int, a: int, side: int, base: float, opening: float,
                         price: float) -> float:
     """The opening quantity of order ``oid`` the risk caps allow at ``price`` (``base``: the signed
@@ -1136,7 +1136,7 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
 
 # ---------------------------------------------------------------------------------------------- risk
 
-@kernel
+@inline_kernel
 def risk_after_bar_nb(state: State, t: int, ts: int) -> None:
     """Update the risk state after bar ``t`` (:func:`backforge.engine.risk.risk_update_nb`); when a
     drawdown halt fires, stand down (:func:`risk_stand_down_nb`)."""
@@ -1168,7 +1168,7 @@ def risk_stand_down_nb(state: State, t: int, ts: int) -> None:
     compact_active_nb(state)
 
 
-@kernel
+@inline_kernel
 def risk_entry_order_nb(state: State, row: int, a: int, t: int, ts: int, size_type: int, size: float, sl_pct: float,
                         sl_abs: float):
     """Size and check an entry decided after bar ``t`` under the risk rules of ``row`` (0: the portfolio

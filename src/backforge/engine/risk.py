@@ -1130,7 +1130,7 @@ def _on_trade_nb(risk: RiskBook, r: int, pnl: float, ret: float) -> None:
         st["sum_win"] += ret
 
 
-@kernel
+@inline_kernel
 def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades: int, t: int, ts: int,
                    equity: float) -> bool:
     """Update the risk state after bar ``t`` closed at ``equity``: new session day (day-start equity,
@@ -1156,7 +1156,43 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
                 record_risk_event_nb(risk, t, ts, r, -1, -1, EV_RESUMED, 2, np.nan, np.nan, np.nan, np.nan)
             if st["halt"] == 1 and st["manual"] == 0 and risk.rules[r]["resume"] == RESUME_NEXT_DAY and not first:
                 risk_resume_nb(risk, r, t, ts, st["prev_equity"])
-    # ---- fills and the trades they closed
+    # ---- fills and the trades they closed (a call only on bars with new fills: this function is inlined into
+    # every bar step, where a call costs more than the loops above and below)
+    if n_fills > risk.state[0]["seen_fills"]:
+        _risk_fills_nb(risk, fills, n_fills, orders, trades, n_trades, t, ts)
+    # ---- peak, halts, daily loss
+    fired = False
+    for r in range(n_rows):
+        rules = risk.rules[r]
+        if rules["enabled"] == 0:
+            continue
+        st = risk.state[r]
+        if equity > st["peak"]:
+            st["peak"] = equity
+        dd = 1.0 - equity / st["peak"] if st["peak"] > 0.0 else 0.0
+        if np.isfinite(rules["max_drawdown"]):
+            if st["halt"] == 0 and dd >= rules["max_drawdown"]:
+                risk_halt_nb(risk, r, 1, t, ts, dd, rules["resume"] == RESUME_MANUAL)
+                fired = True
+            elif st["halt"] == 1 and st["manual"] == 0 and rules["resume"] == RESUME_RECOVERED \
+                    and dd <= rules["resume_drawdown"]:
+                risk_resume_nb(risk, r, t, ts, equity)
+        if np.isfinite(rules["daily_loss"]) and st["day_block"] == 0 and st["day_start"] > 0.0:
+            loss = 1.0 - equity / st["day_start"]
+            if loss >= rules["daily_loss"]:
+                st["day_block"] = 2
+                st["day_block_value"] = loss
+                record_risk_event_nb(risk, t, ts, r, -1, -1, EV_HALTED, 2, loss, rules["daily_loss"],
+                                     np.nan, np.nan)
+        st["prev_equity"] = equity
+    return fired
+
+
+@kernel
+def _risk_fills_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades: int, t: int, ts: int) -> None:
+    """The fills since the last bar and the trades they closed: losing streak, Kelly statistics, position owner,
+    cooldown after a stop-out (part of :func:`risk_update_nb`)."""
+    n_rows = risk.rules.shape[0]
     st0 = risk.state[0]
     k = st0["seen_trades"]
     for i in range(st0["seen_fills"], n_fills):
@@ -1189,32 +1225,6 @@ def risk_update_nb(risk: RiskBook, fills, n_fills: int, orders, trades, n_trades
                 risk.owner[a] = tag
     st0["seen_fills"] = n_fills
     st0["seen_trades"] = k
-    # ---- peak, halts, daily loss
-    fired = False
-    for r in range(n_rows):
-        rules = risk.rules[r]
-        if rules["enabled"] == 0:
-            continue
-        st = risk.state[r]
-        if equity > st["peak"]:
-            st["peak"] = equity
-        dd = 1.0 - equity / st["peak"] if st["peak"] > 0.0 else 0.0
-        if np.isfinite(rules["max_drawdown"]):
-            if st["halt"] == 0 and dd >= rules["max_drawdown"]:
-                risk_halt_nb(risk, r, 1, t, ts, dd, rules["resume"] == RESUME_MANUAL)
-                fired = True
-            elif st["halt"] == 1 and st["manual"] == 0 and rules["resume"] == RESUME_RECOVERED \
-                    and dd <= rules["resume_drawdown"]:
-                risk_resume_nb(risk, r, t, ts, equity)
-        if np.isfinite(rules["daily_loss"]) and st["day_block"] == 0 and st["day_start"] > 0.0:
-            loss = 1.0 - equity / st["day_start"]
-            if loss >= rules["daily_loss"]:
-                st["day_block"] = 2
-                st["day_block_value"] = loss
-                record_risk_event_nb(risk, t, ts, r, -1, -1, EV_HALTED, 2, loss, rules["daily_loss"],
-                                     np.nan, np.nan)
-        st["prev_equity"] = equity
-    return fired
 
 
 @inline_kernel

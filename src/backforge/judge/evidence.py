@@ -881,7 +881,8 @@ class _Builder:
             windows.append({k: v for k, v in row.items() if k not in ("is_start",)})
         return {"status": "run", "method": method, "in_sample_bars": in_sample, "out_of_sample_bars": out_of_sample,
                 "efficiency": summary["walk_forward_efficiency"], "oos_total_return": summary["oos_total_return"],
-                "trials": summary["trials"], "windows": windows, "parameter_stability": summary["parameter_stability"]}
+                "trials": summary["trials"], "windows": windows, "parameter_stability": summary["parameter_stability"],
+                "runtime": summary["runtime"]}
 
     def stability_section(self) -> dict[str, Any]:
         r = self.returns

@@ -89,6 +89,7 @@ def optimize(
             "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
             "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
             "pareto": result.pareto, "generations": result.generations, "executor": executor,
+            "runtime": result.runtime, "runtime_detail": result.runtime_detail,
             "strategy_file": str(strategy.resolve()), "start": portfolio.data.start, "end": portfolio.data.end,
         }, indent=2, default=_json))
         if axes:
@@ -185,6 +186,8 @@ def _save_walk_forward(wf, anchored: bool, out: Path, strategy: Path) -> None:
     s = wf.summary()
     console.print(f"walk-forward efficiency [bold]{s['walk_forward_efficiency']:.2f}[/], out-of-sample total "
                   f"return {s['oos_total_return']:.2%}")
+    if wf.extra.get("runtime_detail"):
+        console.print(f"[dim]{escape(wf.extra['runtime_detail'])}[/]")
     with ResultFolder(out, f"walkforward-{strategy.stem}") as output:
         folder = output.path
         wf.windows.write_parquet(folder / "windows.parquet")
@@ -205,6 +208,8 @@ def _show_search(result, metric: list[str], method: str) -> None:
     for row in table.head(10).iter_rows(named=True):
         show.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols))
     console.print(show)
+    if getattr(result, "runtime_detail", ""):  # which runtime evaluated the trials
+        console.print(f"[dim]{escape(result.runtime_detail)}[/]")
     kept = [t.returns for t in result.trials if t.error is None and t.returns is not None]
     console.print(overfitting_table(result.overfitting, track_record=len(kept[0]) if kept else None))
 

@@ -51,7 +51,9 @@ class SearchConfig(BaseModel):
     (``samples`` distinct combinations) or ``genetic`` (``population``, ``generations``,
     ``mutation_rate``, ``crossover_rate``, ``elite``, early stop after ``patience`` generations without
     improvement). ``start``/``end`` are the bar positions searched (earlier bars warm indicators up);
-    per-bar returns of up to ``keep_returns`` trials are kept for PBO.
+    per-bar returns of up to ``keep_returns`` trials (the first evaluated) are kept for PBO.
+    ``batched`` (default) evaluates trials with the batched runtime (:mod:`backforge.strategy.batch`)
+    wherever it applies; ``False`` forces one backtest per trial.
 
     Examples
     --------
@@ -80,6 +82,7 @@ class SearchConfig(BaseModel):
     keep_returns: int = Field(2000, ge=0)
     progress: bool = False
     max_combinations: int = Field(MAX_GRID_COMBINATIONS, ge=1)
+    batched: bool = True
 
     def __init__(self, **options: Any) -> None:
         unknown = [name for name in options if name not in type(self).model_fields]
@@ -182,6 +185,7 @@ class Trial:
     metrics: dict
     returns: np.ndarray | None = None
     error: str | None = None
+    runtime: str = "per-trial"  # "batched" when the batched runtime computed it
 
 
 # ------------------------------------------------------------------------------------- executors
@@ -231,15 +235,28 @@ def _init_worker(folder: str, raw: dict, fundamentals: Any, parent: int | None =
     _WORKER["data"] = _attach(folder)
     _WORKER["raw"] = raw
     _WORKER["fundamentals"] = fundamentals
+    _WORKER["threads"] = 1  # the pool's processes are the parallelism: one account slot each
 
 
 def _run_batch(batch: list[dict], start: int | None, end: int | None, keep_returns: bool,
-               data: MarketData | None = None, raw: dict | None = None, fundamentals: Any = None) -> list[Trial]:
+               data: MarketData | None = None, raw: dict | None = None, fundamentals: Any = None,
+               batched: bool = True, threads: int | None = None) -> list[Trial]:
+    """Evaluate a batch of trials: with the batched runtime where it applies (``batched``), else one
+    backtest per trial; the trials it cannot prove are run one by one too."""
     data = data if data is not None else _WORKER["data"]
     raw = raw if raw is not None else _WORKER["raw"]
     fundamentals = fundamentals if fundamentals is not None else _WORKER.get("fundamentals")
+    threads = threads if threads is not None else _WORKER.get("threads")
+    outcomes = None
+    if batched and batch:
+        evaluator = _evaluator(raw, data, start, end, fundamentals, threads)
+        if evaluator is not None:
+            outcomes = evaluator.evaluate(batch, keep_returns=len(batch) if keep_returns else 0)
     out = []
-    for values in batch:
+    for i, values in enumerate(batch):
+        if outcomes is not None and outcomes[i].batched:
+            out.append(Trial(values, outcomes[i].metrics, outcomes[i].returns, runtime="batched"))
+            continue
         try:
             metrics, rets = evaluate_params(raw, values, data, start=start, end=end, fundamentals=fundamentals,
                                             keep_returns=keep_returns)
@@ -247,6 +264,33 @@ def _run_batch(batch: list[dict], start: int | None, end: int | None, keep_retur
         except BackforgeError as exc:
             out.append(Trial(values, {}, None, error=str(exc)))
     return out
+
+
+_EVALUATORS: dict[tuple, tuple] = {}  # per process: (data, fundamentals, batch evaluator) by config and period
+
+
+def _evaluator(raw: dict, data: MarketData, start: int | None, end: int | None, fundamentals: Any,
+               threads: int | None):
+    """The process's :class:`~backforge.strategy.batch.BatchEvaluator` of a config on a period (built
+    once: it classifies the parameters by compiling probes), or None when the config cannot be batched
+    (its defaults do not compile: every trial then reports its own error on the per-trial path)."""
+    import json
+
+    from backforge.strategy.batch import BatchEvaluator
+
+    key = (json.dumps(raw, sort_keys=True, default=str), id(data), id(fundamentals), start, end, threads)
+    hit = _EVALUATORS.get(key)
+    if hit is not None and hit[0] is data and hit[1] is fundamentals:  # the very objects, not a reused id
+        return hit[2]
+    if len(_EVALUATORS) >= 16:
+        _EVALUATORS.clear()
+    try:
+        evaluator = BatchEvaluator(raw, data, start=start, end=end, fundamentals=fundamentals, cache=_INDICATOR_CACHE,
+                                   threads=threads)
+    except BackforgeError:
+        evaluator = None
+    _EVALUATORS[key] = (data, fundamentals, evaluator)
+    return evaluator
 
 
 class LocalExecutor:
@@ -264,9 +308,12 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._folder: str | None = None
         self._context: tuple | None = None
+        self._batched = True
 
-    def start(self, data: MarketData, raw: dict, fundamentals: Any = None) -> None:
-        """Share the data with the workers; a pool already serving the same data and config is kept."""
+    def start(self, data: MarketData, raw: dict, fundamentals: Any = None, *, batched: bool = True) -> None:
+        """Share the data with the workers; a pool already serving the same data and config is kept.
+        ``batched=False`` runs one backtest per trial instead of the batched runtime."""
+        self._batched = batched
         if self._context is not None and self._context[0] is data and self._context[1] is raw \
                 and self._context[2] is fundamentals and (self._pool is not None or self.workers == 1):
             return
@@ -289,11 +336,12 @@ class LocalExecutor:
         results: list[list[Trial] | None] = [None] * len(batches)
         if self._pool is None:
             for i, batch in enumerate(batches):
-                results[i] = _run_batch(batch, start, end, keep_returns, data, raw, fundamentals)
+                results[i] = _run_batch(batch, start, end, keep_returns, data, raw, fundamentals, self._batched, 1)
                 if on_done:
                     on_done(len(batch))
         else:
-            futures = {self._pool.submit(_run_batch, b, start, end, keep_returns): i for i, b in enumerate(batches)}
+            futures = {self._pool.submit(_run_batch, b, start, end, keep_returns, None, None, None, self._batched): i
+                       for i, b in enumerate(batches)}
             failed = []
             for future, i in futures.items():
                 try:
@@ -307,7 +355,8 @@ class LocalExecutor:
                 self._pool = self._new_pool()
                 for i in failed:
                     try:
-                        results[i] = self._pool.submit(_run_batch, batches[i], start, end, keep_returns).result()
+                        results[i] = self._pool.submit(_run_batch, batches[i], start, end, keep_returns, None, None,
+                                                       None, self._batched).result()
                     except BrokenProcessPool:
                         self._pool = self._new_pool()
                         results[i] = [Trial(v, {}, None, error="worker crashed twice on this batch") for v in batches[i]]
@@ -347,7 +396,8 @@ class RayExecutor:
         self._started = False
         self._refs: Any = None
 
-    def start(self, data: MarketData, raw: dict, fundamentals: Any = None) -> None:
+    def start(self, data: MarketData, raw: dict, fundamentals: Any = None, *, batched: bool = True) -> None:
+        self._batched = batched
         try:
             import ray
         except ImportError:
@@ -376,8 +426,11 @@ class RayExecutor:
         import ray
 
         data_ref, raw_ref, fund_ref = self._refs
-        pending = {self._remote.options(max_retries=1, retry_exceptions=False).remote(data_ref, raw_ref, fund_ref, b, start, end, keep_returns): i
-                   for i, b in enumerate(batches)}
+        # the refs travel inside a list, unresolved: a worker fetches them once and keeps the objects for
+        # the following batches (its batch evaluator and indicator cache are keyed by them)
+        pending = {self._remote.options(max_retries=1, retry_exceptions=False).remote(
+            [data_ref, raw_ref, fund_ref], b, start, end, keep_returns, getattr(self, "_batched", True)): i
+            for i, b in enumerate(batches)}
         results: list[list[Trial] | None] = [None] * len(batches)
         waiting = list(pending)
         while waiting:
@@ -400,12 +453,26 @@ class RayExecutor:
             self._started = False
 
 
-def _ray_batch(arrays: dict, raw: dict, fundamentals: Any, batch: list[dict], start, end, keep_returns) -> list[Trial]:
-    bid = Quotes(*arrays["bid"]) if arrays["bid"] else None
-    ask = Quotes(*arrays["ask"]) if arrays["ask"] else None
-    data = MarketData(arrays["timestamps"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
-                      arrays["volume"], tuple(arrays["assets"]), bid, ask)
-    return _run_batch(batch, start, end, keep_returns, data, raw, fundamentals)
+_RAY_CONTEXT: dict[tuple, tuple] = {}  # per Ray worker: (data, raw, fundamentals) by the object refs' ids
+
+
+def _ray_batch(refs: list, batch: list[dict], start, end, keep_returns, batched: bool = True) -> list[Trial]:
+    """A batch on a Ray worker: the data comes from the object store (zero-copy arrays), fetched on the
+    worker's first batch of a search and reused by the next ones."""
+    key = tuple(ref.hex() for ref in refs)
+    context = _RAY_CONTEXT.get(key)
+    if context is None:
+        import ray
+
+        arrays, raw, fundamentals = ray.get(refs)
+        bid = Quotes(*arrays["bid"]) if arrays["bid"] else None
+        ask = Quotes(*arrays["ask"]) if arrays["ask"] else None
+        data = MarketData(arrays["timestamps"], arrays["open"], arrays["high"], arrays["low"], arrays["close"],
+                          arrays["volume"], tuple(arrays["assets"]), bid, ask)
+        _RAY_CONTEXT.clear()  # one search at a time per worker: release the previous one's objects
+        context = _RAY_CONTEXT[key] = (data, raw, fundamentals)
+    data, raw, fundamentals = context
+    return _run_batch(batch, start, end, keep_returns, data, raw, fundamentals, batched, 1)  # one Ray CPU: one slot
 
 
 def _check_reachable(address: str) -> None:
@@ -444,6 +511,8 @@ class OptimizationResult:
     generations: list[dict] = field(default_factory=list)
     overfitting: dict = field(default_factory=dict)
     pareto: list[dict] = field(default_factory=list)
+    runtime: str = "per-trial"  # "batched", "per-trial" or "mixed": how the trials were evaluated
+    runtime_detail: str = ""  # one line: which parameters were patched, compiled per group, run per trial
 
     @property
     def n_trials(self) -> int:
@@ -622,17 +691,27 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
     started = time.perf_counter()
     kept = 0
     keep_returns = config.keep_returns
-    executor.start(data, raw, fundamentals)
+    batched = config.batched
+    planner = _evaluator(raw, data, start, end, fundamentals, 1) if batched else None
+    executor.start(data, raw, fundamentals, **({} if batched else {"batched": False}))
     try:
         progress_bar = _Progress(config.progress)
+        workers = getattr(executor, "workers", None) or 2
 
         def evaluate(items: list[dict]) -> list[Trial]:
             nonlocal kept
-            keep = kept < keep_returns
-            trials = executor.map(_batches(items, getattr(executor, "workers", None) or 2), start, end, keep,
-                                  on_done=progress_bar.advance)
-            if keep:
-                kept += len(trials)
+            n_keep = max(0, min(len(items), keep_returns - kept))  # returns of the first keep_returns trials only
+            kept += n_keep
+            trials: list[Trial] = []
+            for part, keep in ((items[:n_keep], True), (items[n_keep:], False)):
+                if not part:
+                    continue
+                if planner is not None:  # one group of structural values per batch where possible
+                    part = sorted(part, key=lambda v: tuple(str(v.get(n)) for n in planner.structural))
+                    batches = _batches(part, workers, max(1, min(8192, math.ceil(len(part) / (workers * 4)))))
+                else:
+                    batches = _batches(part, workers)
+                trials += executor.map(batches, start, end, keep, on_done=progress_bar.advance)
             return trials
 
         generations_log: list[dict] = []
@@ -656,10 +735,32 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
     from backforge.results.metrics import periods_per_year_for
 
     result = OptimizationResult(space, metrics, trials, method, seed, time.perf_counter() - started, generations_log)
+    result.runtime, result.runtime_detail = _runtime_summary(trials, planner, batched)
     result.overfitting = _overfitting(trials, metrics[0], periods_per_year_for(data.timestamps))
     if len(metrics) > 1:
         result.pareto = [t.params for t in _pareto_front([t for t in trials if t.error is None], metrics)]
     return result
+
+
+def _runtime_summary(trials: list[Trial], planner: Any, batched: bool) -> tuple[str, str]:
+    """("batched" | "per-trial" | "mixed", one line saying how the trials were evaluated)."""
+    n = len(trials)
+    fast = sum(1 for t in trials if t.runtime == "batched")
+    if not batched:
+        return "per-trial", f"per-trial runtime: {n:,} backtests one by one (batched runtime switched off)"
+    if planner is None:
+        return "per-trial", (f"per-trial runtime: {n:,} backtests one by one (the batched runtime does not apply: "
+                             "the strategy's default parameters do not compile)")
+    parts = []
+    if planner.numeric:
+        parts.append(f"patched: {', '.join(planner.numeric)}")
+    if planner.structural:
+        parts.append(f"compiled once per value of: {', '.join(planner.structural)}")
+    how = "; ".join(parts) or "no parameter"
+    if fast == n:
+        return "batched", f"batched runtime: {n:,} trials ({how})"
+    kind = "mixed" if fast else "per-trial"
+    return kind, f"batched runtime: {fast:,} of {n:,} trials, {n - fast:,} one by one ({how})"
 
 
 def check_space(space: ParameterSpace, config: SearchConfig) -> None:

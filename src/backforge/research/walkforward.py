@@ -108,7 +108,8 @@ class WalkForwardResult:
         return {
             "windows": self.windows.height, "metric": self.metric, "walk_forward_efficiency": self.efficiency,
             "oos_total_return": float(eq[-1] / eq[0] - 1) if len(eq) else 0.0, "trials": self.n_trials,
-            "parameter_stability": self.stability,
+            "parameter_stability": self.stability, "runtime": self.extra.get("runtime"),
+            "runtime_detail": self.extra.get("runtime_detail"),
         }
 
 
@@ -175,11 +176,13 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
     stamps: list[np.ndarray] = []
     n_trials = 0
     is_returns, oos_returns = [], []
+    runtimes: list[tuple[str, str]] = []
     try:
         for w, (is_start, oos_start, oos_end) in enumerate(spans):
             res = optimize(raw, data, search, seed=search.seed + w, start=is_start or None, end=oos_start,
                            keep_returns=0, executor=executor, fundamentals=fundamentals)
             n_trials += res.n_trials
+            runtimes.append((res.runtime, res.runtime_detail))
             best = res.best
             oos_metrics, rets = evaluate_params(raw, best.params, data, start=oos_start, end=oos_end,
                                                 fundamentals=fundamentals, keep_returns=True)
@@ -197,7 +200,7 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
             executor.close()
     return walk_forward_result(rows, pieces, stamps, is_returns, oos_returns, space.names, metric, n_trials,
                                {"anchored": anchored, "in_sample": str(in_sample), "out_of_sample": str(out_of_sample),
-                                "minimize": metric in MINIMIZE})
+                                "minimize": metric in MINIMIZE, **_runtime(runtimes, n_trials)})
 
 
 def walk_forward_result(rows: list[dict], pieces: list[np.ndarray], stamps: list[np.ndarray], is_returns: list[float],
@@ -221,6 +224,17 @@ def walk_forward_result(rows: list[dict], pieces: list[np.ndarray], stamps: list
     equity_frame = pl.DataFrame({"timestamp": pl.Series(np.concatenate(stamps)).cast(pl.Datetime("ns", "UTC")),
                                  "equity": equity})
     return WalkForwardResult(table, equity_frame, efficiency, stability, metric, n_trials, extra)
+
+
+def _runtime(runtimes: list[tuple[str, str]], n_trials: int) -> dict[str, str]:
+    """How the windows' searches evaluated their trials: ``runtime`` ("batched", "per-trial" or "mixed")
+    and a one-line ``runtime_detail`` (the first window's, which names the patched parameters)."""
+    kinds = {kind for kind, _ in runtimes}
+    kind = kinds.pop() if len(kinds) == 1 else "mixed"
+    detail = runtimes[0][1] if runtimes else ""
+    if len(runtimes) > 1 and detail:
+        detail = f"{kind} over {len(runtimes)} windows ({n_trials:,} trials); window 0: {detail}"
+    return {"runtime": kind, "runtime_detail": detail}
 
 
 def _iso(data: MarketData, i: int) -> str:

@@ -64,6 +64,7 @@ __all__ = [
     "returns_from_equity",
     "risk_free_per_period",
     "equity_metrics",
+    "equity_metric_parameters",
     "trade_metrics",
     "exposure_and_turnover",
     "rolling_sharpe",
@@ -772,6 +773,29 @@ def streaks_nb(pnl: np.ndarray) -> tuple[int, int]:
 
 
 # ========================================================================================= validation
+@njit(cache=True)
+def trade_pnl_sums_nb(pnl: np.ndarray) -> tuple[int, int, float, float]:
+    """``(wins, losses, gross profit, gross loss)`` of trade pnl, summed in order.
+
+    Equivalent to ``((pnl > 0).sum(), (pnl < 0).sum(), pnl[pnl > 0].sum(), -pnl[pnl < 0].sum())`` up to
+    the order of summation (sequential here, pairwise in NumPy): :func:`trade_metrics` and the batched
+    runtime (``backforge.strategy.batch``) both call this kernel, so they agree bit for bit.
+    """
+    n_wins = 0
+    n_losses = 0
+    gross_profit = 0.0
+    gross_loss = 0.0
+    for i in range(pnl.shape[0]):
+        value = pnl[i]
+        if value > 0.0:
+            n_wins += 1
+            gross_profit += value
+        elif value < 0.0:
+            n_losses += 1
+            gross_loss -= value
+    return n_wins, n_losses, gross_profit, gross_loss
+
+
 def _as_float_array(values: np.ndarray, name: str, *, ndims: tuple[int, ...] = (1, 2)) -> np.ndarray:
     array = np.ascontiguousarray(values, dtype=np.float64)
     if array.ndim not in ndims:
@@ -908,6 +932,43 @@ def risk_free_per_period(risk_free: float, periods_per_year: float) -> float:
     return (1.0 + rate) ** (1.0 / periods) - 1.0
 
 
+def equity_metric_parameters(
+    n_bars: int,
+    *,
+    periods_per_year: float,
+    risk_free: float = 0.0,
+    var_level: float = 0.95,
+    timestamps_ns: np.ndarray | None = None,
+) -> tuple[float, float, float, float, float, float, float]:
+    """The scalar arguments of :func:`equity_metrics_1d_nb` after ``equity`` for curves of ``n_bars``
+    bars: ``(periods_per_year, risk_free_per_period, var_level, normal_quantile,
+    normal_shortfall_factor, filter_quantile, years)``, validated. :func:`equity_metrics` lowers its
+    options with it; compiled callers (the batched runtime) pass the same tuple to the kernel.
+
+    Examples
+    --------
+    >>> equity_metric_parameters(5, periods_per_year=252)[:3]
+    (252.0, 0.0, 0.95)
+    """
+    periods = _check_periods_per_year(periods_per_year)
+    rate = risk_free_per_period(risk_free, periods)
+    level = float(var_level)
+    if not 0.5 < level < 1.0:
+        raise ConfigError(
+            f"var_level must be a confidence level between 0.5 and 1 (e.g. 0.95), got {var_level!r}",
+            field="var_level",
+        )
+    tail = 1.0 - level
+    normal_quantile = NormalDist().inv_cdf(tail)
+    normal_shortfall_factor = NormalDist().pdf(normal_quantile) / tail
+    filter_quantile = NormalDist().inv_cdf(min(4.0 * tail, 0.5))
+    years = 0.0
+    if timestamps_ns is not None:
+        timestamps = _check_timestamps(timestamps_ns, n_bars)
+        years = float(timestamps[-1] - timestamps[0]) / NS_PER_YEAR
+    return (periods, rate, level, normal_quantile, normal_shortfall_factor, filter_quantile, years)
+
+
 def equity_metrics(
     equity: np.ndarray,
     *,
@@ -1000,23 +1061,9 @@ def equity_metrics(
     ((2,), True)
     """
     curves, one_dimensional = _as_curves(equity)
-    periods = _check_periods_per_year(periods_per_year)
-    rate = risk_free_per_period(risk_free, periods)
-    level = float(var_level)
-    if not 0.5 < level < 1.0:
-        raise ConfigError(
-            f"var_level must be a confidence level between 0.5 and 1 (e.g. 0.95), got {var_level!r}",
-            field="var_level",
-        )
-    tail = 1.0 - level
-    normal_quantile = NormalDist().inv_cdf(tail)
-    normal_shortfall_factor = NormalDist().pdf(normal_quantile) / tail
-    filter_quantile = NormalDist().inv_cdf(min(4.0 * tail, 0.5))
-    years = 0.0
-    if timestamps_ns is not None:
-        timestamps = _check_timestamps(timestamps_ns, curves.shape[1])
-        years = float(timestamps[-1] - timestamps[0]) / NS_PER_YEAR
-    parameters = (periods, rate, level, normal_quantile, normal_shortfall_factor, filter_quantile, years)
+    parameters = equity_metric_parameters(curves.shape[1], periods_per_year=periods_per_year, risk_free=risk_free,
+                                          var_level=var_level, timestamps_ns=timestamps_ns)
+    periods, rate = parameters[0], parameters[1]
     if curves.shape[0] >= _PARALLEL_MIN_CURVES:
         table = equity_metrics_nb(curves, *parameters)
     else:
@@ -1128,11 +1175,8 @@ def trade_metrics(pnl: np.ndarray, returns: np.ndarray, durations_ns: np.ndarray
         }
     wins = pnl_values > 0.0
     losses = pnl_values < 0.0
-    n_wins = int(wins.sum())
-    n_losses = int(losses.sum())
+    n_wins, n_losses, gross_profit, gross_loss = trade_pnl_sums_nb(pnl_values)
     win_rate = n_wins / count
-    gross_profit = float(pnl_values[wins].sum())
-    gross_loss = float(-pnl_values[losses].sum())
     avg_win = float(trade_returns[wins].mean()) if n_wins else 0.0
     avg_loss = float(trade_returns[losses].mean()) if n_losses else 0.0
     payoff = float(ratio_nb(avg_win, abs(avg_loss), 1.0))

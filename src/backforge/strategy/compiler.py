@@ -113,6 +113,10 @@ class _Compiler:
         # an optimizer reuses indicator matrices across trials on the same data (same buffer, same bars)
         self.shared = cache
         self.prefix = f"{data.timestamps.ctypes.data}:{data.n_bars}:{','.join(self.assets)}:" if cache is not None else ""
+        if cache is not None:
+            # the prefix names the data by its buffer's address: the cache keeps that buffer alive, so the
+            # address cannot be reused by other data while matrices computed from this data are cached
+            cache.setdefault("owner:" + self.prefix, data.timestamps)
         self.series: list[np.ndarray] = []
         self.series_index: dict[tuple[str, int], int] = {}
         self.labels: list[str] = []
@@ -184,6 +188,7 @@ class _Compiler:
         if self.shared is not None:
             if len(self.shared) > 512:
                 self.shared.clear()
+                self.shared["owner:" + self.prefix] = self.data.timestamps
             self.shared[self.prefix + key] = out
         return out
 
@@ -313,8 +318,7 @@ class _Compiler:
         idx = self.series_index.get((key, j))
         if idx is None:
             idx = len(self.series)
-            col = matrix[:, j]
-            self.series.append(col.astype(np.float64) if col.dtype != np.float64 else col)
+            self.series.append((matrix, j))  # stacked by stack_series: column runs of one matrix copy as blocks
             self.series_index[(key, j)] = idx
             self.series_keys.append((key, j))
             self.labels.append(label)
@@ -611,7 +615,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
     if lo >= T - 1:
         raise ConfigError(f"start {start!r} leaves fewer than 2 bars to trade", path="start")
     risk_book = _lower_portfolio_risk(c, portfolio)
-    series = np.ascontiguousarray(np.column_stack(c.series)) if c.series else np.zeros((T, 1))
+    series = stack_series(c.series, T)
     ops = np.array(c.ops, dtype=np.int64).reshape(-1, 4) if c.ops else np.zeros((1, 4), dtype=np.int64)
     depth = max(8, len(c.ops) + 1)
     compiled = CompiledPortfolio(
@@ -694,30 +698,64 @@ def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
         raise pydantic_to_config_error(exc, prefix="costs.") from None
 
 
-def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
-    """Run a compiled portfolio and return a :class:`~backforge.results.result.Result` with signal events
-    (``audit=False`` skips building the signal-event table, for optimizers that only score runs)."""
-    from backforge.results.result import Result
+def stack_series(columns: list[tuple[np.ndarray, int]], n_bars: int) -> np.ndarray:
+    """The ``[T, n]`` float64 series table of a program from its ``(matrix, column)`` sources: a run of
+    consecutive columns of one matrix is copied as one block (a rebalance's per-asset columns), the
+    same values as stacking the columns one by one.
 
+    Examples
+    --------
+    >>> m = np.arange(6.0).reshape(2, 3)
+    >>> stack_series([(m, 1), (m, 2), (m > 2, 0)], 2).tolist()
+    [[1.0, 2.0, 0.0], [4.0, 5.0, 1.0]]
+    """
+    if not columns:
+        return np.zeros((n_bars, 1))
+    out = np.empty((n_bars, len(columns)))
+    i = 0
+    while i < len(columns):
+        matrix, j = columns[i]
+        run = 1
+        while i + run < len(columns) and columns[i + run][0] is matrix and columns[i + run][1] == j + run:
+            run += 1
+        out[:, i:i + run] = matrix[:, j:j + run]
+        i += run
+    return out
+
+
+def initial_capacity(n_bars: int, n_assets: int) -> int:
+    """The record capacity a compiled run starts with (doubled by the engine while it overflows)."""
+    return 4 * n_bars // 16 + 64 * n_assets + 256
+
+
+def runtime_inputs(cp: CompiledPortfolio):
+    """What :func:`run_compiled` hands the runtime: ``(sim_config, data, params, prices, program, risk)``
+    for the traded bars ``cp.start:`` (indicators and the risk book sliced to them). The batched runtime
+    (``backforge.strategy.batch``) builds its runs from the same call."""
     sim_cfg = sim_config_of(cp.portfolio)
     data = cp.data.rows(cp.start, cp.data.n_bars)
     lo = cp.start
     params = sim_cfg.lower(data.assets, has_quotes=data.has_quotes)
     prices = prices_of(data)
-    series = cp.series[lo:]
-    schedule = np.ascontiguousarray(cp.schedule[lo:])
-    A = data.n_assets
-    leaf_width = max(cp.max_leaves, 1)
-    n_inst = cp.instances.shape[0]
-
-    program = rt.CompiledProgram(schedule, cp.ops, cp.op_values, series, cp.instances, cp.strategies, cp.rb_filter,
-                                 cp.rb_sort, cp.rb_weight, cp.rb_fixed)
-    captured: list[np.ndarray] = []
-
+    program = rt.CompiledProgram(np.ascontiguousarray(cp.schedule[lo:]), cp.ops, cp.op_values, cp.series[lo:],
+                                 cp.instances, cp.strategies, cp.rb_filter, cp.rb_sort, cp.rb_weight, cp.rb_fixed)
     book = cp.risk
     if book is not None:
         book = book._replace(day=book.day[lo:], window=np.ascontiguousarray(book.window[lo:]),
                              series=np.ascontiguousarray(book.series[lo:]))
+    return sim_cfg, data, params, prices, program, book
+
+
+def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
+    """Run a compiled portfolio and return a :class:`~backforge.results.result.Result` with signal events
+    (``audit=False`` skips building the signal-event table, for optimizers that only score runs)."""
+    from backforge.results.result import Result
+
+    sim_cfg, data, params, prices, program, book = runtime_inputs(cp)
+    A = data.n_assets
+    leaf_width = max(cp.max_leaves, 1)
+    n_inst = cp.instances.shape[0]
+    captured: list[np.ndarray] = []
 
     def run(cap: int):
         state = new_state(A, data.n_bars, cash=sim_cfg.cash, order_capacity=cap, record_positions=sim_cfg.record_positions,
@@ -731,7 +769,7 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
         captured[:] = [audit.signals[:n], audit.signal_leaves[:n]]
         return state, ok
 
-    state = _run_with_capacity(run, 4 * data.n_bars // 16 + 64 * A + 256)
+    state = _run_with_capacity(run, initial_capacity(data.n_bars, A))
     result = Result(data=data, state=state, sim_config=sim_cfg, signal_config=None, mode="strategy",
                     strategy=cp.portfolio.model_dump(mode="json"))
     signals, leaves = captured

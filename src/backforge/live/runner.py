@@ -159,6 +159,9 @@ class PaperRunner:
         self._recent_total = 0  # the sum of _recent_orders' counts
         self._venue_final: set[str] = set()
         self._model_cid: dict[int, str] = {}
+        self._ours: set[str] = set()  # client order ids the runner wrote (no store look-up to tell them from external)
+        self._sends: list[tuple[int, BrokerOrder]] = []  # the bar's accepted sends, written after the last one
+        self._held: list[tuple[int, str, dict]] = []  # the bar's event-log lines, serialized when it ends
         self._last_bar_wall = time.monotonic()
         self._last_status = 0.0
         try:
@@ -193,8 +196,10 @@ class PaperRunner:
             self._emit("session_recovered", {"session": self.session_id, "snapshot_bar": t, "snapshot_ts": ts})
         self._universe = frozenset(self.step.assets)
         for row in self.store.orders():
-            if row["engine_id"] is not None and not row["external"]:
-                self._model_cid[int(row["engine_id"])] = row["client_order_id"]
+            if not row["external"]:
+                self._ours.add(row["client_order_id"])
+                if row["engine_id"] is not None:
+                    self._model_cid[int(row["engine_id"])] = row["client_order_id"]
         self.broker.instruments(list(self.portfolio.universe))
         self._reconcile_on_start()
 
@@ -276,10 +281,15 @@ class PaperRunner:
         self._log_held = True
         try:
             with self.store.bar_batch():  # one transaction per bar, committed before the first order is sent
-                return self._on_bar(bar, started, fingerprint)
+                try:
+                    return self._on_bar(bar, started, fingerprint)
+                finally:
+                    if self._sends:  # the bar failed after sending: keep what the broker answered
+                        self.store.record_sends(self._sends)
+                        self._sends.clear()
         finally:
             self._log_held = False
-            self._log.flush()
+            self._write_held()
 
     def _on_bar(self, bar: BarEvent, started: int, fingerprint: str) -> bool:
         step = self.step
@@ -296,7 +306,9 @@ class PaperRunner:
         self._check_risk(t)
         self._reconcile_positions(t)
         sent = self._act(out, bar)
-        self.last_latency_ns = time.perf_counter_ns() - started
+        self.last_latency_ns = time.perf_counter_ns() - started  # every order of the bar is with the broker
+        self.store.record_sends(self._sends)  # their send counts and answers, committed with the bar record
+        self._sends.clear()
         state = step.state
         signals = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), int(r[5]), float(lv[0]),
                     json.dumps([None if x != x else float(x) for x in lv[1:]]))
@@ -348,7 +360,7 @@ class PaperRunner:
     def _record_order(self, venue: BrokerOrder, *, ours: bool = False) -> None:
         """Store the venue's view of an order (``ours``: the answer to our own submit, no look-up needed)."""
         cid = venue.client_order_id
-        external = not ours and self.store.order(cid) is None and not self._is_child(cid)
+        external = not ours and cid not in self._ours and self.store.order(cid) is None and not self._is_child(cid)
         self.store.record_ack(venue, external=external)
         if venue.status in FINAL_STATUSES:
             self._venue_final.add(venue.client_order_id)
@@ -379,15 +391,21 @@ class PaperRunner:
         request = OrderRequest(**json.loads(row["request"]))
         self._submit(request, row["symbol"])
 
-    def _submit(self, request: OrderRequest, symbol: str) -> str:
+    def _submit(self, request: OrderRequest, symbol: str, sends: list | None = None) -> str:
+        """Send one order. With ``sends`` (a bar's sends, inside its store batch), an accepted answer's send count
+        and acknowledgement are appended there and written by the caller in one executemany (committed with the
+        bar record, like the per-order writes they replace); errors are written at once."""
         cid = request.client_order_id
         for attempt in range(self.config.retry_limit + 1):
-            self.store.mark_sent(cid)
+            if sends is None:
+                self.store.mark_sent(cid)
             self._crash("before_submit")
             try:
                 answer = self.broker.submit(request)
             except BrokerError as exc:
                 self._broker_error(exc, "submit")
+                if sends is not None:
+                    self.store.mark_sent(cid)
                 if exc.kind == "retryable" and attempt < self.config.retry_limit and not self.halted:
                     time.sleep(min(exc.retry_after or 0.0, 1.0))
                     continue
@@ -402,7 +420,12 @@ class PaperRunner:
                 return "intent"
             self.error_streak = 0
             self._crash("after_submit")
-            self._record_order(answer, ours=True)
+            if sends is None:
+                self._record_order(answer, ours=True)
+            else:
+                sends.append((attempt + 1, answer))
+                if answer.status in FINAL_STATUSES:
+                    self._venue_final.add(cid)
             self._emit("order_ack", {"client_order_id": cid, "status": answer.status,
                                      "venue_order_id": answer.venue_order_id})
             return answer.status
@@ -443,6 +466,7 @@ class PaperRunner:
             legs[s] = leg + 1
             cid = f"{self.session_id}-{t}-{s if s >= 0 else 'risk'}-{leg}"
             self._model_cid[oid] = cid
+            self._ours.add(cid)
             a = int(order["asset"])
             symbol = self.step.assets[a]
             price = float(state.mark[a])
@@ -504,7 +528,7 @@ class PaperRunner:
                     continue
             self._emit("order", {"client_order_id": cid, "symbol": symbol, "side": side, "qty": qty, "type": kind,
                                  "bar": t})
-            self._submit(request, symbol)
+            self._submit(request, symbol, self._sends)
             sent += 1
         return sent
 
@@ -606,6 +630,7 @@ class PaperRunner:
                                     np.nan, np.nan, np.nan, np.nan, np.nan, k.GTC, 0, k.EXIT, -1, -1, 0, -1, k.R_USER)
             cid = f"{self.session_id}-{t}-flat-{a}"
             self._model_cid[oid] = cid
+            self._ours.add(cid)
             request = OrderRequest(cid, symbol, "buy" if side > 0 else "sell", abs(pos), reduce_only=True,
                                    engine_order=order_fields(state.orders[oid]))
             self.store.write_intent(OrderIntent(cid, t, ts, -1, a, oid, symbol, request.side, abs(pos), "market",
@@ -630,11 +655,21 @@ class PaperRunner:
         """One event-log line (written at once, or with the rest of its bar's lines when the bar ends: the log is
         for reading, the store is the durable record); reconciliation, halt, repair and refusal events also go to
         the store."""
-        self._log.write(json.dumps({"wall_ns": time.time_ns(), "kind": kind, **payload}, default=str) + "\n")
-        if not self._log_held:
+        if self._log_held:
+            self._held.append((time.time_ns(), kind, payload))
+        else:
+            self._log.write(json.dumps({"wall_ns": time.time_ns(), "kind": kind, **payload}, default=str) + "\n")
             self._log.flush()
         if kind in _STORED_EVENTS:
             self.store.event(kind, payload)
+
+    def _write_held(self) -> None:
+        if self._held:
+            dumps = json.dumps
+            self._log.write("".join(dumps({"wall_ns": w, "kind": kind, **payload}, default=str) + "\n"
+                                    for w, kind, payload in self._held))
+            self._held.clear()
+        self._log.flush()
 
     def status(self) -> dict:
         """Positions, P&L, open orders, last bar, breaker state, lag and heartbeat."""
@@ -683,7 +718,7 @@ class PaperRunner:
         n = self._crash_counts.get(point, 0) + 1
         self._crash_counts[point] = n
         if n == int(count or 1):
-            self._log.flush()
+            self._write_held()
             os.kill(os.getpid(), signal.SIGKILL)
 
     def close(self) -> None:

@@ -273,17 +273,20 @@ class SessionStore:
         batch so far is committed with them)."""
         if not intents:
             return []
-        fresh = []
+        now = _now()
         with self.transaction():
-            for intent in intents:
-                cur = self.conn.execute(
-                    "INSERT OR IGNORE INTO orders (client_order_id, bar, ts_ns, strategy, leg, engine_id, symbol, side,"
-                    " qty, order_type, limit_price, stop_price, request, status, created_wall_ns, updated_wall_ns)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (intent.client_order_id, intent.bar, intent.ts_ns, intent.strategy, intent.leg, intent.engine_id,
-                     intent.symbol, intent.side, intent.qty, intent.order_type, intent.limit_price, intent.stop_price,
-                     intent.request, intent.status, _now(), _now()))
-                fresh.append(cur.rowcount == 1)
+            # one look-up of the ids already stored (a bar re-decided after a restart), one executemany
+            cids = [i.client_order_id for i in intents]
+            known = {r[0] for r in self.conn.execute(
+                f"SELECT client_order_id FROM orders WHERE client_order_id IN ({','.join('?' * len(cids))})", cids)}
+            fresh = [cid not in known for cid in cids]
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO orders (client_order_id, bar, ts_ns, strategy, leg, engine_id, symbol, side,"
+                " qty, order_type, limit_price, stop_price, request, status, created_wall_ns, updated_wall_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(i.client_order_id, i.bar, i.ts_ns, i.strategy, i.leg, i.engine_id, i.symbol, i.side, i.qty,
+                  i.order_type, i.limit_price, i.stop_price, i.request, i.status, now, now)
+                 for i, new in zip(intents, fresh) if new])
         self.commit_pending()
         return fresh
 
@@ -291,6 +294,21 @@ class SessionStore:
         with self.transaction():
             self.conn.execute("UPDATE orders SET sends = sends + 1, updated_wall_ns = ? WHERE client_order_id = ?",
                               (_now(), client_order_id))
+
+    def record_sends(self, sends: list[tuple[int, BrokerOrder]]) -> None:
+        """:meth:`mark_sent` (``n`` times) and :meth:`record_ack` of our own orders' answers, for the orders one
+        bar sent, in one executemany (inside a :meth:`bar_batch` these are committed with the bar record, as the
+        per-order writes were)."""
+        if not sends:
+            return
+        now = _now()
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE orders SET sends = sends + ?, status = ?, venue_order_id = COALESCE(?, venue_order_id),"
+                " filled_qty = ?, avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END,"
+                " updated_wall_ns = ? WHERE client_order_id = ?",
+                [(n, o.status, o.venue_order_id, o.filled_qty, o.avg_fill_price, o.reason, o.reason, now,
+                  o.client_order_id) for n, o in sends])
 
     def set_status(self, client_order_id: str, status: str, reason: str = "") -> None:
         with self.transaction():

@@ -770,6 +770,7 @@ def test_public_surface():
             "returns_from_equity",
             "risk_free_per_period",
             "equity_metrics",
+            "equity_metric_parameters",
             "trade_metrics",
             "exposure_and_turnover",
             "rolling_sharpe",

@@ -19,8 +19,9 @@ from __future__ import annotations
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from backforge._jit import njit
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
 from backforge.errors import ConfigError, did_you_mean

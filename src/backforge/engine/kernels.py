@@ -39,8 +39,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from backforge._jit import njit
 from backforge.engine import risk as rk
 from backforge.engine.records import (
     EventKind,
@@ -90,10 +90,10 @@ NS_PER_DAY = 86_400_000_000_000
 # State/Params tuples (two dozen arrays) between kernels would otherwise cost an atomic incref/decref per
 # array per call — measured at ~150 ns per call, i.e. most of a bar's budget. Callers (Python or
 # NRT-enabled code) keep the arrays alive for the duration of a call.
-kernel = njit(cache=True, _nrt=False)
+kernel = njit(_nrt=False)
 # The per-bar entry points are also inlined into the batch loops (numba IR inlining): a call that passes
 # the two tuples costs ~80 ns even without reference counting, because they flatten to ~250 arguments.
-inline_kernel = njit(cache=True, _nrt=False, inline="always")
+inline_kernel = njit(_nrt=False, inline="always")
 EPS = 1e-9
 
 
@@ -869,10 +869,11 @@ def risk_cap_opening_nb(state: State, oid: int, t: int, ts: int, a: int, side: i
 
 
 @kernel
-def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, phase: int, bar: Prices) -> None:
-    """Resolve a one-cancels-other bracket group on bar ``t``: in phase 0 only members that fill at the
-    open; in phase 1 intrabar touches, where a stop beats the take-profit (the worse outcome is assumed
-    when both are touched)."""
+def group_choice_nb(state: State, params: Params, group: int, t: int, phase: int, bar: Prices):
+    """The member of one-cancels-other bracket group ``group`` that executes on bar ``t``, as ``(order id
+    or -1, price, slippage applies)``: in phase 0 only members that fill at the open; in phase 1 intrabar
+    touches, where a stop beats the take-profit (the worse outcome is assumed when both are touched).
+    Nothing is changed: the caller executes the choice (one call site of the inlined fill)."""
     best = -1
     best_price = np.nan
     best_at_open = False
@@ -903,11 +904,7 @@ def fill_group_nb(state: State, params: Params, group: int, t: int, ts: int, pha
             better = (order["side"] < 0 and price > best_price) or (order["side"] > 0 and price < best_price)
         if better:
             best, best_price, best_at_open, best_is_stop, best_slip = oid, price, at_open, is_stop, slip
-    if best >= 0:
-        a = state.orders[best]["asset"]
-        if state.orders[best]["order_type"] == STOP:
-            record_event_nb(state, best, t, ts, EV_TRIGGERED, R_NONE, best_price, 0.0)
-        execute_order_nb(state, params, best, t, ts, best_price, best_slip, bar.high[a] - bar.low[a])
+    return best, best_price, best_slip
 
 
 @kernel
@@ -940,16 +937,21 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
                 continue  # no bar for this asset, or decided on this very bar
             if step == 0 and order["side"] * state.position[a] >= 0.0:
                 continue  # not reducing: step 1 (re-checking a reducing order there is harmless)
-            if order["oco_group"] >= 0:
-                fill_group_nb(state, params, order["oco_group"], t, ts, phase, bar)
-                continue
-            so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
-            otype = order["order_type"]
-            # the order executes at most once here: one (inlined) call site for the three ways it can
+            # the order executes at most once here: one (inlined) call site for the four ways it can
             go = False
             go_price = np.nan
             go_slip = False
-            if otype == STOP_LIMIT and status == PENDING:
+            otype = order["order_type"]
+            if order["oco_group"] >= 0:
+                best, best_price, best_slip = group_choice_nb(state, params, order["oco_group"], t, phase, bar)
+                if best >= 0:
+                    oid = best
+                    a = state.orders[best]["asset"]
+                    if state.orders[best]["order_type"] == STOP:
+                        record_event_nb(state, best, t, ts, EV_TRIGGERED, R_NONE, best_price, 0.0)
+                    go, go_price, go_slip = True, best_price, best_slip
+            elif otype == STOP_LIMIT and status == PENDING:
+                so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
                 stop = order["stop_price"]
                 limit = order["limit_price"]
                 side = order["side"]
@@ -969,6 +971,7 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
                         order["born_intrabar"] = 1
                         go, go_price = True, stop
             else:
+                so, sh, sl, sc = side_prices_nb(params, a, order["side"], bar)
                 reached, price, at_open, slip = trigger_price_nb(order, so, sh, sl, t)
                 if reached and at_open == (phase == 0):
                     if otype == STOP:

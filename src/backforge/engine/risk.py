@@ -38,9 +38,9 @@ import math
 from typing import Any, Literal, NamedTuple, Union
 
 import numpy as np
-from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from backforge._jit import njit
 from backforge.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -52,8 +52,8 @@ __all__ = [
 
 from backforge.engine.records import CodeTable
 
-kernel = njit(cache=True, _nrt=False)
-inline_kernel = njit(cache=True, _nrt=False, inline="always")
+kernel = njit(_nrt=False)
+inline_kernel = njit(_nrt=False, inline="always")
 
 NS_PER_DAY = 86_400_000_000_000
 C_OVERFLOW = 6  # kernels.C_OVERFLOW (kept equal by a test; this module must not import the kernels)

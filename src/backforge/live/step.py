@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 
+from backforge._jit import njit
 from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean

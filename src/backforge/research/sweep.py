@@ -205,7 +205,7 @@ def bracket_fill_nb(open_: float, high: float, low: float, stop: float, take: fl
     exit order due at this open fills there. Then the bar's range: the stop when the low reaches it,
     else the take-profit when the high does (the stop wins when both are touched), at the level
     clamped to the bar's range. Stop and market fills take slippage, take-profit (limit) fills do not.
-    Equivalent to ``fill_orders_nb`` / ``fill_group_nb`` / ``trigger_price_nb`` of
+    Equivalent to ``fill_orders_nb`` / ``group_choice_nb`` / ``trigger_price_nb`` of
     :mod:`backforge.engine.kernels` for a long position with brackets born at an open.
     """
     if open_ <= stop:

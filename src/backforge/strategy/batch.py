@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from numba import njit
 
+from backforge._jit import njit
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
 from backforge.errors import BackforgeError

@@ -55,6 +55,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from backforge._jit import njit
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
@@ -69,7 +70,7 @@ UNITS, EQUITY_FRACTION, POSITION_FRACTION = SizeType.UNITS, SizeType.EQUITY_FRAC
 GTC = 0
 
 
-@numba.njit(cache=True, _nrt=False, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def has_room_nb(state: k.State) -> bool:
     """True when the record arrays keep the headroom :meth:`Simulator._ensure_room` keeps before a bar
     (``8 A + 3 × working orders + 16`` free orders, fills and trades, four times that many events): the
@@ -94,7 +95,7 @@ def bar_step_nb(state: k.State, params: k.Params, t: int, ts: int, prices: k.Pri
     return True
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def submit_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
               take_profit, trailing_stop, tif, gtn_bars):
     """:func:`order_nb` with a time in force (code of :class:`~backforge.engine.records.TimeInForce`) and
@@ -112,7 +113,7 @@ def submit_nb(state, t, ts, asset, side, order_type, size_type, size, limit_pric
                              -1, 0, 0, k.R_USER)  # tag 0: the class is strategy 0 (a session's client ids name it)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
              take_profit, trailing_stop):
     """Submit an order decided on bar ``t`` (``side`` +1 buy / -1 sell; codes of
@@ -122,19 +123,19 @@ def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price
                      take_profit, trailing_stop, GTC, 0)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def buy_nb(state, t, ts, asset, size):
     """A market buy of ``size`` × equity (``Strategy.buy(size)``)."""
     return order_nb(state, t, ts, asset, 1, MARKET, EQUITY_FRACTION, size, np.nan, np.nan, np.nan, np.nan, np.nan)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def sell_nb(state, t, ts, asset, size):
     """A market sell of ``size`` × equity (``Strategy.sell(size)``)."""
     return order_nb(state, t, ts, asset, -1, MARKET, EQUITY_FRACTION, size, np.nan, np.nan, np.nan, np.nan, np.nan)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def close_nb(state, t, ts, asset):
     """Close the whole position of ``asset`` at the next open (``Strategy.close()``); -1 when flat."""
     pos = state.position[asset]
@@ -144,29 +145,29 @@ def close_nb(state, t, ts, asset):
                     np.nan, np.nan, np.nan)
 
 
-@numba.njit(cache=True)
+@njit(cache=True)
 def cancel_nb(state, t, ts, order_id):
     """Cancel a working order; False when it is not working."""
     return k.cancel_order_nb(state, order_id, t, ts, k.R_USER)
 
 
-@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
+@njit(cache=True, inline="always")  # no call: no reference counting of the state per read
 def position_nb(state, asset):
     """Signed units held of ``asset``."""
     return state.position[asset]
 
 
-@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
+@njit(cache=True, inline="always")  # no call: no reference counting of the state per read
 def cash_nb(state):
     return state.cash[0]
 
 
-@numba.njit(cache=True, inline="always")  # no call: no reference counting of the state per read
+@njit(cache=True, inline="always")  # no call: no reference counting of the state per read
 def equity_nb(state):
     return k.equity_nb(state)
 
 
-@numba.njit(cache=True, _nrt=False)  # no reference counting of the state's arrays per call
+@njit(cache=True, _nrt=False)  # no reference counting of the state's arrays per call
 def run_callback_nb(state, params, timestamps, prices, next_nb, user, start):
     """The compiled loop: the bar step, then the strategy's ``next_nb``, for bars ``start`` on. Returns the
     bar it stopped before: ``timestamps.shape[0]`` when done; an earlier bar when the record arrays need

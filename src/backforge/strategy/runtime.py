@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from backforge._jit import njit
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
 
-kernel = njit(cache=True, _nrt=False)
-inline_kernel = njit(cache=True, _nrt=False, inline="always")
+kernel = njit(_nrt=False)
+inline_kernel = njit(_nrt=False, inline="always")
 
 # opcodes
 OP_SERIES, OP_CONST, OP_STATE = 0, 1, 2

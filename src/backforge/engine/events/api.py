@@ -14,8 +14,8 @@ position as the responses reported them — never the exchange's state the strat
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from backforge._jit import njit
 from backforge.engine.events import core as c
 from backforge.engine.records import OrderType, TimeInForce
 

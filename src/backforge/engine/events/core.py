@@ -25,8 +25,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from backforge._jit import njit
 from backforge.engine.records import EventKind, OrderRole, OrderStatus, OrderType, Reason, TimeInForce
 
 # error_model="numpy": compiled code never raises (a division by zero gives inf/nan, as in numpy)

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from numba import njit
 
+from backforge._jit import njit
 from backforge._time import parse_duration
 from backforge.data.events import EventData
 from backforge.data.market import MarketData

@@ -795,7 +795,7 @@ def test_public_names_are_pinned():
         "Window", "MACDResult", "BollingerResult",
         "sma", "rolling_sum", "ema", "wma", "rsi", "macd", "bollinger", "atr", "stddev", "zscore",
         "rolling_max", "rolling_min", "returns", "rate_of_change", "pct_change", "lag", "vwap",
-        "volume_average", "cross_sectional_rank", "cross_sectional_percentile",
+        "volume_average", "cross_sectional_rank", "cross_sectional_percentile", "arithmetic",
         "sma_nb", "rolling_sum_nb", "ema_nb", "wma_nb", "rsi_nb", "macd_nb", "bollinger_nb", "atr_nb",
         "stddev_nb", "zscore_nb", "rolling_max_nb", "rolling_min_nb", "returns_nb", "lag_nb", "vwap_nb",
         "cross_sectional_rank_nb", "cross_sectional_percentile_nb",

@@ -24,7 +24,7 @@ from backforge.errors import ConfigError
 from backforge.research.optimize import MINIMIZE, LocalExecutor, SearchConfig, evaluate_params, optimize
 from backforge.research.params import ParameterSpace
 
-__all__ = ["WalkForwardResult", "walk_forward", "walk_forward_result", "windows"]
+__all__ = ["WalkForwardResult", "walk_forward", "walk_forward_result", "window_row", "windows"]
 
 
 def _span(value: int | str, name: str) -> tuple[int, int]:
@@ -190,17 +190,26 @@ def walk_forward(raw: dict, data: MarketData, *, in_sample: int | str, out_of_sa
             stamps.append(data.timestamps[oos_start:oos_end])
             is_returns.append(best.metrics["annual_return"])
             oos_returns.append(oos_metrics["annual_return"])
-            rows.append({"window": w, "is_start": _iso(data, is_start), "oos_start": _iso(data, oos_start),
-                         "oos_end": _iso(data, oos_end - 1), **{f"param.{k}": v for k, v in best.params.items()},
-                         f"is_{metric}": best.metrics[metric], f"oos_{metric}": oos_metrics[metric],
-                         "is_annual_return": best.metrics["annual_return"],
-                         "oos_annual_return": oos_metrics["annual_return"], "trials": res.n_trials})
+            rows.append(window_row(data, w, (is_start, oos_start, oos_end), best.params, metric, best.metrics,
+                                   oos_metrics, res.n_trials))
     finally:
         if own:
             executor.close()
     return walk_forward_result(rows, pieces, stamps, is_returns, oos_returns, space.names, metric, n_trials,
                                {"anchored": anchored, "in_sample": str(in_sample), "out_of_sample": str(out_of_sample),
                                 "minimize": metric in MINIMIZE, **_runtime(runtimes, n_trials)})
+
+
+def window_row(data, w: int, span: tuple[int, int, int], params: dict, metric: str, is_metrics: dict,
+               oos_metrics: dict, trials: int) -> dict:
+    """One window's row of a walk-forward table: its dates, the chosen ``params`` (``param.NAME``), the
+    search metric and the annual return in and out of sample, and the number of trials searched."""
+    is_start, oos_start, oos_end = span
+    return {"window": w, "is_start": _iso(data, is_start), "oos_start": _iso(data, oos_start),
+            "oos_end": _iso(data, oos_end - 1), **{f"param.{k}": v for k, v in params.items()},
+            f"is_{metric}": is_metrics[metric], f"oos_{metric}": oos_metrics[metric],
+            "is_annual_return": is_metrics["annual_return"], "oos_annual_return": oos_metrics["annual_return"],
+            "trials": trials}
 
 
 def walk_forward_result(rows: list[dict], pieces: list[np.ndarray], stamps: list[np.ndarray], is_returns: list[float],

@@ -69,6 +69,7 @@ __all__ = [
     "volume_average",
     "cross_sectional_rank",
     "cross_sectional_percentile",
+    "arithmetic",
     # kernels
     "sma_nb",
     "rolling_sum_nb",
@@ -2015,6 +2016,37 @@ def volume_average(volume: np.ndarray, timestamps: np.ndarray | None, window: Wi
     array([ nan, 200., 250.])
     """
     return _run_window_kernel(sma_nb, volume, timestamps, window, name="volume")
+
+
+def arithmetic(kind: str, values: list[np.ndarray]) -> np.ndarray:
+    """The strategy language's n-ary arithmetic node ``kind`` (``add``, ``sub``, ``mul``, ``div``, ``min``,
+    ``max``) folded left over ``values`` (arrays of one shape, or scalars); a division by zero is NaN.
+    Batch compilation and the streamed session evaluate expressions with this one function.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> arithmetic("div", [np.array([1.0, 2.0]), np.array([0.0, 4.0])])
+    array([nan, 0.5])
+    >>> arithmetic("sub", [np.array([10.0]), np.array([1.0]), np.array([2.0])])
+    array([7.])
+    """
+    out = values[0].copy()
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for v in values[1:]:
+            if kind == "add":
+                out = out + v
+            elif kind == "sub":
+                out = out - v
+            elif kind == "mul":
+                out = out * v
+            elif kind == "div":
+                out = np.where(v != 0, out / v, np.nan)
+            elif kind == "min":
+                out = np.minimum(out, v)
+            else:
+                out = np.maximum(out, v)
+    return out
 
 
 def cross_sectional_rank(values: np.ndarray) -> np.ndarray:

@@ -278,7 +278,7 @@ def walk_forward_class(data: MarketData | Any, strategy: type, ranges: Mapping[s
     (4, 8)
     """
     from backforge.research.optimize import MINIMIZE, score_result
-    from backforge.research.walkforward import _iso, walk_forward_result, windows
+    from backforge.research.walkforward import walk_forward_result, window_row, windows
     from backforge.strategy.code import backtest
 
     data = MarketData.coerce(data)
@@ -314,11 +314,8 @@ def walk_forward_class(data: MarketData | Any, strategy: type, ranges: Mapping[s
         stamps.append(data.timestamps[oos_start:oos_end])
         is_returns.append(best.metrics["annual_return"])
         oos_returns.append(oos_metrics["annual_return"])
-        rows.append({"window": w, "is_start": _iso(data, is_start), "oos_start": _iso(data, oos_start),
-                     "oos_end": _iso(data, oos_end - 1), **{f"param.{k}": v for k, v in best.params.items()},
-                     f"is_{metric}": best.metrics[metric], f"oos_{metric}": oos_metrics[metric],
-                     "is_annual_return": best.metrics["annual_return"],
-                     "oos_annual_return": oos_metrics["annual_return"], "trials": res.n_trials})
+        rows.append(window_row(data, w, (is_start, oos_start, oos_end), best.params, metric, best.metrics,
+                               oos_metrics, res.n_trials))
     return walk_forward_result(rows, pieces, stamps, is_returns, oos_returns, names, metric, n_trials,
                                {"anchored": anchored, "in_sample": str(in_sample), "out_of_sample": str(out_of_sample),
                                 "minimize": metric in MINIMIZE, "strategy": strategy.__name__})

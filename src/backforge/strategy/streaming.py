@@ -1068,22 +1068,7 @@ class StreamingEvaluator:
             return np.ascontiguousarray(rows[names.index(node.output)])
         if isinstance(node, sc.Arithmetic):
             vals = [self.value(a) for a in node.args]
-            out = vals[0].copy()
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                for v in vals[1:]:
-                    if node.kind == "add":
-                        out = out + v
-                    elif node.kind == "sub":
-                        out = out - v
-                    elif node.kind == "mul":
-                        out = out * v
-                    elif node.kind == "div":
-                        out = np.where(v != 0, out / v, np.nan)
-                    elif node.kind == "min":
-                        out = np.minimum(out, v)
-                    else:
-                        out = np.maximum(out, v)
-            return out
+            return ind.arithmetic(node.kind, vals)
         if isinstance(node, sc.Unary):
             x = self.value(node.of)
             return np.abs(x) if node.kind == "abs" else -x

@@ -767,8 +767,8 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
 def _signal_frame(cp: CompiledPortfolio, data: MarketData, signals: np.ndarray, leaves: np.ndarray) -> pl.DataFrame:
     # names looked up by index in one gather each (a Python loop per event cost ~90 ms on 190k events)
     names = pl.Series([s.name for s in cp.portfolio.strategies], dtype=pl.String)
-    kinds = pl.Series([next((key for key, code in _ACTIONS.items() if code == c), None)
-                       for c in range(max(_ACTIONS.values()) + 1)], dtype=pl.String)
+    by_code = {code: key for key, code in _ACTIONS.items()}
+    kinds = pl.Series([by_code.get(code) for code in range(max(by_code) + 1)], dtype=pl.String)
     asset = signals[:, 3]
     assets = pl.Series(list(data.assets), dtype=pl.String).gather(np.maximum(asset, 0))
     if (asset < 0).any():

@@ -2020,7 +2020,7 @@ def volume_average(volume: np.ndarray, timestamps: np.ndarray | None, window: Wi
 
 def arithmetic(kind: str, values: list[np.ndarray]) -> np.ndarray:
     """The strategy language's n-ary arithmetic node ``kind`` (``add``, ``sub``, ``mul``, ``div``, ``min``,
-    ``max``) folded left over ``values`` (arrays of one shape, or scalars); a division by zero is NaN.
+    ``max``) folded left over ``values`` (arrays of one shape); a division by zero is NaN.
     Batch compilation and the streamed session evaluate expressions with this one function.
 
     Examples

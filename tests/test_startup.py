@@ -58,6 +58,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         assert f" {command} " in output, command
 
 
+@pytest.mark.slow
 def test_validate_never_loads_the_judge(tmp_path: Path) -> None:
     code, output, heavy = _loaded_after(["validate", str(ROOT / "examples" / "sma_cross.yaml")], tmp_path)
     assert code == 0 and "valid: sma-cross" in output, output

@@ -8,16 +8,22 @@ the engine ``State`` (about 250 flattened arguments) each copy costs about a sec
 the engine compiled 18 copies of one risk helper and 9 of ``submit_order_nb`` before this. Here the
 call is typed with the constants widened to their plain types (``Literal[int](2)`` → ``int64``), which
 changes no result: the kernels never branch on a constant's type.
+
+Arrays have the same problem: a read-only, Fortran-ordered or strided array is another type to numba
+than a writable C-contiguous one, so the same data from a memory-mapped catalog, from a CSV file and
+from a pandas frame compiled the whole engine three times. :func:`frozen` gives every array a kernel
+reads one type: C-contiguous and read-only.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 from numba.core import types
 from numba.core.registry import CPUDispatcher
 
-__all__ = ["njit"]
+__all__ = ["frozen", "njit"]
 
 
 class _TypeDispatcher(CPUDispatcher):
@@ -54,3 +60,20 @@ def njit(function: Callable | None = None, **options: Any):
         return dispatcher
 
     return wrap(function) if function is not None else wrap
+
+
+def frozen(array: Any, dtype: Any = np.float64) -> np.ndarray:
+    """``array`` as the kernels read their inputs: ``dtype``, C-contiguous and read-only — a view, copied
+    only when the dtype or the layout differ (the caller's array stays writable).
+
+    >>> import numpy as np
+    >>> a = np.arange(6.0).reshape(2, 3)
+    >>> f, g = frozen(a), frozen(np.asfortranarray(a))
+    >>> np.shares_memory(f, a), f.flags.writeable, a.flags.writeable, g.flags.c_contiguous, frozen(f) is f
+    (True, False, True, True, True)
+    """
+    out = np.ascontiguousarray(array, dtype=dtype)
+    if out.flags.writeable:
+        out = out.view()
+        out.flags.writeable = False
+    return out

@@ -11,9 +11,10 @@ from backforge.data.events import (
     EventData, EventStore, MarketEventKind, check_events, event_record_dt, read_binance_trades, read_l2_csv,
     read_truefx_quotes, synthetic_l2,
 )
+from backforge.data.paths import resolve_data_path
 from backforge.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = resolve_data_path("${BACKFORGE_SHARED_DATA:-../shared/data}", base=Path(__file__).resolve().parents[2])
 K = MarketEventKind
 
 

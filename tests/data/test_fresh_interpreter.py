@@ -79,6 +79,7 @@ DEFAULT = [("import", "bad_timestamp"), ("quality", "text_price"), ("run", "year
            ("import", "mixed_offsets"), ("import", "unix_on_dates"), ("read_csv", "unix_on_dates"), ("run", "text_price")]
 
 
+@pytest.mark.slow
 def test_bad_fields_give_one_line_in_a_fresh_interpreter(tmp_path: Path) -> None:
     cases = [_case("", entry, name, tmp_path) for entry, name in DEFAULT]
     for (entry, name), result in zip(DEFAULT, run_fresh(cases, tmp_path)):

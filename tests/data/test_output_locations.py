@@ -51,6 +51,7 @@ def _commands(target: Path, tmp_path: Path) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow
 def test_unusable_output_locations_are_one_line_before_any_work(tmp_path: Path) -> None:
     prefix = _prefix()
     (tmp_path / "out.yaml").write_text(STRATEGY)

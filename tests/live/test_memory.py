@@ -69,6 +69,7 @@ def _session(n_bars: int, folder):
     return runner, feed, broker
 
 
+@pytest.mark.slow
 def test_what_the_session_holds_does_not_grow_with_bars(tmp_path):
     runner, feed, broker = _session(9_000, tmp_path)
     skip = (feed, runner.store, runner.portfolio, runner.step.compiled, runner.step.portfolio)

@@ -72,6 +72,7 @@ def test_load_portfolio_uses_defaults_and_given_values():
         load_portfolio(sma_cross(), parameters={"fats": 15})
 
 
+@pytest.mark.slow
 def test_grid_is_the_same_on_one_or_two_workers(data):
     one = optimize(sma_cross(), data, method="grid", executor=LocalExecutor(1))
     with LocalExecutor(2) as pool:
@@ -134,6 +135,7 @@ def test_unreachable_ray_address_is_a_clear_error(data):
         optimize(sma_cross(), data, executor=RayExecutor("127.0.0.1:1"))
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_results_as_local(data):
     pytest.importorskip("ray")
     local = optimize(sma_cross(), data, method="random", samples=6, seed=3, executor=LocalExecutor(1))

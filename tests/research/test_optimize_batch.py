@@ -80,6 +80,7 @@ def test_walk_forward_is_the_same_batched_or_not(data):
     assert b.summary()["runtime"] == "per-trial" and "switched off" in b.summary()["runtime_detail"]
 
 
+@pytest.mark.slow
 def test_the_indicator_cache_never_serves_another_datas_indicators():
     # data of the same shape allocated one after the other (a freed buffer's address is reused)
     raw = cross([0.05])
@@ -125,6 +126,7 @@ def test_the_cli_says_which_runtime_ran_and_refuses_a_billion_combination_grid(t
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_ray_workers_run_the_batched_runtime_and_give_the_local_trials(data):
     pytest.importorskip("ray")
     from backforge.research.optimize import RayExecutor

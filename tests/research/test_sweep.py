@@ -330,6 +330,7 @@ print(json.dumps({"rows": table.height, "bars": data.n_bars,
 """
 
 
+@pytest.mark.slow
 def test_a_big_sweep_keeps_metrics_only(tmp_path: Path) -> None:
     """86,800 combinations x 2,520 bars: their equity curves alone would take 1.6 GB; the whole process
     (interpreter, libraries, compiled code, results) stays far below that."""

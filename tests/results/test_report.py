@@ -438,6 +438,7 @@ def chromium() -> str:
     return binary
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(chromium, strategy_result, tmp_path):
     from PIL import Image
 
@@ -461,6 +462,7 @@ def test_report_renders_in_headless_chromium(chromium, strategy_result, tmp_path
     assert (rows > 5).mean() > 0.3  # content all the way down, not one drawn band
 
 
+@pytest.mark.slow
 def test_minute_report_renders_in_headless_chromium(chromium, minute_result, tmp_path):
     page = minute_result.write_html(tmp_path / "minute.html")
     state = open_in_chromium(chromium, page, None)
@@ -488,6 +490,7 @@ _PICK_PAIR = """(async () => {
 })()"""
 
 
+@pytest.mark.slow
 def test_parameter_heatmap_dropdown_switches_the_pair_in_chromium(chromium, tmp_path):
     """An optimization's best run: the menu offers every pair and picking one redraws the heatmap."""
     from backforge.cli import app

@@ -102,6 +102,7 @@ def goog_example():
     return load_portfolio(raw), MarketData.from_frames({"GOOG": frame})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ["sma_example", "goog_example"])
 def test_the_sma_cross_example_four_ways(example, request):
     """A YAML file, a Strategy class, a compiled strategy and from_signals: bit-identical (synthetic data for
@@ -137,6 +138,7 @@ class Flip(Strategy):
             self.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.booleans(), min_size=60, max_size=60), st.lists(st.booleans(), min_size=60, max_size=60))
 def test_random_signal_streams_match_from_signals(entries, exits):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import talib
 
 import backforge as bf
@@ -195,6 +196,7 @@ def test_chandelier_exit_by_hand():
     _fills_at_next_open(result, data)
 
 
+@pytest.mark.slow
 def test_backforge_run_a_code_example_in_a_fresh_interpreter(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run([sys.executable, "-m", "backforge.cli", "run", str(CODE / "chandelier_exit.py"),

@@ -599,6 +599,7 @@ def exact_sliding_std(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
+@pytest.mark.slow
 def test_sliding_sums_do_not_drift_over_a_million_values():
     rng = np.random.default_rng(42)
     n = 1_000_000

@@ -267,6 +267,7 @@ def portfolios(draw) -> dict:
     }
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=100)
 @given(config=portfolios())
 def test_generated_portfolios_round_trip(config: dict) -> None:
@@ -466,6 +467,7 @@ def load_and_compile(config) -> None:
 @settings(FUZZ, max_examples=300)
 @given(config=st.dictionaries(st.sampled_from(["name", "universe", "strategies", "cash", "costs", "description", "data"]),
                               JSON_VALUES, max_size=6))
+@pytest.mark.slow
 def test_fuzz_random_top_level_values(config: dict) -> None:
     load_and_compile(config)
 
@@ -541,6 +543,7 @@ def test_fuzz_mutated_examples(config: dict) -> None:
     load_and_compile(config)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=200)
 @given(config=mutated(portfolios()))
 def test_fuzz_mutated_generated_portfolios(config: dict) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from backforge._jit import frozen
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.accounts import account_groups
@@ -26,7 +27,7 @@ from backforge.engine.records import (
 )
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 
-__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "new_state", "prices_of"]
+__all__ = ["from_signals", "simulate", "OrderProgram", "Simulator", "frozen_prices", "new_state", "prices_of"]
 
 _SIM_OPTION_NAMES = frozenset(SIM_OPTIONS)
 _OPTION_NAMES = frozenset(SIM_OPTIONS) | frozenset(SIGNAL_OPTIONS)
@@ -105,7 +106,18 @@ def prices_of(data: MarketData) -> k.Prices:
     ohlc = (data.open, data.high, data.low, data.close)
     bid = tuple(data.bid) if data.bid is not None else ohlc
     ask = tuple(data.ask) if data.ask is not None else ohlc
-    return k.Prices(*ohlc, *bid, *ask)
+    return frozen_prices(*ohlc, *bid, *ask)
+
+
+def frozen_prices(*arrays: np.ndarray) -> k.Prices:
+    """A :class:`~backforge.engine.kernels.Prices` record of ``arrays`` made :func:`~backforge._jit.frozen`
+    (C-contiguous, read-only views), so the kernels compile once for every data source; an array given
+    twice stays one array (the OHLC arrays doubling as quotes are not copied)."""
+    seen: dict[int, np.ndarray] = {}
+    for a in arrays:
+        if id(a) not in seen:
+            seen[id(a)] = frozen(a)
+    return k.Prices(*(seen[id(a)] for a in arrays))
 
 
 # --------------------------------------------------------------------------------------- signals
@@ -323,7 +335,7 @@ def from_signals(
     def run(cap: int):
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
                           record_positions=sim_cfg.record_positions, risk=book, batch=True)
-        ok = k.run_signals_nb(state, params, sp, data.timestamps, prices, le, lx, se, sx)
+        ok = k.run_signals_nb(state, params, sp, frozen(data.timestamps, np.int64), prices, le, lx, se, sx)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
@@ -403,7 +415,7 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
     if order != list(range(data.n_assets)):
         # the kernel takes each account's assets as a contiguous block of columns
         take = lambda x: np.ascontiguousarray(x[:, order])  # noqa: E731
-        prices = k.Prices(*(take(x) for x in prices))
+        prices = frozen_prices(*(take(x) for x in prices))
         signals = tuple(take(x) for x in signals)
         params = params._replace(**{f: getattr(params, f)[order] for f in k.Params._fields
                                     if isinstance(getattr(params, f), np.ndarray)})
@@ -417,12 +429,13 @@ def _from_signals_accounts(data: MarketData, accounts: list[tuple[str, list[int]
     edges = _column_edges(data.n_assets, *signals)
     capacity = max(2 * int(edges[lo:hi].sum()) * brackets + 8 * (hi - lo) + 64
                    for lo, hi in zip(bounds[:-1], bounds[1:]))
+    timestamps = frozen(data.timestamps, np.int64)
     for _ in range(24):
         states = AccountStates(**_state_arrays((n_accounts,), max(sizes), data.n_bars, cash=cash,
                                                order_capacity=capacity, record_positions=sim_cfg.record_positions,
                                                batch=True))
         ok = np.zeros(n_accounts, dtype=np.bool_)
-        run_signal_accounts_nb(states, params, sp, cash, bounds, data.timestamps, prices, *signals, risk, ok)
+        run_signal_accounts_nb(states, params, sp, cash, bounds, timestamps, prices, *signals, risk, ok)
         if ok.all():
             break
         capacity *= 2
@@ -641,7 +654,7 @@ def simulate(
         state = new_state(data.n_assets, data.n_bars, cash=sim_cfg.cash, order_capacity=cap,
                           record_positions=sim_cfg.record_positions, risk=book)
         ref_ids = np.full(len(program_arr), -1, dtype=np.int64)
-        ok = k.run_program_nb(state, params, program_arr, ref_ids, data.timestamps, prices)
+        ok = k.run_program_nb(state, params, program_arr, ref_ids, frozen(data.timestamps, np.int64), prices)
         return state, ok
 
     state = _run_with_capacity(run, capacity)
@@ -799,7 +812,7 @@ class Simulator:
             for i, side in enumerate(("bid", "ask")):
                 for j, f in enumerate(("open", "high", "low", "close")):
                     self._quotes.setdefault(f"{side}_{f}", []).append(quote_rows[4 * i + j])
-        k.process_bar_nb(self._state, self._params, self._t, ts, k.Prices(*rows, *quote_rows))
+        k.process_bar_nb(self._state, self._params, self._t, ts, frozen_prices(*rows, *quote_rows))
 
     def _require_bar(self) -> None:
         if self._t < 0:

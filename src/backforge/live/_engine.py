@@ -31,11 +31,16 @@ _HISTORY = ("equity", "cash_history", "gross_exposure", "net_exposure")
 
 def fresh_state(n_assets: int, *, cash: float, record_positions: bool, risk: rk.RiskBook | None = None) -> k.State:
     """A new account state; ``risk`` is a lowered risk book whose per-bar arrays (day, window, series) the
-    caller fills bar by bar (they are given room for 1024 bars here)."""
-    if risk is not None:
-        risk = risk._replace(day=np.zeros(1024, dtype=np.int64),
-                             window=np.ones((1024, risk.window.shape[1]), dtype=risk.window.dtype),
-                             series=np.full((1024, risk.series.shape[1]), np.nan))
+    caller fills bar by bar (they are given room for 1024 bars here).
+
+    Every per-bar array gets rows and at least one column — the book of a run without rules, and a sizing
+    series without columns, too (the kernels never read them then): :func:`bounded_history` turns each into
+    a strided view, and a view with no elements would be a contiguous array to numba, a different type, so
+    the session kernels would compile once per combination of empty and non-empty arrays."""
+    risk = rk.empty_risk_book(n_assets) if risk is None else risk
+    risk = risk._replace(day=np.zeros(1024, dtype=np.int64),
+                         window=np.ones((1024, max(1, risk.window.shape[1])), dtype=risk.window.dtype),
+                         series=np.full((1024, max(1, risk.series.shape[1])), np.nan))
     return new_state(n_assets, 1024, cash=cash, order_capacity=256, record_positions=record_positions, risk=risk)
 
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
-from backforge.engine.simulator import Simulator, new_state
+from backforge.engine.simulator import Simulator, frozen_prices, new_state
 from backforge.engine.risk import as_risk_config
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.live.broker import BarEvent
@@ -359,7 +359,7 @@ class CodeStep:
             w, b = self.n_warm, self._buffer
             ohlc = tuple(b[f][w:] for f in ("open", "high", "low", "close"))
             quotes = tuple(b[f][w:] for f in _QUOTE_FIELDS) if self.has_quotes else ohlc + ohlc
-            self._prices = k.Prices(*ohlc, *quotes)
+            self._prices = frozen_prices(*ohlc, *quotes)
         return self._prices
 
     # ------------------------------------------------------------------ one bar

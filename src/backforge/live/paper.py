@@ -45,6 +45,7 @@ from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.risk import RiskConfig, lower_fill_caps
 from backforge.engine.records import OrderType, Reason, SizeType, TimeInForce
+from backforge.engine.simulator import frozen_prices
 from backforge.errors import did_you_mean
 from backforge.live._engine import (
     bounded_history,
@@ -100,8 +101,9 @@ class PaperBroker(Broker):
         self.has_quotes = has_quotes
         self.latency_bars = int(latency_bars)
         caps = lower_fill_caps(risk, self.symbols, strategy_risks=list(strategy_risks))
-        # per-bar history bounded to the current row (the venue needs no past equity): memory stays flat
-        self.state = bounded_history(fresh_state(len(self.symbols), cash=config.cash, record_positions=False,
+        # per-bar history bounded to the current row (the venue needs no past equity): memory stays flat;
+        # positions are recorded (into that one row) so the state has the layout of a strategy session's
+        self.state = bounded_history(fresh_state(len(self.symbols), cash=config.cash, record_positions=True,
                                                  risk=caps), 0)
         self.t = -1
         self.last_ts = 0
@@ -150,7 +152,7 @@ class PaperBroker(Broker):
             quotes = rows + rows
         n_orders = int(state.counters[k.C_ORDERS])
         touched = [int(oid) for oid in state.active[: state.counters[k.C_ACTIVE]]]
-        k.process_bar_nb(state, self.params, self.t, bar.ts_ns, k.Prices(*rows, *quotes))
+        k.process_bar_nb(state, self.params, self.t, bar.ts_ns, frozen_prices(*rows, *quotes))
         self._prev_ts = bar.ts_ns
         for oid in range(n_orders, int(state.counters[k.C_ORDERS])):  # bracket children made by fills
             self._name_child(oid)

@@ -43,6 +43,7 @@ import numpy as np
 from backforge._jit import njit
 from backforge.data.market import MarketData, Quotes
 from backforge.engine import kernels as k
+from backforge.engine.simulator import frozen_prices
 from backforge.errors import ConfigError, DataError, SimulationError, did_you_mean
 from backforge.live._engine import (
     VIRTUAL_BARS,
@@ -299,7 +300,7 @@ class StrategyStep:
                                      cp.rb_sort, cp.rb_weight, cp.rb_fixed)
         work = rt.Workspace(self.memory, self._stack, self._leaves, self.inst_order, targets, scores, chosen)
         audit = rt.Audit(self._signals, self._signal_leaves, self._n_signals)
-        ok = step_bar_nb(state, self.params, t, bar.ts_ns, k.Prices(o, h, l, c, *quotes), timestamps,
+        ok = step_bar_nb(state, self.params, t, bar.ts_ns, frozen_prices(o, h, l, c, *quotes), timestamps,
                          program, work, audit, self.peak)
         if not ok:
             raise SimulationError("a record array overflowed inside the strategy step (this is a bug)")

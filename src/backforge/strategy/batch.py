@@ -47,7 +47,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from backforge._jit import njit
+from backforge._jit import frozen, njit
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
 from backforge.errors import BackforgeError
@@ -541,7 +541,7 @@ class BatchEvaluator:
         cp = group.compiled
         sim_cfg, data, params, prices, program, book = runtime_inputs(cp)
         T, A = data.n_bars, data.n_assets
-        ts = data.timestamps
+        ts = frozen(data.timestamps, np.int64)
         span = (T, int(ts[0]), int(ts[-1]))
         metric_args = self._metric_args.get(span)
         if metric_args is None:  # depends on the timestamps only: once per period, not per group

@@ -55,7 +55,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from backforge._jit import njit
+from backforge._jit import frozen, njit
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
@@ -224,14 +224,14 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
         setattr(instance, name, value)
     user = instance.init(data)
     user = tuple(user) if isinstance(user, (tuple, list)) else (user,)
-    prices = prices_of(data)
+    prices, timestamps = prices_of(data), frozen(data.timestamps, np.int64)
 
     def run(capacity: int):
         sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,
                                record_positions=sim.sim_config.record_positions, risk=book)
         t = 0
         while True:
-            t = run_callback_nb(sim._state, sim._params, data.timestamps, prices, strategy.next_nb, user, t)
+            t = run_callback_nb(sim._state, sim._params, timestamps, prices, strategy.next_nb, user, t)
             if t < 0 or t >= data.n_bars:
                 return sim._state, t >= 0
             sim._t = t - 1  # grow the records (Simulator's own growth) and go on from bar t

@@ -22,6 +22,7 @@ from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.records import SizeType, TimeInForce
+from backforge._jit import frozen
 from backforge.engine.simulator import _run_with_capacity, new_state, prices_of
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.strategy import indicators as ind
@@ -749,7 +750,7 @@ def run_compiled(cp: CompiledPortfolio, *, audit: bool = True):
                             np.full(n_inst, -1, dtype=np.int64), np.zeros(A), np.zeros(A), np.zeros(A, dtype=np.int64))
         audit = rt.Audit(np.zeros((cap, 6), dtype=np.int64), np.full((cap, 1 + leaf_width), np.nan),
                          np.zeros(2, dtype=np.int64))
-        ok = rt.run_strategies_nb(state, params, data.timestamps, prices, program, work, audit)
+        ok = rt.run_strategies_nb(state, params, frozen(data.timestamps, np.int64), prices, program, work, audit)
         n = audit.n_signals[0]
         captured[:] = [audit.signals[:n], audit.signal_leaves[:n]]
         return state, ok

@@ -30,11 +30,19 @@ OPTIONAL = {"ray", "duckdb", "arcticdb", "openai", "anthropic", "fastapi", "uvic
 """Optional extras: a module that needs a missing one is skipped here (CI installs them all)."""
 
 
+SLOW_DOCTESTS = {"backforge.strategy.compiled", "backforge.engine.events.run"}
+"""Modules whose examples compile numba functions defined in the example (never cached): the slow tier."""
+
+
 def _modules() -> list[str]:
     names = ["backforge"]
     for info in pkgutil.walk_packages(backforge.__path__, prefix="backforge."):
         names.append(info.name)
     return sorted(names)
+
+
+def _module_params() -> list:
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_DOCTESTS else name for name in _modules()]
 
 
 def _import(name: str):
@@ -47,7 +55,7 @@ def _import(name: str):
         raise
 
 
-@pytest.mark.parametrize("module", _modules())
+@pytest.mark.parametrize("module", _module_params())
 def test_docstring_examples(module: str, tmp_path: Path, monkeypatch) -> None:
     mod = _import(module)
     monkeypatch.chdir(tmp_path)  # examples that write files write them here

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from backforge._jit import njit
+from backforge._jit import frozen, njit
 from backforge._time import parse_duration
 from backforge.data.events import EventData
 from backforge.data.market import MarketData
@@ -176,9 +176,9 @@ def event_series(data: EventData, eval_ts: np.ndarray, *, levels: tuple[int, ...
     k = len(eval_ts)
     out = [np.empty(k) for _ in range(5)]
     imbalance = np.empty((len(levels), k))
-    event_series_nb(np.asarray(data.local_ts), np.asarray(data.kind), np.asarray(data.side), np.asarray(data.price),
-                    np.asarray(data.qty), tick, lot, lo, max(window, 1), np.ascontiguousarray(eval_ts, dtype=np.int64),
-                    np.asarray(levels, dtype=np.int64), *out[:2], imbalance, *out[2:])
+    columns = [frozen(a, a.dtype) for a in (data.local_ts, data.kind, data.side, data.price, data.qty)]
+    event_series_nb(*columns, tick, lot, lo, max(window, 1), frozen(eval_ts, np.int64), frozen(levels, np.int64),
+                    *out[:2], imbalance, *out[2:])
     return EventSeries(np.asarray(eval_ts), out[0], out[1], out[2], out[3], out[4],
                        {int(n): imbalance[j] for j, n in enumerate(levels)})
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backforge._jit import frozen
 from backforge.data.events import EventData
 from backforge.engine.events import core as c
 from backforge.engine.records import event_dt, fill_dt, order_dt, trade_dt
@@ -149,7 +150,7 @@ def new_sim(data: EventData, config: EventConfig | None = None, *, order_latency
     floats[c.F_CASH] = cfg.cash
     floats[c.F_LAST_TRADE] = np.nan
     cap = cfg.order_capacity
-    columns = [np.ascontiguousarray(col) for col in data.columns()]
+    columns = [frozen(col, col.dtype) for col in data.columns()]  # one compiled type for stored and in-memory data
     return c.Sim(
         *columns, params, ints, floats,
         np.zeros(window), np.zeros(window), np.zeros(window), np.zeros(window),

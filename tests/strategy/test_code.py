@@ -268,6 +268,7 @@ def test_strategy_files(tmp_path):
         load_strategy_class(broken)
 
 
+@pytest.mark.slow
 def test_optimize_a_class_and_its_compiled_twin():
     from backforge.research.optimize import score_result
     from backforge.strategy.search import optimize_class

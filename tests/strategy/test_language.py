@@ -550,6 +550,7 @@ def test_fuzz_mutated_generated_portfolios(config: dict) -> None:
     load_and_compile(config)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=100)
 @given(config=portfolios())
 def test_generated_portfolios_compile_or_fail_cleanly(config: dict) -> None:

@@ -3,6 +3,7 @@ orders, fills and equity; look-ahead is an error; the user's errors name the bar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numba
@@ -266,6 +267,19 @@ def test_strategy_files(tmp_path):
     broken.write_text("x = 1\nraise RuntimeError('boom')\n")
     with pytest.raises(bf.ConfigError, match=r"does not import: RuntimeError \(broken.py:2\): boom"):
         load_strategy_class(broken)
+
+
+def test_an_edit_within_the_same_second_is_loaded_and_nothing_is_cached_beside_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setattr("sys.dont_write_bytecode", False)
+    path = tmp_path / "edited.py"
+    path.write_text("import backforge as bf\nclass Mine(bf.Strategy):\n    window = 3\n")
+    stamp = path.stat().st_mtime_ns
+    assert load_strategy_class(path).window == 3
+    path.write_text("import backforge as bf\nclass Mine(bf.Strategy):\n    window = 7\n")  # same size
+    os.utime(path, ns=(stamp, stamp))  # and the same modification time: a bytecode cache would be trusted
+    assert load_strategy_class(path).window == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.py"]
 
 
 @pytest.mark.slow

@@ -715,7 +715,10 @@ def load_strategy_class(path: str | Path, name: str | None = None, *, compiled: 
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        # compiled from the source every time, not through the import system's bytecode cache: that writes
+        # __pycache__ into the user's folder and trusts a cached file whose source has the same size and
+        # modification second — an edit saved within the second of the last run would run the old code
+        exec(compile(path.read_bytes(), str(path), "exec", dont_inherit=True), module.__dict__)
     except Exception as exc:  # noqa: BLE001 - the user's file
         sys.modules.pop(module_name, None)
         raise ConfigError(f"the file does not import: {type(exc).__name__} ({_where(exc, path)}): {exc}",

@@ -41,6 +41,7 @@ from typing import NamedTuple, Union
 import numba
 import numpy as np
 
+from backforge._jit import frozen
 from backforge._time import parse_duration
 from backforge.errors import ConfigError, DataError
 
@@ -1359,19 +1360,20 @@ def _window(window: object, name: str, *, min_bars: int = 1) -> tuple[int, int]:
 
 
 def _values(values: object, name: str) -> tuple[np.ndarray, bool]:
-    """float64 C-contiguous ``[T, A]`` view of ``values`` and whether the input was 1-D."""
+    """float64 C-contiguous read-only ``[T, A]`` view of ``values`` (:func:`~backforge._jit.frozen`: one compiled
+    kernel for memory-mapped and in-memory data) and whether the input was 1-D."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{name} must be a numeric array, could not convert it: {exc}", field=name) from None
     if array.ndim == 1:
-        return np.ascontiguousarray(array.reshape(-1, 1)), True
+        return frozen(array.reshape(-1, 1)), True
     if array.ndim != 2:
         raise DataError(
             f"{name} must be 1-D [T] or 2-D [T, A] (time on axis 0), got {array.ndim}-D shape {array.shape}",
             field=name,
         )
-    return np.ascontiguousarray(array), False
+    return frozen(array), False
 
 
 def _cross_section(values: object) -> np.ndarray:
@@ -1392,7 +1394,7 @@ def _timestamps(timestamps: object, n_rows: int, *, needed: bool) -> np.ndarray:
                 "a duration window needs timestamps; pass the int64 ns timestamps [T] or use a bar count",
                 field="timestamps",
             )
-        return np.zeros(n_rows, dtype=np.int64)
+        return frozen(np.zeros(n_rows, dtype=np.int64), np.int64)
     ts = np.asarray(timestamps)
     if ts.dtype.kind == "M":
         ts = ts.astype("datetime64[ns]").view(np.int64)
@@ -1402,7 +1404,7 @@ def _timestamps(timestamps: object, n_rows: int, *, needed: bool) -> np.ndarray:
             "backforge._time.to_ns",
             field="timestamps",
         )
-    ts = np.ascontiguousarray(ts, dtype=np.int64)
+    ts = frozen(ts, np.int64)
     if ts.ndim != 1 or ts.shape[0] != n_rows:
         raise DataError(
             f"timestamps must be 1-D with one entry per row of the values ({n_rows}), got shape {ts.shape}",

@@ -17,12 +17,12 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from backforge._jit import frozen
 from backforge._time import parse_duration, to_ns
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.records import SizeType, TimeInForce
-from backforge._jit import frozen
 from backforge.engine.simulator import _run_with_capacity, new_state, prices_of
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.strategy import indicators as ind

@@ -11,10 +11,8 @@ from backforge.data.events import (
     EventData, EventStore, MarketEventKind, check_events, event_record_dt, read_binance_trades, read_l2_csv,
     read_truefx_quotes, synthetic_l2,
 )
-from backforge.data.paths import resolve_data_path
 from backforge.errors import DataError
 
-SHARED = resolve_data_path("${BACKFORGE_SHARED_DATA:-../shared/data}", base=Path(__file__).resolve().parents[2])
 K = MarketEventKind
 
 
@@ -84,8 +82,8 @@ def test_unknown_kind_and_policy_are_rejected():
         check_events(EventData.from_records(rec, tick_size=1.0, validate=False), policy="repair")
 
 
-def test_truefx_quotes_file():
-    path = SHARED / "truefx-usdjpy-ticks.csv"
+def test_truefx_quotes_file(shared):
+    path = shared / "truefx-usdjpy-ticks.csv"
     # the file has one locked quote (bid == ask) on line 943: an error by default, dropped on request
     with pytest.raises(DataError) as info:
         read_truefx_quotes(path)
@@ -98,8 +96,8 @@ def test_truefx_quotes_file():
     assert (data.local_ts - data.exch_ts == 2_000_000).all()
 
 
-def test_binance_trades_file():
-    data = read_binance_trades(SHARED / "binance-btcusdt-trades.parquet")
+def test_binance_trades_file(shared):
+    data = read_binance_trades(shared / "binance-btcusdt-trades.parquet")
     assert len(data) == 2001 and set(data.kind.tolist()) == {K.TRADE}
     # buyer_maker True: the seller hit the bid (aggressor side -1)
     assert data.side[:3].tolist() == [-1, 1, 1]

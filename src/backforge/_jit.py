@@ -12,7 +12,9 @@ changes no result: the kernels never branch on a constant's type.
 Arrays have the same problem: a read-only, Fortran-ordered or strided array is another type to numba
 than a writable C-contiguous one, so the same data from a memory-mapped catalog, from a CSV file and
 from a pandas frame compiled the whole engine three times. :func:`frozen` gives every array a kernel
-reads one type: C-contiguous and read-only.
+reads one type: C-contiguous and read-only. A record array read back from a file is another type again
+(NumPy's dtype description does not keep a structured dtype's aligned flag, and numba types it
+"unaligned"): :func:`aligned` restores the flag.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from numba.core import types
 from numba.core.registry import CPUDispatcher
 
-__all__ = ["frozen", "njit"]
+__all__ = ["aligned", "frozen", "njit"]
 
 
 class _TypeDispatcher(CPUDispatcher):
@@ -77,3 +79,30 @@ def frozen(array: Any, dtype: Any = np.float64) -> np.ndarray:
         out = out.view()
         out.flags.writeable = False
     return out
+
+
+def aligned(array: np.ndarray) -> np.ndarray:
+    """``array`` viewed with its structured dtype marked aligned (same fields, offsets and size): a record
+    array saved with ``np.save``/``savez`` or a dtype description and read back has lost the flag, and numba
+    would compile every kernel that takes it again, for an "unaligned" type. Other arrays are returned as
+    they are.
+
+    >>> import io, numpy as np, numba
+    >>> dt = np.dtype([("id", "i8"), ("px", "f8")], align=True)
+    >>> buffer = io.BytesIO(); np.save(buffer, np.zeros(2, dt)); _ = buffer.seek(0)
+    >>> back = np.load(buffer)
+    >>> back.dtype.isalignedstruct, aligned(back).dtype.isalignedstruct
+    (False, True)
+    >>> numba.typeof(aligned(back)) == numba.typeof(np.zeros(2, dt))
+    True
+    """
+    dtype = array.dtype
+    if dtype.names is None or dtype.isalignedstruct:
+        return array
+    fields = [dtype.fields[name] for name in dtype.names]
+    spec = {"names": list(dtype.names), "formats": [f[0] for f in fields], "offsets": [f[1] for f in fields],
+            "itemsize": dtype.itemsize}
+    try:
+        return array.view(np.dtype(spec, align=True))
+    except (TypeError, ValueError):  # offsets that no aligned layout allows: not one of the engine's records
+        return array

@@ -123,6 +123,19 @@ def test_store_dedupes_fills_and_round_trips_snapshots(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_restored_snapshot_has_the_engine_types_of_a_fresh_state():
+    """A snapshot read back must type exactly like the state it came from; a structured dtype read back from its
+    description is "unaligned" to numba, and a restarted session compiled the whole live step again."""
+    import numba
+
+    from backforge.live._engine import fresh_state, state_arrays, state_from_arrays
+
+    state = fresh_state(3, cash=1_000.0, record_positions=True)
+    back = state_from_arrays(unpack_arrays(pack_arrays(state_arrays(state))))
+    leaves = lambda s: [numba.typeof(a) for f in s for a in (f if isinstance(f, tuple) else (f,))]
+    assert [str(t) for t in leaves(back)] == [str(t) for t in leaves(state)]
+
+
 # ---------------------------------------------------------------------------------- reconciliation
 def test_order_filled_while_the_runner_was_down(portfolio, market, tmp_path, uninterrupted):
     broker = _broker(portfolio, market)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backforge._jit import aligned
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
 from backforge.engine.records import OrderRole
@@ -151,8 +152,10 @@ def state_arrays(state: k.State, prefix: str = "state.", *, bars: int | None = N
 
 
 def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> k.State:
-    """Inverse of :func:`state_arrays` (contiguous, writable copies)."""
-    copy = lambda key: np.ascontiguousarray(arrays[key]).copy()
+    """Inverse of :func:`state_arrays` (contiguous, writable copies, record dtypes aligned as the engine
+    makes them: a snapshot's dtype description loses the flag, and the restored session would compile the
+    engine again for the other type)."""
+    copy = lambda key: aligned(np.ascontiguousarray(arrays[key]).copy())
     risk = rk.RiskBook(*(copy(f"{prefix}risk.{f}") for f in rk.RiskBook._fields))
     return k.State(*(risk if name == "risk" else copy(prefix + name) for name in k.State._fields))
 

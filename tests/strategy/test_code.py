@@ -386,3 +386,95 @@ def test_risk_rules_and_risk_sizing_as_in_from_signals(sma_example):
     assert not as_code.fills["qty"].equals(unsized.fills["qty"])  # the sizing did change the quantities
     no_stop = backtest(data, SmaCrossEverywhere, risk=risk)  # entries without a stop cannot be risk-sized
     assert no_stop.fills.height == 0 and no_stop.risk_events.height > 0
+
+
+_COMPILED_FILE = '''
+import numba
+from backforge.strategy.compiled import buy_nb, close_nb, compiled, position_nb
+from backforge.strategy.indicators import sma
+
+LEVEL = {level}
+
+
+@numba.njit
+def spread(fast, slow, t):
+    return fast[t, 0] - slow[t, 0] - LEVEL
+
+
+@compiled
+class Cross:
+    def init(self, data):
+        return sma(data.close, data.timestamps, 5), sma(data.close, data.timestamps, 20)
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        fast, slow = user
+        if t > 0 and spread(fast, slow, t - 1) <= 0.0 < spread(fast, slow, t) and position_nb(state, 0) == 0.0:
+            buy_nb(state, t, ts, 0, 1.0)
+        elif t > 0 and spread(fast, slow, t) < 0.0 <= spread(fast, slow, t - 1) and position_nb(state, 0) != 0.0:
+            close_nb(state, t, ts, 0)
+'''
+
+
+def _fingerprint_of(path: Path) -> str | None:
+    from backforge.strategy.compiled import _fingerprint
+
+    return _fingerprint(load_strategy_class(path, compiled=True).next_nb)
+
+
+def test_the_compiled_loop_is_named_by_what_its_code_depends_on(tmp_path):
+    """The fingerprint a compiled loop is cached under: the same for the same code loaded twice (a new
+    function object each time), another one when the callback, a function it calls or a global it reads
+    (numba freezes globals into the code) changes; none when a global is something it cannot describe."""
+    path = tmp_path / "cross.py"
+    path.write_text(_COMPILED_FILE.format(level=0.0))
+    first = _fingerprint_of(path)
+    assert first is not None and _fingerprint_of(path) == first
+    path.write_text(_COMPILED_FILE.format(level=0.5))  # a global's value
+    assert _fingerprint_of(path) not in (None, first)
+    path.write_text(_COMPILED_FILE.format(level=0.0).replace("- LEVEL", "- LEVEL * 1.0"))  # a called function
+    assert _fingerprint_of(path) not in (None, first)
+    path.write_text(_COMPILED_FILE.format(level=0.0).replace("buy_nb(state, t, ts, 0, 1.0)",
+                                                             "buy_nb(state, t, ts, 0, 0.5)"))  # the callback
+    assert _fingerprint_of(path) not in (None, first)
+    path.write_text(_COMPILED_FILE.format(level="object()"))  # numba cannot freeze it; nor can it be named
+    assert _fingerprint_of(path) is None
+
+
+@pytest.mark.slow
+def test_a_compiled_strategy_loads_its_loop_from_the_disk_cache_in_a_new_process(tmp_path):
+    """The loop specialised for a compiled class compiles in the first process only: a second process loads
+    it from numba's disk cache (a function passed as an argument would compile in every process and leave a
+    never-read cache entry behind); an edited file compiles its own, and old loop modules are pruned."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "cross.py"
+    path.write_text(_COMPILED_FILE.format(level=0.0))
+    script = ("import sys, backforge as bf\n"
+              "from backforge.strategy import compiled as c\n"
+              "from backforge.strategy.code import load_strategy_class\n"
+              "c._KEEP_LOOPS = 2\n"
+              "cls = load_strategy_class(sys.argv[1], compiled=True)\n"
+              "r = c.backtest_compiled(bf.synth(n_assets=1, years=2, seed=4), cls)\n"
+              "s = c.callback_loop(cls.next_nb).stats\n"
+              "print(sum(s.cache_hits.values()), sum(s.cache_misses.values()), r.summary()[\"final_equity\"])\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def run() -> list[str]:
+        out = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    hits, misses, equity = run()
+    assert (hits, misses) == ("0", "1")
+    assert run() == ["1", "0", equity]  # loaded, not compiled: the same result
+    loops = tmp_path / "cache" / "backforge" / "compiled"
+    assert len(list(loops.glob("loop_*.py"))) == 1
+    for level in (0.5, 1.0):
+        path.write_text(_COMPILED_FILE.format(level=level))
+        assert run()[:2] == ["0", "1"]
+    assert len(list(loops.glob("loop_*.py"))) == 2  # the oldest of three was removed, with its cache files
+    assert len({f.name.split(".")[0] for f in (loops / "__pycache__").iterdir()}) == 2

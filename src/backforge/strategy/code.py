@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import inspect
 import sys
@@ -708,7 +709,8 @@ def load_strategy_class(path: str | Path, name: str | None = None, *, compiled: 
     path = Path(path)
     if not path.is_file():
         raise ConfigError("strategy file not found", path=str(path))
-    module_name = f"backforge_user_strategy_{abs(hash(str(path.resolve())))}"
+    # the same name in every process (a compiled loop cached on disk names its callback's module)
+    module_name = f"backforge_user_strategy_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ConfigError("cannot load this file as Python", path=str(path))

@@ -19,9 +19,15 @@ Python :class:`Strategy` gives (through :meth:`Simulator.submit`), and every bar
 compiled bar step (:func:`~backforge.engine.kernels.process_bar_nb`) as ``from_signals``, strategy files
 and the Python class: the same decisions give bit-identical orders, fills and equity.
 
-Caching: numba cannot cache to disk a function that takes another compiled function as an argument
-(a first-class function), so the loop specialised for each ``next_nb`` is compiled once per process
-(about a second: the bar step it calls, :func:`bar_step_nb`, is itself cached and is not recompiled).
+Caching: the loop is specialised for each ``next_nb`` (the call is inlined by LLVM, no function pointer
+per bar). numba keys a function passed as an argument by its object, so a loop taking ``next_nb`` as
+an argument would compile again in every process (about 5 s) and leave a never-read cache entry behind.
+:func:`callback_loop` instead writes the loop, with ``next_nb`` as a global, into a small module of the
+per-user cache folder named by a fingerprint of what the compiled code depends on: the bytecode of
+``next_nb`` and of the functions it calls, the values of the globals it reads (numba freezes them into
+the code), and backforge's source files. The same strategy in a later process loads its loop from
+numba's disk cache; an edit to any of those gives a new fingerprint and a fresh compile. A function
+reading a global numba could freeze but the fingerprint cannot describe is compiled in memory only.
 
 Examples
 --------
@@ -50,6 +56,12 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
+import marshal
+import os
+import sys
+import types
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -62,8 +74,8 @@ from backforge.engine import risk as rk
 from backforge.engine.records import OrderType, SizeType
 from backforge.errors import ConfigError
 
-__all__ = ["backtest_compiled", "bar_step_nb", "buy_nb", "cancel_nb", "cash_nb", "close_nb", "compiled",
-           "equity_nb", "has_room_nb", "order_nb", "position_nb", "sell_nb", "submit_nb"]
+__all__ = ["backtest_compiled", "bar_step_nb", "buy_nb", "callback_loop", "cancel_nb", "cash_nb", "close_nb",
+           "compiled", "equity_nb", "has_room_nb", "order_nb", "position_nb", "sell_nb", "submit_nb"]
 
 MARKET, LIMIT, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
 UNITS, EQUITY_FRACTION, POSITION_FRACTION = SizeType.UNITS, SizeType.EQUITY_FRACTION, SizeType.POSITION_FRACTION
@@ -167,14 +179,17 @@ def equity_nb(state):
     return k.equity_nb(state)
 
 
-@njit(cache=True, _nrt=False)  # no reference counting of the state's arrays per call
-def run_callback_nb(state, params, timestamps, prices, next_nb, user, start):
-    """The compiled loop: the bar step, then the strategy's ``next_nb``, for bars ``start`` on. Returns the
-    bar it stopped before: ``timestamps.shape[0]`` when done; an earlier bar when the record arrays need
-    room (:func:`has_room_nb`: grow them and call again from that bar); -1 when one ``next_nb`` call
-    overflowed them (rerun with more capacity). Specialised per ``next_nb``: not cached to disk (see the
-    module docstring). The bar step is inlined, as in ``from_signals``'s loop: no per-bar call that copies
-    the state's records."""
+_LOOP_SOURCE = '''"""The compiled loop of one compiled strategy, written by backforge.strategy.compiled.callback_loop
+(a cache: safe to delete)."""
+from backforge._jit import njit
+from backforge.engine import kernels as k
+from backforge.strategy.compiled import _CALLBACKS, has_room_nb
+
+next_nb = _CALLBACKS[{key!r}]
+
+
+@njit(cache={cache}, _nrt=False)  # no reference counting of the state's arrays per call
+def run_callback_nb(state, params, timestamps, prices, user, start):
     for t in range(start, timestamps.shape[0]):
         if not has_room_nb(state):
             return t
@@ -184,6 +199,126 @@ def run_callback_nb(state, params, timestamps, prices, next_nb, user, start):
         if state.counters[k.C_OVERFLOW] != 0:
             return -1
     return timestamps.shape[0]
+'''
+_CALLBACKS: dict[str, Any] = {}  # fingerprint -> the next_nb a generated loop module calls
+_LOOPS: dict[str, Any] = {}  # fingerprint -> its loop, once per process
+_KEEP_LOOPS = 64  # generated loop modules kept in the cache folder (the oldest go first)
+_ENGINE_STAMP: list[str] = []
+
+
+def callback_loop(next_nb: Any):
+    """The compiled loop of a strategy: ``loop(state, params, timestamps, prices, user, start)`` runs the
+    bar step, then ``next_nb(state, t, ts, user)``, for bars ``start`` on, and returns the bar it stopped
+    before: ``timestamps.shape[0]`` when done; an earlier bar when the record arrays need room
+    (:func:`has_room_nb`: grow them and call again from that bar); -1 when one ``next_nb`` call overflowed
+    them (rerun with more capacity). The bar step is inlined, as in ``from_signals``'s loop: no per-bar call
+    that copies the state's records. Cached on disk under a fingerprint of ``next_nb`` (module docstring)."""
+    key = _fingerprint(next_nb)
+    cached = key is not None and _loop_folder() is not None
+    key = key or f"memory-{id(next_nb):x}"
+    loop = _LOOPS.get(key)
+    if loop is None:
+        _CALLBACKS[key] = next_nb
+        source = _LOOP_SOURCE.format(key=key, cache=cached)
+        name = f"backforge_loop_{key.replace('-', '_')}"
+        filename = _write_loop(key, source) if cached else f"<backforge compiled loop {key}>"
+        module = types.ModuleType(name)
+        module.__file__ = filename
+        sys.modules[name] = module
+        exec(compile(source, filename, "exec", dont_inherit=True), module.__dict__)
+        loop = _LOOPS[key] = module.run_callback_nb
+    return loop
+
+
+def _fingerprint(next_nb: Any) -> str | None:
+    """A digest of what the loop compiled for ``next_nb`` depends on; None when a global it reads is not
+    something the digest can describe (it is then compiled in memory, every process)."""
+    if not _ENGINE_STAMP:
+        root = Path(__file__).resolve().parent.parent
+        files = sorted(root.rglob("*.py"))  # all of backforge: what a loop inlines, and what next_nb may call
+        stamps = [f"{f.relative_to(root)}:{f.stat().st_mtime_ns}:{f.stat().st_size}" for f in files]
+        _ENGINE_STAMP.append("|".join([sys.version, numba.__version__, np.__version__, _LOOP_SOURCE, *stamps]))
+    digest = hashlib.sha256(_ENGINE_STAMP[0].encode())
+    if not _digest_function(next_nb, digest, set()):
+        return None
+    return digest.hexdigest()[:32]
+
+
+def _digest_function(function: Any, digest: Any, seen: set[int]) -> bool:
+    func = getattr(function, "py_func", function)
+    if id(func) in seen:
+        return True
+    seen.add(id(func))
+    if func.__module__ not in sys.modules:  # a cached loop imports its callback's module when it loads
+        return False
+    code = func.__code__
+    # marshal version 2 writes no back-references: later versions mark the objects whose reference count is
+    # above one, and numba's compile holds references to the constants
+    digest.update(f"{func.__module__}.{func.__qualname__}".encode() + marshal.dumps(code, 2))
+    names: set[str] = set()
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        names.update(current.co_names)
+        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    cells = [cell.cell_contents for cell in func.__closure__ or ()]
+    values = [func.__globals__[n] for n in sorted(names) if n in func.__globals__] + cells + list(func.__defaults__ or ())
+    return all(_digest_value(value, digest, seen) for value in values)
+
+
+def _digest_value(value: Any, digest: Any, seen: set[int]) -> bool:
+    if isinstance(value, types.ModuleType):
+        digest.update(f"module {value.__name__}".encode())
+        return True
+    if isinstance(value, (bool, int, float, complex, str, bytes, type(None), np.generic)):
+        digest.update(f"{type(value).__qualname__} {value!r}".encode())
+        return True
+    if isinstance(value, tuple):
+        digest.update(f"tuple {len(value)}".encode())
+        return all(_digest_value(v, digest, seen) for v in value)
+    if isinstance(value, np.ndarray):
+        digest.update(f"array {value.dtype.str} {value.shape}".encode() + np.ascontiguousarray(value).tobytes())
+        return True
+    module = getattr(value, "__module__", None) or ""
+    if module.split(".")[0] in ("backforge", "numba", "numpy", "math", "cmath"):
+        # backforge's functions and types (in the package's stamp), numba and NumPy objects, math functions
+        digest.update(f"{module}.{getattr(value, '__qualname__', type(value).__qualname__)}".encode())
+        return True
+    if isinstance(value, numba.core.registry.CPUDispatcher) or isinstance(value, types.FunctionType):
+        return _digest_function(value, digest, seen)
+    return False
+
+
+def _loop_folder() -> Path | None:
+    from backforge._paths import cache_dir
+
+    folder = cache_dir() / "compiled"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
+def _write_loop(key: str, source: str) -> str:
+    """The loop module's file, written once (atomically: a concurrent writer's file is kept as it is, so the
+    stamp numba's cache index recorded stays valid); the oldest beyond :data:`_KEEP_LOOPS` are removed."""
+    folder = _loop_folder()
+    path = folder / f"loop_{key}.py"
+    if not path.exists():
+        tmp = folder / f".loop_{key}.{os.getpid()}.tmp"
+        tmp.write_text(source, encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        modules = sorted(folder.glob("loop_*.py"), key=lambda f: f.stat().st_mtime_ns)
+        for old in modules[:-_KEEP_LOOPS]:
+            for f in [old, *folder.joinpath("__pycache__").glob(f"{old.stem}.*")]:
+                f.unlink(missing_ok=True)
+    return str(path)
 
 
 def compiled(cls: type) -> type:
@@ -225,13 +360,14 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
     user = instance.init(data)
     user = tuple(user) if isinstance(user, (tuple, list)) else (user,)
     prices, timestamps = prices_of(data), frozen(data.timestamps, np.int64)
+    loop = callback_loop(strategy.next_nb)
 
     def run(capacity: int):
         sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,
                                record_positions=sim.sim_config.record_positions, risk=book)
         t = 0
         while True:
-            t = run_callback_nb(sim._state, sim._params, timestamps, prices, strategy.next_nb, user, t)
+            t = loop(sim._state, sim._params, timestamps, prices, user, t)
             if t < 0 or t >= data.n_bars:
                 return sim._state, t >= 0
             sim._t = t - 1  # grow the records (Simulator's own growth) and go on from bar t

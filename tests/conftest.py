@@ -22,3 +22,9 @@ def shared_data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared data folder not found at {path}; set BACKFORGE_SHARED_DATA")
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ``slow`` tests first, each group in its collected order: with ``-n`` the long ones start early and
+    the short ones fill the workers in at the end, instead of one worker finishing a long test alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -445,8 +445,8 @@ def test_the_compiled_loop_is_named_by_what_its_code_depends_on(tmp_path):
 @pytest.mark.slow
 def test_a_compiled_strategy_loads_its_loop_from_the_disk_cache_in_a_new_process(tmp_path):
     """The loop specialised for a compiled class compiles in the first process only: a second process loads
-    it from numba's disk cache (a function passed as an argument would compile in every process and leave a
-    never-read cache entry behind); an edited file compiles its own, and old loop modules are pruned."""
+    it from numba's disk cache, with the same result (a function passed as an argument would compile in
+    every process and leave a never-read cache entry behind)."""
     import subprocess
     import sys
 
@@ -455,7 +455,6 @@ def test_a_compiled_strategy_loads_its_loop_from_the_disk_cache_in_a_new_process
     script = ("import sys, backforge as bf\n"
               "from backforge.strategy import compiled as c\n"
               "from backforge.strategy.code import load_strategy_class\n"
-              "c._KEEP_LOOPS = 2\n"
               "cls = load_strategy_class(sys.argv[1], compiled=True)\n"
               "r = c.backtest_compiled(bf.synth(n_assets=1, years=2, seed=4), cls)\n"
               "s = c.callback_loop(cls.next_nb).stats\n"
@@ -471,10 +470,27 @@ def test_a_compiled_strategy_loads_its_loop_from_the_disk_cache_in_a_new_process
     hits, misses, equity = run()
     assert (hits, misses) == ("0", "1")
     assert run() == ["1", "0", equity]  # loaded, not compiled: the same result
-    loops = tmp_path / "cache" / "backforge" / "compiled"
-    assert len(list(loops.glob("loop_*.py"))) == 1
-    for level in (0.5, 1.0):
-        path.write_text(_COMPILED_FILE.format(level=level))
-        assert run()[:2] == ["0", "1"]
-    assert len(list(loops.glob("loop_*.py"))) == 2  # the oldest of three was removed, with its cache files
-    assert len({f.name.split(".")[0] for f in (loops / "__pycache__").iterdir()}) == 2
+    assert len(list((tmp_path / "cache" / "backforge" / "compiled").glob("loop_*.py"))) == 1
+
+
+def test_old_loop_modules_are_removed_with_their_cache_files(tmp_path, monkeypatch):
+    """The cache folder keeps the newest loop modules: writing one more removes the oldest, and numba's
+    index and code files of that module with it; a module already written is left as it is."""
+    from backforge.strategy import compiled as c
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(c, "_KEEP_LOOPS", 2)
+    folder = tmp_path / "backforge" / "compiled"
+    for n, key in enumerate(["a" * 32, "b" * 32, "c" * 32]):
+        path = Path(c._write_loop(key, f"# {key}\n"))
+        os.utime(path, ns=(n * 10**9, n * 10**9))
+        (folder / "__pycache__").mkdir(exist_ok=True)
+        for suffix in ("run_callback_nb-10.py311.nbi", "run_callback_nb-10.py311.1.nbc"):
+            (folder / "__pycache__" / f"loop_{key}.{suffix}").write_bytes(b"x")
+    c._write_loop("d" * 32, "# d\n")
+    assert sorted(p.name[5:6] for p in folder.glob("loop_*.py")) == ["c", "d"]
+    assert sorted({p.name[5:6] for p in (folder / "__pycache__").iterdir()}) == ["c"]
+    stamp = (folder / f"loop_{'c' * 32}.py").stat().st_mtime_ns
+    c._write_loop("c" * 32, "# changed\n")  # written once: numba's index keeps the stamp it recorded
+    assert (folder / f"loop_{'c' * 32}.py").read_text() == f"# {'c' * 32}\n"
+    assert (folder / f"loop_{'c' * 32}.py").stat().st_mtime_ns == stamp

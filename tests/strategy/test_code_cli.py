@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import backforge as bf
+from backforge._time import format_ns
 from backforge.cli import app
 from backforge.strategy.code import class_market, load_strategy_class
 from backforge.strategy.search import optimize_class, walk_forward_class
@@ -184,3 +185,25 @@ def test_bf_optimize_and_walk_forward_accept_a_class(cross_file):
     wf = bf.walk_forward(cls, data, in_sample="1y", out_of_sample="6mo", ranges={"fast": [5, 10], "slow": [30]})
     expected = walk_forward_class(data, cls, {"fast": [5, 10], "slow": [30]}, in_sample="1y", out_of_sample="6mo")
     assert wf.windows.equals(expected.windows)
+
+
+def test_run_names_the_strategy_line_and_bar_when_next_fails_and_saves_nothing(tmp_path, monkeypatch):
+    """`backforge run file.py` given as a relative path: a next() that reads ahead, or raises, is one line
+    naming the user's file and line (not backforge's own frame) and the bar's time; no run is saved."""
+    monkeypatch.chdir(tmp_path)
+    peek = SOURCE.replace("        if crossover(self.f, self.s) and not self.position:",
+                          "        ahead = self.data.close[len(self.data.close)]\n"
+                          "        if crossover(self.f, self.s) and not self.position:")
+    raises = SOURCE.replace("        if crossover(self.f, self.s) and not self.position:",
+                            "        if len(self.data.close) == 100:\n"
+                            "            raise ValueError('my bug')\n"
+                            "        if crossover(self.f, self.s) and not self.position:")
+    line = 1 + peek.splitlines().index("        ahead = self.data.close[len(self.data.close)]")
+    (tmp_path / "peek.py").write_text(peek)
+    (tmp_path / "raises.py").write_text(raises)
+    _one_line_error(_invoke("run", "peek.py", "--out", "runs"), f"peek.py:{line}", "IndexError")
+    done = _invoke("run", "raises.py", "--out", "runs")
+    _one_line_error(done, f"raises.py:{line + 1}", "ValueError", "my bug")
+    when = format_ns(int(class_market(load_strategy_class(tmp_path / "raises.py"), tmp_path).timestamps[99]))
+    assert f"at bar 99 ({when}, raises.py:{line + 1})" in done.output, done.output  # the 100th bar's next()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

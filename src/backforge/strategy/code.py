@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -548,9 +549,9 @@ def _split(cls: type[Strategy], kwargs: dict[str, Any]) -> tuple[dict[str, Any],
 
 def _strategy_frame(exc: BaseException, cls: type) -> str:
     """``file:line`` of the innermost traceback frame in the strategy's own source file."""
-    source = inspect.getsourcefile(cls) or ""
+    source = os.path.realpath(inspect.getsourcefile(cls) or "")  # absolute; a loaded file's frames are as typed
     frames = traceback.extract_tb(exc.__traceback__)
-    mine = [f for f in frames if f.filename == source] or frames[-1:]
+    mine = [f for f in frames if os.path.realpath(f.filename) == source] or frames[-1:]
     return f"{Path(mine[-1].filename).name}:{mine[-1].lineno}" if mine else "?"
 
 

@@ -236,6 +236,8 @@ def run(
 def _run_code(path: Path, data: Optional[list[Path]], start: Optional[str], end: Optional[str], out: Path,
               report: bool, name: Optional[str]) -> None:
     """`backforge run file.py`: the file's Strategy (or compiled) class on its universe / data_spec (or --data)."""
+    import hashlib
+
     from backforge.engine.config import config_hash
     from backforge.strategy.code import backtest, class_market, load_strategy_class, strategy_parameters
 
@@ -252,6 +254,7 @@ def _run_code(path: Path, data: Optional[list[Path]], start: Optional[str], end:
     run_id = config_hash(extra={"class": cls.__name__, "parameters": strategy_parameters(cls),
                                 "data": market.fingerprint(), "source": path.read_text()})
     result.data_source = {"strategy_file": str(path.resolve()), "class": cls.__name__,
+                          "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),  # the judge re-runs it
                           "data": [str(p.resolve()) for p in data or []], "start": start, "end": end}
     folder = result.save(out / f"{_slug(cls.__name__)}-{run_id}", report=report, title=cls.__name__)
     console.print(f"[green]saved run:[/] {folder}")

@@ -17,7 +17,8 @@ MODULES = ["backforge.judge", "backforge.judge.errors", "backforge.judge.runs", 
 
 def test_public_names_are_pinned():
     assert sorted(judge_package.__all__) == sorted([
-        "AddFilter", "ApplyReport", "ChangeParameter", "ChangeRisk", "EvidencePack", "Finding", "GeneratedStrategy",
+        "AddFilter", "ApplyReport", "ChangeParameter", "ChangeRisk", "ClassRerunner", "EvidencePack", "Finding",
+        "GeneratedStrategy",
         "InvalidAnswerError", "JudgeError", "Judgement", "LLMClient", "LLMConfig", "LLMReview", "NotConfiguredError",
         "ProviderError", "RULES", "Recommendation", "Review", "RuleSettings", "RunTest", "RunView", "SignalRerunner",
         "StrategyRerunner", "apply_recommendations", "build_evidence", "generate_strategy", "judge",

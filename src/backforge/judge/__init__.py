@@ -35,7 +35,8 @@ _EXPORTS = {
     "LLMReview": "backforge.judge.reviewer", "llm_review": "backforge.judge.reviewer",
     "RULES": "backforge.judge.rules", "Finding": "backforge.judge.rules", "RuleSettings": "backforge.judge.rules",
     "review": "backforge.judge.rules",
-    "RunView": "backforge.judge.runs", "SignalRerunner": "backforge.judge.runs",
+    "ClassRerunner": "backforge.judge.runs", "RunView": "backforge.judge.runs",
+    "SignalRerunner": "backforge.judge.runs",
     "StrategyRerunner": "backforge.judge.runs", "open_run": "backforge.judge.runs",
 }
 __all__ = sorted(_EXPORTS)

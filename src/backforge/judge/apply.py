@@ -35,8 +35,10 @@ import polars as pl
 
 from backforge.errors import BackforgeError
 from backforge.judge.errors import JudgeError
-from backforge.judge.recommendations import RunTest, describe_recommendation, signal_variant_of, variants_of
-from backforge.judge.runs import RunView, SignalRerunner, StrategyRerunner
+from backforge.judge.recommendations import (
+    RunTest, class_variant_of, describe_recommendation, signal_variant_of, variants_of,
+)
+from backforge.judge.runs import ClassRerunner, RunView, SignalRerunner, StrategyRerunner
 
 __all__ = ["Split", "ApplyReport", "split_period", "apply_recommendations"]
 
@@ -314,7 +316,9 @@ def apply_recommendations(view: RunView, recommendations: list[tuple[str, Any]],
             tests.append({"source": source, **_run_test(rec, view, rerunner, split, original_oos, seed=seed)})
             continue
         try:
-            if isinstance(rerunner, SignalRerunner):
+            if isinstance(rerunner, ClassRerunner):
+                planned = class_variant_of(rec, rerunner.parameters)
+            elif isinstance(rerunner, SignalRerunner):
                 candidate = signal_variant_of(rec)
                 if candidate is None:
                     raise JudgeError(f"{rec.type} needs a strategy config; this run was made from signal arrays")

@@ -59,7 +59,7 @@ import polars as pl
 from backforge._time import format_duration, format_ns, median_bar_ns
 from backforge.errors import BackforgeError
 from backforge.judge.budget import DEFAULT_BUDGET_TOKENS
-from backforge.judge.runs import COST_FIELDS, RunView, SignalRerunner, StrategyRerunner, open_run
+from backforge.judge.runs import COST_FIELDS, ClassRerunner, RunView, SignalRerunner, StrategyRerunner, open_run
 from backforge.results.metrics import max_drawdown, sharpe_ratio, skewness
 from backforge.results.result import RunAnalysis
 
@@ -608,6 +608,8 @@ class _Builder:
             return {"method": "unavailable", "note": view.rerun_note}
         if isinstance(rerun, SignalRerunner):
             return self._signal_neighbours(rerun)
+        if isinstance(rerun, ClassRerunner):
+            return self._class_neighbours(rerun)
         if rerun.raw_config:
             return self._declared_neighbours(rerun)
         return self._knob_neighbours(rerun)
@@ -766,6 +768,21 @@ class _Builder:
             return {"method": "unavailable", "note": "signals come from user arrays; only stop distances can be moved "
                                                      "and this run has none"}
         return self._summarise_knobs("signal_stops", knobs)
+
+    def _class_neighbours(self, rerun: ClassRerunner) -> dict[str, Any]:
+        """Each numeric parameter of a Strategy class moved 20 % down and up, the others kept."""
+        from backforge.judge.configpath import neighbour_values
+
+        knobs = []
+        for name, value in rerun.parameters.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                continue
+            neighbours = [{"value": v, **self._run_variant(f"{name}={v}", config={name: v})}
+                          for v in neighbour_values(value, integer=isinstance(value, int))]
+            knobs.append({"name": name, "value": value, "neighbours": neighbours})
+        if not knobs:
+            return {"method": "unavailable", "note": "the class has no positive numeric parameter to move"}
+        return self._summarise_knobs("class_parameters", knobs)
 
     def monte_carlo_section(self) -> dict[str, Any]:
         """Trade bootstrap and reshuffle, and a stationary block bootstrap of bar returns, by
@@ -1108,6 +1125,9 @@ class _Builder:
         elif isinstance(rerun, StrategyRerunner):
             out["lag_test"] = {"status": "not_needed", "reason": "strategy configs only see past bars by construction; "
                                                                  "orders fill on later bars"}
+        elif isinstance(rerun, ClassRerunner):
+            out["lag_test"] = {"status": "not_needed", "reason": "a Strategy class's next() only sees the bars up to "
+                                                                 "its own by construction; orders fill on later bars"}
         else:
             out["lag_test"] = {"status": "not_run", "reason": self.view.rerun_note}
         return out

@@ -49,6 +49,7 @@ __all__ = [
     "review_json_schema",
     "recommendation_json_schema",
     "variants_of",
+    "class_variant_of",
     "check_recommendation",
     "describe_condition",
     "describe_recommendation",
@@ -458,6 +459,38 @@ def signal_variant_of(rec: Any) -> tuple[str, dict[str, Any]] | None:
     return describe_recommendation(rec), options
 
 
+def class_variant_of(rec: Any, parameters: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The parameter changes of a :class:`ChangeParameter` on a Strategy class (its ``path`` and ``also``
+    name parameters of the class), one per value; any other recommendation needs a strategy config.
+
+    Examples
+    --------
+    >>> rec = ChangeParameter(path="fast", values=[5, 15], rationale="r", expected_effect="e")
+    >>> class_variant_of(rec, {"fast": 10, "slow": 30})
+    [('change_parameter fast to 5', {'fast': 5}), ('change_parameter fast to 15', {'fast': 15})]
+    """
+    if not isinstance(rec, ChangeParameter):
+        raise ConfigError(f"{rec.type} needs a strategy config; this run is a Strategy class: use change_parameter "
+                          f"on its parameters ({', '.join(parameters) or 'it declares none'}) or run_test",
+                          field=rec.type)
+    names = [rec.path, *rec.also]
+    for name in names:
+        default = parameters.get(name, None)
+        if name not in parameters:
+            raise ConfigError(f"the class has no parameter {name!r}{did_you_mean(name, parameters)}", field=name)
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            raise ConfigError(f"parameter {name!r} is {type(default).__name__} ({default!r}), not a number",
+                              field=name)
+    out = []
+    for value in rec.candidates():
+        if isinstance(parameters[rec.path], int) and float(value) != int(value):
+            raise ConfigError(f"parameter {rec.path!r} is a whole number, got {value!r}", field=rec.path)
+        typed = int(value) if isinstance(parameters[rec.path], int) else float(value)
+        label = f"change_parameter {rec.path}" + (f" (+{', '.join(rec.also)})" if rec.also else "") + f" to {typed:g}"
+        out.append((label, {name: typed for name in names}))
+    return out
+
+
 def check_recommendation(rec: Any, *, mode: str, config: dict[str, Any] | None,
                          raw_config: dict[str, Any] | None = None) -> str | None:
     """Why ``rec`` cannot be applied to a run of ``mode`` with ``config``, or None when it can.
@@ -469,6 +502,12 @@ def check_recommendation(rec: Any, *, mode: str, config: dict[str, Any] | None,
     'change_parameter needs a strategy config; this run was made from signal arrays: use change_risk or run_test'
     """
     if isinstance(rec, RunTest):
+        return None
+    if mode in ("code", "compiled"):
+        try:
+            class_variant_of(rec, (config or {}).get("parameters") or {})
+        except BackforgeError as exc:
+            return exc.message
         return None
     if mode != "strategy" or not config:
         if isinstance(rec, ChangeRisk):

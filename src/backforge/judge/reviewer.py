@@ -66,6 +66,9 @@ Answer with ONE JSON object valid against this JSON Schema, and nothing else (no
 
 _SIGNALS_NOTE = ("This run was made from signal arrays, not from a strategy config: only change_risk and run_test "
                  "recommendations can be applied.")
+_CLASS_NOTE = ("This run is a Strategy class written in Python, not a strategy config: only change_parameter "
+               "recommendations whose path is one of the class's parameters (strategy.config.parameters) and run_test "
+               "can be applied.")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def review_prompt(pack: dict[str, Any], findings: list[Finding], *, mode: str) -
     findings
         The rule-based findings.
     mode
-        The run's mode (``"strategy"`` or ``"signals"``).
+        The run's mode (``"strategy"``, ``"signals"``, or ``"code"`` / ``"compiled"`` for a class).
 
     Returns
     -------
@@ -99,7 +102,8 @@ def review_prompt(pack: dict[str, Any], findings: list[Finding], *, mode: str) -
     (True, True)
     """
     schema = json.dumps(compact_schema(review_json_schema()), separators=(",", ":"))
-    system = _SYSTEM.replace("{schema}", schema).replace("{mode_note}", "" if mode == "strategy" else _SIGNALS_NOTE)
+    note = "" if mode == "strategy" else _CLASS_NOTE if mode in ("code", "compiled") else _SIGNALS_NOTE
+    system = _SYSTEM.replace("{schema}", schema).replace("{mode_note}", note)
     rules = [{"id": f.id, "severity": f.severity, "message": f.message, "fix": f.fix} for f in findings]
     user = ("EVIDENCE PACK (JSON):\n" + json.dumps(pack, separators=(",", ":"))
             + "\n\nRULE FINDINGS (JSON):\n" + json.dumps(rules, separators=(",", ":"))
@@ -198,7 +202,8 @@ def llm_review(pack: EvidencePack, findings: list[Finding], llm: LLMConfig | LLM
     client = llm if isinstance(llm, LLMClient) else LLMClient(llm)
     first = len(client.calls)
     try:
-        check = _checker(findings, mode=mode, config=config if mode == "strategy" else None, raw_config=raw)
+        check = _checker(findings, mode=mode, config=config if mode in ("strategy", "code", "compiled") else None,
+                         raw_config=raw)
         review = client.ask("review", prompt.system, prompt.user, lambda text: parse_json_answer(text, Review, check))
     finally:
         if not isinstance(llm, LLMClient):

@@ -9,6 +9,9 @@ run can be re-created — a *rerunner*:
   and the data source, so the judge reloads the same data and compiles variants of the config);
 * :class:`SignalRerunner` re-runs :func:`backforge.from_signals` with the same signal arrays (which a
   saved run does not hold: pass one explicitly), optionally lagged by extra bars — the look-ahead test.
+* :class:`ClassRerunner` re-runs a :class:`~backforge.strategy.code.Strategy` class (or a compiled one)
+  with other values of its parameters (a live result keeps its class; a run saved by ``backforge run
+  file.py`` reloads the file, when it is unchanged).
 
 Runs made from signal arrays without a rerunner are still reviewed from their saved tables; what
 needs a re-run (cost and parameter sensitivity, walk-forward, applying recommendations) is reported
@@ -48,6 +51,7 @@ from backforge.results.result import Result, RunAnalysis, SavedRun, load_result
 
 __all__ = [
     "COST_FIELDS",
+    "ClassRerunner",
     "RunView",
     "StrategyRerunner",
     "SignalRerunner",
@@ -281,7 +285,95 @@ class SignalRerunner:
                             arrays["short_exits"], **options)
 
 
-Rerunner = StrategyRerunner | SignalRerunner
+class ClassRerunner:
+    """Re-runs a :class:`~backforge.strategy.code.Strategy` class, or a
+    :func:`~backforge.strategy.compiled.compiled` one, with other parameter values, scaled costs or a
+    narrower period.
+
+    ``config`` of :meth:`run` maps parameter names of the class to new values (the judge's
+    ``change_parameter`` on a class). A Python class sees the bars before the period as warm-up (``init``
+    and ``next`` run on them, nothing is traded), as in its walk-forward windows; a compiled class reads its
+    arrays from the period's first bar.
+
+    Examples
+    --------
+    >>> import backforge as bf
+    >>> from backforge.strategy.code import Strategy, crossover
+    >>> from backforge.strategy.indicators import sma
+    >>> class Cross(Strategy):
+    ...     fast, slow = 10, 30
+    ...     def init(self):
+    ...         self.f = self.I(sma, self.data.close, self.data.timestamps, self.fast)
+    ...         self.s = self.I(sma, self.data.close, self.data.timestamps, self.slow)
+    ...     def next(self):
+    ...         if crossover(self.f, self.s) and not self.position:
+    ...             self.buy(0.5)
+    ...         elif crossover(self.s, self.f) and self.position:
+    ...             self.close()
+    >>> data = bf.synth(n_assets=1, years=2, seed=3)
+    >>> view = open_run(bf.backtest(data, Cross, fee_rate=0.001))
+    >>> type(view.rerunner).__name__, view.rerunner.run(config={"fast": 5}, cost_multiplier=2.0).sim_config.fee_rate
+    ('ClassRerunner', 0.002)
+    """
+
+    kind = "code"
+
+    def __init__(self, strategy: type, data: MarketData, *, parameters: dict[str, Any] | None = None,
+                 options: dict[str, Any] | None = None, risk: Any = None, start_ns: int | None = None,
+                 end_ns: int | None = None) -> None:
+        from backforge.strategy.code import strategy_parameters
+
+        self.strategy = strategy
+        self.compiled = bool(getattr(strategy, "__backforge_compiled__", False))
+        self.data = data
+        self.parameters = {**strategy_parameters(strategy), **(parameters or {})}
+        self.config = dict(options or {})  # the engine options of the original run (costs, cash, ...)
+        self.risk = risk
+        self.raw_config = None
+        self.start_ns = int(data.timestamps[0]) if start_ns is None else int(start_ns)
+        self.end_ns = int(data.timestamps[-1]) if end_ns is None else int(end_ns)
+
+    def restricted(self, start_ns: int | None = None, end_ns: int | None = None) -> "ClassRerunner":
+        """The same rerunner with a narrower traded period."""
+        other = copy.copy(self)
+        other.start_ns = self.start_ns if start_ns is None else int(start_ns)
+        other.end_ns = self.end_ns if end_ns is None else int(end_ns)
+        return other
+
+    def run(self, *, config: dict[str, Any] | None = None, cost_multiplier: float = 1.0,
+            cost_overrides: dict[str, Any] | None = None, start_ns: int | None = None, end_ns: int | None = None,
+            lag: int = 0) -> Result:
+        """The class with the parameter changes ``config`` on ``[start_ns, end_ns]``, costs scaled by
+        ``cost_multiplier`` (after ``cost_overrides``). ``lag`` is refused: ``next`` sees the bars up to
+        its own and nothing later, by construction."""
+        from backforge.errors import did_you_mean
+        from backforge.strategy.code import backtest
+        from backforge.strategy.compiled import backtest_compiled
+
+        if lag:
+            raise JudgeError("a Strategy class cannot be lagged: next() only sees the bars up to its own by "
+                             "construction", field="lag")
+        changes = dict(config or {})
+        for name in changes:
+            if name not in self.parameters:
+                raise JudgeError(f"{self.strategy.__name__} has no parameter {name!r}"
+                                 f"{did_you_mean(name, self.parameters)}", field=name)
+        options = {**self.config, **(cost_overrides or {})}
+        if cost_multiplier != 1.0:
+            options = scale_costs(options, cost_multiplier)
+        data = scale_quoted_spread(self.data, cost_multiplier)
+        ts = data.timestamps
+        lo = int(np.searchsorted(ts, self.start_ns if start_ns is None else int(start_ns), side="left"))
+        hi = int(np.searchsorted(ts, self.end_ns if end_ns is None else int(end_ns), side="right"))
+        if hi - lo < 2:
+            raise JudgeError("the requested period holds fewer than 2 bars", field="period")
+        params = {**self.parameters, **changes}
+        if self.compiled:
+            return backtest_compiled(data.rows(lo, hi), self.strategy, risk=self.risk, **params, **options)
+        return backtest(data, self.strategy, risk=self.risk, start=lo, end=hi, **params, **options)
+
+
+Rerunner = StrategyRerunner | SignalRerunner | ClassRerunner
 
 
 @dataclass
@@ -436,6 +528,37 @@ def _optimization_of(folder: Path) -> dict[str, Any] | None:
             "source": f"parameter search in {parent.name} ({summary.get('method', '?')}, {summary.get('trials')} trials)"}
 
 
+def _class_rerunner(analysis: Any, config: dict[str, Any], period: tuple[int, int]) -> tuple[ClassRerunner | None, str]:
+    """A rerunner for a run of a Strategy class: a live result's own class, or the class reloaded from the
+    file a saved run names (refused when the file changed since the run); None and the reason otherwise."""
+    import hashlib
+
+    spec = getattr(analysis, "class_run", None)
+    if spec is not None:  # a live result of backtest / backtest_compiled
+        return ClassRerunner(spec["strategy"], spec["data"], parameters=spec["parameters"], options=spec["options"],
+                             risk=spec["risk"], start_ns=period[0], end_ns=period[1]), ""
+    source = config.get("data_source") or {}
+    path = source.get("strategy_file")
+    if not path:
+        return None, "cannot re-run: the run does not record its strategy file (pass rerun=ClassRerunner(...))"
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        return None, f"cannot re-run: its strategy file cannot be read ({path}: {exc.strerror})"
+    if source.get("source_sha256") and hashlib.sha256(text).hexdigest() != source["source_sha256"]:
+        return None, f"cannot re-run: the strategy file changed since the run ({path})"
+    from backforge.strategy.code import class_market, load_strategy_class
+
+    try:
+        cls = load_strategy_class(path, source.get("class"), compiled=True)
+        data = class_market(cls, Path(path).parent, [Path(p) for p in source.get("data") or []] or None,
+                            source.get("start"), source.get("end"))
+    except BackforgeError as exc:
+        return None, f"cannot re-run: {exc}"
+    parameters = (config.get("strategy") or {}).get("parameters") or {}
+    return ClassRerunner(cls, data, parameters=parameters, start_ns=period[0], end_ns=period[1]), ""
+
+
 def _strategy_rerunner(config: dict[str, Any], period: tuple[int, int], *, data_source: dict[str, Any] | None,
                        metadata: dict[str, Any] | None) -> tuple[StrategyRerunner | None, str, list[str]]:
     """A rerunner for a saved strategy run, or None and the reason."""
@@ -560,7 +683,8 @@ def open_run(source: str | Path | RunAnalysis, *, rerun: Rerunner | None = None)
         view.data = analysis.data
 
     if rerun is not None:
-        view.rerunner = rerun.restricted(*period) if isinstance(rerun, (StrategyRerunner, SignalRerunner)) else rerun
+        view.rerunner = rerun.restricted(*period) if isinstance(rerun, (StrategyRerunner, SignalRerunner,
+                                                                        ClassRerunner)) else rerun
         if view.data is None:
             view.data = rerun.data.slice(period[0], period[1]) if hasattr(rerun, "data") else None
         return view
@@ -576,6 +700,11 @@ def open_run(source: str | Path | RunAnalysis, *, rerun: Rerunner | None = None)
         if rerunner is not None:
             view.data = rerunner.data.slice(period[0], period[1]).select(
                 [a for a in analysis.assets if a in rerunner.data.assets])
+        return view
+    if mode in ("code", "compiled"):
+        view.rerunner, view.rerun_note = _class_rerunner(analysis, config, period)
+        if view.rerunner is not None and view.data is None:
+            view.data = view.rerunner.data.slice(period[0], period[1])
         return view
     if mode == "signals":
         view.rerun_note = ("cannot re-run: the run was made from signal arrays, which a run does not store; pass "

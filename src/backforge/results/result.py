@@ -68,6 +68,7 @@ class Result(RunAnalysis):
         self.data_source: dict | None = None
         self.risk_config: Any = None  # the RiskConfig of from_signals/simulate runs (strategy runs: in strategy)
         self.risk_bar_offset = 0  # bars of warm-up before the run (risk-event bars index the compiled data)
+        self.class_run: dict | None = None  # a Strategy class's run: what the judge re-runs it with (in memory only)
 
     @property
     def risk_events(self) -> pl.DataFrame:

@@ -700,6 +700,9 @@ def backtest(data: MarketData | Any, strategy: type[Strategy], *, config: Any = 
     result.risk_config = sim.risk_config
     result.strategy = {"name": strategy.__name__, "class": f"{strategy.__module__}.{strategy.__qualname__}",
                        "parameters": {**strategy_parameters(strategy), **params}}
+    result.class_run = {"strategy": strategy, "data": data, "parameters": result.strategy["parameters"],
+                        "options": {**options, **sim.sim_config.model_dump()},  # config= resolved
+                        "risk": risk}
     return result
 
 

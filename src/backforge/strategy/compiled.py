@@ -262,7 +262,8 @@ def _digest_function(function: Any, digest: Any, seen: set[int]) -> bool:
         names.update(current.co_names)
         pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
     cells = [cell.cell_contents for cell in func.__closure__ or ()]
-    values = [func.__globals__[n] for n in sorted(names) if n in func.__globals__] + cells + list(func.__defaults__ or ())
+    values = [func.__globals__[n] for n in sorted(names) if n in func.__globals__]
+    values += cells + list(func.__defaults__ or ())
     return all(_digest_value(value, digest, seen) for value in values)
 
 
@@ -378,4 +379,7 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
     result.risk_config = sim.risk_config
     result.strategy = {"name": strategy.__name__, "class": f"{strategy.__module__}.{strategy.__qualname__}",
                        "parameters": {**strategy_parameters(strategy), **params}}
+    result.class_run = {"strategy": strategy, "data": data, "parameters": result.strategy["parameters"],
+                        "options": {**options, **sim.sim_config.model_dump()},  # config= resolved
+                        "risk": risk}
     return result

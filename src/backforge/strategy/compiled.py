@@ -107,7 +107,7 @@ def bar_step_nb(state: k.State, params: k.Params, t: int, ts: int, prices: k.Pri
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)  # no reference counting of the state's ~50 arrays per call
 def submit_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
               take_profit, trailing_stop, tif, gtn_bars):
     """:func:`order_nb` with a time in force (code of :class:`~backforge.engine.records.TimeInForce`) and
@@ -125,7 +125,7 @@ def submit_nb(state, t, ts, asset, side, order_type, size_type, size, limit_pric
                              -1, 0, 0, k.R_USER)  # tag 0: the class is strategy 0 (a session's client ids name it)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price, stop_price, stop_loss,
              take_profit, trailing_stop):
     """Submit an order decided on bar ``t`` (``side`` +1 buy / -1 sell; codes of
@@ -135,19 +135,19 @@ def order_nb(state, t, ts, asset, side, order_type, size_type, size, limit_price
                      take_profit, trailing_stop, GTC, 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def buy_nb(state, t, ts, asset, size):
     """A market buy of ``size`` × equity (``Strategy.buy(size)``)."""
     return order_nb(state, t, ts, asset, 1, MARKET, EQUITY_FRACTION, size, np.nan, np.nan, np.nan, np.nan, np.nan)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def sell_nb(state, t, ts, asset, size):
     """A market sell of ``size`` × equity (``Strategy.sell(size)``)."""
     return order_nb(state, t, ts, asset, -1, MARKET, EQUITY_FRACTION, size, np.nan, np.nan, np.nan, np.nan, np.nan)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def close_nb(state, t, ts, asset):
     """Close the whole position of ``asset`` at the next open (``Strategy.close()``); -1 when flat."""
     pos = state.position[asset]
@@ -157,7 +157,7 @@ def close_nb(state, t, ts, asset):
                     np.nan, np.nan, np.nan)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def cancel_nb(state, t, ts, order_id):
     """Cancel a working order; False when it is not working."""
     return k.cancel_order_nb(state, order_id, t, ts, k.R_USER)
@@ -364,8 +364,10 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
     loop = callback_loop(strategy.next_nb)
 
     def run(capacity: int):
+        # a batch state (a run over every bar, which writes every history row and every record it counts:
+        # nothing is cleared first); records grow when the loop stops for room
         sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,
-                               record_positions=sim.sim_config.record_positions, risk=book)
+                               record_positions=sim.sim_config.record_positions, risk=book, batch=True)
         t = 0
         while True:
             t = loop(sim._state, sim._params, timestamps, prices, user, t)
@@ -374,7 +376,8 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
             sim._t = t - 1  # grow the records (Simulator's own growth) and go on from bar t
             sim._ensure_room()
 
-    state = _run_with_capacity(run, 8 * data.n_assets + 256)
+    # room for an order every 128 asset-bars before the first growth: untouched records cost no memory
+    state = _run_with_capacity(run, max(8 * data.n_assets + 256, data.n_bars * data.n_assets // 128))
     result = Result(data=data, state=state, sim_config=sim.sim_config, signal_config=sim.signal_config, mode="compiled")
     result.risk_config = sim.risk_config
     result.strategy = {"name": strategy.__name__, "class": f"{strategy.__module__}.{strategy.__qualname__}",

@@ -139,7 +139,29 @@ def _timestamp(ns: int) -> Any:
     return pd.Timestamp(int(ns), tz="UTC")
 
 
-class StrategyRerunner:
+class _Period:
+    """What every rerunner shares: its traded period ``[start_ns, end_ns]`` (inclusive, int ns UTC)."""
+
+    start_ns: int
+    end_ns: int
+
+    def restricted(self, start_ns: int | None = None, end_ns: int | None = None):
+        """The same rerunner with a narrower traded period (the in-sample part, for instance)."""
+        other = copy.copy(self)
+        other.start_ns = self.start_ns if start_ns is None else int(start_ns)
+        other.end_ns = self.end_ns if end_ns is None else int(end_ns)
+        return other
+
+    def _rows(self, timestamps: np.ndarray, start_ns: int | None, end_ns: int | None) -> tuple[int, int]:
+        """Rows ``lo:hi`` of ``timestamps`` in the period (the rerunner's own unless given); at least 2."""
+        lo = int(np.searchsorted(timestamps, self.start_ns if start_ns is None else int(start_ns), side="left"))
+        hi = int(np.searchsorted(timestamps, self.end_ns if end_ns is None else int(end_ns), side="right"))
+        if hi - lo < 2:
+            raise JudgeError("the requested period holds fewer than 2 bars", field="period")
+        return lo, hi
+
+
+class StrategyRerunner(_Period):
     """Re-runs a strategy config on the data of the original run.
 
     Parameters
@@ -178,13 +200,6 @@ class StrategyRerunner:
         self.fundamentals = fundamentals
         self._cache: dict[str, np.ndarray] = {}
 
-    def restricted(self, start_ns: int | None = None, end_ns: int | None = None) -> "StrategyRerunner":
-        """The same rerunner with a narrower traded period (the in-sample part, for instance)."""
-        other = copy.copy(self)
-        other.start_ns = self.start_ns if start_ns is None else int(start_ns)
-        other.end_ns = self.end_ns if end_ns is None else int(end_ns)
-        return other
-
     def run(self, *, config: dict[str, Any] | None = None, cost_multiplier: float = 1.0,
             cost_overrides: dict[str, Any] | None = None, start_ns: int | None = None, end_ns: int | None = None,
             lag: int = 0) -> Result:
@@ -213,7 +228,7 @@ class StrategyRerunner:
         return run_compiled(compiled)
 
 
-class SignalRerunner:
+class SignalRerunner(_Period):
     """Re-runs :func:`backforge.from_signals` with the same signal arrays and options.
 
     Parameters
@@ -249,13 +264,6 @@ class SignalRerunner:
         self.start_ns = int(self.data.timestamps[0])
         self.end_ns = int(self.data.timestamps[-1])
 
-    def restricted(self, start_ns: int | None = None, end_ns: int | None = None) -> "SignalRerunner":
-        """The same rerunner with a narrower traded period."""
-        other = copy.copy(self)
-        other.start_ns = self.start_ns if start_ns is None else int(start_ns)
-        other.end_ns = self.end_ns if end_ns is None else int(end_ns)
-        return other
-
     def run(self, *, config: dict[str, Any] | None = None, cost_multiplier: float = 1.0,
             cost_overrides: dict[str, Any] | None = None, start_ns: int | None = None, end_ns: int | None = None,
             lag: int = 0) -> Result:
@@ -266,11 +274,7 @@ class SignalRerunner:
         options = {**self.config, **(config or {}), **(cost_overrides or {})}
         if cost_multiplier != 1.0:
             options = scale_costs(options, cost_multiplier)
-        ts = self.data.timestamps
-        lo = int(np.searchsorted(ts, self.start_ns if start_ns is None else int(start_ns), side="left"))
-        hi = int(np.searchsorted(ts, self.end_ns if end_ns is None else int(end_ns), side="right"))
-        if hi - lo < 2:
-            raise JudgeError("the requested period holds fewer than 2 bars", field="period")
+        lo, hi = self._rows(self.data.timestamps, start_ns, end_ns)
         arrays = {}
         for name, signal in self.signals.items():
             if signal is None:
@@ -285,7 +289,7 @@ class SignalRerunner:
                             arrays["short_exits"], **options)
 
 
-class ClassRerunner:
+class ClassRerunner(_Period):
     """Re-runs a :class:`~backforge.strategy.code.Strategy` class, or a
     :func:`~backforge.strategy.compiled.compiled` one, with other parameter values, scaled costs or a
     narrower period.
@@ -333,13 +337,6 @@ class ClassRerunner:
         self.start_ns = int(data.timestamps[0]) if start_ns is None else int(start_ns)
         self.end_ns = int(data.timestamps[-1]) if end_ns is None else int(end_ns)
 
-    def restricted(self, start_ns: int | None = None, end_ns: int | None = None) -> "ClassRerunner":
-        """The same rerunner with a narrower traded period."""
-        other = copy.copy(self)
-        other.start_ns = self.start_ns if start_ns is None else int(start_ns)
-        other.end_ns = self.end_ns if end_ns is None else int(end_ns)
-        return other
-
     def run(self, *, config: dict[str, Any] | None = None, cost_multiplier: float = 1.0,
             cost_overrides: dict[str, Any] | None = None, start_ns: int | None = None, end_ns: int | None = None,
             lag: int = 0) -> Result:
@@ -362,11 +359,7 @@ class ClassRerunner:
         if cost_multiplier != 1.0:
             options = scale_costs(options, cost_multiplier)
         data = scale_quoted_spread(self.data, cost_multiplier)
-        ts = data.timestamps
-        lo = int(np.searchsorted(ts, self.start_ns if start_ns is None else int(start_ns), side="left"))
-        hi = int(np.searchsorted(ts, self.end_ns if end_ns is None else int(end_ns), side="right"))
-        if hi - lo < 2:
-            raise JudgeError("the requested period holds fewer than 2 bars", field="period")
+        lo, hi = self._rows(data.timestamps, start_ns, end_ns)
         params = {**self.parameters, **changes}
         if self.compiled:
             return backtest_compiled(data.rows(lo, hi), self.strategy, risk=self.risk, **params, **options)
@@ -683,8 +676,7 @@ def open_run(source: str | Path | RunAnalysis, *, rerun: Rerunner | None = None)
         view.data = analysis.data
 
     if rerun is not None:
-        view.rerunner = rerun.restricted(*period) if isinstance(rerun, (StrategyRerunner, SignalRerunner,
-                                                                        ClassRerunner)) else rerun
+        view.rerunner = rerun.restricted(*period) if isinstance(rerun, _Period) else rerun
         if view.data is None:
             view.data = rerun.data.slice(period[0], period[1]) if hasattr(rerun, "data") else None
         return view

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +14,11 @@ from typer.testing import CliRunner
 import backforge as bf
 from backforge._time import format_ns
 from backforge.cli import app
+from backforge.live import session_tables
+from backforge.research.optimize import score_result
+from backforge.research.walkforward import windows as window_spans
 from backforge.strategy.code import class_market, load_strategy_class
+from backforge.strategy.compiled import backtest_compiled
 from backforge.strategy.search import optimize_class, walk_forward_class
 
 SOURCE = '''
@@ -157,22 +162,32 @@ def test_bad_input_is_one_line_naming_the_file(cross_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_compiled_class_is_searched_but_not_walked_forward(tmp_path):
+def test_a_compiled_class_is_searched_walked_forward_run_and_paper_traded(tmp_path):
     path = tmp_path / "cross_nb.py"
     path.write_text(COMPILED)
     out = tmp_path / "runs"
     done = _invoke("optimize", path, "--workers", "1", "--top", "0", "--out", out)
     assert done.exit_code == 0, done.output
     assert json.loads((_saved(out, "optimize-cross_nb") / "summary.json").read_text())["trials"] == 2
-    _one_line_error(_invoke("walkforward", path, "--in-sample", "1y", "--out-of-sample", "6mo", "--out", out),
-                    "CrossNb is a compiled strategy", "walk-forward is not supported")
+    done = _invoke("walkforward", path, "--in-sample", "1y", "--out-of-sample", "6mo", "--workers", "1", "--out", out)
+    assert done.exit_code == 0, done.output
+    windows = pl.read_parquet(_saved(out, "walkforward-cross_nb") / "windows.parquet")
+    cls = load_strategy_class(path, compiled=True)
+    market = class_market(cls, path.parent)
+    expected = walk_forward_class(market, cls, in_sample="1y", out_of_sample="6mo")
+    assert windows.equals(expected.windows) and windows.height >= 2
+    # each window's out-of-sample run: init warmed up on the bars before it, next_nb on the window's
+    _, lo, hi = window_spans(market.timestamps, "1y", "6mo")[0]
+    fast = expected.windows.row(0, named=True)["param.fast"]
+    oos = backtest_compiled(market, cls, start=lo, end=hi, fast=fast)
+    assert score_result(oos)["sharpe"] == expected.windows["oos_sharpe"][0]
     done = _invoke("run", path, "--no-report", "--out", tmp_path / "run")  # `run` takes a compiled class too
     assert done.exit_code == 0 and "saved run" in done.output, done.output
-    _one_line_error(_invoke("paper", path, "--state", tmp_path / "session"), "cross_nb.py",
-                    "defines only compiled strategies (CrossNb)")
-    with pytest.raises(bf.ConfigError, match="compiled strategy"):
-        walk_forward_class(bf.synth(n_assets=1, years=2), load_strategy_class(path, compiled=True), {"fast": [5]},
-                           in_sample=200, out_of_sample=100)
+    done = _invoke("paper", path, "--state", tmp_path / "session", "--max-bars", "300")
+    assert done.exit_code == 0, done.output
+    bars = session_tables(tmp_path / "session")["bars"]
+    replayed = backtest_compiled(market.rows(0, 300), cls)
+    assert bars.height == 300 and np.array_equal(bars["equity"].to_numpy(), replayed.state.equity[:300])
 
 
 def test_bf_optimize_and_walk_forward_accept_a_class(cross_file):

@@ -1,12 +1,14 @@
 """A Strategy class in a paper session (live/code_step.py): replaying a data set bar by bar through the paper
 runner gives bit-identical orders, fills and equity to ``backtest(data, MyStrategy, start=s)``; a session
-killed and restarted continues with the strategy's own state; ``backforge paper file.py`` runs one."""
+killed and restarted continues with the strategy's own state; ``backforge paper file.py`` runs one. The same
+for a compiled class, against ``backtest_compiled(data, cls, start=s)``."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -15,6 +17,8 @@ from backforge.engine import kernels as k
 from backforge.live import session_tables
 from backforge.live.code_step import run_paper_class
 from backforge.strategy.code import Strategy, backtest, crossover, load_strategy_class
+from backforge.strategy.compiled import (EQUITY_FRACTION, MARKET, backtest_compiled, close_nb, compiled, order_nb,
+                                        position_nb)
 from backforge.strategy import indicators as ind
 from backforge.strategy.indicators import sma
 
@@ -47,6 +51,35 @@ class Trailing(Strategy):
 
     def on_fill(self, fill):
         self.fills.append(fill.bar)
+
+
+@compiled
+class TrailingNb:
+    """Trailing as a compiled class: its state (highest close since entry, entries) in a scratch array of
+    ``user`` that next_nb writes, and the SMA gap of each bar written into a per-bar array."""
+
+    fast, slow, drop = 5, 20, 0.06
+
+    def init(self, data):
+        f, s = sma(data.close, data.timestamps, self.fast), sma(data.close, data.timestamps, self.slow)
+        return f, s, np.full(data.n_bars, np.nan), np.array([np.nan, 0.0]), self.drop
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        f, s, gap, mine, drop = user
+        gap[t] = f[t, 0] - s[t, 0]
+        if t == 0:
+            return
+        close = state.mark[0]  # the bar's close
+        if position_nb(state, 0) == 0.0:
+            if gap[t - 1] <= 0.0 < gap[t]:
+                order_nb(state, t, ts, 0, 1, MARKET, EQUITY_FRACTION, 0.5, np.nan, np.nan, 0.04, np.nan, np.nan)
+                mine[0], mine[1] = close, mine[1] + 1.0
+            return
+        mine[0] = max(mine[0], close)
+        if close < mine[0] * (1.0 - drop):
+            close_nb(state, t, ts, 0)
 
 
 def _bits(x: np.ndarray) -> np.ndarray:
@@ -156,6 +189,34 @@ def test_a_restarted_session_keeps_the_strategy_state(market, tmp_path):
     mine, theirs = runner.step.driver.instance, whole.step.driver.instance
     assert (mine.entries, mine.highest, mine.fills) == (theirs.entries, theirs.highest, theirs.fills)
     assert mine.f is runner.step.driver.run.declared[0][0]  # views re-attached, not stale copies
+
+
+@pytest.mark.slow
+def test_a_compiled_class_in_a_session_equals_its_backtest_and_survives_a_restart(market, tmp_path):
+    """A compiled class replayed through a paper session: the orders, fills and equity of
+    backtest_compiled(start=s), bit for bit, and the same Python Trailing decisions; killed after 150 bars
+    and restarted, it continues with the state next_nb keeps in user (restored from the snapshot)."""
+    from backforge.live.paper import PaperBroker
+
+    start = 120
+    result = backtest_compiled(market, TrailingNb, start=start, fee_rate=0.001)
+    assert result.summary()["trades"] >= 4 and (result.orders["role"] == "stop_loss").any()
+    whole = run_paper_class(TrailingNb, market, state=tmp_path / "whole", start=start, fee_rate=0.001)
+    _assert_parity(result, whole, tmp_path / "whole")
+    gap, mine = whole.step._user[2], whole.step._user[3]
+    assert gap.shape == (market.n_bars - start,) and not np.isnan(gap).any()  # every bar's write carried over
+    assert mine[1] == result.orders.filter(result.orders["role"] == "entry").height
+    python = backtest(market, Trailing, start=start, fee_rate=0.001)  # the same decisions as the Python class
+    assert np.array_equal(_bits(result.equity_values), _bits(python.equity_values))
+
+    folder = tmp_path / "s"
+    venue = lambda: PaperBroker(market.assets, config=bf.SimConfig(fee_rate=0.001),  # noqa: E731 - durable venue
+                                state_path=tmp_path / "venue.npz")
+    first = run_paper_class(TrailingNb, market, state=folder, start=start, fee_rate=0.001, max_bars=150, broker=venue())
+    assert first.step.t == 149 and first.step._user[3][1] >= 1
+    runner = run_paper_class(TrailingNb, market, state=folder, start=start, fee_rate=0.001, broker=venue())
+    _assert_parity(result, runner, folder)
+    assert np.array_equal(runner.step._user[3], mine) and np.array_equal(runner.step._user[2], gap)
 
 
 def test_a_changed_class_needs_force(market, tmp_path):

@@ -295,9 +295,9 @@ class ClassRerunner(_Period):
     narrower period.
 
     ``config`` of :meth:`run` maps parameter names of the class to new values (the judge's
-    ``change_parameter`` on a class). A Python class sees the bars before the period as warm-up (``init``
-    and ``next`` run on them, nothing is traded), as in its walk-forward windows; a compiled class reads its
-    arrays from the period's first bar.
+    ``change_parameter`` on a class). The bars before the period are warm-up, as in walk-forward windows:
+    a Python class's ``init`` and ``next`` run on them, a compiled class's ``init`` sees them (nothing is
+    traded on them).
 
     Examples
     --------
@@ -361,9 +361,8 @@ class ClassRerunner(_Period):
         data = scale_quoted_spread(self.data, cost_multiplier)
         lo, hi = self._rows(data.timestamps, start_ns, end_ns)
         params = {**self.parameters, **changes}
-        if self.compiled:
-            return backtest_compiled(data.rows(lo, hi), self.strategy, risk=self.risk, **params, **options)
-        return backtest(data, self.strategy, risk=self.risk, start=lo, end=hi, **params, **options)
+        run = backtest_compiled if self.compiled else backtest
+        return run(data, self.strategy, risk=self.risk, start=lo, end=hi, **params, **options)
 
 
 Rerunner = StrategyRerunner | SignalRerunner | ClassRerunner

@@ -63,7 +63,7 @@ from backforge.live.broker import BarEvent
 from backforge.live.step import StepOutput
 from backforge.strategy.code import CodeDriver, Strategy, _Bars, _Position, _Series, _split, strategy_parameters
 
-__all__ = ["CodePortfolio", "CodeStep", "open_code_replay", "run_paper_class"]
+__all__ = ["CodePortfolio", "CodeStep", "CompiledStep", "open_code_replay", "run_paper_class"]
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 _QUOTE_FIELDS = tuple(f"{side}_{f}" for side in ("bid", "ask") for f in ("open", "high", "low", "close"))
@@ -78,8 +78,10 @@ class CodePortfolio:
     strategies: tuple = ()  # no per-strategy risk rows: the class is one strategy
 
     def __init__(self, strategy: type[Strategy], universe: tuple[str, ...], **kwargs: Any) -> None:
-        if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
-            raise ConfigError(f"expected a Strategy subclass, got {strategy!r}", field="strategy")
+        self.compiled = bool(getattr(strategy, "__backforge_compiled__", False))
+        if not (isinstance(strategy, type) and (self.compiled or issubclass(strategy, Strategy))):
+            raise ConfigError(f"expected a Strategy subclass or a compiled strategy class, got {strategy!r}",
+                              field="strategy")
         self.strategy = strategy
         self.name = strategy.__name__
         self.universe = tuple(universe)
@@ -106,7 +108,7 @@ class CodePortfolio:
         if fundamentals is not None:
             raise ConfigError("fundamentals apply to strategy files; a Strategy class reads its own data",
                               field="fundamentals")
-        return CodeStep(portfolio, history, feed_symbols=feed_symbols)
+        return (CompiledStep if self.compiled else CodeStep)(portfolio, history, feed_symbols=feed_symbols)
 
 
 class _Pickler(pickle.Pickler):
@@ -261,11 +263,16 @@ class CodeStep:
         self.n_warm = self.n
         self.t = -1
         self._prices: k.Prices | None = None
-        self.driver = CodeDriver(portfolio.strategy, portfolio.params, self.history(), sim, offset=self.n_warm)
         self._streams: dict[int, _IndicatorStream] = {}
         self._started = False
+        self._attach()
         if self.n_warm:
             self._start()
+
+    def _attach(self) -> None:
+        """The strategy's driver on the engine state."""
+        self.driver = CodeDriver(self.portfolio.strategy, self.portfolio.params, self.history(), self.sim,
+                                 offset=self.n_warm)
 
     # ------------------------------------------------------------------ bar buffer
     def _append(self, ts: np.ndarray, rows: list[np.ndarray], quotes: list[np.ndarray] | None) -> None:
@@ -385,18 +392,29 @@ class CodeStep:
         t = self.t + 1
         state = self.state
         orders_from, fills_from = int(state.counters[k.C_ORDERS]), int(state.counters[k.C_FILLS])
-        self.driver.advance(t, int(bar.ts_ns), self._engine_prices(), self.params)
-        self.driver.run.t = None
+        self._advance(t, int(bar.ts_ns))
         self.t = t
         state = self.state
         return StepOutput(t, int(bar.ts_ns), orders_from, int(state.counters[k.C_ORDERS]), fills_from,
                           int(state.counters[k.C_FILLS]), np.zeros((0, 6), dtype=np.int64), np.zeros((0, 2)))
+
+    def _advance(self, t: int, ts: int) -> None:
+        """Engine bar ``t``, then the strategy's hooks and ``next``."""
+        self.driver.advance(t, ts, self._engine_prices(), self.params)
+        self.driver.run.t = None
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> dict[str, np.ndarray]:
         """The engine state after the last bar and the strategy's attributes, as arrays."""
         from backforge.live._engine import state_arrays
 
+        out = state_arrays(self.state, bars=self.t + 1)
+        out.update({"strategy": np.frombuffer(self._dump(), dtype=np.uint8).copy(),
+                    "meta": np.array([self.t, self.n_warm, self.n], dtype=np.int64)})
+        return out
+
+    def _dump(self) -> bytes:
+        """The strategy's own state (its attributes; views saved as references)."""
         run = self.driver.run
         attributes = {k: v for k, v in vars(self.driver.instance).items() if k != "_run"}
         buffer = io.BytesIO()
@@ -405,10 +423,7 @@ class CodeStep:
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{self.portfolio.name}'s attributes must pickle to be saved with the session: {exc}",
                               field="strategy") from None
-        out = state_arrays(self.state, bars=self.t + 1)
-        out.update({"strategy": np.frombuffer(buffer.getvalue(), dtype=np.uint8).copy(),
-                    "meta": np.array([self.t, self.n_warm, self.n], dtype=np.int64)})
-        return out
+        return buffer.getvalue()
 
     def restore(self, arrays: dict[str, np.ndarray], history: MarketData) -> None:
         """Load a snapshot; ``history`` holds every bar received up to the snapshot's bar (warm-up included)."""
@@ -431,11 +446,102 @@ class CodeStep:
         else:
             self._rebind()
         self.state = grow_state(state_from_arrays(arrays), t + 1)
-        attributes = _Unpickler(io.BytesIO(arrays["strategy"].tobytes()), self.driver.run).load()
+        self.t = t
+        self._load(arrays["strategy"].tobytes())
+
+    def _load(self, saved: bytes) -> None:
+        """The strategy's own state from a snapshot, the engine state already restored."""
+        attributes = _Unpickler(io.BytesIO(saved), self.driver.run).load()
         vars(self.driver.instance).update(attributes)
         self.driver.seen_fills = int(self.state.counters[k.C_FILLS])
         self.driver.seen_events = int(self.state.counters[k.C_EVENTS])
-        self.t = t
+
+
+class CompiledStep(CodeStep):
+    """A :func:`~backforge.strategy.compiled.compiled` class stepped one bar at a time: per bar, its own
+    compiled loop (:func:`~backforge.strategy.compiled.callback_loop`) over that one bar — the bar step, then
+    ``next_nb`` — so the orders go through the code of :func:`~backforge.strategy.compiled.backtest_compiled`.
+
+    ``init`` runs again on the bars received so far at each bar (as the recomputed indicators of a Python
+    class: O(bars so far), exact for the causal kernels), and its arrays with a row per bar are cut to the
+    traded bars (:func:`~backforge.strategy.compiled.window_user`), as in ``backtest_compiled(data, cls,
+    start=s)``. What ``next_nb`` wrote is carried from bar to bar: the rows before the new bar of the
+    per-bar arrays, and every other element of ``user`` (scalars, state arrays) as it is after the previous
+    bar (``init``'s new value of those is not used). ``user`` is saved with each snapshot."""
+
+    @property
+    def streamed(self) -> list[bool]:
+        return []  # no self.I(...) declarations: init computes the arrays
+
+    def _attach(self) -> None:
+        from backforge.strategy.compiled import callback_loop
+
+        self._loop = callback_loop(self.portfolio.strategy.next_nb)
+        self._engine_state = self.sim._state
+        self._user: tuple = ()
+
+    @property
+    def state(self) -> k.State:
+        return self._engine_state
+
+    @state.setter
+    def state(self, value: k.State) -> None:
+        self._engine_state = value
+
+    def _fresh(self) -> tuple:
+        """``init`` on the bars so far, cut to the traded rows."""
+        from backforge.strategy.compiled import user_arrays, window_user
+
+        portfolio = self.portfolio
+        return window_user(user_arrays(portfolio.strategy, portfolio.params, self.history()), self.n, self.n_warm)
+
+    def _carry(self, fresh: tuple, previous: tuple) -> tuple:
+        """``fresh`` with what ``next_nb`` wrote in ``previous`` (the class docstring)."""
+        from backforge.strategy.compiled import per_bar
+
+        if not previous:
+            return fresh
+        if len(previous) != len(fresh):
+            raise ConfigError(f"{self.portfolio.name}.init returned {len(fresh)} values, {len(previous)} before",
+                              field="init")
+        rows = self.n - self.n_warm
+        out = []
+        for new, old in zip(fresh, previous):
+            if not per_bar(new, rows):
+                out.append(old)
+                continue
+            if isinstance(old, np.ndarray) and old.shape[1:] == new.shape[1:] and old.shape[0] <= rows:
+                new = np.array(new)  # init's own arrays stay as they were
+                new[: old.shape[0]] = old
+            out.append(new)
+        return tuple(out)
+
+    def _start(self) -> None:
+        self._user = self._carry(self._fresh(), self._user)
+        self._started = True
+
+    def _rebind(self) -> None:
+        self._user = self._carry(self._fresh(), self._user)
+
+    def _advance(self, t: int, ts: int) -> None:
+        from backforge.errors import SimulationError
+
+        sim = self.sim
+        sim._state, sim._t = self._engine_state, t - 1
+        sim._ensure_room()  # the loop's own room test then always passes
+        self._engine_state = sim._state
+        done = self._loop(self._engine_state, self.params, self._ts[self.n_warm: self.n], self._engine_prices(),
+                          self._user, t)
+        if done != t + 1:
+            raise SimulationError(f"{self.portfolio.name}.next_nb placed more orders on one bar than the record "
+                                  f"arrays have room for (bar {t})")
+
+    def _dump(self) -> bytes:
+        return pickle.dumps(self._user, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _load(self, saved: bytes) -> None:
+        # the snapshot comes from the session's own state folder (the module docstring)
+        self._user = self._carry(self._fresh(), pickle.loads(saved))
 
 
 def open_code_replay(strategy: type[Strategy] | str | Path, *, data: Any = None, start: Any = None,
@@ -449,12 +555,13 @@ def open_code_replay(strategy: type[Strategy] | str | Path, *, data: Any = None,
     base = None
     if isinstance(strategy, (str, Path)):
         base = Path(strategy).parent
-        strategy = load_strategy_class(strategy, name)
+        strategy = load_strategy_class(strategy, name, compiled=True)
     if data is None or isinstance(data, (str, Path, list, tuple)):
         from backforge.strategy.compiler import load_data
         from backforge.strategy.schema import load_portfolio
 
-        spec = {"name": strategy.__name__, "universe": list(strategy.universe), "data": dict(strategy.data_spec),
+        spec = {"name": strategy.__name__, "universe": list(getattr(strategy, "universe", Strategy.universe)),
+                "data": dict(getattr(strategy, "data_spec", None) or {}),
                 "strategies": [{"name": "data", "action": {"kind": "alert"}}]}
         files = [data] if isinstance(data, (str, Path)) else list(data) if data is not None else None
         market = load_data(load_portfolio(spec), base=base or Path.cwd(), override=[Path(f) for f in files] if files else None)

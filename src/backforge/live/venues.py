@@ -151,10 +151,10 @@ def live(
         raise BrokerError(f"--bar must be one of {', '.join(_BARS)}, got {bar!r}", kind="final", field="bar")
     if strategy.suffix == ".py":  # a backforge.Strategy class, on its own universe (live/code_step.py)
         from backforge.live.code_step import CodePortfolio
-        from backforge.strategy.code import load_strategy_class
+        from backforge.strategy.code import Strategy, load_strategy_class
 
-        cls = load_strategy_class(strategy, strategy_class)
-        portfolio = CodePortfolio(cls, tuple(cls.universe))
+        cls = load_strategy_class(strategy, strategy_class, compiled=True)
+        portfolio = CodePortfolio(cls, tuple(getattr(cls, "universe", Strategy.universe)))
     else:
         if strategy_class:
             raise BrokerError("--strategy picks a class in a Python strategy file", kind="final", field="strategy")

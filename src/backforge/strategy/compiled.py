@@ -75,7 +75,8 @@ from backforge.engine.records import OrderType, SizeType
 from backforge.errors import ConfigError
 
 __all__ = ["backtest_compiled", "bar_step_nb", "buy_nb", "callback_loop", "cancel_nb", "cash_nb", "close_nb",
-           "compiled", "equity_nb", "has_room_nb", "order_nb", "position_nb", "sell_nb", "submit_nb"]
+           "compiled", "equity_nb", "has_room_nb", "order_nb", "per_bar", "position_nb", "sell_nb", "submit_nb",
+           "user_arrays", "window_user"]
 
 MARKET, LIMIT, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT
 UNITS, EQUITY_FRACTION, POSITION_FRACTION = SizeType.UNITS, SizeType.EQUITY_FRACTION, SizeType.POSITION_FRACTION
@@ -340,10 +341,16 @@ def compiled(cls: type) -> type:
 
 
 def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = None, risk: Any = None,
-                      **kwargs: Any):
+                      start: int | None = None, end: int | None = None, **kwargs: Any):
     """Backtest a :func:`compiled` strategy class; keywords that name a parameter override it, the others
     are the options of :func:`backforge.from_signals` (cash, costs, ...; ``risk`` its rules and sizing, as
-    for a :class:`~backforge.strategy.code.Strategy`). Returns a ``Result``."""
+    for a :class:`~backforge.strategy.code.Strategy`). Returns a ``Result``.
+
+    ``start`` / ``end`` (bar positions, end exclusive) bound the traded bars, as for a Python class: ``init``
+    sees the bars before ``start`` too (its indicators are warm on the first traded bar), then every array
+    of ``user`` with a row per bar is cut to the traded rows (:func:`window_user`), so ``next_nb``'s bar
+    ``t`` is the ``t``-th traded bar and row ``t`` of those arrays its values. The result covers bars
+    ``start:end``."""
     from backforge.engine.simulator import Simulator, _run_with_capacity, new_state, prices_of
     from backforge.results.result import Result
     from backforge.strategy.code import _split, risk_book, strategy_parameters
@@ -351,15 +358,18 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
     if not getattr(strategy, "__backforge_compiled__", False):
         raise ConfigError(f"expected a class decorated with @compiled, got {strategy!r}", field="strategy")
     data = MarketData.coerce(data)
+    lo = int(start or 0)
+    hi = data.n_bars if end is None else min(int(end), data.n_bars)
+    if not 0 <= lo < hi:
+        raise ConfigError(f"start={start} / end={end} leave no bar to trade (the data has {data.n_bars})", field="start")
     params, options = _split(strategy, kwargs)
+    seen = data if hi == data.n_bars else data.rows(0, hi)
+    traded = seen if lo == 0 else seen.rows(lo, hi)
 
     sim = Simulator(data.assets, has_quotes=data.has_quotes, config=config, **options)  # validates and lowers
-    book = risk_book(risk, sim, data)
-    instance = strategy.__new__(strategy)
-    for name, value in params.items():
-        setattr(instance, name, value)
-    user = instance.init(data)
-    user = tuple(user) if isinstance(user, (tuple, list)) else (user,)
+    book = risk_book(risk, sim, traded)
+    user = window_user(user_arrays(strategy, params, seen), seen.n_bars, lo)
+    full, data = data, traded
     prices, timestamps = prices_of(data), frozen(data.timestamps, np.int64)
     loop = callback_loop(strategy.next_nb)
 
@@ -382,7 +392,40 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
     result.risk_config = sim.risk_config
     result.strategy = {"name": strategy.__name__, "class": f"{strategy.__module__}.{strategy.__qualname__}",
                        "parameters": {**strategy_parameters(strategy), **params}}
-    result.class_run = {"strategy": strategy, "data": data, "parameters": result.strategy["parameters"],
+    result.class_run = {"strategy": strategy, "data": full, "parameters": result.strategy["parameters"],
                         "options": {**options, **sim.sim_config.model_dump()},  # config= resolved
                         "risk": risk}
     return result
+
+
+def user_arrays(strategy: type, params: dict[str, Any], data: MarketData) -> tuple:
+    """``init(data)`` of a compiled class with the parameter values ``params``, as the tuple ``next_nb``
+    receives; an error raised by the strategy's own code becomes a :class:`StrategyError` naming its line."""
+    from backforge.errors import BackforgeError
+    from backforge.strategy.code import StrategyError, _strategy_frame
+
+    instance = strategy.__new__(strategy)
+    for name, value in params.items():
+        setattr(instance, name, value)
+    try:
+        user = instance.init(data)
+    except BackforgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code: report it with its line
+        raise StrategyError(f"{strategy.__name__}.init() raised {type(exc).__name__} "
+                            f"({_strategy_frame(exc, strategy)}): {exc}") from exc
+    return tuple(user) if isinstance(user, (tuple, list)) else (user,)
+
+
+def per_bar(value: Any, n_rows: int) -> bool:
+    """Whether an element of ``user`` has a row per bar of the ``n_rows`` bars ``init`` saw."""
+    return isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n_rows
+
+
+def window_user(user: tuple, n_rows: int, lo: int) -> tuple:
+    """``user`` for bars ``lo:`` of the ``n_rows`` bars ``init`` saw: each array with a row per bar is cut to
+    rows ``lo:`` (a view: C-contiguous stays C-contiguous, the compiled loop is not specialised again); the
+    scalars and the other arrays (state a ``next_nb`` keeps between bars) are passed as they are."""
+    if lo == 0:
+        return user
+    return tuple(value[lo:] if per_bar(value, n_rows) else value for value in user)

@@ -65,10 +65,6 @@ def _backtest(data: MarketData, strategy: type, keywords: dict):
     if getattr(strategy, "__backforge_compiled__", False):
         from backforge.strategy.compiled import backtest_compiled
 
-        if keywords.get("start") or keywords.get("end") is not None:
-            raise ConfigError(f"{strategy.__name__} is a compiled strategy: its searches run on the whole data "
-                              "(start=/end= and walk-forward windows need a Strategy class)", field="start")
-        keywords = {k: v for k, v in keywords.items() if k not in ("start", "end")}
         return backtest_compiled(data, strategy, **keywords)
     from backforge.strategy.code import backtest
 
@@ -254,8 +250,9 @@ def walk_forward_class(data: MarketData | Any, strategy: type, ranges: Mapping[s
     those of :func:`~backforge.research.walkforward.walk_forward` for strategy files; ``options`` are the
     backtest options, ``start`` / ``end`` bound the bars the windows cover. ``ranges`` / ``constraints``
     default to the class's own (:func:`class_space`); ``method`` / ``samples`` / ``seed`` as for
-    :func:`optimize_class` (``grid`` or ``random``). A :func:`~backforge.strategy.compiled.compiled` class is
-    refused: its ``next_nb`` reads its arrays from bar 0, so it has no warm-up to start a window on.
+    :func:`optimize_class` (``grid`` or ``random``). A :func:`~backforge.strategy.compiled.compiled` class
+    walks forward the same way: its ``init`` sees the warm-up bars, ``next_nb`` the window's
+    (:func:`~backforge.strategy.compiled.backtest_compiled`'s ``start`` / ``end``).
 
     Examples
     --------
@@ -279,13 +276,8 @@ def walk_forward_class(data: MarketData | Any, strategy: type, ranges: Mapping[s
     """
     from backforge.research.optimize import MINIMIZE, score_result
     from backforge.research.walkforward import walk_forward_result, window_row, windows
-    from backforge.strategy.code import backtest
 
     data = MarketData.coerce(data)
-    if getattr(strategy, "__backforge_compiled__", False):
-        raise ConfigError(f"{strategy.__name__} is a compiled strategy: walk-forward is not supported for it (its "
-                          "next_nb reads its arrays from bar 0, so a window cannot start on warmed-up bars); walk "
-                          "the same logic forward as a Strategy class", field="strategy")
     if method not in ("grid", "random"):
         raise ConfigError(f"walk-forward searches each window by grid or random, got {method!r}", field="method")
     space = class_space(strategy, ranges, constraints)
@@ -307,7 +299,7 @@ def walk_forward_class(data: MarketData | Any, strategy: type, ranges: Mapping[s
         n_trials += res.n_trials
         best = res.best
         names = list(best.params)
-        oos = backtest(data, strategy, start=oos_start, end=oos_end, **best.params, **options)
+        oos = _backtest(data, strategy, {"start": oos_start, "end": oos_end, **best.params, **options})
         oos_metrics = score_result(oos)
         equity = np.concatenate([[oos.sim_config.cash], np.asarray(oos.equity_values, dtype=np.float64)])
         pieces.append(equity[1:] / equity[:-1] - 1.0)

@@ -16,7 +16,7 @@ def test_public_names_are_pinned():
     assert sorted(backforge.__all__) == [
         "BackforgeError", "ConfigError", "DataError", "MarketData", "OrderProgram", "Quotes", "Result",
         "RiskConfig", "SignalConfig", "SimConfig", "SimulationError", "Simulator", "Strategy", "__version__", "backtest",
-        "compile_portfolio",
+        "compile_portfolio", "crossover",
         "from_signals", "indicators", "judge", "load_data", "load_portfolio", "load_result", "monte_carlo", "optimize",
         "run_portfolio", "simulate", "sweep_signals", "sweep_sma_cross", "synth", "walk_forward",
     ]

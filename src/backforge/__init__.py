@@ -37,7 +37,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "walk_forward": "backforge.research.walkforward",
     "monte_carlo": "backforge.research.montecarlo",
     "judge": "backforge.judge",
-    "Strategy": "backforge.strategy.code", "backtest": "backforge.strategy.code",
+    "Strategy": "backforge.strategy.code", "backtest": "backforge.strategy.code", "crossover": "backforge.strategy.code",
 }, eager=globals())
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "__version__",
     "backtest",
     "compile_portfolio",
+    "crossover",
     "from_signals",
     "indicators",
     "judge",

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 import backforge as bf
 from backforge.strategy.code import Strategy, StrategyError, backtest, crossover, load_strategy_class
-from backforge.strategy.compiled import backtest_compiled, buy_nb, close_nb, compiled, position_nb
+from backforge.strategy.compiled import (EQUITY_FRACTION, LIMIT, MARKET, POSITION_FRACTION, STOP, STOP_LIMIT,
+                                        backtest_compiled, buy_nb, close_nb, compiled, position_nb, submit_nb)
 from backforge.strategy.compiler import load_data, run_portfolio
 from backforge.strategy.indicators import sma
 from backforge.strategy.schema import load_portfolio
@@ -73,7 +74,16 @@ class SmaCrossCompiled:
                 close_nb(state, t, ts, j)
 
 
-def _same(a, b) -> None:
+def _same(a, b, *, submission_order: bool = True) -> None:
+    """Bit-identical orders (all but who placed them: a signal or the strategy's code), fills, trades and
+    equity. ``submission_order=False``: the orders of one bar may have been placed in another order (their
+    ids differ; from_signals places each asset's exit before the next asset's entry, the class all entries
+    first — the fills, at the next open, do not depend on it)."""
+    orders_a, orders_b = a.orders.drop("reason"), b.orders.drop("reason")
+    if not submission_order:
+        key = ["created_bar", "asset", "side", "role"]
+        orders_a, orders_b = (o.drop("order_id", "parent_id").sort(key) for o in (orders_a, orders_b))
+    assert orders_a.equals(orders_b)
     cols = ["bar", "asset", "qty", "price", "fee", "role"]
     assert a.fills.select(cols).equals(b.fills.select(cols))
     assert a.trades.drop("exit_reason").equals(b.trades.drop("exit_reason"))
@@ -119,7 +129,7 @@ def test_the_sma_cross_example_four_ways(example, request):
     as_signals = bf.from_signals(data, up, down, size=0.33, fee_rate=0.0005, slippage_bps=1)
     assert from_file.summary()["trades"] > (10 if data.n_assets > 1 else 5)
     _same(from_file, as_code)
-    _same(as_signals, as_code)
+    _same(as_signals, as_code, submission_order=False)
     as_compiled = backtest_compiled(data, SmaCrossCompiled, fee_rate=0.0005, slippage_bps=1)
     _same(as_compiled, as_code)
     assert as_compiled.mode == "compiled" and as_compiled.strategy["parameters"] == as_code.strategy["parameters"]
@@ -228,6 +238,99 @@ def test_hooks_see_fills_and_order_events():
     assert result.fills.height == 2
 
 
+class OrderMix(Strategy):
+    """Every 9th bar, one of: a limit buy 1 % under the close good for 3 bars, a stop buy 1 % over it good
+    for the day, a stop-limit buy, or a limit sell to close 2 % over the close; a market entry carries a
+    stop-loss, a take-profit and a trailing stop."""
+
+    def next(self):
+        if self.bar % 9 or self.bar == 0:
+            return
+        close, kind = float(self.data.close[-1]), (self.bar // 9) % 5
+        if kind == 0:
+            self.buy(0.2, limit=close * 0.99, time_in_force="gtn", gtn_bars=3)
+        elif kind == 1:
+            self.buy(0.2, stop=close * 1.01, time_in_force="day")
+        elif kind == 2:
+            self.buy(0.2, stop=close * 1.005, limit=close * 1.015)
+        elif kind == 3 and self.position:
+            self.sell(1.0, size_type="position_fraction", limit=close * 1.02)
+        elif kind == 4:
+            self.buy(0.2, stop_loss=0.03, take_profit=0.05, trailing_stop=0.04)
+
+
+@compiled
+class OrderMixNb:
+    """OrderMix as a compiled class (order type, size type and time-in-force codes of submit_nb)."""
+
+    def init(self, data):
+        return (data.close,)
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        close = user[0][t, 0]
+        if t % 9 != 0 or t == 0:
+            return
+        kind = (t // 9) % 5
+        nan = np.nan
+        if kind == 0:
+            submit_nb(state, t, ts, 0, 1, LIMIT, EQUITY_FRACTION, 0.2, close * 0.99, nan, nan, nan, nan, 2, 3)
+        elif kind == 1:
+            submit_nb(state, t, ts, 0, 1, STOP, EQUITY_FRACTION, 0.2, nan, close * 1.01, nan, nan, nan, 1, 0)
+        elif kind == 2:
+            submit_nb(state, t, ts, 0, 1, STOP_LIMIT, EQUITY_FRACTION, 0.2, close * 1.015, close * 1.005, nan, nan,
+                      nan, 0, 0)
+        elif kind == 3 and position_nb(state, 0) != 0.0:
+            submit_nb(state, t, ts, 0, -1, LIMIT, POSITION_FRACTION, 1.0, close * 1.02, nan, nan, nan, nan, 0, 0)
+        elif kind == 4:
+            submit_nb(state, t, ts, 0, 1, MARKET, EQUITY_FRACTION, 0.2, nan, nan, 0.03, 0.05, 0.04, 0, 0)
+
+
+def test_limit_stop_brackets_and_time_in_force_from_a_class(sma_example):
+    """OrderMix as a Python class, as a compiled class and through the Simulator driven by hand: the same
+    orders (types, prices, time in force, status), fills and equity; and by hand: limit buys fill at or
+    under their limit, stops at or over their trigger, a gtn order not filled within 3 bars expires."""
+    data = bf.synth(n_assets=1, years=2, seed=11)
+    as_code = backtest(data, OrderMix, fee_rate=0.0005)
+    as_compiled = backtest_compiled(data, OrderMixNb, fee_rate=0.0005)
+    sim = bf.Simulator(data.assets, fee_rate=0.0005)
+    for t in range(data.n_bars):
+        sim.on_bar(int(data.timestamps[t]), open=data.open[t], high=data.high[t], low=data.low[t], close=data.close[t])
+        if t % 9 or t == 0:
+            continue
+        close, kind, a = float(data.close[t, 0]), (t // 9) % 5, data.assets[0]
+        if kind == 0:
+            sim.submit(a, "buy", 0.2, size_type="equity_fraction", order_type="limit", limit_price=close * 0.99,
+                       time_in_force="gtn", gtn_bars=3)
+        elif kind == 1:
+            sim.submit(a, "buy", 0.2, size_type="equity_fraction", order_type="stop", stop_price=close * 1.01,
+                       time_in_force="day")
+        elif kind == 2:
+            sim.submit(a, "buy", 0.2, size_type="equity_fraction", order_type="stop_limit",
+                       stop_price=close * 1.005, limit_price=close * 1.015)
+        elif kind == 3 and sim.position(a) != 0.0:
+            sim.submit(a, "sell", 1.0, size_type="position_fraction", order_type="limit", limit_price=close * 1.02)
+        elif kind == 4:
+            sim.submit(a, "buy", 0.2, size_type="equity_fraction", stop_loss=0.03, take_profit=0.05,
+                       trailing_stop=0.04)
+    by_hand = sim.result()
+    orders = as_code.orders
+    for other in (as_compiled, by_hand):
+        _same(other, as_code)
+    roles = set(orders["role"].to_list())
+    assert {"entry", "stop_loss", "take_profit", "trailing_stop"} <= roles, roles
+    assert {"filled", "expired"} <= set(orders["status"].to_list())
+    filled = orders.filter(pl.col("status") == "filled")
+    limit_buys = filled.filter((pl.col("order_type") == "limit") & (pl.col("side") == "buy"))
+    stops = filled.filter((pl.col("order_type") == "stop") & (pl.col("role") == "entry"))
+    assert limit_buys.height and (limit_buys["fill_price"] <= limit_buys["limit_price"] + 1e-9).all()
+    assert stops.height and (stops["fill_price"] >= stops["stop_price"] - 1e-9).all()
+    gtn = orders.filter(pl.col("time_in_force") == "gtn")
+    assert ((gtn["status"] != "filled") | (gtn["fill_bar"] - gtn["created_bar"] <= 3)).all()
+    assert (gtn.filter(pl.col("status") == "expired").height > 0)
+
+
 def test_impossible_orders_are_rejected_records():
     class Bad(Strategy):
         def next(self):
@@ -323,7 +426,7 @@ def test_warm_up_bars_are_seen_but_not_traded(sma_example):
     up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
     as_signals = bf.from_signals(data.rows(s, data.n_bars), up[s:], down[s:], size=0.33, fee_rate=0.0005)
     assert as_code.data.n_bars == data.n_bars - s and as_signals.summary()["trades"] > 3
-    _same(as_signals, as_code)
+    _same(as_signals, as_code, submission_order=False)
     # a compiled class: init sees the warm-up bars, next_nb's bar 0 is bar s (it cannot see bar s - 1, so
     # the same decisions as long as no cross falls on bar s itself)
     assert not (up[s].any() or down[s].any())
@@ -395,7 +498,7 @@ def test_risk_rules_and_risk_sizing_as_in_from_signals(sma_example):
     prev = np.vstack([np.full((1, data.n_assets), np.nan), diff[:-1]])
     up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
     as_signals = bf.from_signals(data, up, down, size=0.33, stop_loss=0.05, risk=risk, fee_rate=0.0005)
-    _same(as_signals, as_code)
+    _same(as_signals, as_code, submission_order=False)
     assert as_code.risk_events.height > 0 and as_code.summary()["trades"] > 5
     unsized = backtest(data, RiskSized, fee_rate=0.0005)
     assert not as_code.fills["qty"].equals(unsized.fills["qty"])  # the sizing did change the quantities

@@ -83,6 +83,12 @@ def test_truefx_import_synth_list_and_run(tmp_path):
     assert result.exit_code == 0, result.output
     assert "imbalance-taker on SYNTH: 30,000 events" in result.output
     assert (out / "signal_events.parquet").exists() and (out / "fills.parquet").exists()
+    html = (out / "report.html").read_text()  # the tear sheet, its signal audit without condition values
+    assert "imbalance-taker" in html and "Signal-event audit (" in html
+    again = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "again.html")])
+    assert again.exit_code == 0 and (tmp_path / "again.html").stat().st_size > 10_000, again.output
+    assert invoke("run", EXAMPLE, "--events", "SYNTH", "-c", cat, "--out", tmp_path / "bare", "--no-report").exit_code == 0
+    assert not (tmp_path / "bare" / "report.html").exists()
 
 
 def test_run_errors(tmp_path):

@@ -965,8 +965,10 @@ class _Report:
             events = pl.concat([events.head(half), events.tail(self.max_rows - half)])
             note = f"Showing the first {half:,} and last {self.max_rows - half:,} of {total:,} events. " + note
         time_format = "%Y-%m-%d %H:%M" if self.intraday else "%Y-%m-%d"
+        # an event-engine run logs no condition value (NaN here: shown as a blank)
+        value = pl.col("value").round_sig_figs(8) if "value" in events.columns else pl.lit(float("nan")).alias("value")
         frame = events.select(pl.col("timestamp").dt.strftime(time_format), "bar", "strategy", "asset", "action",
-                              "order_id", pl.col("value").round_sig_figs(8))
+                              "order_id", value)
         leaves = events["state_leaves"].to_list() if "state_leaves" in events.columns else [None] * events.height
         rows = []
         for row, values in zip(frame.iter_rows(), leaves):

@@ -165,6 +165,7 @@ def run_command(
     file: Path = typer.Argument(..., help="A strategy file (YAML/JSON) with data.events."),
     events: Optional[str] = typer.Option(None, "--events", "-e", help="Run on this stored stream instead of the file's source."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Save the run to this folder."),
+    report: bool = typer.Option(True, "--report/--no-report", help="With --out: write the HTML tear sheet into it."),
     catalog: Optional[str] = CatalogOption,
 ) -> None:
     """Run a strategy file on the event engine and print its summary."""
@@ -186,4 +187,4 @@ def run_command(
     console.print(f"final equity {summary['final_equity']:,.2f} (return {summary['total_return']:.2%}, "
                   f"max drawdown {summary['max_drawdown']:.2%})")
     if out is not None:
-        console.print(f"[green]saved:[/] {result.save(out)}")
+        console.print(f"[green]saved:[/] {result.save(out, report=report, title=portfolio.name)}")

@@ -270,3 +270,20 @@ def test_every_point_is_evaluated_up_to_the_last_row(evaluate, points):
     config["strategies"] = [{"name": "tick", "action": {"alert": {}}}]
     ev = run_event_portfolio(config, stream(HAND)).signal_events
     assert ev["timestamp"].cast(pl.Int64).to_list() == points and set(ev["order_id"]) == {-1}
+
+
+def test_the_judge_sees_an_event_runs_fees_and_spread():
+    """The judge's evidence of an event run lists the maker/taker fees and the book's spread it paid, so
+    it does not warn that no costs were modelled."""
+    from backforge.judge import judge
+
+    config = yaml.safe_load(EXAMPLE.read_text())
+    config["data"]["events"]["n_events"] = 30_000
+    result = run_event_portfolio(config)
+    assert result.summary()["fees"] > 0
+    verdict = judge(result, n_simulations=100, walk_forward=False)
+    costs = verdict.evidence.sections["cost_sensitivity"]["costs_modelled"]
+    engine = config["data"]["events"]["engine"]
+    assert {k: costs[k] for k in ("maker_fee", "taker_fee") if k in costs} == \
+        {k: engine[k] for k in ("maker_fee", "taker_fee") if engine.get(k)} and "spread" in costs
+    assert "costs.none_modelled" not in {f.id for f in verdict.findings}

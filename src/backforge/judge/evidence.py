@@ -342,9 +342,21 @@ class _Builder:
         self.cash = float(self.analysis.initial_cash)
         self.sim_config = view.config.get("sim_config") or {}
         self.has_quotes = _has_quotes(view)
+        self.costs = self._costs_modelled(view)
         self.variant_returns: dict[str, np.ndarray] = {}
         self.variant_sharpes: list[float] = []
         self.sensitivity_runs = 0
+
+    def _costs_modelled(self, view: RunView) -> dict[str, Any]:
+        """The costs the run charged: the bar engine's cost options; an event-engine run's maker and taker
+        fees (its orders cross the book's spread in their fill prices)."""
+        costs = {k: self.sim_config.get(k) for k in COST_FIELDS if self.sim_config.get(k)}
+        source = view.config.get("data_source") or {}
+        events = source.get("event_config") if isinstance(source, dict) and source.get("kind") == "events" else None
+        if events:
+            costs.update({k: events[k] for k in ("maker_fee", "taker_fee") if events.get(k)})
+            costs["spread"] = "the order book's (paid in the fill prices of the orders that take liquidity)"
+        return costs
 
     # ------------------------------------------------------------------ sections
     def run_section(self) -> dict[str, Any]:
@@ -390,7 +402,7 @@ class _Builder:
         return {"signals": "entry/exit arrays given by the user (from_signals): decisions on a bar's close fill at "
                            "the next bar's open",
                 "signal_config": {k: v for k, v in signal.items() if v not in (None, False, 0, 0.0, "gtc")},
-                "costs": {k: self.sim_config.get(k) for k in COST_FIELDS if self.sim_config.get(k)}}
+                "costs": dict(self.costs)}
 
     def data_section(self) -> dict[str, Any]:
         prices = self.view.asset_prices()
@@ -550,7 +562,7 @@ class _Builder:
 
     def cost_section(self) -> dict[str, Any]:
         m = self.metrics
-        modelled = {k: self.sim_config.get(k) for k in COST_FIELDS if self.sim_config.get(k)}
+        modelled = dict(self.costs)
         if self.has_quotes:
             # buys filled at the ask and sells at the bid: the spread is paid through the prices
             modelled["spread"] = "bid/ask quotes in the data (paid in the fill prices, not itemised)"

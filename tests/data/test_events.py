@@ -55,6 +55,47 @@ def test_l2_csv_bad_input_names_file_line_and_field(tmp_path, rows, line, field,
     assert err.message.startswith(message)
 
 
+TRUEFX_HEADER = "timestamp,bid,ask\n"
+BINANCE_HEADER = "timestamp,trade_id,price,quantity,buyer_maker\n"
+OK_QUOTE = "2024-01-02T00:00:00Z,150.0,150.01\n"
+OK_TRADE = "1700000000000,1,100,1,True\n"
+
+
+@pytest.mark.parametrize("reader, text, line, field, message", [
+    # every importer names the file line (the header is line 1) and the file's own column
+    (read_l2_csv, L2_HEADER + "1000,1000,bid,99.5,2,true\n1000,1000,ask,100.5,x,true\n", 3, "amount", "not a number: 'x'"),
+    (read_l2_csv, L2_HEADER + "1000,1000,bid,99.5,2,true\nzz,1000,ask,100.5,1,true\n", 3, "timestamp",
+     "cannot parse timestamp 'zz'"),
+    (read_l2_csv, L2_HEADER + "1000,,bid,99.5,2,true\n", 2, "local_timestamp", "missing timestamp"),
+    (read_truefx_quotes, TRUEFX_HEADER + OK_QUOTE + "2024-01-02T00:00:01Z,x,150.01\n", 3, "bid", "not a number: 'x'"),
+    (read_truefx_quotes, TRUEFX_HEADER + OK_QUOTE + "nope,150.0,150.01\n", 3, "timestamp", "cannot parse timestamp 'nope'"),
+    (read_truefx_quotes, TRUEFX_HEADER + "2024-01-02T00:00:02Z,150.0,150.01\n" + OK_QUOTE, 3, "timestamp", "unsorted_exch"),
+    (read_truefx_quotes, TRUEFX_HEADER + OK_QUOTE + "2024-01-02T00:00:01Z,150.0,-1\n", 3, "ask", "bad_price"),
+    (read_binance_trades, BINANCE_HEADER + OK_TRADE + "1700000000001,2,100,-1,False\n", 3, "quantity", "bad_qty"),
+    (read_binance_trades, BINANCE_HEADER + OK_TRADE + "1700000000001,2,100,1,maybe\n", 3, "buyer_maker",
+     "buyer_maker must be True or False, got 'maybe'"),
+    (read_binance_trades, BINANCE_HEADER + "1700000000002,1,100,1,True\n" + OK_TRADE, 3, "timestamp", "unsorted_exch"),
+])
+def test_every_importer_names_the_file_line_and_its_column(tmp_path, reader, text, line, field, message):
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError) as info:
+        reader(path)
+    err = info.value
+    assert (err.path, err.row, err.field) == (str(path), line, field), str(err)
+    assert err.message.startswith(message), err.message
+
+
+def test_a_parquet_file_names_data_rows_from_one(tmp_path):
+    import polars as pl
+
+    path = tmp_path / "trades.parquet"
+    pl.DataFrame({"timestamp": [1_700_000_000_000, 1_700_000_000_001], "trade_id": [1, 2], "price": [100.0, np.nan],
+                  "quantity": [1.0, 1.0], "buyer_maker": [True, False]}).write_parquet(path)
+    with pytest.raises(DataError) as info:
+        read_binance_trades(path)
+    assert (info.value.row, info.value.field) == (2, "price") and info.value.message.startswith("bad_price")
+
+
 def test_l2_csv_unknown_side_and_flag(tmp_path):
     with pytest.raises(DataError, match="side must be bid/ask") as info:
         read_l2_csv(_write(tmp_path, L2_HEADER + "1000,1000,middle,99.5,2,true\n"))

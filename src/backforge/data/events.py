@@ -415,26 +415,43 @@ def _read_frame(path: str | os.PathLike[str], reader: str):
         raise DataError(f"cannot read the file: {str(exc).splitlines()[0]}", path=str(p)) from None
 
 
+def _first_row(path: str) -> int:
+    """The number errors give the first data row of a file: its line in a CSV (the header is line 1), its
+    position from 1 in a Parquet file."""
+    return 1 if str(path).endswith(".parquet") else 2
+
+
 def _timestamps(series, *, path: str, field_name: str, unit: str = "ns") -> np.ndarray:
+    """Integer timestamps in ``unit``, datetimes, or ISO-8601 text (UTC when no zone is given); errors name the
+    row as :func:`_first_row` counts."""
     import polars as pl
 
+    first = _first_row(path)
     if series.null_count():
         row = int(series.is_null().arg_true()[0])
-        raise DataError("missing timestamp", path=path, row=row + 1, field=field_name)
+        raise DataError("missing timestamp", path=path, row=row + first, field=field_name)
+    factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
     if series.dtype.is_integer():
-        factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[unit]
         return series.cast(pl.Int64).to_numpy() * factor
     if isinstance(series.dtype, pl.Datetime):
         from backforge._time import to_ns
 
         return to_ns(series)
-    try:
-        parsed = series.str.to_datetime(time_zone="UTC", time_unit="ns", strict=True)
-    except Exception:
-        bad = series.str.to_datetime(time_zone="UTC", time_unit="ns", strict=False).is_null().arg_true()
-        row = int(bad[0]) if len(bad) else 0
-        raise DataError(f"cannot parse timestamp {series[row]!r}", path=path, row=row + 1, field=field_name) from None
-    return parsed.cast(pl.Int64).to_numpy()
+    series = series.cast(pl.String)
+    as_int = series.str.strip_chars().cast(pl.Int64, strict=False)
+    as_time = series.str.to_datetime(time_zone="UTC", time_unit="ns", strict=False)
+    neither = (as_int.is_null() & as_time.is_null()).arg_true()
+    if len(neither):
+        row = int(neither[0])
+        raise DataError(f"cannot parse timestamp {str(series[row])!r}", path=path, row=row + first,
+                        field=field_name)
+    if as_int.null_count() == 0:
+        return as_int.to_numpy() * factor
+    if as_time.null_count() == 0:
+        return as_time.cast(pl.Int64).to_numpy()
+    row = int(as_time.is_null().arg_true()[0])  # a number among text timestamps
+    raise DataError(f"timestamp {str(series[row])!r} is a number among text timestamps", path=path, row=row + first,
+                    field=field_name)
 
 
 def _floats(frame, name: str, *, path: str) -> np.ndarray:
@@ -448,8 +465,21 @@ def _floats(frame, name: str, *, path: str) -> np.ndarray:
     except Exception:
         bad = series.cast(pl.Float64, strict=False).is_null() & series.is_not_null()
         row = int(bad.arg_true()[0])
-        raise DataError(f"not a number: {series[row]!r}", path=path, row=row + 1, field=name) from None
+        raise DataError(f"not a number: {str(series[row])!r}", path=path, row=row + _first_row(path),
+                        field=name) from None
     return values.fill_null(np.nan).to_numpy().astype(np.float64)
+
+
+def _checked(data: EventData, *, policy: str, path: str, lines: np.ndarray | int, fields: dict[str, str]) -> EventData:
+    """:func:`check_events` with its errors in the file's own terms: the row as the file counts it (``lines``:
+    the number of each record's row, or the number of the first one when rows and records correspond)
+    and the file's column names (``fields``: record field -> column)."""
+    try:
+        return check_events(data, policy=policy, path=path)
+    except DataError as exc:
+        row = exc.row or 0
+        number = int(lines[row]) if isinstance(lines, np.ndarray) else row + int(lines)
+        raise DataError(exc.message, path=path, row=number, field=fields.get(exc.field, exc.field)) from None
 
 
 def read_truefx_quotes(path: str | os.PathLike[str], *, symbol: str = "USDJPY", tick_size: float = 0.001,
@@ -482,16 +512,14 @@ def read_truefx_quotes(path: str | os.PathLike[str], *, symbol: str = "USDJPY", 
     rec["qty"] = np.inf
     data = EventData.from_records(rec, symbol=symbol, tick_size=tick_size, validate=False,
                                   source={"path": p, "format": "truefx", "feed_latency_ns": int(feed_latency_ns)})
-    return _checked_pairs(data, policy=policy, path=p)
-
-
-def _checked_pairs(data: EventData, *, policy: str, path: str) -> EventData:
-    """Check a stream whose rows come two per file line (bid, ask) and report file line numbers."""
+    lines = np.repeat(np.arange(n) + 2, 2)  # two records per file line: its bid, then its ask
+    fields = {"exch_ts": "timestamp", "local_ts": "timestamp"}
     try:
-        return check_events(data, policy=policy, path=path)
+        return check_events(data, policy=policy, path=p)
     except DataError as exc:
-        raise DataError(exc.message, path=path, row=(exc.row or 0) // 2 + 2,
-                        field=exc.field if exc.field not in ("price",) else ("bid" if (exc.row or 0) % 2 == 0 else "ask")) from None
+        row = exc.row or 0
+        field = ("bid" if row % 2 == 0 else "ask") if exc.field == "price" else fields.get(exc.field, exc.field)
+        raise DataError(exc.message, path=p, row=int(lines[row]), field=field) from None
 
 
 def read_binance_trades(path: str | os.PathLike[str], *, symbol: str = "BTCUSDT", tick_size: float = 0.01,
@@ -500,7 +528,8 @@ def read_binance_trades(path: str | os.PathLike[str], *, symbol: str = "BTCUSDT"
     """Read Binance trades (``timestamp, trade_id, price, quantity, buyer_maker``; Parquet or CSV).
 
     ``buyer_maker`` true means the seller was the aggressor (side -1), false a buyer-initiated trade
-    (side +1). Row numbers in errors count data rows from 1.
+    (side +1). Row numbers in errors are file lines of a CSV (the header is line 1), data rows from 1 of a
+    Parquet file; fields are the file's columns.
     """
     p = str(path)
     frame = _read_frame(path, "parquet" if p.endswith(".parquet") else "csv")
@@ -511,8 +540,8 @@ def read_binance_trades(path: str | os.PathLike[str], *, symbol: str = "BTCUSDT"
     maker = np.char.lower(np.asarray(frame["buyer_maker"].cast(str).fill_null("").to_numpy(), dtype=str))
     bad = np.flatnonzero(~np.isin(maker, ["true", "false"]))
     if len(bad):
-        raise DataError(f"buyer_maker must be True or False, got {maker[bad[0]]!r}", path=p, row=int(bad[0]) + 1,
-                        field="buyer_maker")
+        raise DataError(f"buyer_maker must be True or False, got {str(maker[bad[0]])!r}", path=p,
+                        row=int(bad[0]) + _first_row(p), field="buyer_maker")
     rec = np.zeros(len(ts), dtype=event_record_dt)
     rec["exch_ts"] = ts
     rec["local_ts"] = ts + int(feed_latency_ns)
@@ -522,7 +551,8 @@ def read_binance_trades(path: str | os.PathLike[str], *, symbol: str = "BTCUSDT"
     rec["qty"] = _floats(frame, "quantity", path=p)
     data = EventData.from_records(rec, symbol=symbol, tick_size=tick_size, lot_size=lot_size, validate=False,
                                   source={"path": p, "format": "binance_trades", "feed_latency_ns": int(feed_latency_ns)})
-    return check_events(data, policy=policy, path=p, row_offset=1)
+    return _checked(data, policy=policy, path=p, lines=_first_row(p),
+                    fields={"qty": "quantity", "exch_ts": "timestamp", "local_ts": "timestamp"})
 
 
 def read_l2_csv(path: str | os.PathLike[str], *, symbol: str = "L2", tick_size: float = 0.01, lot_size: float = 0.0,
@@ -581,11 +611,8 @@ def read_l2_csv(path: str | os.PathLike[str], *, symbol: str = "L2", tick_size: 
     line[clear_pos] = np.flatnonzero(starts) + 2
     data = EventData.from_records(rec, symbol=symbol, tick_size=tick_size, lot_size=lot_size, validate=False,
                                   source={"path": p, "format": "l2_csv", "feed_latency_ns": int(feed_latency_ns)})
-    try:
-        return check_events(data, policy=policy, path=p)
-    except DataError as exc:
-        field_name = {"qty": "amount", "exch_ts": "timestamp", "local_ts": "local_timestamp"}.get(exc.field, exc.field)
-        raise DataError(exc.message, path=p, row=int(line[exc.row]), field=field_name) from None
+    return _checked(data, policy=policy, path=p, lines=line,
+                    fields={"qty": "amount", "exch_ts": "timestamp", "local_ts": "local_timestamp"})
 
 
 # -------------------------------------------------------------------------------------- synthetic book

@@ -2,7 +2,8 @@
 bid/ask bars (issue 15): what the bar simplification costs.
 
 Data: the shared TrueFX USDJPY quotes (2013-01-01 22:00-22:35 UTC, 1,000 ticks; the one locked quote
-on line 943 is dropped by the ``drop`` policy). Rules: long 100,000 USD when the mid breaks above the
+on line 943 — its bid and its ask record — is dropped by the ``drop`` policy), read from
+``$BACKFORGE_SHARED_DATA`` (default ``../shared/data`` beside the repository). Rules: long 100,000 USD when the mid breaks above the
 highest mid of the previous 5 minutes, short when it breaks below the lowest (always in the market
 after the first signal). Three runs:
 
@@ -11,6 +12,9 @@ after the first signal). Three runs:
 2. **events, 1-minute decisions** — the same decisions on a 1-minute clock, but the orders reach the
    exchange 50 ms later (and answers come back 50 ms later) and fill at the quote then prevailing.
 3. **events, every tick** — the channel (previous 5 minutes) is checked on every quote as it arrives.
+
+Each run prints the half-spread it paid: the distance between each fill and the mid of the quote it
+filled against, times the quantity (buys pay the ask, sells receive the bid).
 
     PYTHONPATH=src python3 examples/events_usdjpy_ticks_vs_bars.py
 """
@@ -24,10 +28,11 @@ from numba import njit
 
 import backforge as bf
 from backforge.data.events import read_truefx_quotes
+from backforge.data.paths import resolve_data_path
 from backforge.engine.events import EventConfig, api, run_events
 from backforge.engine.events.strategies import quote_breakout
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = resolve_data_path("${BACKFORGE_SHARED_DATA:-../../shared/data}", base=Path(__file__).resolve().parent)
 UNITS = 100_000.0
 WINDOW_MIN = 5
 LATENCY_NS = 50_000_000
@@ -96,27 +101,52 @@ def bar_run(quotes):
     return bf.from_signals(data, up, down, down, up, size=UNITS, size_type="units", cash=10_000_000.0, lot_size=1000)
 
 
-def describe(name, result):
+def quote_at_fills(result, quotes):
+    """(bid, ask) each fill of ``result`` traded against: an event run's fills, the quote prevailing at the
+    exchange when the order arrived; a bar run's, the open of its fill bar."""
+    fills = result.fills
+    if result.mode == "events":
+        side, ts, price = quotes.side, quotes.exch_ts, quotes.price
+        at = fills["timestamp"].cast(int).to_numpy()
+        books = []
+        for s in (1, -1):
+            rows = np.flatnonzero(side == s)
+            books.append(price[rows][np.searchsorted(ts[rows], at, "right") - 1])
+        return books[0], books[1]
+    bar = fills["bar"].to_numpy()
+    return result.data.bid.open[bar, 0], result.data.ask.open[bar, 0]
+
+
+def describe(name, result, quotes):
+    """Print one run's line; returns its summary and the half-spread it paid (JPY): each fill's distance
+    from the mid of the quote it traded against, times its quantity."""
     s = result.summary()
     fills = result.fills
-    spread_paid = float((fills["qty"].abs() * (fills["price"] - fills["quote_price"]).abs()).sum()) if len(fills) else 0.0
+    bid, ask = quote_at_fills(result, quotes)
+    spread_paid = float((fills["qty"].abs().to_numpy() * np.abs(fills["price"].to_numpy() - (bid + ask) / 2)).sum())
     print(f"{name:<28} fills {s['fills']:>3}  final equity {s['final_equity']:>14,.0f} JPY  "
-          f"return {s['total_return']:+.4%}  trades {s['trades']}")
+          f"return {s['total_return']:+.4%}  trades {s['trades']}  half-spread paid {spread_paid:,.0f} JPY")
     return s, spread_paid
+
+
+def runs(quotes, cfg):
+    """The three runs: bars, events with 1-minute decisions, events deciding on every tick."""
+    bars = bar_run(quotes)
+    grid = run_events(quote_breakout, quotes, cfg, args=(WINDOW_MIN, UNITS, False, 60_000_000_000))
+    ticks = run_events(tick_breakout, quotes, cfg, args=(WINDOW_MIN * 60_000_000_000, UNITS))
+    return bars, grid, ticks
 
 
 def main() -> None:
     quotes = read_truefx_quotes(SHARED / "truefx-usdjpy-ticks.csv", policy="drop")
-    print(quotes, "-", quotes.source.get("dropped_rows", 0), "row dropped by the drop policy")
+    print(quotes, "-", quotes.source.get("dropped_rows", 0), "records dropped by the drop policy")
     cfg = EventConfig(cash=10_000_000.0, lot_size=1.0, entry_latency_ns=LATENCY_NS, response_latency_ns=LATENCY_NS,
                       sample_every="1min")
-    bars = bar_run(quotes)
-    grid = run_events(quote_breakout, quotes, cfg, args=(WINDOW_MIN, UNITS, False, 60_000_000_000))
-    ticks = run_events(tick_breakout, quotes, cfg, args=(WINDOW_MIN * 60_000_000_000, UNITS))
+    bars, grid, ticks = runs(quotes, cfg)
     print()
-    describe("bars (1-minute bid/ask)", bars)
-    describe("events, 1-minute decisions", grid)
-    describe("events, every tick", ticks)
+    describe("bars (1-minute bid/ask)", bars, quotes)
+    describe("events, 1-minute decisions", grid, quotes)
+    describe("events, every tick", ticks, quotes)
     print("\nfills of the event run on the 1-minute clock (price = the quote 50 ms after the decision):")
     print(grid.fills.select("timestamp", "qty", "price"))
     print("fills of the bar run (price = the next bar's open):")

@@ -126,3 +126,44 @@ def test_events_help_loads_neither_numba_nor_polars(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert "--events" in proc.stdout
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_optimize_searches_a_strategy_file_on_event_data(tmp_path):
+    """`backforge optimize` of an event file: every trial is the event run of the file with its values,
+    scored as every search; the best run is saved with its report; options that do not apply are refused."""
+    import json
+
+    import polars as pl
+    import yaml
+
+    from backforge.engine.events.language import run_event_portfolio
+    from backforge.research.optimize import score_result
+    from backforge.strategy.schema import load_portfolio
+
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["data"]["events"]["n_events"] = 40_000
+    enter = raw["strategies"][0]["condition"]["all"][0]
+    enter["rhs"] = {"param": "lean", "choices": [0.25, 0.35]}
+    enter["lhs"]["book_imbalance"]["levels"] = {"param": "levels", "range": [3, 5, 2]}
+    path = tmp_path / "taker.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "runs"
+    done = runner.invoke(app, ["optimize", str(path), "--top", "1", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    folder = next(out.glob("optimize-taker*"))
+    trials = pl.read_parquet(folder / "trials.parquet")
+    assert trials.height == 4 and trials["error"].is_null().all()
+    for row in trials.iter_rows(named=True):
+        values = {"lean": row["param.lean"], "levels": row["param.levels"]}
+        expected = score_result(run_event_portfolio(load_portfolio(raw, parameters=values), base=tmp_path))
+        assert row["sharpe"] == expected["sharpe"] and row["trades"] == expected["trades"], values
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["trials"] == 4 and "event-engine runs" in summary["runtime_detail"]
+    assert (folder / "best-1" / "report.html").exists()
+    for extra in (["--executor", "ray"], ["--data", str(path)]):
+        bad = runner.invoke(app, ["optimize", str(path), "--out", str(tmp_path / "no"), *extra])
+        assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
+    assert not (tmp_path / "no").exists()
+    walked = runner.invoke(app, ["walkforward", str(path), "--in-sample", "60s", "--out-of-sample", "30s",
+                                 "--out", str(tmp_path / "no")])
+    assert walked.exit_code == 2 and "walk-forward does not run on event data yet" in walked.output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from backforge._cli import command_app, console, friendly_errors
 from backforge._paths import check_output_folder
+from backforge.errors import ConfigError
 
 app = command_app()
 """``optimize`` and ``walkforward``, added to the main CLI by :mod:`backforge.cli`."""
@@ -64,6 +65,11 @@ def optimize(
     portfolio = load_portfolio(raw)  # defaults: validates the file before any work
     space = ParameterSpace.from_config(raw)
     axes = heatmap_axes(heatmap, space) if space else None  # bad --heatmap fails now, not after the search
+    if portfolio.data.events is not None:
+        _optimize_events(strategy, raw, portfolio, metric=metric, method=method, samples=samples,
+                         population=population, generations=generations, patience=patience, seed=seed,
+                         executor=executor, data=data, fundamentals=fundamentals, top=top, axes=axes, out=out)
+        return
     fundamentals_table = _fundamentals(fundamentals)
     market = load_data(portfolio, base=strategy.parent, override=data or None)
     first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)  # the file's period, as `run`
@@ -158,6 +164,10 @@ def walkforward(
     _python_only(ranges, strategy_class)
     raw, _ = read_config(strategy)
     portfolio = load_portfolio(raw)
+    if portfolio.data.events is not None:
+        # a window of an L2 stream starts without its book (no snapshot at the cut): not simulated yet
+        raise ConfigError("walk-forward does not run on event data yet (a window cut from the stream would start "
+                          "without its order book); `backforge optimize` searches this file", field="data.events")
     fundamentals_table = _fundamentals(fundamentals)
     market = load_data(portfolio, base=strategy.parent, override=data or None)
     first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
@@ -296,6 +306,52 @@ def _load_code(path: Path, name: Optional[str], ranges: Optional[list[str]], dat
     else:
         space = class_space(cls)
     return cls, class_market(cls, path.parent, data), space
+
+
+def _optimize_events(path: Path, raw: dict, portfolio: Any, *, metric: list[str], method: str, samples: int,
+                     population: int, generations: int, patience: int, seed: int, executor: str,
+                     data: Optional[list[Path]], fundamentals: Optional[Path], top: int, axes: Any, out: Path) -> None:
+    """`backforge optimize` of a strategy file on event data: the trials are event-engine runs in this
+    process (:func:`~backforge.research.optimize.optimize_events`), shown and saved as a bar file's search."""
+    from backforge.engine.events.language import run_event_portfolio
+    from backforge.research.folders import ResultFolder
+    from backforge.research.optimize import SearchConfig, optimize_events
+    from backforge.strategy.schema import load_portfolio
+
+    if executor != "local":
+        raise ConfigError("a strategy file on event data is searched in this process: --executor ray does not "
+                          "apply", field="executor")
+    for given, option in ((data, "--data"), (fundamentals, "--fundamentals")):
+        if given:
+            raise ConfigError(f"{option} does not apply to a strategy file on event data: its data.events names "
+                              "the stream (`backforge events run --events` runs a stored one)", field=option)
+    search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
+                          generations=generations, patience=patience, seed=seed, progress=True)
+    base = path.resolve().parent
+    result = optimize_events(raw, None, search, base=base)
+    _show_search(result, metric, method)
+    table = result.table
+    with ResultFolder(out, f"optimize-{path.stem}") as output:
+        folder = output.path
+        table.write_parquet(folder / "trials.parquet")
+        (folder / "summary.json").write_text(json.dumps({
+            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
+            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": result.overfitting,
+            "pareto": result.pareto, "generations": result.generations, "executor": "local",
+            "runtime": result.runtime, "runtime_detail": result.runtime_detail,
+            "strategy_file": str(path.resolve()), "data": "events",
+        }, indent=2, default=_json))
+        if axes:
+            result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
+        best_rows = table.filter(table["error"].is_null()).head(top)
+        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
+            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
+            run = run_event_portfolio(load_portfolio(raw, parameters=values), base=base)
+            run.data_source.update({"strategy_file": str(path.resolve()), "parameters": values,
+                                    "trials": result.n_trials})
+            run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
+        final = output.commit()
+    console.print(f"[green]saved:[/] {final}")
 
 
 def _optimize_code(path: Path, name: Optional[str], ranges: Optional[list[str]], *, metric: list[str], method: str,

@@ -28,7 +28,7 @@ from backforge.data.market import MarketData, Quotes
 from backforge.errors import BackforgeError, ConfigError, did_you_mean
 from backforge.research.params import MAX_SCAN, ParameterSpace
 
-__all__ = ["Trial", "OptimizationResult", "SearchConfig", "evaluate_params", "optimize", "LocalExecutor",
+__all__ = ["Trial", "OptimizationResult", "SearchConfig", "evaluate_params", "optimize", "optimize_events", "LocalExecutor",
            "RayExecutor", "make_executor", "heatmap_axes", "heatmap_grid", "period_bars", "METRICS", "MINIMIZE",
            "MAX_GRID_COMBINATIONS"]
 
@@ -651,6 +651,9 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
     >>> res.n_trials, sorted(res.best.params)
     (6, ['fast', 'slow'])
 
+    A strategy file on event data (``data.events``) is searched by :func:`optimize_events` (``data``: its
+    event stream, or None for the file's own source).
+
     ``raw`` may also be a strategy class (:class:`backforge.Strategy` or compiled): the search is
     :func:`backforge.strategy.search.optimize_class` (``ranges=`` / ``constraints=`` default to the class's
     own; the other keywords that are not search options are backtest options).
@@ -662,6 +665,8 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
         chosen.update({k: options.pop(k) for k in list(options) if k in _CLASS_SEARCH})
         return optimize_class(data, raw, options.pop("ranges", None), constraints=options.pop("constraints", None),
                               workers=getattr(executor, "workers", None) or 1, **chosen, **options)
+    if _event_file(raw):
+        return optimize_events(raw, None if isinstance(data, MarketData) else data, config, **options)
     if config is None:
         config = SearchConfig(**options)
     elif options:
@@ -737,6 +742,108 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
     result = OptimizationResult(space, metrics, trials, method, seed, time.perf_counter() - started, generations_log)
     result.runtime, result.runtime_detail = _runtime_summary(trials, planner, batched)
     result.overfitting = _overfitting(trials, metrics[0], periods_per_year_for(data.timestamps))
+    if len(metrics) > 1:
+        result.pareto = [t.params for t in _pareto_front([t for t in trials if t.error is None], metrics)]
+    return result
+
+
+def _event_file(raw: Any) -> bool:
+    """Whether a raw strategy config runs on event data (``data.events``)."""
+    return isinstance(raw, dict) and isinstance(raw.get("data"), dict) and raw["data"].get("events") is not None
+
+
+def optimize_events(raw: dict, data: Any = None, config: SearchConfig | None = None, *, base: Any = None,
+                    **options: Any) -> OptimizationResult:
+    """Search the parameters of a strategy file on event data (``data.events``): every trial is one
+    event-engine run of the file with those values (:func:`~backforge.engine.events.language.run_event_portfolio`,
+    its book, latency, queue and fee models), scored by :func:`score_result` on its equity grid like every
+    search, with the same grid / random / genetic methods and overfitting statistics. ``data`` is the event
+    stream (default: the file's own source, loaded once, relative to ``base``). The trials run one after
+    another in this process: an event run is one compiled loop over the stream, and the stream is not
+    copied into worker processes. ``start`` / ``end`` (bar positions) do not apply: the file's
+    ``data.events`` says which part of the stream to run.
+
+    Examples
+    --------
+    >>> raw = {"name": "taker", "universe": ["SYNTH"], "data": {"events": {"source": "synthetic_l2",
+    ...        "n_events": 20000, "seed": 3, "evaluate": {"grid": "1s"}}},
+    ...        "strategies": [{"name": "in", "condition": {"lhs": {"book_imbalance": {"levels": 3}}, "op": ">",
+    ...        "rhs": {"param": "level", "choices": [0.2, 0.4]}}, "action": {"buy": {"allocation": {"units": 0.1}}}},
+    ...        {"name": "out", "condition": {"lhs": {"book_imbalance": {"levels": 3}}, "op": "<", "rhs": -0.2},
+    ...        "action": {"close": {}}}]}
+    >>> res = optimize_events(raw)
+    >>> res.n_trials, sorted(res.best.params)
+    (2, ['level'])
+    """
+    from backforge.engine.events.language import load_event_data, run_event_portfolio
+    from backforge.results.metrics import periods_per_year_for
+    from backforge.strategy.schema import load_portfolio
+
+    if config is None:
+        config = SearchConfig(**options)
+    elif options:
+        config = SearchConfig(**{**config.model_dump(), **options})
+    if config.start or config.end is not None:
+        raise ConfigError("start/end bars do not apply to a strategy file on event data: its data.events "
+                          "start/end cut the stream", field="start")
+    metrics = list(config.metric)
+    space = ParameterSpace.from_config(raw)
+    if not space:
+        raise ConfigError("the strategy declares no parameters: write e.g. levels: {param: depth, range: [1, 5, 1]}",
+                          field="parameters")
+    check_space(space, config)
+    portfolio = load_portfolio(raw)
+    if data is None:
+        data = load_event_data(portfolio.data.events, base=base)
+    for probe in _probes(space):  # the corners of the space, validated before the search
+        load_portfolio(space.instantiate(probe))
+    started = time.perf_counter()
+    progress_bar = _Progress(config.progress)
+    kept = 0
+    grid_stamps: list[np.ndarray] = []
+
+    def run_one(values: dict, keep: bool) -> Trial:
+        try:
+            result = run_event_portfolio(space.instantiate(values), data, base=base)
+        except BackforgeError as exc:
+            return Trial(dict(values), {}, None, str(exc))
+        if not grid_stamps:
+            grid_stamps.append(np.asarray(result.data.timestamps))
+        returns = None
+        if keep:
+            equity = np.concatenate([[result.sim_config.cash], np.asarray(result.equity_values, dtype=np.float64)])
+            returns = equity[1:] / equity[:-1] - 1.0
+        return Trial(dict(values), score_result(result), returns)
+
+    def evaluate(items: list[dict]) -> list[Trial]:
+        nonlocal kept
+        trials = []
+        for values in items:
+            keep = kept < config.keep_returns
+            kept += keep
+            trials.append(run_one(values, keep))
+            progress_bar.advance(1)
+        return trials
+
+    generations_log: list[dict] = []
+    try:
+        if config.method in ("grid", "random"):
+            items = list(space.grid()) if config.method == "grid" else space.sample(config.samples, config.seed)
+            progress_bar.total(len(items))
+            trials = evaluate(items)
+        else:
+            trials, generations_log = _genetic(space, evaluate, metrics, config.population, config.generations,
+                                               config.mutation_rate, config.crossover_rate, config.elite,
+                                               config.patience, config.seed, progress_bar)
+    finally:
+        progress_bar.close()
+    trials.sort(key=lambda t: tuple(str(t.params[n]) for n in space.names))
+    result = OptimizationResult(space, metrics, trials, config.method, config.seed, time.perf_counter() - started,
+                                generations_log)
+    result.runtime = "per-trial"
+    result.runtime_detail = f"per-trial runtime: {len(trials):,} event-engine runs one by one"
+    stamps = grid_stamps[0] if grid_stamps else np.zeros(0, dtype=np.int64)
+    result.overfitting = _overfitting(trials, metrics[0], periods_per_year_for(stamps) if len(stamps) > 2 else 252.0)
     if len(metrics) > 1:
         result.pareto = [t.params for t in _pareto_front([t for t in trials if t.error is None], metrics)]
     return result

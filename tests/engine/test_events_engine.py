@@ -213,6 +213,28 @@ def test_crossing_limit_orders_partial_fill_exchange(tif, price, expected, final
     assert log_kinds(sim)[-1] == final
 
 
+def test_a_resting_order_fills_in_pieces_from_its_queue():
+    """Partial-fill exchange, risk-averse queue, lots of 1: our bid of 10 joins 17 at 99; cancels leave 2
+    ahead; a sell of 1 leaves 1 ahead; a sell of 6 goes 5 beyond it: 5 execute (the order rests with 5);
+    the queue ahead is now none (the level refills behind us); a sell of 15 takes the remaining 5. The
+    no-partial exchange fills all 10 on the sell of 6."""
+    rows = (*book(bids=((99.0, 17.0),)), (100, K.DEPTH, BUY, 99.0, 2.0), (200, K.TRADE, SELL, 99.0, 1.0),
+            (210, K.DEPTH, BUY, 99.0, 1.0), (300, K.TRADE, SELL, 99.0, 6.0), (310, K.DEPTH, BUY, 99.0, 0.0),
+            (400, K.DEPTH, BUY, 99.0, 8.0), (500, K.TRADE, SELL, 99.0, 15.0))
+    for exchange, expected in (("partial_fill", [(300, 99.0, 5.0), (500, 99.0, 5.0)]),
+                               ("no_partial_fill", [(300, 99.0, 10.0)])):
+        sim = sim_for(stream(*rows), exchange=exchange)
+        api.elapse(sim, 10)
+        api.submit_buy_order(sim, 7, 99.0, 10.0, api.GTC, api.LIMIT)
+        api.elapse(sim, 350)  # t = 360: after the sell of 6
+        assert fills(sim) == expected[:1], exchange
+        if exchange == "partial_fill":
+            assert slot_of(sim, 7)["x_leaves"] == 5.0 and api.position(sim) == 5.0
+        while api.elapse(sim, 100) == 0:
+            pass
+        assert fills(sim) == expected and api.position(sim) == 10.0, exchange
+
+
 def test_post_only_that_would_cross_expires_and_one_that_does_not_rests():
     data = stream(*book(), (100, K.TRADE, SELL, 100.0, 1.0), (1_000, K.DEPTH, BUY, 99.0, 6.0))
     sim = sim_for(data, entry_latency_ns=10)

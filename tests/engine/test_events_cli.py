@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -164,6 +165,58 @@ def test_optimize_searches_a_strategy_file_on_event_data(tmp_path):
         bad = runner.invoke(app, ["optimize", str(path), "--out", str(tmp_path / "no"), *extra])
         assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1, bad.output
     assert not (tmp_path / "no").exists()
-    walked = runner.invoke(app, ["walkforward", str(path), "--in-sample", "60s", "--out-of-sample", "30s",
-                                 "--out", str(tmp_path / "no")])
-    assert walked.exit_code == 2 and "walk-forward does not run on event data yet" in walked.output
+
+
+def test_walk_forward_of_a_strategy_file_on_event_data(tmp_path):
+    """Each window replays the stream from its start, trades only inside the window and stops before its
+    end; the winner of each window is the best in-sample run, its out-of-sample figures those of its run
+    on the window; `backforge walkforward` saves the same windows."""
+    import polars as pl
+    import yaml
+
+    from backforge.engine.events.language import run_event_portfolio
+    from backforge.research.optimize import SearchConfig, score_result
+    from backforge.research.walkforward import walk_forward_events, windows
+    from backforge.strategy.schema import load_portfolio
+
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["data"]["events"]["n_events"] = 60_000
+    raw["data"]["events"]["engine"]["sample_every"] = "1s"
+    enter = raw["strategies"][0]["condition"]["all"][0]
+    enter["rhs"] = {"param": "lean", "choices": [0.25, 0.35]}
+    wf = walk_forward_events(raw, in_sample="40s", out_of_sample="20s", search=SearchConfig(method="grid"),
+                             base=tmp_path)
+    grid = np.asarray(run_event_portfolio(load_portfolio(raw), base=tmp_path).data.timestamps)
+    spans = windows(grid, "40s", "20s")
+    assert wf.windows.height == len(spans) >= 3 and wf.n_trials == 2 * len(spans)
+    traded = 0
+    for row, (a, b, c) in zip(wf.windows.iter_rows(named=True), spans):
+        lo, mid = int(grid[a]), int(grid[b])
+        hi = int(grid[c]) if c < len(grid) else None
+        scores = {}
+        for lean in (0.25, 0.35):
+            run = run_event_portfolio(load_portfolio(raw, parameters={"lean": lean}), base=tmp_path,
+                                      trade_from_ns=lo if a else None, until_ns=mid)
+            scores[lean] = score_result(run, from_ns=lo if a else None)["sharpe"]
+        assert row["is_sharpe"] == scores[row["param.lean"]] == max(scores.values())
+        oos = run_event_portfolio(load_portfolio(raw, parameters={"lean": row["param.lean"]}), base=tmp_path,
+                                  trade_from_ns=mid, until_ns=hi)
+        assert row["oos_sharpe"] == score_result(oos, from_ns=mid)["sharpe"]
+        fills = oos.fills["timestamp"].cast(pl.Int64).to_numpy()
+        assert (fills >= mid).all() and (hi is None or (fills < hi + 10_000_000).all())  # + the order latency
+        traded += len(fills)
+    assert traded > 0
+    out = tmp_path / "runs"
+    done = runner.invoke(app, ["walkforward", str(_write_yaml(tmp_path, raw)), "--in-sample", "40s",
+                               "--out-of-sample", "20s", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    saved = pl.read_parquet(next(out.glob("walkforward-*")) / "windows.parquet")
+    assert saved.equals(wf.windows)
+
+
+def _write_yaml(folder, raw):
+    import yaml
+
+    path = folder / "taker.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path

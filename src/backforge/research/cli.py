@@ -164,10 +164,15 @@ def walkforward(
     _python_only(ranges, strategy_class)
     raw, _ = read_config(strategy)
     portfolio = load_portfolio(raw)
-    if portfolio.data.events is not None:
-        # a window of an L2 stream starts without its book (no snapshot at the cut): not simulated yet
-        raise ConfigError("walk-forward does not run on event data yet (a window cut from the stream would start "
-                          "without its order book); `backforge optimize` searches this file", field="data.events")
+    if portfolio.data.events is not None:  # windows of the event run's equity grid, each replayed from the start
+        from backforge.research.walkforward import walk_forward_events
+
+        _events_only_here(executor, data, fundamentals)
+        wf = walk_forward_events(raw, in_sample=in_sample, out_of_sample=out_of_sample, anchored=anchored,
+                                 search=SearchConfig(metric=metric, method=method, samples=samples, seed=seed),
+                                 base=strategy.resolve().parent)
+        _save_walk_forward(wf, anchored, out, strategy)
+        return
     fundamentals_table = _fundamentals(fundamentals)
     market = load_data(portfolio, base=strategy.parent, override=data or None)
     first, stop = period_bars(market, portfolio.data.start, portfolio.data.end)
@@ -308,6 +313,18 @@ def _load_code(path: Path, name: Optional[str], ranges: Optional[list[str]], dat
     return cls, class_market(cls, path.parent, data), space
 
 
+def _events_only_here(executor: str, data: Optional[list[Path]], fundamentals: Optional[Path]) -> None:
+    """The options a search of a strategy file on event data refuses: it runs in this process on the file's
+    own stream."""
+    if executor != "local":
+        raise ConfigError("a strategy file on event data is searched in this process: --executor ray does not "
+                          "apply", field="executor")
+    for given, option in ((data, "--data"), (fundamentals, "--fundamentals")):
+        if given:
+            raise ConfigError(f"{option} does not apply to a strategy file on event data: its data.events names "
+                              "the stream (`backforge events run --events` runs a stored one)", field=option)
+
+
 def _optimize_events(path: Path, raw: dict, portfolio: Any, *, metric: list[str], method: str, samples: int,
                      population: int, generations: int, patience: int, seed: int, executor: str,
                      data: Optional[list[Path]], fundamentals: Optional[Path], top: int, axes: Any, out: Path) -> None:
@@ -318,13 +335,7 @@ def _optimize_events(path: Path, raw: dict, portfolio: Any, *, metric: list[str]
     from backforge.research.optimize import SearchConfig, optimize_events
     from backforge.strategy.schema import load_portfolio
 
-    if executor != "local":
-        raise ConfigError("a strategy file on event data is searched in this process: --executor ray does not "
-                          "apply", field="executor")
-    for given, option in ((data, "--data"), (fundamentals, "--fundamentals")):
-        if given:
-            raise ConfigError(f"{option} does not apply to a strategy file on event data: its data.events names "
-                              "the stream (`backforge events run --events` runs a stored one)", field=option)
+    _events_only_here(executor, data, fundamentals)
     search = SearchConfig(metric=metric, method=method, samples=samples, population=population,
                           generations=generations, patience=patience, seed=seed, progress=True)
     base = path.resolve().parent

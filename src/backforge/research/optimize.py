@@ -128,19 +128,25 @@ class SearchConfig(BaseModel):
 
 # ----------------------------------------------------------------------------------------- trials
 
-def score_result(result: Any) -> dict[str, float]:
+def score_result(result: Any, *, from_ns: int | None = None) -> dict[str, float]:
     """The metrics of one backtest used to rank trials (a subset of the full metrics, cheap to compute).
 
     Every figure comes from :mod:`backforge.results.metrics` (one implementation): the curve starts at the
     starting cash on the first bar's timestamp, CAGR uses calendar years, and the trade figures are
-    :func:`~backforge.results.metrics.trade_metrics` of the closed trades.
+    :func:`~backforge.results.metrics.trade_metrics` of the closed trades. ``from_ns``: only the bars from
+    that time on, and the trades entered from then (a run that traded nothing before it, as a
+    walk-forward window on event data).
     """
     from backforge.results.metrics import equity_metrics, periods_per_year_for, trade_metrics
 
-    eq = np.concatenate([[result.sim_config.cash], result.equity_values])
-    ts = result.data.timestamps
-    m = equity_metrics(eq, periods_per_year=periods_per_year_for(ts), timestamps_ns=np.concatenate([ts[:1], ts]))
+    values, ts = np.asarray(result.equity_values), np.asarray(result.data.timestamps)
     trades = result.trade_records
+    if from_ns is not None:
+        first = int(np.searchsorted(ts, int(from_ns), "left"))
+        values, ts = values[first:], ts[first:]
+        trades = trades[trades["entry_ts"] >= int(from_ns)]
+    eq = np.concatenate([[result.sim_config.cash], values])
+    m = equity_metrics(eq, periods_per_year=periods_per_year_for(ts), timestamps_ns=np.concatenate([ts[:1], ts]))
     t = trade_metrics(trades["pnl"], trades["ret"], trades["exit_ts"] - trades["entry_ts"])
     out = {name: float(m[name]) for name in ("total_return", "annual_return", "cagr", "annual_volatility", "sharpe",
                                              "sortino", "calmar", "omega", "max_drawdown", "ulcer_index",
@@ -753,7 +759,7 @@ def _event_file(raw: Any) -> bool:
 
 
 def optimize_events(raw: dict, data: Any = None, config: SearchConfig | None = None, *, base: Any = None,
-                    **options: Any) -> OptimizationResult:
+                    trade_from_ns: int | None = None, until_ns: int | None = None, **options: Any) -> OptimizationResult:
     """Search the parameters of a strategy file on event data (``data.events``): every trial is one
     event-engine run of the file with those values (:func:`~backforge.engine.events.language.run_event_portfolio`,
     its book, latency, queue and fee models), scored by :func:`score_result` on its equity grid like every
@@ -761,7 +767,10 @@ def optimize_events(raw: dict, data: Any = None, config: SearchConfig | None = N
     stream (default: the file's own source, loaded once, relative to ``base``). The trials run one after
     another in this process: an event run is one compiled loop over the stream, and the stream is not
     copied into worker processes. ``start`` / ``end`` (bar positions) do not apply: the file's
-    ``data.events`` says which part of the stream to run.
+    ``data.events`` says which part of the stream to run; ``trade_from_ns`` / ``until_ns`` bound a
+    window (the rows before it warm the book and the indicators up, nothing trades on them; the trials
+    are scored on the window: :func:`score_result` ``from_ns``), as
+    :func:`~backforge.research.walkforward.walk_forward_events` searches each in-sample window.
 
     Examples
     --------
@@ -804,16 +813,19 @@ def optimize_events(raw: dict, data: Any = None, config: SearchConfig | None = N
 
     def run_one(values: dict, keep: bool) -> Trial:
         try:
-            result = run_event_portfolio(space.instantiate(values), data, base=base)
+            result = run_event_portfolio(space.instantiate(values), data, base=base, trade_from_ns=trade_from_ns,
+                                         until_ns=until_ns)
         except BackforgeError as exc:
             return Trial(dict(values), {}, None, str(exc))
+        stamps = np.asarray(result.data.timestamps)
+        first = 0 if trade_from_ns is None else int(np.searchsorted(stamps, int(trade_from_ns), "left"))
         if not grid_stamps:
-            grid_stamps.append(np.asarray(result.data.timestamps))
+            grid_stamps.append(stamps[first:])
         returns = None
         if keep:
-            equity = np.concatenate([[result.sim_config.cash], np.asarray(result.equity_values, dtype=np.float64)])
+            equity = np.concatenate([[result.sim_config.cash], np.asarray(result.equity_values, dtype=np.float64)[first:]])
             returns = equity[1:] / equity[:-1] - 1.0
-        return Trial(dict(values), score_result(result), returns)
+        return Trial(dict(values), score_result(result, from_ns=trade_from_ns), returns)
 
     def evaluate(items: list[dict]) -> list[Trial]:
         nonlocal kept

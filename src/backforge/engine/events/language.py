@@ -467,16 +467,30 @@ def language_driver_nb(sim, eval_ts, fire, actions, cash, log):
     return n_log
 
 
-def run_event_portfolio(portfolio: sc.Portfolio | dict | str, data: EventData | None = None, *, base: Any = None):
+def run_event_portfolio(portfolio: sc.Portfolio | dict | str, data: EventData | None = None, *, base: Any = None,
+                        trade_from_ns: int | None = None, until_ns: int | None = None):
     """Validate, lower and run a strategy file on event data (``data.events``); returns the event
-    engine's :class:`~backforge.results.result.Result` with ``signal_events``."""
+    engine's :class:`~backforge.results.result.Result` with ``signal_events``.
+
+    ``until_ns`` ends the run before the first row the exchange publishes at or after it; ``trade_from_ns``
+    fires no action before it: the rows before it still build the book and the indicators (warm-up),
+    as a walk-forward window needs (the equity is the starting cash until then)."""
     from backforge.engine.events.run import EventConfig, new_sim, to_result
     from backforge.errors import SimulationError
 
     if not isinstance(portfolio, sc.Portfolio) and isinstance(portfolio, (str, Path)) and base is None \
             and Path(str(portfolio)).is_file():
         base = Path(str(portfolio)).resolve().parent
+    if until_ns is not None:
+        if not isinstance(portfolio, sc.Portfolio):
+            portfolio = sc.load_portfolio(portfolio)
+        if data is None and portfolio.data.events is not None:
+            data = load_event_data(portfolio.data.events, base=base, symbol=portfolio.universe[0])
+        if data is not None:
+            data = data.slice(0, int(np.searchsorted(data.exch_ts, int(until_ns), "left")))
     cp = compile_event_portfolio(portfolio, data, base=base)
+    if trade_from_ns is not None:
+        cp.fire[cp.eval_ts < int(trade_from_ns)] = False
     spec = cp.portfolio.data.events
     cfg = EventConfig(cash=cp.portfolio.cash, **spec.engine)
     sim = new_sim(cp.data, cfg)

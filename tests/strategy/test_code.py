@@ -331,6 +331,43 @@ def test_limit_stop_brackets_and_time_in_force_from_a_class(sma_example):
     assert (gtn.filter(pl.col("status") == "expired").height > 0)
 
 
+@compiled
+class Burst:
+    """Counts its calls in a state array; on bar 5 rests 400 limit buys far under the market (more records
+    than the loop keeps free: the run is redone with more room)."""
+
+    def init(self, data):
+        return (np.zeros(1),)
+
+    @staticmethod
+    @numba.njit
+    def next_nb(state, t, ts, user):
+        user[0][0] += 1.0
+        if t == 5:
+            for _ in range(400):
+                submit_nb(state, t, ts, 0, 1, LIMIT, EQUITY_FRACTION, 0.001, 1e-6, np.nan, np.nan, np.nan, np.nan, 0, 0)
+
+
+def test_a_run_redone_with_more_room_starts_from_a_fresh_init():
+    data = bf.synth(n_assets=1, years=0.2, seed=1)
+    calls = []
+    original = Burst.init
+
+    def init(self, data):
+        user = original(self, data)
+        calls.append(user)
+        return user
+
+    Burst.init = init
+    try:
+        result = backtest_compiled(data, Burst)
+    finally:
+        Burst.init = original
+    assert len(calls) >= 2  # the first attempt overflowed
+    assert calls[-1][0][0] == data.n_bars  # next_nb's state counts one run, not the overflowed one too
+    assert result.orders.height == 400 and (result.orders["status"] == "pending").all()  # resting, far below
+
+
 def test_impossible_orders_are_rejected_records():
     class Bad(Strategy):
         def next(self):

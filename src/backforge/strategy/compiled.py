@@ -368,12 +368,14 @@ def backtest_compiled(data: MarketData | Any, strategy: type, *, config: Any = N
 
     sim = Simulator(data.assets, has_quotes=data.has_quotes, config=config, **options)  # validates and lowers
     book = risk_book(risk, sim, traded)
-    user = window_user(user_arrays(strategy, params, seen), seen.n_bars, lo)
     full, data = data, traded
     prices, timestamps = prices_of(data), frozen(data.timestamps, np.int64)
     loop = callback_loop(strategy.next_nb)
 
     def run(capacity: int):
+        # init for each attempt: a rerun with more capacity must not start from the state arrays next_nb
+        # wrote in the overflowed one
+        user = window_user(user_arrays(strategy, params, seen), seen.n_bars, lo)
         # a batch state (a run over every bar, which writes every history row and every record it counts:
         # nothing is cleared first); records grow when the loop stops for room
         sim._state = new_state(data.n_assets, data.n_bars, cash=sim.sim_config.cash, order_capacity=capacity,

@@ -817,3 +817,41 @@ def test_bar_by_bar_driver_applies_the_same_risk_rules_as_the_batch() -> None:
     for table in ("fills", "orders", "order_log", "trades", "risk_events"):
         assert getattr(batch, table).equals(getattr(live, table)), table
     assert set(batch.risk_events["event"]) >= {"halted", "blocked", "scaled"}
+
+
+def test_expression_sizing_in_from_signals_is_the_strategy_files() -> None:
+    """risk.sizing mode 'expression' of from_signals: each entry's weight is the expression's value at the
+    decision bar clamped to [min, max] (by hand: pandas), the same orders and fills as the strategy file
+    with that allocation; bad expressions name their path under risk.sizing.expression."""
+    data = bf.synth(n_assets=2, years=2, seed=5, assets=("A", "B"))
+    close = pd.DataFrame(data.close, columns=list(data.assets))
+    expression = {"div": [0.004, {"stddev": {"window": 20, "of": {"pct_change": {"window": 1}}}}]}
+    fast, slow = (pd.DataFrame(data.close).rolling(n).mean().to_numpy() for n in (5, 20))
+    diff = fast - slow
+    prev = np.vstack([np.full((1, 2), np.nan), diff[:-1]])
+    up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
+    sizing = {"sizing": {"mode": "expression", "expression": expression, "min": 0.1, "max": 0.5}}
+    mine = bf.from_signals(data, up, down, risk=sizing)
+    entries = mine.orders.filter(pl.col("role") == "entry")
+    raw = close.apply(lambda c: 0.004 / c.pct_change().rolling(20).std(ddof=0))
+    assert entries.height > 5
+    for row in entries.iter_rows(named=True):
+        expected = float(np.clip(raw[row["asset"]].iloc[row["created_bar"]], 0.1, 0.5))
+        assert row["size"] == pytest.approx(expected, rel=1e-9) and row["size_type"] == "equity_fraction"
+    config = {"name": "x", "universe": ["A", "B"], "strategies": [
+        {"name": "in", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_above", "rhs": {"sma": {"window": 20}}},
+         "action": {"buy": {"allocation": {"expression": {"expression": expression, "min": 0.1, "max": 0.5}}}}},
+        {"name": "out", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_below", "rhs": {"sma": {"window": 20}}},
+         "action": {"close": {}}}]}
+    theirs = run_portfolio(config, data)
+    cols = ["bar", "asset", "qty", "price", "fee"]
+    assert mine.fills.select(cols).equals(theirs.fills.select(cols))
+    with pytest.raises(bf.ConfigError, match=r"risk\.sizing\.expression\.args: List should have at least 2"):
+        bf.from_signals(data, up, down, risk={"sizing": {"mode": "expression", "expression": {"div": [1.0]}}})
+    with pytest.raises(bf.ConfigError, match="needs an expression"):
+        bf.from_signals(data, up, down, risk={"sizing": {"mode": "expression"}})
+    with pytest.raises(bf.ConfigError, match="below 1"):
+        bf.from_signals(data, up, down, stop_loss=0.05, risk={"sizing": {"mode": "risk", "value": 1.5}})
+    with pytest.raises(bf.ConfigError, match="min .* is above max"):
+        bf.from_signals(data, up, down, risk={"sizing": {"mode": "expression", "expression": expression,
+                                                         "min": 0.6, "max": 0.5}})

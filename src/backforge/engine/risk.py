@@ -405,11 +405,16 @@ class RiskSizing(_Frozen):
     ``volatility_target`` — weight = ``value`` ÷ annualized volatility of returns over ``window``,
     capped at ``max`` (annualized with ``periods_per_year``, or by default with the bars per year of the
     trailing year at the decision bar, :func:`trailing_periods_per_year`: causal); ``kelly`` — ``value`` × Kelly fraction of the closed trades so far, capped at
-    ``max``, ``fallback`` before ``min_trades`` trades.
+    ``max``, ``fallback`` before ``min_trades`` trades; ``expression`` — weight = the value at the decision
+    bar of ``expression``, an indicator expression of the strategy language (e.g.
+    ``{"div": [0.02, {"stddev": {"window": 20}}]}``), clamped to [``min``, ``max``]; no entry while it has
+    no value (``value`` is not used).
     """
 
-    mode: Literal["risk", "volatility_target", "kelly"]
-    value: float = Field(gt=0, allow_inf_nan=False)
+    mode: Literal["risk", "volatility_target", "kelly", "expression"]
+    value: float = Field(1.0, gt=0, allow_inf_nan=False)
+    expression: Any = None
+    min: float = Field(0.0, ge=0, allow_inf_nan=False)
     stop_atr: float | None = Field(None, gt=0, allow_inf_nan=False)
     atr_window: Union[int, str] = 14
     window: Union[int, str] = 20
@@ -424,6 +429,22 @@ class RiskSizing(_Frozen):
         from backforge.strategy.schema import _check_window
 
         return _check_window(value)
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> "RiskSizing":
+        given = "value" in self.model_fields_set
+        if self.mode != "expression" and not given:
+            raise ValueError(f"{self.mode} sizing needs a value")
+        if self.mode == "risk" and self.value >= 1:
+            raise ValueError(f"the risk per trade is a fraction of equity below 1 (0.01 = 1 %), got {self.value!r}")
+        if self.mode == "expression":
+            if self.expression is None:
+                raise ValueError("expression sizing needs an expression (an indicator of the strategy language)")
+            if self.min > self.max:
+                raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        elif self.expression is not None:
+            raise ValueError(f"expression applies to mode 'expression', not {self.mode!r}")
+        return self
 
 
 PerAsset = Union[float, dict[str, float]]
@@ -540,7 +561,8 @@ def risk_config_error(exc: ValidationError, *, prefix: str = "risk") -> ConfigEr
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
     scalar = isinstance(value, (str, int, float, bool)) or value is None
-    return ConfigError(f"{msg}, got {value!r}" if "got" not in msg and scalar else msg, path=path)
+    named = "got" in msg or (isinstance(value, str) and repr(value) in msg)  # the message shows the value
+    return ConfigError(f"{msg}, got {value!r}" if not named and scalar else msg, path=path)
 
 
 def as_risk_config(value: Any, *, prefix: str = "risk") -> RiskConfig | None:

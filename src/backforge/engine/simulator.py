@@ -372,6 +372,12 @@ def signal_risk_book(risk_cfg: rk.RiskConfig | None, sig_cfg: SignalConfig, data
         rk.set_sizing(book, 0, "volatility_target", sizing.value, size_max=sizing.max)
         book = rk.with_series(book, vol)
         book.cols[0] = np.arange(A)
+    elif sizing.mode == "expression":
+        from backforge.strategy.compiler import expression_matrix
+
+        rk.set_sizing(book, 0, "expression", np.nan, size_min=sizing.min, size_max=sizing.max)
+        book = rk.with_series(book, expression_matrix(sizing.expression, data))
+        book.cols[0] = np.arange(A)
     else:
         rk.set_sizing(book, 0, "kelly", sizing.value, size_max=sizing.max, min_trades=sizing.min_trades,
                       fallback=sizing.fallback)

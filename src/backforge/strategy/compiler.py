@@ -29,7 +29,7 @@ from backforge.strategy import indicators as ind
 from backforge.strategy import runtime as rt
 from backforge.strategy import schema as sc
 
-__all__ = ["CompiledPortfolio", "compile_portfolio", "run_portfolio"]
+__all__ = ["expression_matrix", "CompiledPortfolio", "compile_portfolio", "run_portfolio"]
 
 _CMP = {">": rt.OP_GT, "<": rt.OP_LT, ">=": rt.OP_GE, "<=": rt.OP_LE, "==": rt.OP_EQ,
         "crosses_above": rt.OP_CROSS_ABOVE, "crosses_below": rt.OP_CROSS_BELOW}
@@ -50,6 +50,25 @@ def _key(node: Any) -> str:
         _KEYS.clear()
     _KEYS[id(node)] = (node, key)
     return key
+
+
+def expression_matrix(expression: Any, data: MarketData, *, path: str = "risk.sizing.expression") -> np.ndarray:
+    """``[T, A]`` values on ``data`` (columns in ``data.assets`` order) of a market-data indicator
+    expression of the strategy language, as an allocation expression evaluates it — the sizing expression
+    of :func:`backforge.from_signals`' ``risk``. Errors name ``path``."""
+    inner = "strategies[0].action.allocation.expression"
+    try:
+        portfolio = sc.load_portfolio({"name": "sizing", "universe": list(data.assets), "strategies": [
+            {"name": "size", "action": {"buy": {"allocation": {"type": "expression", "expression": expression}}}}]})
+        node = portfolio.strategies[0].action.allocation.expression
+        if not is_pure(node):
+            raise ConfigError("a sizing expression must use market data only (no position state)", path=inner)
+        return np.asarray(_Compiler(portfolio, data).value(node, inner), dtype=np.float64)
+    except ConfigError as exc:
+        where = exc.path or ""
+        if where.startswith(inner):
+            where = path + where[len(inner):]
+        raise ConfigError(exc.message, path=where or path, field=exc.field) from None
 
 
 def is_pure(node: Any) -> bool:

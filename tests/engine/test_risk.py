@@ -819,6 +819,30 @@ def test_bar_by_bar_driver_applies_the_same_risk_rules_as_the_batch() -> None:
     assert set(batch.risk_events["event"]) >= {"halted", "blocked", "scaled"}
 
 
+def test_bar_by_bar_driver_applies_sessions_and_trading_windows_as_the_batch() -> None:
+    """Hourly bars: a trading window in New York time (winter and summer), a session day that turns at
+    17:00 New York (the FX day) for the daily loss limit and the order count — stepped through
+    `Simulator` bar by bar, the same as `from_signals`, and the window and the day limits do bind."""
+    data = bf.synth(n_assets=2, years=0.5, bar="1h", seed=12)
+    rng = np.random.default_rng(7)
+    le, lx = (rng.random(data.close.shape) < p for p in (0.25, 0.2))
+    risk = {"trading_window": {"start": "09:30", "end": "15:00", "timezone": "America/New_York"},
+            "session": {"start": "17:00", "timezone": "America/New_York"}, "daily_loss_limit": 0.004,
+            "max_orders_per_day": 2, "max_weight": 0.4}
+    options = dict(size=0.3, fee_rate=0.001)
+    batch = bf.from_signals(data, le, lx, risk=risk, **options)
+    sim = bf.Simulator(data.assets, risk=risk, capacity=16, **options)
+    for t in range(data.n_bars):
+        sim.on_bar(int(data.timestamps[t]), open=data.open[t], high=data.high[t], low=data.low[t], close=data.close[t])
+        sim.signals(le[t], lx[t])
+    live = sim.result()
+    assert np.array_equal(batch.equity_values, live.equity_values)
+    for table in ("fills", "orders", "order_log", "trades", "risk_events"):
+        assert getattr(batch, table).equals(getattr(live, table)), table
+    reasons = set(batch.risk_events["rule"].to_list()) if "rule" in batch.risk_events.columns else set()
+    assert {"trading_window", "max_orders_per_day"} <= reasons, reasons
+
+
 def test_expression_sizing_in_from_signals_is_the_strategy_files() -> None:
     """risk.sizing mode 'expression' of from_signals: each entry's weight is the expression's value at the
     decision bar clamped to [min, max] (by hand: pandas), the same orders and fills as the strategy file

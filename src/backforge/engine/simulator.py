@@ -732,6 +732,8 @@ class Simulator:
         if not self.assets:
             raise ConfigError("at least one asset is required", field="assets")
         self.risk_config = rk.as_risk_config(risk)
+        self._calendar = self.risk_config is not None and (self.risk_config.trading_window is not None
+                                                           or self.risk_config.session != rk.Session())
         self.sim_config, self.signal_config = resolve_options({**options, **unknown}, config=config,
                                                               signal_config=signal_config)
         self._params = self.sim_config.lower(self.assets, has_quotes=has_quotes)
@@ -743,9 +745,8 @@ class Simulator:
                                   path="risk.sizing")
             # no precomputed session days or windows: the kernels fall back to UTC days (see risk_update_nb)
             book = rk.lower_risk(self.risk_config, self.assets, np.zeros(0, dtype=np.int64), cash=self.sim_config.cash)
-            if self.risk_config.trading_window is not None or self.risk_config.session != rk.Session():
-                raise ConfigError("trading windows and sessions in the bar-by-bar driver are computed per bar by "
-                                  "the live runner; not supported here yet", path="risk.trading_window")
+            if self._calendar:  # a session day and the trading window of every bar, written as it comes
+                book = book._replace(day=np.zeros(1024, dtype=np.int64), window=np.ones((1024, 1), dtype=np.uint8))
         self._state = new_state(len(self.assets), 1024, cash=self.sim_config.cash, order_capacity=capacity,
                                 record_positions=self.sim_config.record_positions, risk=book)
         self._timestamps = np.zeros(1024, dtype=np.int64)
@@ -783,7 +784,13 @@ class Simulator:
         if book.on[0] != 0 and book.events.shape[0] - book.n_events[0] < 4 * need:
             events = np.zeros(2 * book.events.shape[0] + 4 * need, dtype=rk.risk_event_dt)
             events[: book.events.shape[0]] = book.events
-            grow["risk"] = book._replace(events=events)
+            book = grow["risk"] = book._replace(events=events)
+        if self._calendar and self._t + 1 >= book.day.shape[0]:
+            day = np.zeros(2 * book.day.shape[0], dtype=np.int64)
+            day[: book.day.shape[0]] = book.day
+            window = np.ones((2 * book.window.shape[0], book.window.shape[1]), dtype=np.uint8)
+            window[: book.window.shape[0]] = book.window
+            grow["risk"] = book._replace(day=day, window=window)
         if grow:
             self._state = s._replace(**grow)
 
@@ -811,6 +818,10 @@ class Simulator:
         self._ensure_room()
         self._t += 1
         self._timestamps[self._t] = ts
+        if self._calendar:  # the batch lowering's session day and trading window, for this bar
+            book, cfg, stamp = self._state.risk, self.risk_config, np.array([ts], dtype=np.int64)
+            book.day[self._t] = rk.session_keys(stamp, cfg.session)[0]
+            book.window[self._t, 0] = rk.window_mask(stamp, cfg.trading_window)[0] if cfg.trading_window else 1
         for name, row in zip(("open", "high", "low", "close"), rows):
             self._bars[name].append(row)
         self._bars["volume"].append(self._row(volume, "volume") if volume is not None else np.full(len(self.assets), np.nan))

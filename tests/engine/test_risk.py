@@ -821,13 +821,13 @@ def test_bar_by_bar_driver_applies_the_same_risk_rules_as_the_batch() -> None:
 
 def test_bar_by_bar_driver_applies_sessions_and_trading_windows_as_the_batch() -> None:
     """Hourly bars: a trading window in New York time (winter and summer), a session day that turns at
-    17:00 New York (the FX day) for the daily loss limit and the order count — stepped through
+    noon New York (inside the bars' hours) for the daily loss limit and the order count — stepped through
     `Simulator` bar by bar, the same as `from_signals`, and the window and the day limits do bind."""
     data = bf.synth(n_assets=2, years=0.5, bar="1h", seed=12)
     rng = np.random.default_rng(7)
     le, lx = (rng.random(data.close.shape) < p for p in (0.25, 0.2))
     risk = {"trading_window": {"start": "09:30", "end": "15:00", "timezone": "America/New_York"},
-            "session": {"start": "17:00", "timezone": "America/New_York"}, "daily_loss_limit": 0.004,
+            "session": {"start": "12:00", "timezone": "America/New_York"}, "daily_loss_limit": 0.004,
             "max_orders_per_day": 2, "max_weight": 0.4}
     options = dict(size=0.3, fee_rate=0.001)
     batch = bf.from_signals(data, le, lx, risk=risk, **options)
@@ -839,8 +839,50 @@ def test_bar_by_bar_driver_applies_sessions_and_trading_windows_as_the_batch() -
     assert np.array_equal(batch.equity_values, live.equity_values)
     for table in ("fills", "orders", "order_log", "trades", "risk_events"):
         assert getattr(batch, table).equals(getattr(live, table)), table
-    reasons = set(batch.risk_events["rule"].to_list()) if "rule" in batch.risk_events.columns else set()
-    assert {"trading_window", "max_orders_per_day"} <= reasons, reasons
+    reasons = set(batch.risk_events["rule"].to_list())
+    assert {"trading_window", "max_orders_per_day", "daily_loss_limit"} <= reasons, reasons
+    # by hand: the session day of a bar is its New York date after moving the clock back 12 hours; a
+    # daily loss halt lasts until the first bar of a later session day, and no bar in between starts one
+    local = pd.to_datetime(data.timestamps, utc=True).tz_convert("America/New_York")
+    fx_day = np.asarray((local - pd.Timedelta(hours=12)).date)
+    ev = batch.risk_events.filter(pl.col("rule") == "daily_loss_limit")
+    halts = ev.filter(pl.col("event") == "halted")["bar"].to_list()
+    resumes = ev.filter(pl.col("event") == "resumed")["bar"].to_list()
+    assert len(halts) >= 3 and len(resumes) >= len(halts) - 1
+    for halt, resume in zip(halts, resumes):
+        assert fx_day[resume] > fx_day[halt] and (fx_day[halt:resume] == fx_day[halt]).all()
+    utc_days = bf.from_signals(data, le, lx, risk={**risk, "session": {"start": "00:00", "timezone": "UTC"}}, **options)
+    assert not utc_days.risk_events.equals(batch.risk_events)  # the session is what set those days
+
+
+def test_volatility_target_over_a_duration_window() -> None:
+    """window: 30d — the annualized volatility of the one-bar returns of the trailing 30 calendar days
+    (by hand: pandas rolling('30D'), population std, × √ the causal bars per year); no entry until a full
+    30 days are behind the bar; from_signals and the strategy file size alike."""
+    data = bf.synth(n_assets=2, years=2, seed=5, assets=("A", "B"))
+    idx = pd.to_datetime(data.timestamps, utc=True)
+    close = pd.DataFrame(data.close, columns=list(data.assets), index=idx)
+    ref = close.pct_change().rolling("30D").std(ddof=0).to_numpy() * np.sqrt(trailing_bars_per_year(data.timestamps))[:, None]
+    fast, slow = (pd.DataFrame(data.close).rolling(n).mean().to_numpy() for n in (5, 20))
+    diff = fast - slow
+    prev = np.vstack([np.full((1, 2), np.nan), diff[:-1]])
+    up, down = (prev <= 0) & (diff > 0), (prev >= 0) & (diff < 0)
+    sizing = {"mode": "volatility_target", "value": 0.1, "window": "30d", "max": 0.6}
+    mine = bf.from_signals(data, up, down, risk={"sizing": sizing})
+    entries = mine.orders.filter(pl.col("role") == "entry")
+    assert entries.height > 5
+    first = int(np.searchsorted(data.timestamps, data.timestamps[0] + 30 * 86_400 * 10**9))
+    for row in entries.iter_rows(named=True):
+        j = list(data.assets).index(row["asset"])
+        assert row["created_bar"] >= first - 1
+        assert row["size"] == pytest.approx(min(0.6, 0.1 / ref[row["created_bar"], j]), rel=1e-9)
+    config = {"name": "x", "universe": ["A", "B"], "strategies": [
+        {"name": "in", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_above", "rhs": {"sma": {"window": 20}}},
+         "action": {"buy": {"allocation": {"volatility_target": {"target": 0.1, "window": "30d", "max": 0.6}}}}},
+        {"name": "out", "condition": {"lhs": {"sma": {"window": 5}}, "op": "crosses_below", "rhs": {"sma": {"window": 20}}},
+         "action": {"close": {}}}]}
+    cols = ["bar", "asset", "qty", "price", "fee"]
+    assert mine.fills.select(cols).equals(run_portfolio(config, data).fills.select(cols))
 
 
 def test_expression_sizing_in_from_signals_is_the_strategy_files() -> None:

@@ -687,6 +687,10 @@ def scenarios(draw):
     flatten = draw(st.booleans())
     risk["flatten_on_halt"] = flatten
     risk["resume"] = "next_day" if flatten else draw(st.sampled_from(["next_day", "recovered"]))
+    for name, values in (("max_net", st.floats(0.05, 1.0)), ("max_qty", st.floats(50.0, 2_000.0)),
+                         ("max_notional", st.floats(5_000.0, 60_000.0)), ("daily_loss_limit", st.floats(0.002, 0.05))):
+        if draw(st.booleans()):
+            risk[name] = draw(values)
     return data, entries, exits, shorts, risk, draw(st.floats(0.1, 1.0))
 
 
@@ -718,16 +722,25 @@ def test_property_caps_hold_at_every_fill_and_nothing_enters_while_halted(scenar
             continue
         assert abs(position[a] * marks[a]) <= risk["max_weight"] * equity * (1 + 1e-9) + 1e-6
         assert np.sum(np.abs(position * marks)) <= risk["max_gross"] * equity * (1 + 1e-9) + 1e-6
+        if "max_qty" in risk:
+            assert abs(position[a]) <= risk["max_qty"] * (1 + 1e-12)
+        if "max_notional" in risk:
+            assert abs(position[a]) * fill["price"] <= risk["max_notional"] * (1 + 1e-9) + 1e-6
+        net_after = float(np.dot(position, marks))
+        net_before = net_after - fill["qty"] * marks[a]
+        if "max_net" in risk and abs(net_after) > abs(net_before):
+            assert abs(net_after) <= risk["max_net"] * equity * (1 + 1e-9) + 1e-6
     ev = r.risk_events
-    halts = ev.filter((pl.col("event") == "halted") & (pl.col("rule") == "max_drawdown"))["bar"].to_list()
-    resumes = ev.filter((pl.col("event") == "resumed") & (pl.col("rule") == "max_drawdown"))["bar"].to_list()
     entries_made = entries_of(r)
-    for i, h in enumerate(halts):
-        end = resumes[i] if i < len(resumes) else data.n_bars
-        decided = entries_made.filter((pl.col("created_bar") >= h) & (pl.col("created_bar") < end))
-        assert decided.height == 0, f"an entry was decided while halted (bars {h}..{end})"
-        filled = r.fills.filter((pl.col("role") == "entry") & (pl.col("bar") > h) & (pl.col("bar") <= end))
-        assert filled.height == 0, "an entry filled while halted"
+    for rule in ("max_drawdown", "daily_loss_limit"):
+        halts = ev.filter((pl.col("event") == "halted") & (pl.col("rule") == rule))["bar"].to_list()
+        resumes = ev.filter((pl.col("event") == "resumed") & (pl.col("rule") == rule))["bar"].to_list()
+        for i, h in enumerate(halts):
+            end = resumes[i] if i < len(resumes) else data.n_bars
+            decided = entries_made.filter((pl.col("created_bar") >= h) & (pl.col("created_bar") < end))
+            assert decided.height == 0, f"an entry was decided while halted by {rule} (bars {h}..{end})"
+            filled = r.fills.filter((pl.col("role") == "entry") & (pl.col("bar") > h) & (pl.col("bar") <= end))
+            assert filled.height == 0, f"an entry filled while halted by {rule}"
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -122,3 +122,43 @@ def test_partial_fills_match_hftbacktest(queue_model, latency_ns, seed):
     assert ours == theirs
     position = sum(side * qty for (_, side, _), (_, qty) in theirs.items())
     assert api.position(sim) == pytest.approx(position, abs=1e-9)
+
+
+def test_interpolated_order_latency_matches_hftbacktest():
+    """hftbacktest's intp_order_latency and backforge's order_latency table, on the same recorded
+    (req_ts, exch_ts, resp_ts) rows (every 250 ms, 1-9 ms each way): the same fills, position and balance."""
+    from hftbacktest import BacktestAsset, ROIVectorMarketDepthBacktest
+
+    data = synthetic_l2(n_events=150_000, seed=11)
+    t0, t1 = int(data.local_ts[0]), int(data.local_ts[-1])
+    rng = np.random.default_rng(3)
+    req = np.arange(t0 - 10**9, t1 + 2 * 10**9, 250_000_000, dtype=np.int64)
+    table = np.zeros(len(req), dtype=[("req_ts", "i8"), ("exch_ts", "i8"), ("resp_ts", "i8"), ("_padding", "i8")])
+    table["req_ts"] = req
+    table["exch_ts"] = req + rng.integers(1_000_000, 9_000_000, len(req))
+    table["resp_ts"] = table["exch_ts"] + rng.integers(1_000_000, 9_000_000, len(req))
+    sim = new_sim(data, EventConfig(queue_model="risk_averse", maker_fee=MAKER, taker_fee=TAKER),
+                  order_latency=table[["req_ts", "exch_ts", "resp_ts"]])
+    grid_market_maker(sim, *GRID)
+    ours = fills_of(sim)
+
+    lo, hi = data.price_range()
+    events = data.to_hftbacktest()  # hftbacktest reads this memory during the run: keep it alive
+    asset = (BacktestAsset().data(events).linear_asset(1.0).intp_order_latency(table)
+             .tick_size(data.tick_size).lot_size(data.lot_size).roi_lb(lo - 100 * data.tick_size)
+             .roi_ub(hi + 100 * data.tick_size).trading_value_fee_model(MAKER, TAKER)
+             .risk_adverse_queue_model().no_partial_fill_exchange())
+    hbt = ROIVectorMarketDepthBacktest([asset])
+    out, out_ts = np.zeros((50_000, 5)), np.zeros(50_000, dtype=np.int64)
+    n = hbt_grid(hbt, *GRID, out, out_ts)
+    state = hbt.state_values(0)
+    position, balance, trades = state.position, state.balance, state.num_trades  # read before close()
+    hbt.close()
+    del events
+    theirs = sorted(zip(out_ts[:n].tolist(), out[:n, 1].astype(np.int64).tolist(),
+                        out[:n, 2].astype(int).tolist(), np.round(out[:n, 3], 6).tolist(),
+                        np.round(out[:n, 4], 9).tolist()))
+    assert len(ours) > 50 and ours == theirs
+    assert api.position(sim) == pytest.approx(position, abs=1e-9)
+    assert api.balance(sim) == pytest.approx(balance, rel=1e-12)
+    assert api.num_trades(sim) == trades

@@ -46,7 +46,6 @@ def optimize(
                                                  "classes: the one to search."),
 ) -> None:
     """Search a strategy's parameters (grid, random, genetic) on local cores or Ray; report overfitting."""
-    from backforge.research.folders import ResultFolder
     from backforge.research.optimize import SearchConfig, check_space, heatmap_axes, make_executor, period_bars
     from backforge.research.optimize import optimize as run_search
     from backforge.research.params import ParameterSpace
@@ -83,37 +82,25 @@ def optimize(
         result = run_search(raw, market, search, executor=pool, fundamentals=fundamentals_table)
     finally:
         pool.close()
-    table = result.table
     _show_search(result, metric, method)
-    of = result.overfitting
     from backforge.strategy.compiler import compile_portfolio, run_compiled
 
-    with ResultFolder(out, f"optimize-{strategy.stem}") as output:
-        folder = output.path
-        table.write_parquet(folder / "trials.parquet")
-        (folder / "summary.json").write_text(json.dumps({
-            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
-            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": of,
-            "pareto": result.pareto, "generations": result.generations, "executor": executor,
-            "runtime": result.runtime, "runtime_detail": result.runtime_detail,
-            "strategy_file": str(strategy.resolve()), "start": portfolio.data.start, "end": portfolio.data.end,
-        }, indent=2, default=_json))
-        if axes:
-            result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
-        best_rows = table.filter(table["error"].is_null()).head(top)
-        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
-            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
-            run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
-                                                 start=portfolio.data.start, end=portfolio.data.end,
-                                                 fundamentals=fundamentals_table))
-            run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
-                               "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
-                               "trials": result.n_trials}
-            if fundamentals is not None:
-                run.data_source["fundamentals"] = str(fundamentals.resolve())
-            run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
-        final = output.commit()
-    console.print(f"[green]saved:[/] {final}")
+    def best_run(values: dict):
+        run = run_compiled(compile_portfolio(load_portfolio(raw, parameters=values), market,
+                                             start=portfolio.data.start, end=portfolio.data.end,
+                                             fundamentals=fundamentals_table))
+        run.data_source = {"strategy_file": str(strategy.resolve()), "data": [str(p.resolve()) for p in data or []],
+                           "start": portfolio.data.start, "end": portfolio.data.end, "parameters": values,
+                           "trials": result.n_trials}
+        if fundamentals is not None:
+            run.data_source["fundamentals"] = str(fundamentals.resolve())
+        return run
+
+    _save_search(out, f"optimize-{strategy.stem}", result, axes, top, best_run, portfolio.name, {
+        "method": method, "metric": metric, "seed": seed, "executor": executor, "runtime": result.runtime,
+        "runtime_detail": result.runtime_detail, "strategy_file": str(strategy.resolve()),
+        "start": portfolio.data.start, "end": portfolio.data.end})
+
 
 @app.command()
 @friendly_errors
@@ -331,7 +318,6 @@ def _optimize_events(path: Path, raw: dict, portfolio: Any, *, metric: list[str]
     """`backforge optimize` of a strategy file on event data: the trials are event-engine runs in this
     process (:func:`~backforge.research.optimize.optimize_events`), shown and saved as a bar file's search."""
     from backforge.engine.events.language import run_event_portfolio
-    from backforge.research.folders import ResultFolder
     from backforge.research.optimize import SearchConfig, optimize_events
     from backforge.strategy.schema import load_portfolio
 
@@ -341,28 +327,15 @@ def _optimize_events(path: Path, raw: dict, portfolio: Any, *, metric: list[str]
     base = path.resolve().parent
     result = optimize_events(raw, None, search, base=base)
     _show_search(result, metric, method)
-    table = result.table
-    with ResultFolder(out, f"optimize-{path.stem}") as output:
-        folder = output.path
-        table.write_parquet(folder / "trials.parquet")
-        (folder / "summary.json").write_text(json.dumps({
-            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
-            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": result.overfitting,
-            "pareto": result.pareto, "generations": result.generations, "executor": "local",
-            "runtime": result.runtime, "runtime_detail": result.runtime_detail,
-            "strategy_file": str(path.resolve()), "data": "events",
-        }, indent=2, default=_json))
-        if axes:
-            result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
-        best_rows = table.filter(table["error"].is_null()).head(top)
-        for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
-            values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
-            run = run_event_portfolio(load_portfolio(raw, parameters=values), base=base)
-            run.data_source.update({"strategy_file": str(path.resolve()), "parameters": values,
-                                    "trials": result.n_trials})
-            run.save(folder / f"best-{rank}", report=True, title=f"{portfolio.name} — best {rank} of {result.n_trials}")
-        final = output.commit()
-    console.print(f"[green]saved:[/] {final}")
+
+    def best_run(values: dict):
+        run = run_event_portfolio(load_portfolio(raw, parameters=values), base=base)
+        run.data_source.update({"strategy_file": str(path.resolve()), "parameters": values, "trials": result.n_trials})
+        return run
+
+    _save_search(out, f"optimize-{path.stem}", result, axes, top, best_run, portfolio.name, {
+        "method": method, "metric": metric, "seed": seed, "executor": "local", "runtime": result.runtime,
+        "runtime_detail": result.runtime_detail, "strategy_file": str(path.resolve()), "data": "events"})
 
 
 def _optimize_code(path: Path, name: Optional[str], ranges: Optional[list[str]], *, metric: list[str], method: str,
@@ -372,7 +345,6 @@ def _optimize_code(path: Path, name: Optional[str], ranges: Optional[list[str]],
     """`backforge optimize file.py`: the class's parameter search, shown and saved as a strategy file's."""
     import os
 
-    from backforge.research.folders import ResultFolder
     from backforge.research.optimize import heatmap_axes
     from backforge.strategy.search import _backtest, optimize_class
 
@@ -385,26 +357,42 @@ def _optimize_code(path: Path, name: Optional[str], ranges: Optional[list[str]],
                             samples=samples, seed=seed, population=population, generations=generations,
                             patience=patience, workers=workers or os.cpu_count() or 1, progress=True)
     _show_search(result, metric, method)
+
+    def best_run(values: dict):
+        run = _backtest(market, cls, values)
+        run.data_source = {"strategy_file": str(path.resolve()), "class": cls.__name__,
+                           "data": [str(p.resolve()) for p in data or []], "parameters": values,
+                           "trials": result.n_trials}
+        return run
+
+    _save_search(out, f"optimize-{path.stem}", result, axes, top, best_run, cls.__name__, {
+        "method": method, "metric": metric, "seed": seed, "executor": executor,
+        "strategy_file": str(path.resolve()), "class": cls.__name__})
+
+
+def _save_search(out: Path, name: str, result: Any, axes: Any, top: int, best_run: Any, title: str,
+                 summary: dict) -> None:
+    """Save a parameter search under ``out/name``: its trials, ``summary.json`` (the search's own figures
+    after ``summary``), the heatmap of ``axes``, and the ``top`` best trials re-run by ``best_run(values)``
+    as full results with their reports; the folder appears whole or not at all."""
+    from backforge.research.folders import ResultFolder
+
     table = result.table
-    with ResultFolder(out, f"optimize-{path.stem}") as output:
+    with ResultFolder(out, name) as output:
         folder = output.path
         table.write_parquet(folder / "trials.parquet")
         (folder / "summary.json").write_text(json.dumps({
-            "method": method, "metric": metric, "seed": seed, "trials": result.n_trials, "seconds": result.seconds,
-            "best": result.best.params, "best_metrics": result.best.metrics, "overfitting": result.overfitting,
-            "pareto": result.pareto, "generations": result.generations, "executor": executor,
-            "strategy_file": str(path.resolve()), "class": cls.__name__,
-        }, indent=2, default=_json))
+            **{k: summary[k] for k in ("method", "metric", "seed")},
+            "trials": result.n_trials, "seconds": result.seconds, "best": result.best.params,
+            "best_metrics": result.best.metrics, "overfitting": result.overfitting, "pareto": result.pareto,
+            "generations": result.generations, **summary}, indent=2, default=_json))
         if axes:
             result.heatmap(*axes).write_html(folder / "heatmap.html", include_plotlyjs=True)
         best_rows = table.filter(table["error"].is_null()).head(top)
         for rank, row in enumerate(best_rows.iter_rows(named=True), start=1):
             values = {k.removeprefix("param."): v for k, v in row.items() if k.startswith("param.")}
-            run = _backtest(market, cls, values)
-            run.data_source = {"strategy_file": str(path.resolve()), "class": cls.__name__,
-                               "data": [str(p.resolve()) for p in data or []], "parameters": values,
-                               "trials": result.n_trials}
-            run.save(folder / f"best-{rank}", report=True, title=f"{cls.__name__} — best {rank} of {result.n_trials}")
+            best_run(values).save(folder / f"best-{rank}", report=True,
+                                  title=f"{title} — best {rank} of {result.n_trials}")
         final = output.commit()
     console.print(f"[green]saved:[/] {final}")
 

@@ -9,7 +9,7 @@ import numpy as np
 from backforge._jit import aligned
 from backforge.engine import kernels as k
 from backforge.engine import risk as rk
-from backforge.engine.records import OrderRole
+from backforge.engine.records import OrderRole, order_dt
 from backforge.engine.simulator import new_state
 
 __all__ = [
@@ -20,6 +20,12 @@ __all__ = [
     "fresh_state",
     "grow_state",
     "order_fields",
+    "ORDER_FIELD_INDEX",
+    "record_fields",
+    "venue_qty_nb",
+    "venue_qtys_nb",
+    "ENGINE_ORDER_DT",
+    "book_orders_nb",
     "state_arrays",
     "state_from_arrays",
 ]
@@ -160,13 +166,69 @@ def state_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "state.") -> 
     return k.State(*(risk if name == "risk" else copy(prefix + name) for name in k.State._fields))
 
 
+ORDER_FIELD_INDEX = {name: i for i, name in enumerate(order_dt.names)}
+"""Where each field of an engine order stands in the tuple ``orders[i].item()`` (or ``orders[lo:hi].tolist()``)."""
+_ENGINE_ORDER_AT = tuple((name, ORDER_FIELD_INDEX[name]) for name in ENGINE_ORDER_FIELDS)
+
+
 def order_fields(order) -> dict:
     """An engine order record's fields needed to recreate it (``OrderRequest.engine_order``), JSON-safe."""
+    return record_fields(order.item())
+
+
+def record_fields(record: tuple) -> dict:
+    """:func:`order_fields` of an order record read as a tuple of Python numbers (``orders[i].item()``; a
+    bar's orders are read with one ``tolist()``): NaN prices are None."""
     out = {}
-    for name in ENGINE_ORDER_FIELDS:
-        value = order[name].item()
-        out[name] = None if isinstance(value, float) and value != value else value
+    for name, i in _ENGINE_ORDER_AT:
+        value = record[i]
+        out[name] = None if value != value else value
     return out
+
+
+ENGINE_ORDER_DT = np.dtype([(name, order_dt.fields[name][0]) for name in ENGINE_ORDER_FIELDS], align=True)
+"""One row per order to book (:func:`book_orders_nb`): the fields of :data:`ENGINE_ORDER_FIELDS`."""
+
+
+@k.kernel
+def book_orders_nb(state: k.State, t: int, ts: int, rows, out) -> None:
+    """:func:`~backforge.engine.kernels.submit_order_nb` of each row of ``rows`` (:data:`ENGINE_ORDER_DT`) in
+    order, decided at bar ``t``: ``out[i]`` is the order id, or -1 from the first row that no longer fits the
+    order book (nothing is marked overflowed: the caller grows the state and books the rest)."""
+    for i in range(rows.shape[0]):
+        if state.counters[k.C_ORDERS] >= state.orders.shape[0] or state.counters[k.C_ACTIVE] >= state.active.shape[0]:
+            for j in range(i, rows.shape[0]):
+                out[j] = -1
+            return
+        r = rows[i]
+        out[i] = k.submit_order_nb(state, t, ts, r["asset"], r["side"], r["order_type"], r["size_type"], r["size"],
+                                   r["limit_price"], r["stop_price"], r["sl_pct"], r["sl_abs"], r["tp_pct"],
+                                   r["tp_abs"], r["trail_pct"], r["trail_abs"], r["tif"], r["gtn_bars"], r["role"],
+                                   -1, -1, r["reverse"], r["tag"], r["reason"])
+
+
+@k.inline_kernel
+def venue_qty_nb(state: k.State, params: k.Params, order, price: float) -> float:
+    """The quantity to ask the venue for: what the engine order wants at ``price`` (the mark), its closing part
+    exact and its opening part rounded down to the asset's lot size with the engine's own
+    :func:`~backforge.engine.kernels.round_lot_nb` — as the engine's fill sizes it (0 when there is no price)."""
+    if np.isnan(price):
+        return 0.0
+    a = order["asset"]
+    want = k.desired_qty_nb(state, params, order, price)
+    pos = state.position[a]
+    closing = min(abs(want), abs(pos)) if pos * want < 0.0 else 0.0
+    opening = abs(want) - closing
+    return closing + (k.round_lot_nb(opening, params.lot_size[a]) if opening > 0.0 else 0.0)
+
+
+@k.kernel
+def venue_qtys_nb(state: k.State, params: k.Params, lo: int, hi: int, out) -> None:
+    """:func:`venue_qty_nb` of orders ``lo..hi - 1`` at their asset's mark, into ``out[:hi - lo]`` (a bar's new
+    orders in one call instead of one compiled call each)."""
+    for oid in range(lo, hi):
+        order = state.orders[oid]
+        out[oid - lo] = venue_qty_nb(state, params, order, state.mark[order["asset"]])
 
 
 _ROLE_NAMES = {OrderRole.STOP_LOSS: "sl", OrderRole.TAKE_PROFIT: "tp", OrderRole.TRAILING_STOP: "trail",

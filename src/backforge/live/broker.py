@@ -267,6 +267,18 @@ class Broker(ABC):
     def submit(self, request: OrderRequest) -> BrokerOrder:
         """Send an order. Idempotent by ``client_order_id`` (see the module docstring)."""
 
+    def submit_many(self, requests: Sequence[OrderRequest]) -> list[BrokerOrder | BrokerError]:
+        """:meth:`submit` of several orders, in order: each answer, or the :class:`BrokerError` its submit raised
+        (a bar's orders in one call; a venue that can book them together overrides this). Default: one
+        :meth:`submit` each."""
+        out: list[BrokerOrder | BrokerError] = []
+        for request in requests:
+            try:
+                out.append(self.submit(request))
+            except BrokerError as exc:
+                out.append(exc)
+        return out
+
     @abstractmethod
     def cancel(self, client_order_id: str) -> BrokerOrder | None:
         """Ask the venue to cancel; returns its view of the order (None when the venue never saw it)."""

@@ -44,10 +44,14 @@ import numpy as np
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.risk import RiskConfig, lower_fill_caps
-from backforge.engine.records import OrderType, Reason, SizeType, TimeInForce
+from backforge.engine.records import OrderType, Reason, SizeType, TimeInForce, fill_dt
 from backforge.engine.simulator import frozen_prices
 from backforge.errors import did_you_mean
 from backforge.live._engine import (
+    ENGINE_ORDER_DT,
+    ENGINE_ORDER_FIELDS,
+    ORDER_FIELD_INDEX,
+    book_orders_nb,
     bounded_history,
     child_client_id,
     compact_history,
@@ -73,6 +77,13 @@ __all__ = ["PaperBroker", "RemoteBroker", "serve", "start_server"]
 _STATUS = {k.PENDING: "accepted", k.TRIGGERED: "accepted", k.FILLED: "filled", k.CANCELLED: "cancelled",
            k.REJECTED: "rejected", k.EXPIRED: "expired"}
 _TIF = {"gtc": TimeInForce.GTC, "day": TimeInForce.DAY}
+# where the fields stand in an order / fill record read as a tuple (``.item()`` / ``.tolist()``)
+(_O_ASSET, _O_SIDE, _O_TYPE, _O_SIZE_TYPE, _O_SIZE, _O_LIMIT, _O_STOP, _O_STATUS, _O_REASON, _O_FILL_TS,
+ _O_CREATED_TS, _O_FILL_PRICE, _O_FILLED) = (ORDER_FIELD_INDEX[name] for name in (
+    "asset", "side", "order_type", "size_type", "size", "limit_price", "stop_price", "status", "reason", "fill_ts",
+    "created_ts", "fill_price", "filled_qty"))
+(_F_ORDER, _F_ASSET, _F_QTY, _F_PRICE, _F_FEE, _F_TS) = (fill_dt.names.index(name) for name in (
+    "order_id", "asset", "qty", "price", "fee", "ts"))
 
 
 class PaperBroker(Broker):
@@ -96,6 +107,7 @@ class PaperBroker(Broker):
         if config is None:
             config = SimConfig(cash=cash if cash is not None else 100_000.0)
         self.symbols = tuple(symbols)
+        self._index = {symbol: a for a, symbol in enumerate(self.symbols)}
         self.config = config
         self.params = config.lower(self.symbols, has_quotes=has_quotes)
         self.has_quotes = has_quotes
@@ -156,16 +168,17 @@ class PaperBroker(Broker):
         self._prev_ts = bar.ts_ns
         for oid in range(n_orders, int(state.counters[k.C_ORDERS])):  # bracket children made by fills
             self._name_child(oid)
-        for i in range(self.fills_seen, int(state.counters[k.C_FILLS])):
-            self.queue.append(self._fill(i))
-        self.fills_seen = int(state.counters[k.C_FILLS])
-        for oid in sorted(set(touched) | set(range(n_orders, int(state.counters[k.C_ORDERS])))):
-            if oid in self.oid_cid:
-                o = state.orders[oid]
-                seen = (int(o["status"]), float(o["filled_qty"]))
-                if self._seen.get(oid) != seen:
-                    self._seen[oid] = seen
-                    self.queue.append(self._order(oid))
+        n_fills = int(state.counters[k.C_FILLS])
+        for i, record in enumerate(state.fills[self.fills_seen:n_fills].tolist(), start=self.fills_seen):
+            self.queue.append(self._fill(i, record))
+        self.fills_seen = n_fills
+        oids = [oid for oid in sorted(set(touched) | set(range(n_orders, int(state.counters[k.C_ORDERS]))))
+                if oid in self.oid_cid]
+        for oid, record in zip(oids, state.orders[oids].tolist()):
+            seen = (record[_O_STATUS], float(record[_O_FILLED]))
+            if self._seen.get(oid) != seen:
+                self._seen[oid] = seen
+                self.queue.append(self._order(oid, record))
         self._save()
         return True
 
@@ -185,28 +198,29 @@ class PaperBroker(Broker):
         self.oid_cid[oid] = cid
 
     # ------------------------------------------------------------------ records
-    def _order(self, oid: int) -> BrokerOrder:
-        o = self.state.orders[oid]
+    def _order(self, oid: int, record: tuple | None = None) -> BrokerOrder:
+        """The venue's view of order ``oid`` (``record``: its engine record as a tuple, when already read)."""
+        o = self.state.orders[oid].item() if record is None else record
         cid = self.oid_cid[oid]
         request = self.requests.get(cid)
-        filled = abs(float(o["filled_qty"]))
-        status = _STATUS[int(o["status"])]
+        filled = abs(o[_O_FILLED])
+        status = _STATUS[o[_O_STATUS]]
         if status == "accepted" and filled > 0:
             status = "partially_filled"
-        side = "buy" if int(o["side"]) > 0 else "sell"
-        qty = request.qty if request is not None else float(o["size"]) if o["size_type"] == SizeType.UNITS else filled
-        reason = Reason.describe(int(o["reason"])) if status in ("rejected", "cancelled", "expired") else ""
-        return BrokerOrder(cid, f"P{oid}", self.symbols[int(o["asset"])], side, qty if qty > 0 else filled,
-                           OrderType.name(int(o["order_type"])), status, filled,
-                           float(o["fill_price"]) if filled > 0 else None,
-                           _num(o["limit_price"]), _num(o["stop_price"]), int(o["fill_ts"] or o["created_ts"]), reason)
+        side = "buy" if o[_O_SIDE] > 0 else "sell"
+        qty = request.qty if request is not None else o[_O_SIZE] if o[_O_SIZE_TYPE] == SizeType.UNITS else filled
+        reason = Reason.describe(o[_O_REASON]) if status in ("rejected", "cancelled", "expired") else ""
+        return BrokerOrder(cid, f"P{oid}", self.symbols[o[_O_ASSET]], side, qty if qty > 0 else filled,
+                           OrderType.name(o[_O_TYPE]), status, filled, o[_O_FILL_PRICE] if filled > 0 else None,
+                           _num(o[_O_LIMIT]), _num(o[_O_STOP]), int(o[_O_FILL_TS] or o[_O_CREATED_TS]), reason)
 
-    def _fill(self, i: int) -> Fill:
-        f = self.state.fills[i]
-        oid = int(f["order_id"])
-        qty = float(f["qty"])
-        return Fill(f"PF{i}", self.oid_cid.get(oid, f"{self.name}-{oid}"), f"P{oid}", self.symbols[int(f["asset"])],
-                    "buy" if qty > 0 else "sell", abs(qty), float(f["price"]), float(f["fee"]), int(f["ts"]), "taker")
+    def _fill(self, i: int, record: tuple | None = None) -> Fill:
+        """Fill ``i`` as the venue reports it (``record``: its engine record as a tuple, when already read)."""
+        f = self.state.fills[i].item() if record is None else record
+        oid = f[_F_ORDER]
+        qty = f[_F_QTY]
+        return Fill(f"PF{i}", self.oid_cid.get(oid, f"{self.name}-{oid}"), f"P{oid}", self.symbols[f[_F_ASSET]],
+                    "buy" if qty > 0 else "sell", abs(qty), f[_F_PRICE], f[_F_FEE], f[_F_TS], "taker")
 
     # ------------------------------------------------------------------ Broker interface
     def instruments(self, symbols: Sequence[str]) -> dict[str, Instrument]:
@@ -231,60 +245,107 @@ class PaperBroker(Broker):
         return False
 
     def submit(self, request: OrderRequest) -> BrokerOrder:
-        cid = request.client_order_id
-        self.submit_counts[cid] = self.submit_counts.get(cid, 0) + 1
-        if cid in self.cids:
-            return self.order(cid)  # type: ignore[return-value]
+        answer = self.submit_many([request])[0]
+        if isinstance(answer, BrokerError):
+            raise answer
+        return answer
+
+    def submit_many(self, requests: Sequence[OrderRequest]) -> list[BrokerOrder | BrokerError]:
+        """:meth:`submit` of each request in order (the same answers, faults and errors as one call each), the
+        accepted ones booked together (:func:`~backforge.live._engine.book_orders_nb`) and the state saved once."""
+        out: list[BrokerOrder | BrokerError | None] = [None] * len(requests)
+        book: list[int] = []
+        booking: set[str] = set()
+        accepted: list[int] = []
+        for i, request in enumerate(requests):
+            cid = request.client_order_id
+            self.submit_counts[cid] = self.submit_counts.get(cid, 0) + 1
+            if cid in self.cids or cid in booking:
+                out[i] = cid  # already booked (or booked just before in this call): its current view, below
+                continue
+            try:
+                self._check(request)
+            except BrokerError as exc:
+                out[i] = exc
+                continue
+            self.requests[cid] = request
+            accepted.append(i)
+            if self.latency_bars > 0:
+                self.cids[cid] = -1
+                self.delayed.append((self.t + self.latency_bars, request))
+                out[i] = BrokerOrder(cid, None, request.symbol, request.side, request.qty, request.order_type,
+                                     "accepted", limit_price=request.limit_price, stop_price=request.stop_price,
+                                     ts_ns=self.last_ts)
+            else:
+                book.append(i)
+                booking.add(cid)
+        if book:
+            oids = self._book_many([requests[i] for i in book], self.t, self.last_ts)
+            for i, oid in zip(book, oids):
+                out[i] = self._order(oid) if oid >= 0 else BrokerError("the paper venue's order book is full",
+                                                                       kind="retryable")
+        for i, answer in enumerate(out):
+            if isinstance(answer, str):
+                out[i] = self.order(answer)
+        if accepted:
+            self._save()
+        for i in accepted:  # the injected fault answers like a timed-out request: the order is booked
+            if not isinstance(out[i], BrokerError) and self._fault("timeout_after_accept"):
+                out[i] = BrokerError("paper venue timed out after accepting the order", kind="ambiguous")
+        return out  # type: ignore[return-value]
+
+    def _check(self, request: OrderRequest) -> None:
+        """The venue's checks of a new order (and the injected faults that answer before it is booked)."""
         if self._fault("unavailable"):
             raise BrokerError("paper venue unavailable (503)", kind="retryable", retry_after=0.0, status=503)
         if self._fault("timeout_before_accept"):
             raise BrokerError("paper venue timed out", kind="ambiguous")
         if self._fault("reject"):
             raise BrokerError("paper venue rejected the order (injected)", kind="final")
-        if request.symbol not in self.symbols:
+        if request.symbol not in self._index:
             raise BrokerError(f"unknown symbol {request.symbol!r}{did_you_mean(request.symbol, self.symbols)}", kind="final")
         if request.time_in_force not in _TIF:
             raise BrokerError(f"the paper venue supports time in force gtc and day, not {request.time_in_force!r}", kind="final")
         if request.take_profit is not None or request.stop_loss is not None:
             raise BrokerError("the paper venue takes brackets as engine fields (engine_order), not absolute prices",
                               kind="final")
-        self.requests[cid] = request
-        if self.latency_bars > 0:
-            self.cids[cid] = -1
-            self.delayed.append((self.t + self.latency_bars, request))
-            answer = BrokerOrder(cid, None, request.symbol, request.side, request.qty, request.order_type, "accepted",
-                                 limit_price=request.limit_price, stop_price=request.stop_price, ts_ns=self.last_ts)
-        else:
-            answer = self._order(self._book(request, self.t, self.last_ts))
-        self._save()
-        if self._fault("timeout_after_accept"):
-            raise BrokerError("paper venue timed out after accepting the order", kind="ambiguous")
-        return answer
 
     def _book(self, request: OrderRequest, t: int, ts: int) -> int:
-        self.state = state = grow_state(self.state, max(t, 0))
-        a = self.symbols.index(request.symbol)
-        e = request.engine_order
-        nan = lambda v: np.nan if v is None else float(v)
-        if e is not None:
-            oid = k.submit_order_nb(state, t, ts, a, int(e["side"]), int(e["order_type"]), int(e["size_type"]),
-                                    nan(e["size"]), nan(e["limit_price"]), nan(e["stop_price"]), nan(e["sl_pct"]),
-                                    nan(e["sl_abs"]), nan(e["tp_pct"]), nan(e["tp_abs"]), nan(e["trail_pct"]),
-                                    nan(e["trail_abs"]), int(e["tif"]), int(e["gtn_bars"]), int(e["role"]), -1, -1,
-                                    int(e["reverse"]), int(e["tag"]), int(e["reason"]))
-        else:
-            side = 1 if request.side == "buy" else -1
-            role = k.EXIT if request.reduce_only else k.ENTRY
-            oid = k.submit_order_nb(state, t, ts, a, side, OrderType.code(request.order_type), SizeType.UNITS,
-                                    float(request.qty), nan(request.limit_price), nan(request.stop_price), np.nan,
-                                    np.nan, np.nan, np.nan, np.nan, np.nan, _TIF[request.time_in_force], 0, role, -1,
-                                    -1, 0, -1, k.R_USER)
+        oid = self._book_many([request], t, ts)[0]
         if oid < 0:
             raise BrokerError("the paper venue's order book is full", kind="retryable")
-        self._seen[oid] = (int(state.orders[oid]["status"]), 0.0)
-        self.cids[request.client_order_id] = oid
-        self.oid_cid[oid] = request.client_order_id
         return oid
+
+    def _book_many(self, requests: Sequence[OrderRequest], t: int, ts: int) -> list[int]:
+        """Book ``requests`` in order at bar ``t`` with the engine's own order kernel; their order ids (-1: the
+        book could not grow)."""
+        rows = np.zeros(len(requests), dtype=ENGINE_ORDER_DT)
+        for i, request in enumerate(requests):
+            e = request.engine_order
+            if e is not None:
+                rows[i] = tuple(np.nan if e[name] is None else e[name] for name in ENGINE_ORDER_FIELDS)
+            else:
+                rows[i] = (self._index[request.symbol], 1 if request.side == "buy" else -1,
+                           OrderType.code(request.order_type), SizeType.UNITS, float(request.qty),
+                           _nan(request.limit_price), _nan(request.stop_price), np.nan, np.nan, np.nan, np.nan, np.nan,
+                           np.nan, _TIF[request.time_in_force], 0, k.EXIT if request.reduce_only else k.ENTRY, 0, -1,
+                           k.R_USER)
+            rows[i]["asset"] = self._index[request.symbol]
+        oids = np.full(len(requests), -1, dtype=np.int64)
+        done = 0
+        while done < len(requests):
+            self.state = state = grow_state(self.state, max(t, 0))
+            book_orders_nb(state, t, ts, rows[done:], oids[done:])
+            booked = int(np.count_nonzero(oids[done:] >= 0))
+            if booked == 0:
+                break
+            done += booked
+        for request, oid in zip(requests, oids.tolist()):
+            if oid >= 0:
+                self._seen[oid] = (int(self.state.orders[oid]["status"]), 0.0)
+                self.cids[request.client_order_id] = oid
+                self.oid_cid[oid] = request.client_order_id
+        return oids.tolist()
 
     def cancel(self, client_order_id: str) -> BrokerOrder | None:
         oid = self.cids.get(client_order_id)
@@ -379,6 +440,10 @@ class PaperBroker(Broker):
         self.fills_seen = meta["fills_seen"]
         self.requests = {c: OrderRequest(**r) for c, r in meta["requests"].items()}
         self.delayed = [(d, self.requests[c]) for d, c in meta["delayed"]]
+
+
+def _nan(value: Any) -> float:
+    return np.nan if value is None else float(value)
 
 
 def _num(value: Any) -> float | None:

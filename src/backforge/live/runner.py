@@ -49,7 +49,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from backforge.engine import kernels as k
 from backforge.engine.records import Reason, TimeInForce
 from backforge.errors import BackforgeError
-from backforge.live._engine import order_fields
+from backforge.live._engine import ORDER_FIELD_INDEX as _ORDER_FIELD_INDEX
+from backforge.live._engine import order_fields, record_fields, venue_qty_nb, venue_qtys_nb
 from backforge.live.broker import (
     FINAL_STATUSES,
     BarEvent,
@@ -158,7 +159,8 @@ class PaperRunner:
         self._recent_orders: deque[tuple[int, int]] = deque()
         self._recent_total = 0  # the sum of _recent_orders' counts
         self._venue_final: set[str] = set()
-        self._model_cid: dict[int, str] = {}
+        self._model_cid: dict[int, str] = {}  # engine order id -> client order id (and the reverse below)
+        self._cid_model: dict[str, int] = {}
         self._ours: set[str] = set()  # client order ids the runner wrote (no store look-up to tell them from external)
         self._sends: list[tuple[int, BrokerOrder]] = []  # the bar's accepted sends, written after the last one
         self._held: list[tuple[int, str, dict]] = []  # the bar's event-log lines, serialized when it ends
@@ -199,7 +201,7 @@ class PaperRunner:
             if not row["external"]:
                 self._ours.add(row["client_order_id"])
                 if row["engine_id"] is not None:
-                    self._model_cid[int(row["engine_id"])] = row["client_order_id"]
+                    self._name_order(int(row["engine_id"]), row["client_order_id"])
         self.broker.instruments(list(self.portfolio.universe))
         self._reconcile_on_start()
 
@@ -343,9 +345,13 @@ class PaperRunner:
 
     def _drain(self, *, while_down: bool = False) -> None:
         updates = self._broker_call(self.broker.poll, 0.0) or []
+        if not updates:
+            return
+        fresh = iter(self.store.add_fills([u for u in updates if isinstance(u, Fill)]))
+        ours: list[BrokerOrder] = []  # updates of the runner's own orders: stored in one executemany, in order
         for update in updates:
             if isinstance(update, Fill):
-                if self.store.add_fill(update):
+                if next(fresh):
                     if while_down:
                         self._emit("reconciliation", {"what": "fill_while_down", "fill_id": update.fill_id,
                                                       "client_order_id": update.client_order_id, "qty": update.qty,
@@ -355,7 +361,15 @@ class PaperRunner:
                                         "price": update.price, "fee": update.fee, "ts": update.ts_ns})
                     self._crash("mid_fills")
             elif isinstance(update, BrokerOrder):
-                self._record_order(update)
+                if update.client_order_id in self._ours:
+                    ours.append(update)
+                    if update.status in FINAL_STATUSES:
+                        self._venue_final.add(update.client_order_id)
+                else:
+                    self.store.record_acks(ours)
+                    ours.clear()
+                    self._record_order(update)
+        self.store.record_acks(ours)
 
     def _record_order(self, venue: BrokerOrder, *, ours: bool = False) -> None:
         """Store the venue's view of an order (``ours``: the answer to our own submit, no look-up needed)."""
@@ -391,17 +405,24 @@ class PaperRunner:
         request = OrderRequest(**json.loads(row["request"]))
         self._submit(request, row["symbol"])
 
-    def _submit(self, request: OrderRequest, symbol: str, sends: list | None = None) -> str:
+    def _submit(self, request: OrderRequest, symbol: str, sends: list | None = None, *,
+                first: BrokerOrder | BrokerError | None = None) -> str:
         """Send one order. With ``sends`` (a bar's sends, inside its store batch), an accepted answer's send count
         and acknowledgement are appended there and written by the caller in one executemany (committed with the
-        bar record, like the per-order writes they replace); errors are written at once."""
+        bar record, like the per-order writes they replace); errors are written at once. ``first``: the answer
+        (or error) of a first attempt already made by :meth:`_submit_bar`."""
         cid = request.client_order_id
         for attempt in range(self.config.retry_limit + 1):
             if sends is None:
                 self.store.mark_sent(cid)
-            self._crash("before_submit")
             try:
-                answer = self.broker.submit(request)
+                if attempt == 0 and first is not None:
+                    if isinstance(first, BrokerError):
+                        raise first
+                    answer = first
+                else:
+                    self._crash("before_submit")
+                    answer = self.broker.submit(request)
             except BrokerError as exc:
                 self._broker_error(exc, "submit")
                 if sends is not None:
@@ -419,7 +440,8 @@ class PaperRunner:
                 self.store.set_status(cid, "intent", exc.message)  # retried on the next bar
                 return "intent"
             self.error_streak = 0
-            self._crash("after_submit")
+            if not (attempt == 0 and first is not None):
+                self._crash("after_submit")
             if sends is None:
                 self._record_order(answer, ours=True)
             else:
@@ -430,6 +452,22 @@ class PaperRunner:
                                      "venue_order_id": answer.venue_order_id})
             return answer.status
         return "intent"
+
+    def _submit_bar(self, requests: list[OrderRequest], symbols: list[str]) -> None:
+        """Send a bar's orders (already written and committed) in one broker call, then handle each answer as
+        :meth:`_submit` does (a retryable error is retried alone)."""
+        if not requests:
+            return
+        for _ in requests:
+            self._crash("before_submit")
+        try:
+            answers = self.broker.submit_many(requests)
+        except BrokerError as exc:  # the whole call failed (e.g. a dropped connection): each order got that answer
+            answers = [exc] * len(requests)
+        for _ in requests:
+            self._crash("after_submit")
+        for request, symbol, answer in zip(requests, symbols, answers):
+            self._submit(request, symbol, self._sends, first=answer)
 
     def _gated_symbols(self) -> dict[str, set[str]]:
         """The client order ids in flight per symbol that gate new orders (see ``LiveConfig.gate``)."""
@@ -448,6 +486,12 @@ class PaperRunner:
         return bool(self._gated_symbols().get(symbol, set()) - {exclude})
 
     # ================================================================== acting on the step
+    def _name_order(self, oid: int, cid: str) -> None:
+        """Record that engine order ``oid`` is sent as ``cid`` (a runner-made order)."""
+        self._model_cid[oid] = cid
+        self._cid_model[cid] = oid
+        self._ours.add(cid)
+
     def _act(self, out, bar: BarEvent) -> int:
         state = self.step.state
         t, ts = out.t, out.ts
@@ -457,31 +501,40 @@ class PaperRunner:
         sent = 0
         cfg = self.config
         gated: dict[str, set[str]] | None = None  # in-flight orders per symbol, read once per bar
-        for oid in range(out.orders_from, out.orders_to):
-            order = state.orders[oid]
-            if int(order["parent_id"]) >= 0 or int(order["reason"]) not in (k.R_SIGNAL, k.R_RISK, k.R_USER):
+        lo, hi = out.orders_from, out.orders_to
+        if hi <= lo:
+            return 0
+        # the bar's new orders read once: their records as tuples, their venue quantities in one compiled pass
+        records = state.orders[lo:hi].tolist()
+        quantities = np.empty(hi - lo)
+        venue_qtys_nb(state, self.step.params, lo, hi, quantities)
+        f = _ORDER_FIELD_INDEX
+        for oid in range(lo, hi):
+            record = records[oid - lo]
+            if record[f["parent_id"]] >= 0 or record[f["reason"]] not in (k.R_SIGNAL, k.R_RISK, k.R_USER):
                 continue  # engine-made children (brackets, liquidation): emulated by the same kernels at the venue
-            s = int(order["tag"])
+            s = record[f["tag"]]
             leg = legs.get(s, 0)
             legs[s] = leg + 1
             cid = f"{self.session_id}-{t}-{s if s >= 0 else 'risk'}-{leg}"
-            self._model_cid[oid] = cid
-            self._ours.add(cid)
-            a = int(order["asset"])
+            self._name_order(oid, cid)
+            a = record[f["asset"]]
             symbol = self.step.assets[a]
             price = float(state.mark[a])
-            qty = venue_qty(state, self.step.params, order, price)
-            side = "buy" if int(order["side"]) > 0 else "sell"
-            kind = _KIND_NAMES[int(order["order_type"])]
-            limit = None if order["limit_price"] != order["limit_price"] else float(order["limit_price"])
-            stop = None if order["stop_price"] != order["stop_price"] else float(order["stop_price"])
+            qty = float(quantities[oid - lo])
+            side = "buy" if record[f["side"]] > 0 else "sell"
+            kind = _KIND_NAMES[record[f["order_type"]]]
+            limit = record[f["limit_price"]]
+            limit = None if limit != limit else limit
+            stop = record[f["stop_price"]]
+            stop = None if stop != stop else stop
             request = OrderRequest(cid, symbol, side, qty if qty > 0 else 1e-12, kind, limit, stop,
-                                   _TIF_NAMES.get(int(order["tif"]), "gtc"), reduce_only=int(order["role"]) == k.EXIT,
-                                   engine_order=order_fields(order))
+                                   _TIF_NAMES.get(record[f["tif"]], "gtc"), reduce_only=record[f["role"]] == k.EXIT,
+                                   engine_order=record_fields(record))
             status = "intent"
             reason = ""
-            if int(order["status"]) == k.REJECTED:
-                status, reason = "rejected", Reason.describe(int(order["reason"]))
+            if record[f["status"]] == k.REJECTED:
+                status, reason = "rejected", Reason.describe(record[f["reason"]])
             elif self.halted or tripping:
                 status, reason = "suppressed", f"session halted: {self.halted or tripping}"
             elif cfg.max_notional_per_order is not None and qty * price > cfg.max_notional_per_order:
@@ -506,6 +559,8 @@ class PaperRunner:
                 self._recent_orders.append((t, 1))
                 self._recent_total += 1
         fresh_flags = self.store.write_intents([d[7] for d in decided])  # durable before anything is sent
+        sending: list[OrderRequest] = []
+        sending_symbols: list[str] = []
         for (oid, cid, symbol, side, qty, kind, request, intent, status, reason), fresh in zip(decided, fresh_flags):
             self._crash("after_intent")
             if status in ("suppressed", "refused"):
@@ -528,8 +583,10 @@ class PaperRunner:
                     continue
             self._emit("order", {"client_order_id": cid, "symbol": symbol, "side": side, "qty": qty, "type": kind,
                                  "bar": t})
-            self._submit(request, symbol, self._sends)
+            sending.append(request)
+            sending_symbols.append(symbol)
             sent += 1
+        self._submit_bar(sending, sending_symbols)
         return sent
 
     # ================================================================== reconciliation
@@ -540,9 +597,8 @@ class PaperRunner:
         if not todo:
             return
         state = self.step.state
-        by_cid = {cid: oid for oid, cid in self._model_cid.items()}
         for cid in sorted(todo):
-            oid = by_cid.get(cid)
+            oid = self._cid_model.get(cid)
             if oid is None or int(state.orders[oid]["status"]) not in _ACTIVE:
                 continue
             row = self.store.order(cid) or {}
@@ -629,8 +685,7 @@ class PaperRunner:
             oid = k.submit_order_nb(state, t, ts, a, side, k.MARKET, k.TARGET_UNITS, 0.0, np.nan, np.nan, np.nan,
                                     np.nan, np.nan, np.nan, np.nan, np.nan, k.GTC, 0, k.EXIT, -1, -1, 0, -1, k.R_USER)
             cid = f"{self.session_id}-{t}-flat-{a}"
-            self._model_cid[oid] = cid
-            self._ours.add(cid)
+            self._name_order(oid, cid)
             request = OrderRequest(cid, symbol, "buy" if side > 0 else "sell", abs(pos), reduce_only=True,
                                    engine_order=order_fields(state.orders[oid]))
             self.store.write_intent(OrderIntent(cid, t, ts, -1, a, oid, symbol, request.side, abs(pos), "market",
@@ -754,14 +809,7 @@ def venue_qty(state: k.State, params: k.Params, order, price: float) -> float:
     >>> venue_qty(state, params, state.orders[oid], 100.0)
     10.0
     """
-    if price != price:
-        return 0.0
-    a = int(order["asset"])
-    want = float(k.desired_qty_nb(state, params, order, price))
-    pos = float(state.position[a])
-    closing = min(abs(want), abs(pos)) if pos * want < 0.0 else 0.0
-    opening = abs(want) - closing
-    return closing + (float(k.round_lot_nb(opening, float(params.lot_size[a]))) if opening > 0.0 else 0.0)
+    return float(venue_qty_nb(state, params, order, price))
 
 
 def _request_dict(request: OrderRequest) -> dict:

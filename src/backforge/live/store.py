@@ -366,6 +366,43 @@ class SessionStore:
                 return True
             return False
 
+    def add_fills(self, fills: list[Fill]) -> list[bool]:
+        """:meth:`add_fill` of each fill in order, in one transaction (one look-up of the ids already stored, one
+        executemany): whether each was new."""
+        if not fills:
+            return []
+        ids = [f.fill_id for f in fills]
+        with self.transaction():
+            known: set[str] = set()
+            for lo in range(0, len(ids), 500):  # within SQLite's bound-parameter limit
+                chunk = ids[lo:lo + 500]
+                known.update(r[0] for r in self.conn.execute(
+                    f"SELECT fill_id FROM fills WHERE fill_id IN ({','.join('?' * len(chunk))})", chunk))
+            fresh, rows = [], []
+            for f in fills:
+                new = f.fill_id not in known
+                fresh.append(new)
+                if new:
+                    known.add(f.fill_id)
+                    self._fill_seq += 1
+                    rows.append((f.fill_id, f.client_order_id, f.venue_order_id, f.symbol, f.side, f.qty, f.price,
+                                 f.fee, f.ts_ns, self._fill_seq))
+            self.conn.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return fresh
+
+    def record_acks(self, orders: list[BrokerOrder]) -> None:
+        """:meth:`record_ack` of orders the store already holds (the runner's own), in one executemany."""
+        if not orders:
+            return
+        now = _now()
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE orders SET status = ?, venue_order_id = COALESCE(?, venue_order_id), filled_qty = ?,"
+                " avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END, updated_wall_ns = ?"
+                " WHERE client_order_id = ?",
+                [(o.status, o.venue_order_id, o.filled_qty, o.avg_fill_price, o.reason, o.reason, now,
+                  o.client_order_id) for o in orders])
+
     def fills(self) -> list[dict]:
         cur = self.conn.execute("SELECT * FROM fills ORDER BY seq")
         names = [d[0] for d in cur.description]

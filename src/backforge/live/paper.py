@@ -322,15 +322,15 @@ class PaperBroker(Broker):
         rows = np.zeros(len(requests), dtype=ENGINE_ORDER_DT)
         for i, request in enumerate(requests):
             e = request.engine_order
-            if e is not None:
+            if e is not None:  # the engine's own fields, on the venue's asset index
                 rows[i] = tuple(np.nan if e[name] is None else e[name] for name in ENGINE_ORDER_FIELDS)
+                rows[i]["asset"] = self._index[request.symbol]
             else:
                 rows[i] = (self._index[request.symbol], 1 if request.side == "buy" else -1,
                            OrderType.code(request.order_type), SizeType.UNITS, float(request.qty),
                            _nan(request.limit_price), _nan(request.stop_price), np.nan, np.nan, np.nan, np.nan, np.nan,
                            np.nan, _TIF[request.time_in_force], 0, k.EXIT if request.reduce_only else k.ENTRY, 0, -1,
                            k.R_USER)
-            rows[i]["asset"] = self._index[request.symbol]
         oids = np.full(len(requests), -1, dtype=np.int64)
         done = 0
         while done < len(requests):

@@ -126,6 +126,18 @@ class OrderIntent:
     status: str = "intent"
 
 
+_ACK = ("UPDATE orders SET sends = sends + ?, status = ?, venue_order_id = COALESCE(?, venue_order_id), filled_qty = ?,"
+        " avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END, updated_wall_ns = ?"
+        " WHERE client_order_id = ?")
+"""The broker's view of a stored order (with ``sends`` more sends counted): :meth:`SessionStore.record_ack`,
+``record_acks`` and ``record_sends``."""
+
+
+def _ack_row(sends: int, o: BrokerOrder, now: int) -> tuple:
+    return (sends, o.status, o.venue_order_id, o.filled_qty, o.avg_fill_price, o.reason, o.reason, now,
+            o.client_order_id)
+
+
 def config_hash(config: Any) -> str:
     """A stable 16-hex-digit hash of a JSON-serializable config.
 
@@ -303,12 +315,7 @@ class SessionStore:
             return
         now = _now()
         with self.transaction():
-            self.conn.executemany(
-                "UPDATE orders SET sends = sends + ?, status = ?, venue_order_id = COALESCE(?, venue_order_id),"
-                " filled_qty = ?, avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END,"
-                " updated_wall_ns = ? WHERE client_order_id = ?",
-                [(n, o.status, o.venue_order_id, o.filled_qty, o.avg_fill_price, o.reason, o.reason, now,
-                  o.client_order_id) for n, o in sends])
+            self.conn.executemany(_ACK, [_ack_row(n, o, now) for n, o in sends])
 
     def set_status(self, client_order_id: str, status: str, reason: str = "") -> None:
         with self.transaction():
@@ -319,12 +326,7 @@ class SessionStore:
         """Store the broker's view of an order (an acknowledgement, an update or a reconciliation answer);
         an order the runner never wrote is stored as ``external``."""
         with self.transaction():
-            cur = self.conn.execute(
-                "UPDATE orders SET status = ?, venue_order_id = COALESCE(?, venue_order_id), filled_qty = ?,"
-                " avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END, updated_wall_ns = ?"
-                " WHERE client_order_id = ?",
-                (order.status, order.venue_order_id, order.filled_qty, order.avg_fill_price, order.reason, order.reason,
-                 _now(), order.client_order_id))
+            cur = self.conn.execute(_ACK, _ack_row(0, order, _now()))
             if cur.rowcount == 0:
                 self.conn.execute(
                     "INSERT INTO orders (client_order_id, symbol, side, qty, order_type, limit_price, stop_price, status,"
@@ -333,6 +335,14 @@ class SessionStore:
                     (order.client_order_id, order.symbol, order.side, order.qty, order.order_type, order.limit_price,
                      order.stop_price, order.status, order.venue_order_id, order.filled_qty, order.avg_fill_price,
                      order.reason, 1 if external else 0, _now(), _now()))
+
+    def record_acks(self, orders: list[BrokerOrder]) -> None:
+        """:meth:`record_ack` of orders the store already holds (the runner's own), in one executemany."""
+        if not orders:
+            return
+        now = _now()
+        with self.transaction():
+            self.conn.executemany(_ACK, [_ack_row(0, o, now) for o in orders])
 
     def order(self, client_order_id: str) -> dict | None:
         cur = self.conn.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,))
@@ -389,19 +399,6 @@ class SessionStore:
                                  f.fee, f.ts_ns, self._fill_seq))
             self.conn.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return fresh
-
-    def record_acks(self, orders: list[BrokerOrder]) -> None:
-        """:meth:`record_ack` of orders the store already holds (the runner's own), in one executemany."""
-        if not orders:
-            return
-        now = _now()
-        with self.transaction():
-            self.conn.executemany(
-                "UPDATE orders SET status = ?, venue_order_id = COALESCE(?, venue_order_id), filled_qty = ?,"
-                " avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END, updated_wall_ns = ?"
-                " WHERE client_order_id = ?",
-                [(o.status, o.venue_order_id, o.filled_qty, o.avg_fill_price, o.reason, o.reason, now,
-                  o.client_order_id) for o in orders])
 
     def fills(self) -> list[dict]:
         cur = self.conn.execute("SELECT * FROM fills ORDER BY seq")

@@ -868,7 +868,7 @@ def risk_cap_opening_nb(state: State, oid: int, t: int, ts: int, a: int, side: i
                           gross_other, net_other)
 
 
-@kernel
+@inline_kernel
 def group_choice_nb(state: State, params: Params, group: int, t: int, phase: int, bar: Prices):
     """The member of one-cancels-other bracket group ``group`` that executes on bar ``t``, as ``(order id
     or -1, price, slippage applies)``: in phase 0 only members that fill at the open; in phase 1 intrabar
@@ -981,6 +981,7 @@ def fill_orders_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
             if go:
                 execute_order_nb(state, params, oid, t, ts, go_price, go_slip, bar.high[a] - bar.low[a])
     compact_active_nb(state)
+    update_trailing_stops_nb(state, params, bar)
 
 
 # ------------------------------------------------------------------------------------ bar stages
@@ -1024,7 +1025,7 @@ def track_extremes_nb(position, extreme_high, extreme_low, h, l) -> None:
                 extreme_low[a] = l[a]
 
 
-@kernel
+@inline_kernel
 def update_trailing_stops_nb(state: State, params: Params, bar: Prices) -> None:
     """Ratchet trailing stops with the bar's range, after the bar's fills (this bar's extreme can only
     trigger the stop from the next bar on). A sell stop protecting a long follows the bid high; a buy
@@ -1110,6 +1111,40 @@ def record_bar_nb(cash, position, mark, equity_out, cash_out, gross_out, net_out
 
 
 @inline_kernel
+def orders_quiet_nb(state: State, params: Params, bar: Prices) -> bool:
+    """True when no working order can do anything on this bar, so :func:`fill_orders_nb` would change
+    nothing: every active order is a pending good-till-cancelled limit or stop (not a trailing stop, whose
+    level ratchets) whose level the bar's side prices do not reach (:func:`trigger_price_nb`'s tests,
+    negated), or its asset has no bar. Anything else (a market order, a touch, a time in force that can
+    expire, a triggered stop-limit, a finished order still listed) takes the full path.
+
+    A resting stop-loss costs a bar a few reads here instead of a call of ``fill_orders_nb`` (that call
+    passes the whole state: several hundred flattened arguments).
+    """
+    for i in range(state.counters[C_ACTIVE]):
+        order = state.orders[state.active[i]]
+        if order["status"] != PENDING or order["tif"] != GTC or order["role"] == TRAILING_STOP:
+            return False
+        a = order["asset"]
+        if np.isnan(bar.close[a]):
+            continue
+        side = order["side"]
+        so, sh, sl, sc = side_prices_nb(params, a, side, bar)
+        otype = order["order_type"]
+        if otype == STOP:
+            level = order["stop_price"]
+            if (side > 0 and (so >= level or sh >= level)) or (side < 0 and (so <= level or sl <= level)):
+                return False
+        elif otype == LIMIT:
+            level = order["limit_price"]
+            if (side > 0 and (so <= level or sl <= level)) or (side < 0 and (so >= level or sh >= level)):
+                return False
+        else:
+            return False
+    return True
+
+
+@inline_kernel
 def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -> None:
     """Advance the account over bar ``t`` (``bar`` holds that bar's ``[A]`` rows, :func:`bar_prices_nb`;
     NaN = no bar).
@@ -1122,9 +1157,8 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
     if params.has_financing:
         accrue_financing_nb(state, params, ts)
     mark_prices_nb(state.mark, bar.open)
-    if state.counters[C_ACTIVE] > 0:
-        fill_orders_nb(state, params, t, ts, bar)
-        update_trailing_stops_nb(state, params, bar)
+    if state.counters[C_ACTIVE] > 0 and not orders_quiet_nb(state, params, bar):
+        fill_orders_nb(state, params, t, ts, bar)  # then ratchets the trailing stops (update_trailing_stops_nb)
     track_extremes_nb(state.position, state.extreme_high, state.extreme_low, bar.high, bar.low)
     mark_prices_nb(state.mark, bar.close)
     if margin_breached_nb(state.cash, state.position, state.mark, params.maintenance_margin):

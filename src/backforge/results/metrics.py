@@ -364,6 +364,7 @@ def equity_metrics_1d_nb(
     normal_shortfall_factor: float,
     filter_quantile: float,
     years: float,
+    tails: bool = True,
 ) -> np.ndarray:
     """All equity metrics of one curve, as a vector indexed by the row codes (``SHARPE``, ...).
 
@@ -371,7 +372,9 @@ def equity_metrics_1d_nb(
     ``normal_shortfall_factor`` is ``pdf(normal_quantile) / (1 - var_level)``; ``filter_quantile`` is a
     less extreme standard normal quantile used only to speed up the historical quantiles (see
     :func:`quantile_nb`); ``years`` > 0 gives the calendar length of the sample for CAGR (0 to use
-    ``n / periods_per_year``).
+    ``n / periods_per_year``); ``tails=False`` leaves the historical quantile figures (``VAR_HISTORICAL``,
+    ``CVAR_HISTORICAL``, ``TAIL_RATIO``) at 0 and skips their two selection passes (a ranking that does
+    not need them: :func:`backforge.strategy.batch.score_run_nb`).
 
     Equivalent to the pandas formulas written in :func:`equity_metrics` (``r.std(ddof=1)``,
     ``(equity / equity.cummax() - 1).min()``, ``np.quantile(r, 1 - var_level)``, ``r.skew()``, ...)
@@ -506,6 +509,8 @@ def equity_metrics_1d_nb(
     out[VAR_PARAMETRIC] = mean + std * normal_quantile
     out[CVAR_PARAMETRIC] = mean - std * normal_shortfall_factor
 
+    if not tails:
+        return out
     scratch = np.empty(n)
     upper = quantile_nb(returns, var_level, mean - std * filter_quantile, scratch)
     lower = quantile_nb(returns, 1.0 - var_level, mean + std * filter_quantile, scratch)

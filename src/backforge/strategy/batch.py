@@ -164,7 +164,7 @@ def score_run_nb(state, cash: float, metric_args, equity_buf, pnl_buf, out) -> b
     if not cash > 0.0 or not np.isfinite(cash):
         return False
     m = equity_metrics_1d_nb(equity_buf, metric_args[0], metric_args[1], metric_args[2], metric_args[3],
-                             metric_args[4], metric_args[5], metric_args[6])
+                             metric_args[4], metric_args[5], metric_args[6], False)
     for i in range(_EQUITY_ROWS.shape[0]):
         out[i] = m[_EQUITY_ROWS[i]]
     n_trades = state.counters[k.C_TRADES]

@@ -5,12 +5,13 @@ A bar is processed in named stages (see :func:`process_bar_nb`):
 1. ``accrue_financing_nb``   — borrow cost of shorts and interest on borrowed cash since the last bar;
 2. ``mark_prices_nb``        — positions marked at the bar's open (the prices market orders fill at);
 3. ``fill_orders_nb``        — working orders checked against the bar in submission order
-                               (one-cancels-other brackets resolved together, conservatively);
-4. ``update_trailing_stops_nb``, ``track_extremes_nb`` — trailing-stop levels and position extremes
-                               (MAE/MFE) from the bar's range;
-5. ``mark_prices_nb``        — positions marked at the close;
-6. ``margin_breached_nb``, ``liquidate_nb`` — forced liquidation at the close when equity < maintenance margin;
-7. ``record_bar_nb``         — equity, cash, exposure and positions written to history row ``t``.
+                               (one-cancels-other brackets resolved together, conservatively), then
+                               trailing-stop levels ratcheted (``update_trailing_stops_nb``); stages 2-3
+                               run only when an order can act on the bar (``orders_quiet_nb``);
+4. ``close_bar_nb``          — positions marked at the close, their extremes (MAE/MFE) widened with the
+                               bar's range, the book summed (equity, gross and net exposure);
+5. ``margin_breached_nb``, ``liquidate_nb`` — forced liquidation at the close when equity < maintenance margin;
+6. ``record_bar_nb``         — equity, cash, exposure and positions written to history row ``t``.
 
 Decisions are taken *after* a bar is processed (``decide_signals_nb``, ``decide_program_nb``) and the
 orders they submit are working from the next bar on: a decision on bar t's data never fills before
@@ -1015,14 +1016,49 @@ def mark_prices_nb(mark, prices) -> None:
 
 
 @inline_kernel
-def track_extremes_nb(position, extreme_high, extreme_low, h, l) -> None:
-    """Widen each open position's high/low since entry with the bar's range (for MAE/MFE)."""
+def close_bar_nb(cash, position, mark, extreme_high, extreme_low, bar):
+    """One pass over the assets at the bar's close: mark each at its close (at its open when only the open
+    exists), widen each open position's high/low since entry with the bar's range (for MAE/MFE), and
+    sum the book. Returns ``(equity, gross exposure, net exposure)``: :func:`book_value_nb`'s sums, in
+    the same order."""
+    equity = cash[0]
+    gross = 0.0
+    net = 0.0
     for a in range(position.shape[0]):
-        if position[a] != 0.0 and not np.isnan(h[a]):
-            if h[a] > extreme_high[a]:
-                extreme_high[a] = h[a]
-            if l[a] < extreme_low[a]:
-                extreme_low[a] = l[a]
+        close = bar.close[a]
+        if not np.isnan(close):
+            mark[a] = close
+        elif not np.isnan(bar.open[a]):
+            mark[a] = bar.open[a]
+        pos = position[a]
+        if pos != 0.0:
+            high = bar.high[a]
+            if not np.isnan(high):
+                if high > extreme_high[a]:
+                    extreme_high[a] = high
+                if bar.low[a] < extreme_low[a]:
+                    extreme_low[a] = bar.low[a]
+            value = pos * mark[a]
+            equity += value
+            gross += abs(value)
+            net += value
+    return equity, gross, net
+
+
+@inline_kernel
+def book_value_nb(cash, position, mark):
+    """``(equity, gross exposure, net exposure)`` of the book at its marks (cash first, then the assets in
+    order)."""
+    equity = cash[0]
+    gross = 0.0
+    net = 0.0
+    for a in range(position.shape[0]):
+        if position[a] != 0.0:
+            value = position[a] * mark[a]
+            equity += value
+            gross += abs(value)
+            net += value
+    return equity, gross, net
 
 
 @inline_kernel
@@ -1052,15 +1088,9 @@ def update_trailing_stops_nb(state: State, params: Params, bar: Prices) -> None:
 
 
 @inline_kernel
-def margin_breached_nb(cash, position, mark, maintenance_margin: float) -> bool:
-    """True when positions are open and equity < maintenance_margin × gross exposure, or equity <= 0."""
-    equity = cash[0]
-    gross = 0.0
-    for a in range(position.shape[0]):
-        if position[a] != 0.0:
-            value = position[a] * mark[a]
-            equity += value
-            gross += abs(value)
+def margin_breached_nb(equity: float, gross: float, maintenance_margin: float) -> bool:
+    """True when positions are open (``gross`` exposure) and equity < maintenance_margin × gross, or
+    equity <= 0."""
     if gross == 0.0:
         return False
     return equity < maintenance_margin * gross or equity <= 0.0
@@ -1090,17 +1120,9 @@ def liquidate_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -> 
 
 
 @inline_kernel
-def record_bar_nb(cash, position, mark, equity_out, cash_out, gross_out, net_out, positions_out, t: int) -> None:
+def record_bar_nb(cash, position, equity: float, gross: float, net: float, equity_out, cash_out, gross_out, net_out,
+                  positions_out, t: int) -> None:
     """Write equity, cash, gross/net exposure and (when ``positions_out`` has rows) positions of bar ``t``."""
-    equity = cash[0]
-    gross = 0.0
-    net = 0.0
-    for a in range(position.shape[0]):
-        if position[a] != 0.0:
-            value = position[a] * mark[a]
-            equity += value
-            gross += abs(value)
-            net += value
     equity_out[t] = equity
     cash_out[t] = cash[0]
     gross_out[t] = gross
@@ -1156,15 +1178,16 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
     """
     if params.has_financing:
         accrue_financing_nb(state, params, ts)
-    mark_prices_nb(state.mark, bar.open)
     if state.counters[C_ACTIVE] > 0 and not orders_quiet_nb(state, params, bar):
+        mark_prices_nb(state.mark, bar.open)  # the marks fills are sized at
         fill_orders_nb(state, params, t, ts, bar)  # then ratchets the trailing stops (update_trailing_stops_nb)
-    track_extremes_nb(state.position, state.extreme_high, state.extreme_low, bar.high, bar.low)
-    mark_prices_nb(state.mark, bar.close)
-    if margin_breached_nb(state.cash, state.position, state.mark, params.maintenance_margin):
+    equity, gross, net = close_bar_nb(state.cash, state.position, state.mark, state.extreme_high, state.extreme_low,
+                                      bar)
+    if margin_breached_nb(equity, gross, params.maintenance_margin):
         liquidate_nb(state, params, t, ts, bar)
-    record_bar_nb(state.cash, state.position, state.mark, state.equity, state.cash_history, state.gross_exposure,
-                  state.net_exposure, state.positions, t)
+        equity, gross, net = book_value_nb(state.cash, state.position, state.mark)
+    record_bar_nb(state.cash, state.position, equity, gross, net, state.equity, state.cash_history,
+                  state.gross_exposure, state.net_exposure, state.positions, t)
     state.counters[C_LAST_TS] = ts
     state.counters[C_BARS] = t + 1
     if state.risk.on[0] != 0:

@@ -718,8 +718,8 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
                 if not part:
                     continue
                 if planner is not None:  # one group of structural values per batch where possible
-                    part = sorted(part, key=lambda v: tuple(str(v.get(n)) for n in planner.structural))
-                    batches = _batches(part, workers, max(1, min(8192, math.ceil(len(part) / (workers * 4)))))
+                    part = sorted(part, key=space.order_key(planner.structural))
+                    batches = _batches(part, workers, max(1, min(2048, math.ceil(len(part) / (workers * 4)))))
                 else:
                     batches = _batches(part, workers)
                 trials += executor.map(batches, start, end, keep, on_done=progress_bar.advance)
@@ -742,7 +742,8 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
     finally:
         if own_executor:
             executor.close()
-    trials.sort(key=lambda t: tuple(str(t.params[n]) for n in space.names))
+    order = space.order_key()
+    trials.sort(key=lambda t: order(t.params))
     from backforge.results.metrics import periods_per_year_for
 
     result = OptimizationResult(space, metrics, trials, method, seed, time.perf_counter() - started, generations_log)
@@ -849,7 +850,8 @@ def optimize_events(raw: dict, data: Any = None, config: SearchConfig | None = N
                                                config.patience, config.seed, progress_bar)
     finally:
         progress_bar.close()
-    trials.sort(key=lambda t: tuple(str(t.params[n]) for n in space.names))
+    order = space.order_key()
+    trials.sort(key=lambda t: order(t.params))
     result = OptimizationResult(space, metrics, trials, config.method, config.seed, time.perf_counter() - started,
                                 generations_log)
     result.runtime = "per-trial"

@@ -18,7 +18,7 @@ import ast
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -186,6 +186,18 @@ class ParameterSpace:
 
     def allowed(self, values: dict) -> bool:
         return all(c(values) for c in self.constraints)
+
+    def order_key(self, names: Sequence[str] | None = None) -> Callable[[dict], tuple]:
+        """The key trials are sorted by (one order for every search): the text of each parameter's value
+        (``names``: these parameters, default all), so an order never depends on the types mixed in a
+        parameter.
+
+        >>> space = ParameterSpace.from_config({"strategies": [{"x": {"param": "n", "choices": [5, 10]}}]})
+        >>> sorted([{"n": 5}, {"n": 10}], key=space.order_key())
+        [{'n': 10}, {'n': 5}]
+        """
+        names = tuple(self.names if names is None else names)
+        return lambda values: tuple(str(values.get(n)) for n in names)
 
     def grid(self) -> Iterator[dict[str, Any]]:
         """Every combination that satisfies the constraints, in a deterministic order."""

@@ -612,7 +612,7 @@ class BatchEvaluator:
                 if status[r] != ST_OK:
                     out[i] = BatchOutcome(combos[i], {}, None, False, "the run overflowed or its curve is not finite")
                     continue
-                metrics = {name: float(scores[r, m]) for m, name in enumerate(SCORE_METRICS)}
+                metrics = dict(zip(SCORE_METRICS, scores[r].tolist()))
                 out[i] = BatchOutcome(combos[i], metrics, returns[return_rows[r]].copy() if return_rows[r] >= 0 else None)
 
 

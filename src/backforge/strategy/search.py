@@ -230,7 +230,8 @@ def optimize_class(data: MarketData | Any, strategy: type, ranges: Mapping[str, 
     unknown = [m for m in metrics if trials and trials[0].error is None and m not in trials[0].metrics]
     if unknown:
         raise ConfigError(f"unknown metric {unknown[0]!r}{did_you_mean(unknown[0], trials[0].metrics)}", field="metric")
-    trials.sort(key=lambda t: tuple(str(t.params[n]) for n in space.names))
+    order = space.order_key()
+    trials.sort(key=lambda t: order(t.params))
     result = OptimizationResult(space, metrics, trials, method, seed, time.perf_counter() - started, log)
     result.overfitting = _overfitting(trials, metrics[0], periods_per_year_for(data.timestamps))
     if len(metrics) > 1:

@@ -8,8 +8,9 @@ A bar is processed in named stages (see :func:`process_bar_nb`):
                                (one-cancels-other brackets resolved together, conservatively), then
                                trailing-stop levels ratcheted (``update_trailing_stops_nb``); stages 2-3
                                run only when an order can act on the bar (``orders_quiet_nb``);
-4. ``close_bar_nb``          — positions marked at the close, their extremes (MAE/MFE) widened with the
-                               bar's range, the book summed (equity, gross and net exposure);
+4. ``track_extremes_nb``, ``mark_close_nb`` — position extremes (MAE/MFE) widened with the bar's range,
+                               positions marked at the close; ``book_value_nb`` sums the book once for
+                               the next two stages;
 5. ``margin_breached_nb``, ``liquidate_nb`` — forced liquidation at the close when equity < maintenance margin;
 6. ``record_bar_nb``         — equity, cash, exposure and positions written to history row ``t``.
 
@@ -224,21 +225,13 @@ def overflowed_nb(state: State) -> bool:
 @inline_kernel
 def equity_nb(state: State) -> float:
     """Cash plus every position at its mark. Equivalent to ``cash + np.nansum(position * mark)``."""
-    total = state.cash[0]
-    for a in range(state.position.shape[0]):
-        if state.position[a] != 0.0:
-            total += state.position[a] * state.mark[a]
-    return total
+    return book_value_nb(state.cash, state.position, state.mark)[0]
 
 
 @inline_kernel
 def gross_exposure_nb(state: State) -> float:
     """Sum of absolute position values at their marks."""
-    total = 0.0
-    for a in range(state.position.shape[0]):
-        if state.position[a] != 0.0:
-            total += abs(state.position[a] * state.mark[a])
-    return total
+    return book_value_nb(state.cash, state.position, state.mark)[1]
 
 
 @inline_kernel
@@ -1016,33 +1009,25 @@ def mark_prices_nb(mark, prices) -> None:
 
 
 @inline_kernel
-def close_bar_nb(cash, position, mark, extreme_high, extreme_low, bar):
-    """One pass over the assets at the bar's close: mark each at its close (at its open when only the open
-    exists), widen each open position's high/low since entry with the bar's range (for MAE/MFE), and
-    sum the book. Returns ``(equity, gross exposure, net exposure)``: :func:`book_value_nb`'s sums, in
-    the same order."""
-    equity = cash[0]
-    gross = 0.0
-    net = 0.0
+def mark_close_nb(mark, close, open_) -> None:
+    """Mark each asset at the bar's close; at its open when only the open exists (where the open marks of
+    :func:`process_bar_nb` would have left it when they were skipped)."""
+    for a in range(mark.shape[0]):
+        if not np.isnan(close[a]):
+            mark[a] = close[a]
+        elif not np.isnan(open_[a]):
+            mark[a] = open_[a]
+
+
+@inline_kernel
+def track_extremes_nb(position, extreme_high, extreme_low, h, l) -> None:
+    """Widen each open position's high/low since entry with the bar's range (for MAE/MFE)."""
     for a in range(position.shape[0]):
-        close = bar.close[a]
-        if not np.isnan(close):
-            mark[a] = close
-        elif not np.isnan(bar.open[a]):
-            mark[a] = bar.open[a]
-        pos = position[a]
-        if pos != 0.0:
-            high = bar.high[a]
-            if not np.isnan(high):
-                if high > extreme_high[a]:
-                    extreme_high[a] = high
-                if bar.low[a] < extreme_low[a]:
-                    extreme_low[a] = bar.low[a]
-            value = pos * mark[a]
-            equity += value
-            gross += abs(value)
-            net += value
-    return equity, gross, net
+        if position[a] != 0.0 and not np.isnan(h[a]):
+            if h[a] > extreme_high[a]:
+                extreme_high[a] = h[a]
+            if l[a] < extreme_low[a]:
+                extreme_low[a] = l[a]
 
 
 @inline_kernel
@@ -1181,8 +1166,9 @@ def process_bar_nb(state: State, params: Params, t: int, ts: int, bar: Prices) -
     if state.counters[C_ACTIVE] > 0 and not orders_quiet_nb(state, params, bar):
         mark_prices_nb(state.mark, bar.open)  # the marks fills are sized at
         fill_orders_nb(state, params, t, ts, bar)  # then ratchets the trailing stops (update_trailing_stops_nb)
-    equity, gross, net = close_bar_nb(state.cash, state.position, state.mark, state.extreme_high, state.extreme_low,
-                                      bar)
+    track_extremes_nb(state.position, state.extreme_high, state.extreme_low, bar.high, bar.low)
+    mark_close_nb(state.mark, bar.close, bar.open)
+    equity, gross, net = book_value_nb(state.cash, state.position, state.mark)
     if margin_breached_nb(equity, gross, params.maintenance_margin):
         liquidate_nb(state, params, t, ts, bar)
         equity, gross, net = book_value_nb(state.cash, state.position, state.mark)

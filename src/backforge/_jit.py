@@ -15,14 +15,21 @@ from a pandas frame compiled the whole engine three times. :func:`frozen` gives 
 reads one type: C-contiguous and read-only. A record array read back from a file is another type again
 (NumPy's dtype description does not keep a structured dtype's aligned flag, and numba types it
 "unaligned"): :func:`aligned` restores the flag.
+
+The on-disk cache is keyed by the whole package's sources (:func:`package_stamp`), not only by the file of
+the cached function as numba's own is: a kernel holds the code of the kernels it calls from other files.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 from numba.core import types
+from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
 
 __all__ = ["aligned", "frozen", "njit"]
@@ -34,6 +41,39 @@ class _TypeDispatcher(CPUDispatcher):
     def get_call_template(self, args, kws):
         return super().get_call_template(tuple(types.unliteral(a) for a in args),
                                          {name: types.unliteral(a) for name, a in kws.items()})
+
+
+class _SourceCache(FunctionCache):
+    """numba's on-disk cache of a kernel, keyed also by every source file of the package.
+
+    numba checks only the file of the cached function itself, but a kernel holds the code of the kernels it
+    calls from other files (inlined, or linked in): after an edit of ``engine/kernels.py`` the cached
+    kernels of ``strategy/batch.py`` would still run the old bar step. With the size and modification time
+    of every module of the package in the key (:func:`package_stamp`), an edit anywhere compiles afresh; an
+    installed release never changes, so its cache stays valid.
+    """
+
+    def _index_key(self, sig, codegen):
+        return super()._index_key(sig, codegen) + (package_stamp(),)
+
+
+@functools.lru_cache(maxsize=1)
+def package_stamp() -> str:
+    """:func:`source_stamp` of the package's folder (computed once per process).
+
+    >>> len(package_stamp())
+    64
+    """
+    return source_stamp(Path(__file__).resolve().parent)
+
+
+def source_stamp(root: Path) -> str:
+    """A digest of the path, size and modification time of every ``.py`` file under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root).as_posix()}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def njit(function: Callable | None = None, **options: Any):
@@ -58,7 +98,7 @@ def njit(function: Callable | None = None, **options: Any):
     def wrap(func: Callable) -> _TypeDispatcher:
         dispatcher = _TypeDispatcher(py_func=func, locals={}, targetoptions={"nopython": True, **options})
         if cache:
-            dispatcher.enable_caching()
+            dispatcher._cache = _SourceCache(func)  # what enable_caching() sets, with the package in the key
         return dispatcher
 
     return wrap(function) if function is not None else wrap

@@ -524,13 +524,10 @@ class PaperRunner:
             qty = float(quantities[oid - lo])
             side = "buy" if record[f["side"]] > 0 else "sell"
             kind = _KIND_NAMES[record[f["order_type"]]]
-            limit = record[f["limit_price"]]
-            limit = None if limit != limit else limit
-            stop = record[f["stop_price"]]
-            stop = None if stop != stop else stop
-            request = OrderRequest(cid, symbol, side, qty if qty > 0 else 1e-12, kind, limit, stop,
-                                   _TIF_NAMES.get(record[f["tif"]], "gtc"), reduce_only=record[f["role"]] == k.EXIT,
-                                   engine_order=record_fields(record))
+            engine = record_fields(record)  # NaN prices already None
+            request = OrderRequest(cid, symbol, side, qty if qty > 0 else 1e-12, kind, engine["limit_price"],
+                                   engine["stop_price"], _TIF_NAMES.get(record[f["tif"]], "gtc"),
+                                   reduce_only=record[f["role"]] == k.EXIT, engine_order=engine)
             status = "intent"
             reason = ""
             if record[f["status"]] == k.REJECTED:
@@ -550,8 +547,8 @@ class PaperRunner:
                         gated = self._gated_symbols()
                     if gated.get(symbol, set()) - {cid}:  # its own intent (a bar re-decided after a restart) never gates it
                         status, reason = "waiting", "an earlier order for this asset is in flight"
-            intent = OrderIntent(cid, t, ts, s, leg, oid, symbol, side, qty, kind, limit, stop,
-                                 json.dumps(_request_dict(request)), status)
+            intent = OrderIntent(cid, t, ts, s, leg, oid, symbol, side, qty, kind, request.limit_price,
+                                 request.stop_price, json.dumps(_request_dict(request)), status)
             decided.append((oid, cid, symbol, side, qty, kind, request, intent, status, reason))
             if status == "refused":
                 tripping = reason

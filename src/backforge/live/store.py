@@ -366,15 +366,7 @@ class SessionStore:
     # ------------------------------------------------------------------ fills and positions
     def add_fill(self, fill: Fill) -> bool:
         """Store a fill; False (ignored) when its ``fill_id`` is already stored."""
-        with self.transaction():
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (fill.fill_id, fill.client_order_id, fill.venue_order_id, fill.symbol, fill.side, fill.qty, fill.price,
-                 fill.fee, fill.ts_ns, self._fill_seq + 1))
-            if cur.rowcount == 1:
-                self._fill_seq += 1
-                return True
-            return False
+        return self.add_fills([fill])[0]
 
     def add_fills(self, fills: list[Fill]) -> list[bool]:
         """:meth:`add_fill` of each fill in order, in one transaction (one look-up of the ids already stored, one

@@ -51,7 +51,7 @@ def test_every_method_gives_the_per_trial_trials_and_says_it_was_batched(data, m
     _same_trials(fast, slow)
     assert fast.overfitting == slow.overfitting
     assert fast.runtime == "batched" and all(t.runtime == "batched" for t in fast.trials)
-    assert "patched: stop" in fast.runtime_detail and "compiled once per value of: fast, slow" in fast.runtime_detail
+    assert "patched: stop" in fast.runtime_detail and "indicator columns chosen per trial: fast, slow" in fast.runtime_detail
     assert slow.runtime == "per-trial" and "switched off" in slow.runtime_detail
 
 
@@ -113,7 +113,7 @@ def test_the_cli_says_which_runtime_ran_and_refuses_a_billion_combination_grid(t
                                       "--out", str(tmp_path / "out")], terminal_width=200)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # the console wraps long lines
-    assert "batched runtime: 8 trials (patched: stop; compiled once per value of: fast, slow)" in text
+    assert "batched runtime: 8 trials (patched: stop; indicator columns chosen per trial: fast, slow)" in text
     huge = {"name": "huge", "universe": ["AAPL"], "data": {"source": "synthetic", "years": 1}, "strategies": [
         {"name": "in", "condition": {"all": [{"lhs": {"sma": {"window": {"param": f"p{i}", "range": [2, 1001]}}},
                                               "op": ">", "rhs": 0} for i in range(3)]}, "action": {"buy": {}}}]}

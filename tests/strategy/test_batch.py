@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,9 @@ def test_a_rebalance_with_structural_parameters_only_is_batched_per_group():
     data = bf.synth(n_assets=12, years=2, seed=5, assets=assets)
     combos = list(ParameterSpace.from_config(raw).grid())
     batch = _assert_identical(raw, data, combos, threads=2)
-    assert batch.numeric == ["cap"] and set(batch.structural) == {"lookback", "top", "rsi_max"}
+    # one program for all: the top N is an integer patch, the windows and the threshold choose columns
+    assert batch.numeric == ["top", "cap"] and batch.columns == ["lookback", "rsi_max"] and batch.structural == []
+    assert len(batch._kept) == 1
 
 
 def test_fixed_weights_and_state_thresholds_are_patched():
@@ -103,14 +106,14 @@ def test_values_that_change_the_program_fall_back_and_chunks_stay_identical():
             assert outcome.metrics == evaluate_params(raw, values, data)[0]
 
 
-def test_a_threshold_inside_a_data_only_condition_is_structural():
+def test_a_threshold_inside_a_data_only_condition_chooses_columns():
     raw = {"name": "x", "universe": ["AAA"], "strategies": [
         {"name": "in", "condition": {"lhs": {"rsi": {"window": 14}}, "op": "<", "rhs": {"param": "lo", "choices": [30, 40]}},
          "action": {"buy": {}}},
         {"name": "out", "condition": {"lhs": {"rsi": {"window": 14}}, "op": ">", "rhs": 70}, "action": {"close": {}}}]}
     data = bf.synth(n_assets=1, years=2, seed=8, assets=("AAA",))
     batch = _assert_identical(raw, data, [{"lo": 30}, {"lo": 40}])
-    assert batch.structural == ["lo"] and "beyond a float constant" in batch.reasons["lo"]
+    assert batch.columns == ["lo"] and batch.structural == [] and "indicator columns" in batch.reasons["lo"]
 
 
 _FLOATS = st.sampled_from([0.01, 0.02, 0.03, 0.05, 0.08, 0.12])
@@ -163,4 +166,82 @@ def test_compiled_groups_are_kept_within_the_byte_budget():
     budget = 20 * 1024  # two groups' programs (504 bars × 2 series)
     combos = list(ParameterSpace.from_config(raw).grid())
     batch = _assert_identical(raw, data, combos + combos[::-1], max_batch_bytes=budget)
-    assert batch._group_bytes <= budget and 1 <= len(batch._groups) <= 2
+    assert batch.columns == ["fast", "slow"]  # the table of their columns does not fit: one program per pair
+    assert batch._kept_bytes <= budget and 1 <= len(batch._kept) <= 2
+
+
+def _sma_cross(fast: list[int], slow: list[int]) -> dict:
+    def cond(op: str) -> dict:
+        return {"lhs": {"sma": {"window": {"param": "fast", "choices": fast}}}, "op": op,
+                "rhs": {"sma": {"window": {"param": "slow", "choices": slow}}}}
+
+    return {"name": "x", "universe": ["AAA"], "strategies": [
+        {"name": "in", "condition": cond("crosses_above"),
+         "action": {"buy": {"stop_loss": {"atr": {"param": "k", "choices": [1.5, 3.0]}}}}},
+        {"name": "out", "condition": cond("crosses_below"), "action": {"close": {}}}]}
+
+
+def test_windows_choose_columns_of_one_program_and_a_full_table_starts_over():
+    raw = _sma_cross([5, 10, 15], [30, 40, 60])
+    data = bf.synth(n_assets=1, years=2, seed=6, assets=("AAA",))
+    combos = list(ParameterSpace.from_config(raw).grid())
+    batch = _assert_identical(raw, data, combos, threads=2)
+    assert batch.numeric == ["k"] and batch.columns == ["fast", "slow"] and batch.structural == []
+    (comp,) = batch._components  # both windows feed both crossings: their values are taken together
+    assert comp.names == ("fast", "slow") and comp.columns.size == 2
+    (group,) = batch._kept.values()
+    assert group.columns and len(group.offsets) == 8  # every (fast, slow) pair but the group's own
+
+    # a budget with room for the group's columns and two pairs' blocks: the table is emptied between calls
+    cp = batch._base_cp
+    T, K = cp.series.shape
+    small = BatchEvaluator(raw, data, threads=1)
+    small.max_batch_bytes = B._entry_bytes(replace(group, table=None)) + 8 * T * (K + 2 * comp.columns.size)
+    outcomes = small.evaluate(combos)
+    (group,) = small._kept.values()
+    assert group.table.shape[1] == K + 2 * comp.columns.size and len(group.offsets) <= 2
+    for values, outcome in zip(combos, outcomes):
+        assert outcome.batched and outcome.metrics == evaluate_params(raw, values, data)[0], values
+
+
+def test_column_parameters_are_batched_in_every_structural_group_and_bad_values_fall_back():
+    assets = ("AAA", "BBB", "CCC")
+    raw = {"name": "rot", "universe": list(assets), "strategies": [{"name": "r",
+           "schedule": {"param": "when", "choices": ["month_start", "weekly"]},
+           "action": {"rebalance": {"weights": "equal", "top": 2,
+                      "sort_by": {"returns": {"window": {"param": "lookback", "choices": [10, 20, 0]}}}}}}]}
+    data = bf.synth(n_assets=3, years=2, seed=5, assets=assets)
+    combos = list(ParameterSpace.from_config(raw).grid())
+    batch = _assert_identical(raw, data, combos, expect_batched=False, threads=2)
+    assert batch.structural == ["when"] and batch.columns == ["lookback"]
+    outcomes = batch.evaluate(combos)
+    assert [o.batched for o in outcomes] == [True, True, False] * 2  # a window of 0 does not compile
+    assert all(g.columns for key, g in batch._kept.items() if key[1] == ("when",))
+
+
+def test_the_indicator_cache_tells_apart_data_sharing_timestamps_and_fundamentals_tables():
+    # one process, one cache: a what-if copy of the data with other prices but the same timestamps array, and
+    # one data set with two fundamentals tables, each get their own indicators (not the first one's)
+    from backforge.data.fundamentals import Fundamentals
+    from backforge.data.market import MarketData
+    from backforge.data.synth import synthetic_fundamentals
+    from backforge.strategy.compiler import compile_portfolio
+    from backforge.strategy.schema import load_portfolio
+
+    assets = ("AAA", "BBB")
+    data = bf.synth(n_assets=2, years=2, seed=3, assets=assets)
+    other = MarketData(data.timestamps, data.open * 1.5, data.high * 1.5, data.low * 1.5, data.close[::-1].copy() * 1.5,
+                       data.volume, data.assets, None, None)
+    raw = {"name": "x", "universe": list(assets), "strategies": [{"name": "in", "condition": {
+        "all": [{"lhs": "close", "op": ">", "rhs": {"sma": {"window": 20}}},
+                {"lhs": {"fundamental": {"field": "eps"}}, "op": ">", "rhs": 0}]}, "action": {"buy": {}}}]}
+    portfolio = load_portfolio(raw)
+    f1 = Fundamentals.from_frame(synthetic_fundamentals(assets, 2, seed=1))
+    f2 = Fundamentals.from_frame(synthetic_fundamentals(assets, 2, seed=2))
+    cache: dict = {}
+    for d, f in ((data, f1), (other, f1), (data, f2)):
+        shared = compile_portfolio(portfolio, d, fundamentals=f, cache=cache).series
+        alone = compile_portfolio(portfolio, d, fundamentals=f).series
+        assert np.array_equal(shared, alone, equal_nan=True)
+    assert not np.array_equal(compile_portfolio(portfolio, data, fundamentals=f1).series,
+                              compile_portfolio(portfolio, other, fundamentals=f1).series, equal_nan=True)

@@ -214,13 +214,26 @@ def _share(data: MarketData) -> str:
 
 
 def _attach(folder: str) -> MarketData:
-    load = lambda name: np.asarray(np.load(Path(folder) / f"{name}.npy", mmap_mode="r"))  # noqa: E731
+    load = lambda name: _mapped(Path(folder) / f"{name}.npy")  # noqa: E731
     assets = tuple((Path(folder) / "assets.txt").read_text().split("\n"))
     quotes = (Path(folder) / "bid_open.npy").exists()
     bid = Quotes(*(load(f"bid_{f}") for f in ("open", "high", "low", "close"))) if quotes else None
     ask = Quotes(*(load(f"ask_{f}") for f in ("open", "high", "low", "close"))) if quotes else None
     return MarketData(load("timestamps"), load("open"), load("high"), load("low"), load("close"), load("volume"),
                       assets, bid, ask)
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """A .npy file memory-mapped read-only, its pages faulted in once, in order.
+
+    Left to the kernels' first reads, the pages of a mapping are faulted in the order a backtest touches
+    them, and the mapping stays slower to read for the life of the process: a batch of 300 rebalance
+    backtests over 100 memory-mapped assets took 0.19 s against 0.11 s on the same arrays in private
+    memory, run after run. Touching one byte per page in order first made them equal (0.11 s both)."""
+    array = np.asarray(np.load(path, mmap_mode="r"))
+    if array.size:
+        int(array.reshape(-1).view(np.uint8)[::4096].sum())
+    return array
 
 
 def _watch_parent(parent: int, folder: str) -> None:
@@ -696,7 +709,8 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
 
     view = data if end is None else data.rows(0, end)
     for probe in _probes(space):
-        compile_portfolio(load_portfolio(space.instantiate(probe)), view, start_bar=start, fundamentals=fundamentals)
+        compile_portfolio(load_portfolio(space.instantiate(probe)), view, start_bar=start, fundamentals=fundamentals,
+                          cache=_INDICATOR_CACHE)
     own_executor = executor is None
     executor = executor or LocalExecutor()
     started = time.perf_counter()
@@ -718,7 +732,7 @@ def optimize(raw: dict, data: MarketData, config: SearchConfig | None = None, *,
                 if not part:
                     continue
                 if planner is not None:  # one group of structural values per batch where possible
-                    part = sorted(part, key=space.order_key(planner.structural))
+                    part = sorted(part, key=space.order_key(planner.structural + planner.columns))
                     batches = _batches(part, workers, max(1, min(2048, math.ceil(len(part) / (workers * 4)))))
                 else:
                     batches = _batches(part, workers)
@@ -875,6 +889,8 @@ def _runtime_summary(trials: list[Trial], planner: Any, batched: bool) -> tuple[
     parts = []
     if planner.numeric:
         parts.append(f"patched: {', '.join(planner.numeric)}")
+    if planner.columns:
+        parts.append(f"indicator columns chosen per trial: {', '.join(planner.columns)}")
     if planner.structural:
         parts.append(f"compiled once per value of: {', '.join(planner.structural)}")
     how = "; ".join(parts) or "no parameter"

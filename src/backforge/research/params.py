@@ -238,6 +238,18 @@ class ParameterSpace:
         """
         rng = np.random.default_rng(seed)
         total = self.total()
+        if total <= MAX_SCAN and not self.constraints and n < total:
+            # the same draw as below over the grid's order, without building the grid: index -> combination
+            idx = sorted(int(i) for i in rng.choice(total, size=n, replace=False))
+            sizes = [len(p.values) for p in self.parameters]
+            out = []
+            for i in idx:
+                combo = []
+                for size in reversed(sizes):
+                    i, digit = divmod(i, size)
+                    combo.append(digit)
+                out.append({p.name: p.values[d] for p, d in zip(self.parameters, reversed(combo))})
+            return out
         if total <= MAX_SCAN:
             everything = list(self.grid())
             if n >= len(everything):

@@ -116,6 +116,11 @@ class CompiledPortfolio:
     nodes: dict[str, tuple[Any, str]] = field(repr=False, default_factory=dict)
 
 
+def _address(x: Any) -> int:
+    """Where an array's data (or another object) lives: the compiler's cache names its inputs by it."""
+    return int(x.ctypes.data) if isinstance(x, np.ndarray) else id(x)
+
+
 class _Compiler:
     def __init__(self, portfolio: sc.Portfolio, data: MarketData, fundamentals: Any = None,
                  cache: dict | None = None) -> None:
@@ -132,11 +137,15 @@ class _Compiler:
         self.matrices: dict[str, np.ndarray] = {}
         # an optimizer reuses indicator matrices across trials on the same data (same buffer, same bars)
         self.shared = cache
-        self.prefix = f"{data.timestamps.ctypes.data}:{data.n_bars}:{','.join(self.assets)}:" if cache is not None else ""
+        owners = (data.timestamps, data.open, data.high, data.low, data.close, data.volume, fundamentals)
+        self.prefix = (":".join(str(_address(x)) for x in owners) + f":{data.n_bars}:{','.join(self.assets)}:"
+                       if cache is not None else "")
         if cache is not None:
-            # the prefix names the data by its buffer's address: the cache keeps that buffer alive, so the
-            # address cannot be reused by other data while matrices computed from this data are cached
-            cache.setdefault("owner:" + self.prefix, data.timestamps)
+            # the prefix names the data (its arrays' buffers) and the fundamentals table by address: the cache
+            # keeps them alive, so no other data or table can take an address while matrices computed from
+            # these are cached (two data sets sharing their timestamps, or one data set with two fundamentals
+            # tables, are told apart)
+            cache.setdefault("owner:" + self.prefix, owners)
         self.series: list[np.ndarray] = []
         self.series_index: dict[tuple[str, int], int] = {}
         self.labels: list[str] = []

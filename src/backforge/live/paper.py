@@ -32,6 +32,7 @@ True
 from __future__ import annotations
 
 import json
+import operator
 import os
 import secrets
 import time
@@ -281,9 +282,10 @@ class PaperBroker(Broker):
                 booking.add(cid)
         if book:
             oids = self._book_many([requests[i] for i in book], self.t, self.last_ts)
-            for i, oid in zip(book, oids):
-                out[i] = self._order(oid) if oid >= 0 else BrokerError("the paper venue's order book is full",
-                                                                       kind="retryable")
+            records = self.state.orders[[max(oid, 0) for oid in oids]].tolist()  # their records, read once
+            for i, oid, record in zip(book, oids, records):
+                out[i] = self._order(oid, record) if oid >= 0 else BrokerError("the paper venue's order book is full",
+                                                                               kind="retryable")
         for i, answer in enumerate(out):
             if isinstance(answer, str):
                 out[i] = self.order(answer)
@@ -319,18 +321,18 @@ class PaperBroker(Broker):
     def _book_many(self, requests: Sequence[OrderRequest], t: int, ts: int) -> list[int]:
         """Book ``requests`` in order at bar ``t`` with the engine's own order kernel; their order ids (-1: the
         book could not grow)."""
-        rows = np.zeros(len(requests), dtype=ENGINE_ORDER_DT)
-        for i, request in enumerate(requests):
+        tuples = []
+        for request in requests:
             e = request.engine_order
-            if e is not None:  # the engine's own fields, on the venue's asset index
-                rows[i] = tuple(np.nan if e[name] is None else e[name] for name in ENGINE_ORDER_FIELDS)
-                rows[i]["asset"] = self._index[request.symbol]
+            if e is not None:  # the engine's own fields (a None price is NaN in the row), on the venue's asset index
+                tuples.append((self._index[request.symbol], *_ENGINE_FIELDS_AFTER_ASSET(e)))
             else:
-                rows[i] = (self._index[request.symbol], 1 if request.side == "buy" else -1,
-                           OrderType.code(request.order_type), SizeType.UNITS, float(request.qty),
-                           _nan(request.limit_price), _nan(request.stop_price), np.nan, np.nan, np.nan, np.nan, np.nan,
-                           np.nan, _TIF[request.time_in_force], 0, k.EXIT if request.reduce_only else k.ENTRY, 0, -1,
-                           k.R_USER)
+                tuples.append((self._index[request.symbol], 1 if request.side == "buy" else -1,
+                               OrderType.code(request.order_type), SizeType.UNITS, float(request.qty),
+                               _nan(request.limit_price), _nan(request.stop_price), np.nan, np.nan, np.nan, np.nan,
+                               np.nan, np.nan, _TIF[request.time_in_force], 0,
+                               k.EXIT if request.reduce_only else k.ENTRY, 0, -1, k.R_USER))
+        rows = np.array(tuples, dtype=ENGINE_ORDER_DT).reshape(len(requests))
         oids = np.full(len(requests), -1, dtype=np.int64)
         done = 0
         while done < len(requests):
@@ -340,9 +342,10 @@ class PaperBroker(Broker):
             if booked == 0:
                 break
             done += booked
-        for request, oid in zip(requests, oids.tolist()):
+        statuses = self.state.orders["status"][np.maximum(oids, 0)].tolist()
+        for request, oid, status in zip(requests, oids.tolist(), statuses):
             if oid >= 0:
-                self._seen[oid] = (int(self.state.orders[oid]["status"]), 0.0)
+                self._seen[oid] = (status, 0.0)
                 self.cids[request.client_order_id] = oid
                 self.oid_cid[oid] = request.client_order_id
         return oids.tolist()
@@ -440,6 +443,10 @@ class PaperBroker(Broker):
         self.fills_seen = meta["fills_seen"]
         self.requests = {c: OrderRequest(**r) for c, r in meta["requests"].items()}
         self.delayed = [(d, self.requests[c]) for d, c in meta["delayed"]]
+
+
+_ENGINE_FIELDS_AFTER_ASSET = operator.itemgetter(*ENGINE_ORDER_FIELDS[1:])
+"""The engine fields of an order request but its asset, in :data:`ENGINE_ORDER_DT` order."""
 
 
 def _nan(value: Any) -> float:

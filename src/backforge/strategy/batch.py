@@ -493,14 +493,18 @@ class BatchEvaluator:
                 if self.space.allowed(candidate):
                     yield candidate
 
+    def _compiled_alternatives(self, values: dict, name: str):
+        """(combination, compiled program) of the :meth:`_alternatives` that compile."""
+        for alt in self._alternatives(values, name):
+            other = self._try_compile(alt)
+            if other is not None:
+                yield alt, other
+
     def _positions(self, base_cp, values: dict, name: str) -> list[tuple[int, int]] | None:
         """The word positions parameter ``name`` is written to in ``base_cp`` (compiled from ``values``),
         proven by compiling another value (the first alternative that compiles); None when it is not a
         verbatim patch."""
-        for alt in self._alternatives(values, name):
-            other = self._try_compile(alt)
-            if other is None:
-                continue
+        for alt, other in self._compiled_alternatives(values, name):
             found = _diff_positions(base_cp, other)
             if found is None:
                 return None
@@ -516,10 +520,7 @@ class BatchEvaluator:
         when that is all it changes (checked on up to three alternatives); None otherwise."""
         changed: set[int] = set()
         seen = 0
-        for alt in self._alternatives(values, name):
-            other = self._try_compile(alt)
-            if other is None:
-                continue
+        for _, other in self._compiled_alternatives(values, name):
             found = _changed_columns(base_cp, other)
             if found is None:
                 return None

@@ -308,3 +308,55 @@ def test_lot_rounded_orders_match_the_backtest(market, tmp_path, lot):
         row = rows[f["client_order_id"]]
         assert row["qty"] == f["qty"], (row, f)  # market orders fill whole: what was asked is what the engine filled
     assert {f["qty"] for f in fills} == {12.0 if lot == 1.0 else 10.0}
+
+
+def test_an_order_sent_again_from_its_stored_row_is_the_same_request(portfolio, market, tmp_path):
+    """A retryable failure leaves a strategy's order as an intent; the next bar sends it again from the store's row
+    (its engine fields kept as bytes, ``engine_rows``): the venue gets the request of the first send, engine fields
+    included, and the session ends where an unfailed one does."""
+    requests = []
+
+    class Recording(PaperBroker):
+        def submit_many(self, batch):
+            requests.extend(batch)
+            return super().submit_many(batch)
+
+        def submit(self, request):
+            requests.append(request)
+            return super().submit(request)
+
+    broker = Recording(market.assets, config=sim_config_of(portfolio))
+    with _runner(portfolio, market, broker, tmp_path, retry_limit=0) as runner:
+        for _ in range(400):
+            if requests:
+                break
+            broker.inject("unavailable", 1)  # armed each bar until the first order meets it
+            runner.run(max_bars=1)
+        broker.faults.clear()
+        (first,) = requests
+        (row,) = runner.store.orders(("intent",))
+        assert row["client_order_id"] == first.client_order_id and isinstance(row["request"], bytes)
+        runner.run(max_bars=1)
+        again = requests[1]
+        assert again == first and again.engine_order == first.engine_order
+        assert runner.store.order(first.client_order_id)["status"] not in ("intent", "ambiguous")
+
+        damaged = {**row, "request": b"\0\0\0\0" + row["request"][4:]}  # written by another layout of the fields
+        with pytest.raises(SessionError, match="another version of backforge"):
+            runner._send_row(damaged)
+
+
+def test_engine_rows_read_back_as_the_records_fields():
+    from backforge.live._engine import ENGINE_ORDER_DT, engine_row_fields, engine_rows, record_fields
+
+    broker = PaperBroker(("AAA", "BBB"), cash=10_000.0)
+    state = broker.state
+    orders = np.zeros(3, dtype=state.orders.dtype)
+    orders["asset"], orders["side"], orders["size"], orders["tag"] = [0, 1, 1], [1, -1, 1], [0.5, 2.0, 1e-9], [0, 3, -1]
+    orders["limit_price"] = [np.nan, 101.25, np.nan]
+    orders["sl_pct"] = [0.02, np.nan, np.nan]
+    rows = engine_rows(orders, 0, 3)
+    assert [len(r) for r in rows] == [4 + ENGINE_ORDER_DT.itemsize] * 3
+    assert [engine_row_fields(r) for r in rows] == [record_fields(rec) for rec in orders.tolist()]
+    assert engine_row_fields(rows[1])["limit_price"] == 101.25 and engine_row_fields(rows[0])["limit_price"] is None
+    assert engine_row_fields(rows[0][:-1]) is None and engine_row_fields(b"xxxx" + rows[0][4:]) is None

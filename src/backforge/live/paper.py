@@ -240,10 +240,14 @@ class PaperBroker(Broker):
         self.faults[fault] = self.faults.get(fault, 0) + count
 
     def _fault(self, name: str) -> bool:
-        if self.faults.get(name, 0) > 0:
-            self.faults[name] -= 1
-            return True
-        return False
+        count = self.faults.get(name, 0)
+        if count <= 0:
+            return False
+        if count == 1:
+            del self.faults[name]  # an empty dict: no fault armed, the checks are skipped
+        else:
+            self.faults[name] = count - 1
+        return True
 
     def submit(self, request: OrderRequest) -> BrokerOrder:
         answer = self.submit_many([request])[0]
@@ -291,19 +295,20 @@ class PaperBroker(Broker):
                 out[i] = self.order(answer)
         if accepted:
             self._save()
-        for i in accepted:  # the injected fault answers like a timed-out request: the order is booked
+        for i in accepted if self.faults else ():  # the injected fault answers like a timed-out request: booked
             if not isinstance(out[i], BrokerError) and self._fault("timeout_after_accept"):
                 out[i] = BrokerError("paper venue timed out after accepting the order", kind="ambiguous")
         return out  # type: ignore[return-value]
 
     def _check(self, request: OrderRequest) -> None:
         """The venue's checks of a new order (and the injected faults that answer before it is booked)."""
-        if self._fault("unavailable"):
-            raise BrokerError("paper venue unavailable (503)", kind="retryable", retry_after=0.0, status=503)
-        if self._fault("timeout_before_accept"):
-            raise BrokerError("paper venue timed out", kind="ambiguous")
-        if self._fault("reject"):
-            raise BrokerError("paper venue rejected the order (injected)", kind="final")
+        if self.faults:
+            if self._fault("unavailable"):
+                raise BrokerError("paper venue unavailable (503)", kind="retryable", retry_after=0.0, status=503)
+            if self._fault("timeout_before_accept"):
+                raise BrokerError("paper venue timed out", kind="ambiguous")
+            if self._fault("reject"):
+                raise BrokerError("paper venue rejected the order (injected)", kind="final")
         if request.symbol not in self._index:
             raise BrokerError(f"unknown symbol {request.symbol!r}{did_you_mean(request.symbol, self.symbols)}", kind="final")
         if request.time_in_force not in _TIF:

@@ -50,7 +50,7 @@ from backforge.engine import kernels as k
 from backforge.engine.records import Reason, TimeInForce
 from backforge.errors import BackforgeError
 from backforge.live._engine import ORDER_FIELD_INDEX as _ORDER_FIELD_INDEX
-from backforge.live._engine import order_fields, record_fields, venue_qty_nb, venue_qtys_nb
+from backforge.live._engine import engine_row_fields, engine_rows, order_fields, record_fields, venue_qty_nb, venue_qtys_nb
 from backforge.live.broker import (
     FINAL_STATUSES,
     BarEvent,
@@ -64,6 +64,7 @@ from backforge.live.broker import (
 from backforge.live.step import StrategyStep
 from backforge.live.store import (
     OrderIntent,
+    SessionError,
     SessionStore,
     config_hash,
     pack_arrays,
@@ -155,7 +156,9 @@ class PaperRunner:
         self.risk_halts: list[int] = []
         self.stopped = False
         self.bars_processed = 0
-        self.last_latency_ns = 0
+        self.last_latency_ns = 0  # the last bar's: from its arrival to its decisions made and its orders sent
+        self._decided_ns = 0
+        self._handed_ns = 0  # when the last send of the bar returned (perf_counter_ns)
         self._recent_orders: deque[tuple[int, int]] = deque()
         self._recent_total = 0  # the sum of _recent_orders' counts
         self._venue_final: set[str] = set()
@@ -307,8 +310,10 @@ class PaperRunner:
         self._reconcile_orders(t, bar.ts_ns)
         self._check_risk(t)
         self._reconcile_positions(t)
+        self._handed_ns = 0
         sent = self._act(out, bar)
-        self.last_latency_ns = time.perf_counter_ns() - started  # every order of the bar is with the broker
+        # the bar's decisions are made and its last order is with the broker (a bar's sends are answered after this)
+        self.last_latency_ns = max(self._handed_ns, self._decided_ns) - started
         self.store.record_sends(self._sends)  # their send counts and answers, committed with the bar record
         self._sends.clear()
         state = step.state
@@ -402,7 +407,16 @@ class PaperRunner:
                 self._record_order(venue)
 
     def _send_row(self, row: dict) -> None:
-        request = OrderRequest(**json.loads(row["request"]))
+        stored = row["request"]
+        if isinstance(stored, bytes):  # a strategy's order: its engine fields (``engine_rows``)
+            engine = engine_row_fields(stored)
+            if engine is None:
+                raise SessionError(f"order {row['client_order_id']} was stored by another version of backforge (its "
+                                   "engine fields have another layout); it cannot be sent again",
+                                   path=str(self.store.folder))
+            request = _strategy_request(row["client_order_id"], row["symbol"], row["qty"], engine)
+        else:
+            request = OrderRequest(**json.loads(stored))
         self._submit(request, row["symbol"])
 
     def _submit(self, request: OrderRequest, symbol: str, sends: list | None = None, *,
@@ -422,7 +436,10 @@ class PaperRunner:
                     answer = first
                 else:
                     self._crash("before_submit")
-                    answer = self.broker.submit(request)
+                    try:
+                        answer = self.broker.submit(request)
+                    finally:
+                        self._handed_ns = time.perf_counter_ns()
             except BrokerError as exc:
                 self._broker_error(exc, "submit")
                 if sends is not None:
@@ -464,6 +481,7 @@ class PaperRunner:
             answers = self.broker.submit_many(requests)
         except BrokerError as exc:  # the whole call failed (e.g. a dropped connection): each order got that answer
             answers = [exc] * len(requests)
+        self._handed_ns = time.perf_counter_ns()
         for _ in requests:
             self._crash("after_submit")
         for request, symbol, answer in zip(requests, symbols, answers):
@@ -503,9 +521,11 @@ class PaperRunner:
         gated: dict[str, set[str]] | None = None  # in-flight orders per symbol, read once per bar
         lo, hi = out.orders_from, out.orders_to
         if hi <= lo:
+            self._decided_ns = time.perf_counter_ns()
             return 0
         # the bar's new orders read once: their records as tuples, their venue quantities in one compiled pass
         records = state.orders[lo:hi].tolist()
+        rows = engine_rows(state.orders, lo, hi)  # what the store keeps to send an order again after a restart
         quantities = np.empty(hi - lo)
         venue_qtys_nb(state, self.step.params, lo, hi, quantities)
         f = _ORDER_FIELD_INDEX
@@ -522,12 +542,8 @@ class PaperRunner:
             symbol = self.step.assets[a]
             price = float(state.mark[a])
             qty = float(quantities[oid - lo])
-            side = "buy" if record[f["side"]] > 0 else "sell"
-            kind = _KIND_NAMES[record[f["order_type"]]]
-            engine = record_fields(record)  # NaN prices already None
-            request = OrderRequest(cid, symbol, side, qty if qty > 0 else 1e-12, kind, engine["limit_price"],
-                                   engine["stop_price"], _TIF_NAMES.get(record[f["tif"]], "gtc"),
-                                   reduce_only=record[f["role"]] == k.EXIT, engine_order=engine)
+            request = _strategy_request(cid, symbol, qty, record_fields(record))
+            side, kind = request.side, request.order_type
             status = "intent"
             reason = ""
             if record[f["status"]] == k.REJECTED:
@@ -548,7 +564,7 @@ class PaperRunner:
                     if gated.get(symbol, set()) - {cid}:  # its own intent (a bar re-decided after a restart) never gates it
                         status, reason = "waiting", "an earlier order for this asset is in flight"
             intent = OrderIntent(cid, t, ts, s, leg, oid, symbol, side, qty, kind, request.limit_price,
-                                 request.stop_price, json.dumps(_request_dict(request)), status)
+                                 request.stop_price, rows[oid - lo], status)
             decided.append((oid, cid, symbol, side, qty, kind, request, intent, status, reason))
             if status == "refused":
                 tripping = reason
@@ -583,6 +599,7 @@ class PaperRunner:
             sending.append(request)
             sending_symbols.append(symbol)
             sent += 1
+        self._decided_ns = time.perf_counter_ns()
         self._submit_bar(sending, sending_symbols)
         return sent
 
@@ -807,6 +824,16 @@ def venue_qty(state: k.State, params: k.Params, order, price: float) -> float:
     10.0
     """
     return float(venue_qty_nb(state, params, order, price))
+
+
+def _strategy_request(cid: str, symbol: str, qty: float, engine: dict) -> OrderRequest:
+    """The request of a strategy's order from its engine fields (``engine``: what the paper venue books and
+    sizes) and its venue quantity ``qty`` (what other venues trade): one construction for the first send and
+    for a send after a restart (from the stored row)."""
+    return OrderRequest(cid, symbol, "buy" if engine["side"] > 0 else "sell", qty if qty > 0 else 1e-12,
+                        _KIND_NAMES[engine["order_type"]], engine["limit_price"], engine["stop_price"],
+                        _TIF_NAMES.get(engine["tif"], "gtc"), reduce_only=engine["role"] == k.EXIT,
+                        engine_order=engine)
 
 
 def _request_dict(request: OrderRequest) -> dict:

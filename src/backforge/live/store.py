@@ -5,7 +5,9 @@ It holds everything a restarted runner needs to carry on without sending an orde
 * ``meta`` — the session id, the strategy config and its hash, halt state;
 * ``bars`` — every bar consumed (index, timestamp, fingerprint of its prices) with equity and cash after it;
 * ``orders`` — every order with its deterministic client order id (session, bar, strategy, leg), written
-  and committed *before* it is sent, then its broker acknowledgements and status;
+  and committed *before* it is sent, then its broker acknowledgements and status; ``request`` holds what
+  sends it again after a restart: a strategy's order keeps its engine fields as a BLOB (the row's columns
+  hold the rest), an operator's (flatten) the whole request as JSON;
 * ``fills`` — executions, unique by the venue's ``fill_id`` (a fill replayed by a reconnect or restart is
   ignored);
 * ``positions`` — the broker's positions at the last reconciliation;
@@ -122,9 +124,15 @@ class OrderIntent:
     order_type: str
     limit_price: float | None = None
     stop_price: float | None = None
-    request: str = ""
+    request: str | bytes = ""
+    """What sends the order again after a restart: the ``OrderRequest`` as JSON, or for a strategy's order its
+    engine fields as bytes (``live._engine.engine_rows``; the row's own columns hold the rest)."""
     status: str = "intent"
 
+
+_INSERT_INTENT = ("INSERT OR IGNORE INTO orders (client_order_id, bar, ts_ns, strategy, leg, engine_id, symbol, side,"
+                  " qty, order_type, limit_price, stop_price, request, status, created_wall_ns, updated_wall_ns)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 _ACK = ("UPDATE orders SET sends = sends + ?, status = ?, venue_order_id = COALESCE(?, venue_order_id), filled_qty = ?,"
         " avg_fill_price = ?, reason = CASE WHEN ? != '' THEN ? ELSE reason END, updated_wall_ns = ?"
@@ -286,20 +294,40 @@ class SessionStore:
         if not intents:
             return []
         now = _now()
+        rows = [(i.client_order_id, i.bar, i.ts_ns, i.strategy, i.leg, i.engine_id, i.symbol, i.side, i.qty,
+                 i.order_type, i.limit_price, i.stop_price, i.request, i.status, now, now) for i in intents]
         with self.transaction():
-            # one look-up of the ids already stored (a bar re-decided after a restart), one executemany
-            cids = [i.client_order_id for i in intents]
-            known = {r[0] for r in self.conn.execute(
-                f"SELECT client_order_id FROM orders WHERE client_order_id IN ({','.join('?' * len(cids))})", cids)}
-            fresh = [cid not in known for cid in cids]
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO orders (client_order_id, bar, ts_ns, strategy, leg, engine_id, symbol, side,"
-                " qty, order_type, limit_price, stop_price, request, status, created_wall_ns, updated_wall_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i.client_order_id, i.bar, i.ts_ns, i.strategy, i.leg, i.engine_id, i.symbol, i.side, i.qty,
-                  i.order_type, i.limit_price, i.stop_price, i.request, i.status, now, now)
-                 for i, new in zip(intents, fresh) if new])
+            fresh = self._insert_new(_INSERT_INTENT, rows, "SELECT client_order_id FROM orders WHERE client_order_id IN")
         self.commit_pending()
+        return fresh
+
+    def _insert_new(self, insert: str, rows: list[tuple], known_sql: str, renumber=None) -> list[bool]:
+        """``INSERT OR IGNORE`` the rows (keyed by their first value) in one executemany; whether each was new.
+        When every row went in (the common case: a bar re-decided after a restart, or a fill replayed, is rare)
+        that is the answer, without a look-up; otherwise the insert is rolled back to a savepoint and done again after
+        one look-up of the keys already stored (``known_sql``, completed with ``(?, ...)``): the first row of a
+        key is the new one, later rows of the same key are not (``renumber``: rewrites the new rows before that
+        second insert)."""
+        conn = self.conn
+        conn.execute("SAVEPOINT insert_new")
+        before = conn.total_changes
+        conn.executemany(insert, rows)
+        if conn.total_changes - before == len(rows):
+            conn.execute("RELEASE insert_new")
+            return [True] * len(rows)
+        conn.execute("ROLLBACK TO insert_new")
+        keys = [r[0] for r in rows]
+        known: set = set()
+        for lo in range(0, len(keys), 500):  # within SQLite's bound-parameter limit
+            chunk = keys[lo:lo + 500]
+            known.update(r[0] for r in conn.execute(f"{known_sql} ({','.join('?' * len(chunk))})", chunk))
+        fresh = []
+        for key in keys:
+            fresh.append(key not in known)
+            known.add(key)
+        new_rows = [r for r, new in zip(rows, fresh) if new]
+        conn.executemany(insert, renumber(new_rows) if renumber is not None else new_rows)
+        conn.execute("RELEASE insert_new")
         return fresh
 
     def mark_sent(self, client_order_id: str) -> None:
@@ -373,23 +401,14 @@ class SessionStore:
         executemany): whether each was new."""
         if not fills:
             return []
-        ids = [f.fill_id for f in fills]
+        seq = self._fill_seq
+        rows = [(f.fill_id, f.client_order_id, f.venue_order_id, f.symbol, f.side, f.qty, f.price, f.fee, f.ts_ns,
+                 seq + i) for i, f in enumerate(fills, start=1)]
         with self.transaction():
-            known: set[str] = set()
-            for lo in range(0, len(ids), 500):  # within SQLite's bound-parameter limit
-                chunk = ids[lo:lo + 500]
-                known.update(r[0] for r in self.conn.execute(
-                    f"SELECT fill_id FROM fills WHERE fill_id IN ({','.join('?' * len(chunk))})", chunk))
-            fresh, rows = [], []
-            for f in fills:
-                new = f.fill_id not in known
-                fresh.append(new)
-                if new:
-                    known.add(f.fill_id)
-                    self._fill_seq += 1
-                    rows.append((f.fill_id, f.client_order_id, f.venue_order_id, f.symbol, f.side, f.qty, f.price,
-                                 f.fee, f.ts_ns, self._fill_seq))
-            self.conn.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            fresh = self._insert_new("INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                                     "SELECT fill_id FROM fills WHERE fill_id IN",
+                                     renumber=lambda new: [(*r[:-1], seq + i) for i, r in enumerate(new, start=1)])
+        self._fill_seq = seq + sum(fresh)  # the stored fills' seq stays 1, 2, 3, ... without gaps
         return fresh
 
     def fills(self) -> list[dict]:

@@ -8,6 +8,7 @@ import pytest
 
 import backforge as bf
 from backforge.data.market import MarketData
+from backforge.engine import kernels as k
 
 OPTIONS = dict(fee_rate=0.001, stop_loss=0.04, take_profit=0.08, allow_short=True)
 
@@ -115,6 +116,11 @@ def test_fast_merge_is_the_reference_merge_field_for_field(data: MarketData, gro
     finally:
         ac.merge_account_states = original
     reference = captured["reference"]
+    merged = result._state  # fields are merged when first read: equity and trades need nothing else
+    assert isinstance(merged, ac.MergedState)
+    assert result.equity_values.tobytes() == reference.equity.tobytes()
+    assert result.trade_records.tobytes() == reference.trades[: reference.counters[k.C_TRADES]].tobytes()
+    assert not {"orders", "fills", "events", "positions", "cash_history"} & set(vars(merged))
     for name in reference._fields:
         if name == "risk":
             continue

@@ -59,7 +59,7 @@ class Result(RunAnalysis):
     def __init__(self, *, data: MarketData, state: k.State, sim_config: SimConfig,
                  signal_config: SignalConfig | None, mode: str, strategy: dict | None = None) -> None:
         self.data = data
-        self._state = state
+        self._state = state  # a k.State, or independent accounts' MergedState (fields merged when first read)
         self.sim_config = sim_config
         self.signal_config = signal_config
         self.mode = mode
@@ -88,6 +88,8 @@ class Result(RunAnalysis):
     @property
     def state(self) -> k.State:
         """The final core state (record arrays and counters)."""
+        if not isinstance(self._state, k.State):  # independent accounts' MergedState: every field merged now
+            self._state = self._state.state()
         return self._state
 
     def _records(self, name: str, counter: int) -> np.ndarray:

@@ -96,3 +96,22 @@ def test_add_fills_stores_each_fill_once_in_order(tmp_path) -> None:
     assert store.add_fills([]) == []
     assert [(r["fill_id"], r["seq"]) for r in store.fills()] == [("f0", 1), ("f1", 2), ("f2", 3)]
     store.close()
+
+
+def test_write_intents_tells_new_ids_from_stored_ones_and_overwrites_nothing(tmp_path) -> None:
+    """A bar re-decided after a restart writes intents the store may hold already: those are not new, and the
+    stored row (status, sends, request) is kept as it was; an id twice in one call is new once."""
+    from backforge.live.store import OrderIntent
+
+    store = SessionStore.open(tmp_path, config={"x": 1}, session_id="s")
+    intent = lambda cid, request=b"first": OrderIntent(cid, 3, 10, 0, 0, 0, "A", "buy", 1.0, "market",  # noqa: E731
+                                                       request=request)
+    assert store.write_intents([intent("s-3-0-0"), intent("s-3-0-1")]) == [True, True]
+    store.set_status("s-3-0-1", "accepted")
+    got = store.write_intents([intent("s-3-0-1", b"second"), intent("s-3-0-2"), intent("s-3-0-2", b"second")])
+    assert got == [False, True, False]
+    assert store.order("s-3-0-1")["status"] == "accepted" and store.order("s-3-0-1")["request"] == b"first"
+    assert store.order("s-3-0-2")["request"] == b"first"
+    assert [r["client_order_id"] for r in store.orders()] == ["s-3-0-0", "s-3-0-1", "s-3-0-2"]
+    assert store.write_intents([intent("s-4-0-0")]) == [True]  # the store is usable after the savepoint's rollback
+    store.close()

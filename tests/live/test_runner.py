@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import numpy as np
+import polars as pl
 import pytest
 
 from backforge.data.synth import gbm
@@ -360,3 +361,31 @@ def test_engine_rows_read_back_as_the_records_fields():
     assert [engine_row_fields(r) for r in rows] == [record_fields(rec) for rec in orders.tolist()]
     assert engine_row_fields(rows[1])["limit_price"] == 101.25 and engine_row_fields(rows[0])["limit_price"] is None
     assert engine_row_fields(rows[0][:-1]) is None and engine_row_fields(b"xxxx" + rows[0][4:]) is None
+
+
+def test_flatten_closes_positions_and_the_orders_table_reads_as_text(portfolio, market, tmp_path):
+    """``flatten`` halts and sends a market order per position (its request stored as JSON, a strategy's orders as
+    engine-field bytes); ``session_tables`` shows every ``request`` as JSON text."""
+    import json
+
+    from backforge.live import session_tables
+
+    broker = _broker(portfolio, market)
+    with _runner(portfolio, market, broker, tmp_path) as runner:
+        for _ in range(400):
+            runner.run(max_bars=1)
+            if np.any(runner.step.state.position != 0) and not broker.open_orders():
+                break
+        held = {s: float(p) for s, p in zip(runner.step.assets, runner.step.state.position) if p != 0}
+        assert held
+        runner.flatten()
+        assert runner.halted == "flatten requested"
+        runner.run(max_bars=1)  # the venue fills the flatten orders on its next bar
+        assert all(float(p) == 0.0 for p in broker.state.position)
+    orders = session_tables(tmp_path)["orders"]
+    assert orders["request"].dtype == pl.String
+    requests = {r["client_order_id"]: json.loads(r["request"]) for r in orders.to_dicts()}
+    flat = {cid: r for cid, r in requests.items() if "-flat-" in cid}
+    assert {r["symbol"] for r in flat.values()} == set(held) and all(r["reduce_only"] for r in flat.values())
+    others = [r for cid, r in requests.items() if "-flat-" not in cid]
+    assert others and all(set(r) == {"engine_order"} and "size_type" in r["engine_order"] for r in others)

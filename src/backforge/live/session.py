@@ -81,6 +81,20 @@ def run_paper(portfolio: sc.Portfolio | dict | str | Path, *, state: str | Path,
     return runner
 
 
+def _readable(orders: list[dict]) -> list[dict]:
+    """The store's order rows with ``request`` as JSON text throughout: a strategy's order keeps its engine fields
+    as bytes (``live._engine.engine_rows``), shown here as their JSON object."""
+    import json
+
+    from backforge.live._engine import engine_row_fields
+
+    for row in orders:
+        if isinstance(row["request"], bytes):
+            fields = engine_row_fields(row["request"])
+            row["request"] = json.dumps({"engine_order": fields}) if fields is not None else None
+    return orders
+
+
 def session_tables(folder: str | Path) -> dict:
     """A session's bars (equity, cash), orders, fills, signal events and events as Polars DataFrames."""
     import polars as pl
@@ -90,7 +104,7 @@ def session_tables(folder: str | Path) -> dict:
         bars = store.bars()
         out = {
             "bars": pl.DataFrame(bars, schema=["t", "ts_ns", "fingerprint", "equity", "cash"], orient="row"),
-            "orders": pl.DataFrame(store.orders()) if store.orders() else pl.DataFrame(),
+            "orders": pl.DataFrame(_readable(store.orders())) if store.orders() else pl.DataFrame(),
             "fills": pl.DataFrame(store.fills()) if store.fills() else pl.DataFrame(),
             "signals": pl.DataFrame(store.signals(), schema=["t", "ts_ns", "strategy", "asset", "action", "order_id",
                                                              "value", "leaves"], orient="row"),

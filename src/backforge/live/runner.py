@@ -50,7 +50,14 @@ from backforge.engine import kernels as k
 from backforge.engine.records import Reason, TimeInForce
 from backforge.errors import BackforgeError
 from backforge.live._engine import ORDER_FIELD_INDEX as _ORDER_FIELD_INDEX
-from backforge.live._engine import engine_row_fields, engine_rows, order_fields, record_fields, venue_qty_nb, venue_qtys_nb
+from backforge.live._engine import (
+    engine_row_fields,
+    engine_rows,
+    order_fields,
+    record_fields,
+    venue_qty_nb,
+    venue_qtys_nb,
+)
 from backforge.live.broker import (
     FINAL_STATUSES,
     BarEvent,

@@ -297,7 +297,8 @@ class SessionStore:
         rows = [(i.client_order_id, i.bar, i.ts_ns, i.strategy, i.leg, i.engine_id, i.symbol, i.side, i.qty,
                  i.order_type, i.limit_price, i.stop_price, i.request, i.status, now, now) for i in intents]
         with self.transaction():
-            fresh = self._insert_new(_INSERT_INTENT, rows, "SELECT client_order_id FROM orders WHERE client_order_id IN")
+            fresh = self._insert_new(_INSERT_INTENT, rows,
+                                     "SELECT client_order_id FROM orders WHERE client_order_id IN")
         self.commit_pending()
         return fresh
 

@@ -1,6 +1,7 @@
 """Paper runner latency: from a bar arriving to the orders handed to the broker (the runner's whole per-bar path up
 to the last submit: drop/duplicate check, paper venue clock, broker drain, the strategy step with its streaming
-indicators, reconciliation, the order intents committed to the session store before the send, submit), p50/p99
+indicators, reconciliation, the order intents committed to the session store before the send, submit; the stamp is
+taken when the last send returns, and the bookkeeping of the answers follows it), p50/p99
 over N bars, for the SMA-cross example and a 100-asset monthly rebalance — with the peers measured in the same run:
 the strategy step alone (the compiled step, no store, no broker) and `backforge run` on the same bars (amortized per
 bar); and the resident memory over a long replay (1,000,000 one-minute bars, sampled every tenth).

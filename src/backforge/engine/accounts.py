@@ -290,7 +290,6 @@ class MergedState:
     :meth:`state` is the whole :class:`~backforge.engine.kernels.State` (every field merged), for code that
     passes it on. Every field equals :func:`merge_states`' byte for byte (test)."""
 
-    _fields = k.State._fields
     _HISTORIES = ("equity", "cash_history", "gross_exposure", "net_exposure")
     _TABLES = {"fills": ("bar", k.C_FILLS), "trades": ("exit_bar", k.C_TRADES), "events": ("bar", k.C_EVENTS)}
 

@@ -164,7 +164,6 @@ class PaperRunner:
         self.stopped = False
         self.bars_processed = 0
         self.last_latency_ns = 0  # the last bar's: from its arrival to its decisions made and its orders sent
-        self._decided_ns = 0
         self._handed_ns = 0  # when the last send of the bar returned (perf_counter_ns)
         self._recent_orders: deque[tuple[int, int]] = deque()
         self._recent_total = 0  # the sum of _recent_orders' counts
@@ -319,8 +318,9 @@ class PaperRunner:
         self._reconcile_positions(t)
         self._handed_ns = 0
         sent = self._act(out, bar)
-        # the bar's decisions are made and its last order is with the broker (a bar's sends are answered after this)
-        self.last_latency_ns = max(self._handed_ns, self._decided_ns) - started
+        # the bar's decisions are made and its last order is with the broker (its sends' answers are handled after
+        # the stamp: a bar that sent nothing is stamped here)
+        self.last_latency_ns = (self._handed_ns or time.perf_counter_ns()) - started
         self.store.record_sends(self._sends)  # their send counts and answers, committed with the bar record
         self._sends.clear()
         state = step.state
@@ -528,7 +528,6 @@ class PaperRunner:
         gated: dict[str, set[str]] | None = None  # in-flight orders per symbol, read once per bar
         lo, hi = out.orders_from, out.orders_to
         if hi <= lo:
-            self._decided_ns = time.perf_counter_ns()
             return 0
         # the bar's new orders read once: their records as tuples, their venue quantities in one compiled pass
         records = state.orders[lo:hi].tolist()
@@ -606,7 +605,6 @@ class PaperRunner:
             sending.append(request)
             sending_symbols.append(symbol)
             sent += 1
-        self._decided_ns = time.perf_counter_ns()
         self._submit_bar(sending, sending_symbols)
         return sent
 

@@ -304,11 +304,11 @@ class SessionStore:
 
     def _insert_new(self, insert: str, rows: list[tuple], known_sql: str, renumber=None) -> list[bool]:
         """``INSERT OR IGNORE`` the rows (keyed by their first value) in one executemany; whether each was new.
-        When every row went in (the common case: a bar re-decided after a restart, or a fill replayed, is rare)
-        that is the answer, without a look-up; otherwise the insert is rolled back to a savepoint and done again after
-        one look-up of the keys already stored (``known_sql``, completed with ``(?, ...)``): the first row of a
-        key is the new one, later rows of the same key are not (``renumber``: rewrites the new rows before that
-        second insert)."""
+        When every row went in (the common case: a bar re-decided after a restart, or a fill replayed, is
+        rare) that is the answer, without a look-up. Otherwise the insert is rolled back to a savepoint and
+        done again after one look-up of the keys already stored (``known_sql``, completed with ``(?, ...)``):
+        the first row of a key is the new one, later rows of the same key are not (``renumber`` rewrites the
+        new rows before that second insert)."""
         conn = self.conn
         conn.execute("SAVEPOINT insert_new")
         before = conn.total_changes

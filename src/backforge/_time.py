@@ -5,13 +5,14 @@ All timestamps inside backforge are int64 nanoseconds since the Unix epoch, UTC.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 
 import numpy as np
 
 from backforge.errors import ConfigError
 
-__all__ = ["NS_PER", "parse_duration", "format_duration", "format_ns", "to_ns", "median_bar_ns", "periods_per_year"]
+__all__ = ["NS_PER", "parse_duration", "lower_window", "lower_macd_windows", "format_duration", "format_ns", "to_ns", "median_bar_ns", "periods_per_year"]
 
 NS_PER = {
     "ns": 1,
@@ -31,6 +32,7 @@ _ALIASES = {
     "wk": "w", "week": "w", "weeks": "w",
     "millis": "ms", "micros": "us",
 }
+_MAX_WINDOW_NS = 2**62  # about 146 years
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 
 
@@ -183,3 +185,66 @@ def periods_per_year(timestamps: np.ndarray, *, days_per_year: float | None = No
     if span_years <= 0:
         return 252.0
     return (len(timestamps) - 1) / span_years
+
+
+def lower_window(window: object, name: str, *, min_bars: int = 1) -> tuple[int, int]:
+    """A window (a bar count, a duration string, a ``timedelta`` or ``timedelta64``) lowered to the
+    ``(window_bars, window_ns)`` pair the indicator kernels take, exactly one of them > 0; errors name
+    ``name``.
+
+    Examples
+    --------
+    >>> lower_window(20, "window"), lower_window("1h", "window")
+    ((20, 0), (0, 3600000000000))
+    """
+    hint = f"pass a number of bars such as {name}=20 or a duration such as {name}='30d' / '4h' / '15min'"
+    if isinstance(window, (bool, np.bool_)):
+        raise ConfigError(f"{name} must be a bar count or a duration, got {window!r}; {hint}", field=name)
+    if isinstance(window, (int, np.integer)) and not isinstance(window, np.timedelta64):
+        bars = int(window)
+        if bars < min_bars:
+            raise ConfigError(
+                f"{name} must be at least {min_bars} bar{'s' if min_bars > 1 else ''}, got {bars}; "
+                f"use {name}={max(min_bars, 20)} or a duration such as '30d'",
+                field=name,
+            )
+        return bars, 0
+    if isinstance(window, str):
+        try:
+            ns = parse_duration(window)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc.message}", field=name) from None
+    elif isinstance(window, np.timedelta64):
+        if np.isnat(window):
+            raise ConfigError(f"{name} must be a duration > 0, got NaT; {hint}", field=name)
+        ns = int(window.astype("timedelta64[ns]").astype(np.int64))
+    elif isinstance(window, _dt.timedelta):
+        ns = (window.days * 86_400 + window.seconds) * 10**9 + window.microseconds * 1_000
+        ns += int(getattr(window, "nanoseconds", 0))
+    else:
+        raise ConfigError(f"{name} must be a bar count or a duration, got {window!r}; {hint}", field=name)
+    if ns <= 0:
+        raise ConfigError(f"{name} must be a duration > 0, got {window!r}; {hint}", field=name)
+    if ns > _MAX_WINDOW_NS:
+        raise ConfigError(f"{name} is too long ({window!r}); use a duration below 146 years", field=name)
+    return 0, ns
+
+
+def lower_macd_windows(fast: object, slow: object, signal: object) -> tuple[tuple[int, int], ...]:
+    """MACD's three windows lowered (:func:`lower_window`): all bar counts or all durations, fast shorter
+    than slow."""
+    lowered = (lower_window(fast, "fast"), lower_window(slow, "slow"), lower_window(signal, "signal"))
+    (fast_bars, fast_ns), (slow_bars, slow_ns), (signal_bars, _) = lowered
+    if len({fast_bars > 0, slow_bars > 0, signal_bars > 0}) > 1:
+        raise ConfigError(
+            f"fast, slow and signal must all be bar counts or all durations, got fast={fast!r}, "
+            f"slow={slow!r}, signal={signal!r}; e.g. 12/26/9 or '12d'/'26d'/'9d'",
+            field="fast",
+        )
+    if (fast_bars or fast_ns) >= (slow_bars or slow_ns):
+        raise ConfigError(
+            f"fast must be shorter than slow, got fast={fast!r} and slow={slow!r}; swap them, e.g. "
+            "fast=12, slow=26",
+            field="fast",
+        )
+    return lowered

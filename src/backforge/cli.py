@@ -22,7 +22,7 @@ from backforge import __version__
 from backforge._cli import check_output_file, check_output_folder, command_app, console, err_console, friendly_errors
 from backforge.data.cli import app as data_app
 from backforge.engine.events.cli import app as events_app
-from backforge.errors import BackforgeError
+from backforge.errors import BackforgeError, ConfigError
 from backforge.judge.cli import app as judge_app
 from backforge.live.cli import app as live_app
 from backforge.research.cli import app as research_app
@@ -159,14 +159,18 @@ def _load(strategy: Path):
 @friendly_errors
 def validate(strategy: Path = typer.Argument(..., help="Strategy file (YAML or JSON).")) -> None:
     """Check a strategy file: schema, names, windows and assets. Exit code 2 with the exact path on error."""
-    from backforge.strategy.compiler import compile_portfolio, load_data
+    from backforge.strategy.inputs import check_portfolio, load_data  # NumPy only: no compiled code is loaded
 
     portfolio = _load(strategy)
     data = load_data(portfolio, base=strategy.parent)
-    compiled = compile_portfolio(portfolio, data, start=portfolio.data.start, end=portfolio.data.end)
-    console.print(f"[green]valid:[/] {portfolio.name} — {len(portfolio.strategies)} strategies, "
-                  f"{len(portfolio.universe)} assets, {compiled.series.shape[1]} indicator series, "
-                  f"{len(compiled.ops)} program ops (compiled in {compiled.compile_seconds * 1000:.1f} ms)")
+    try:
+        checked = check_portfolio(portfolio, data, start=portfolio.data.start, end=portfolio.data.end)
+    except ConfigError as exc:  # a mistake the data reveals, at its path in this file
+        raise ConfigError(exc.message, path=f"{strategy}: {exc.path}" if exc.path else str(strategy),
+                          field=exc.field) from None
+    console.print(f"[green]valid:[/] {portfolio.name} — {checked.n_strategies} strategies, {checked.n_assets} assets, "
+                  f"{checked.n_indicators} indicators, {checked.n_bars:,} bars (checked in {checked.seconds * 1000:.1f} ms)",
+                  soft_wrap=True)
 
 
 @app.command()
@@ -353,7 +357,7 @@ def montecarlo(
     from backforge.results.montecarlo_io import save_monte_carlo
 
     if method not in _MC_METHODS:
-        from backforge.errors import ConfigError, did_you_mean
+        from backforge.errors import did_you_mean
 
         raise ConfigError(f"unknown method {method!r}: use reshuffle, bootstrap or block{did_you_mean(method, _MC_METHODS)}",
                           field="method")

@@ -36,6 +36,7 @@ from backforge.data.synth import gbm, synthetic_fundamentals
 from backforge.errors import BackforgeError, ConfigError
 from backforge.strategy import schema as sc
 from backforge.strategy.compiler import compile_portfolio
+from backforge.strategy.inputs import check_portfolio
 from backforge.strategy.schema import dump_portfolio, load_portfolio
 
 # Hypothesis' failure report imports mypy_extensions, whose DeprecationWarning (an error under the
@@ -367,9 +368,13 @@ def _data(universe=("AAPL", "MSFT"), years: float = 1):
 
 
 def _compile_error(strategy: dict, universe=("AAPL", "MSFT"), **kwargs) -> str:
+    """The error compiling ``strategy`` raises, which ``check_portfolio`` (``backforge validate``) must equal."""
     config = {"name": "x", "universe": list(universe), "strategies": [{"name": "s", **strategy}]}
     with pytest.raises(BackforgeError) as info:
         compile_portfolio(load_portfolio(config), _data(), **kwargs)
+    with pytest.raises(type(info.value)) as checked:
+        check_portfolio(load_portfolio(config), _data(), **kwargs)
+    assert str(checked.value) == str(info.value)
     return str(info.value)
 
 
@@ -447,7 +452,8 @@ def _market(universe: tuple[str, ...]):
 def load_and_compile(config) -> None:
     """Load ``config`` and, when it is valid, compile it on one year of synthetic data with fundamentals.
 
-    Anything but success or a BackforgeError fails the test that calls this.
+    Anything but success or a BackforgeError fails the test that calls this. The numba-free check of
+    ``backforge validate`` (``check_portfolio``) must give the same verdict: the same error, or none.
     """
     try:
         portfolio = load_portfolio(config)
@@ -455,6 +461,7 @@ def load_and_compile(config) -> None:
         assert str(exc)  # a message, and (checked by the type) the one error family
         return
     market, table = _market(tuple(portfolio.universe))
+    compiled = checked = None
     try:
         with warnings.catch_warnings():  # known defects, pinned by test_known_arithmetic_overflow_is_silent
             warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)  # and test_known_weekly_...
@@ -462,6 +469,12 @@ def load_and_compile(config) -> None:
             compile_portfolio(portfolio, market, fundamentals=table)
     except BackforgeError as exc:
         assert str(exc)
+        compiled = exc
+    try:
+        check_portfolio(portfolio, market, fundamentals=table)
+    except BackforgeError as exc:
+        checked = exc
+    assert (type(checked), str(checked)) == (type(compiled), str(compiled)), portfolio
 
 
 @settings(FUZZ, max_examples=300)

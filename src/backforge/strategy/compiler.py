@@ -10,6 +10,7 @@ the whole data set and the backtest starts at ``start``, so warm-up bars are his
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,18 +19,19 @@ import polars as pl
 from numba import njit
 
 from backforge._jit import frozen
-from backforge._time import parse_duration, to_ns
+from backforge._time import parse_duration
 from backforge.data.market import MarketData
 from backforge.engine import kernels as k
 from backforge.engine.config import SimConfig
 from backforge.engine.records import SizeType, TimeInForce
 from backforge.engine.simulator import _run_with_capacity, new_state, prices_of
-from backforge.errors import ConfigError, DataError, did_you_mean
+from backforge.errors import ConfigError, DataError
 from backforge.strategy import indicators as ind
 from backforge.strategy import runtime as rt
 from backforge.strategy import schema as sc
+from backforge.strategy.inputs import Masks, is_pinned, is_pure, load_data, scalar_ns as _scalar_ns, sized_strategies
 
-__all__ = ["expression_matrix", "CompiledPortfolio", "compile_portfolio", "run_portfolio"]
+__all__ = ["expression_matrix", "CompiledPortfolio", "compile_portfolio", "run_portfolio", "load_data", "is_pure"]
 
 _CMP = {">": rt.OP_GT, "<": rt.OP_LT, ">=": rt.OP_GE, "<=": rt.OP_LE, "==": rt.OP_EQ,
         "crosses_above": rt.OP_CROSS_ABOVE, "crosses_below": rt.OP_CROSS_BELOW}
@@ -69,21 +71,6 @@ def expression_matrix(expression: Any, data: MarketData, *, path: str = "risk.si
         if where.startswith(inner):
             where = path + where[len(inner):]
         raise ConfigError(exc.message, path=where or path, field=exc.field) from None
-
-
-def is_pure(node: Any) -> bool:
-    """True when a node depends on market data only (no position/portfolio state)."""
-    if isinstance(node, sc.State):
-        return False
-    for name in ("of", "lhs", "rhs", "condition"):
-        child = getattr(node, name, None)
-        if child is not None and not is_pure(child):
-            return False
-    for name in ("args", "conditions"):
-        for child in getattr(node, name, None) or []:
-            if not is_pure(child):
-                return False
-    return True
 
 
 @dataclass
@@ -127,13 +114,12 @@ class _Compiler:
         self.p = portfolio
         self.data = data
         self.assets = tuple(portfolio.universe)
-        missing = [a for a in self.assets if a not in data.assets]
-        if missing:
-            raise ConfigError(f"asset {missing[0]!r} of the universe is not in the data{did_you_mean(missing[0], data.assets)} "
-                              f"(data has {', '.join(data.assets[:12])})", path="universe")
-        self.cols = [data.assets.index(a) for a in self.assets]
+        # the checks that need the data, shared with check_portfolio; event-only indicators are this compiler's
+        # values, reached through a weak reference (a cycle would keep every matrix alive until a GC pass)
+        value = weakref.WeakMethod(self.value)
+        self.masks = Masks(portfolio, data, fundamentals, events=lambda node, path: value()(node, path))
+        self.cols = self.masks.cols
         self.ts = data.timestamps
-        self.fundamentals = fundamentals
         self.matrices: dict[str, np.ndarray] = {}
         # an optimizer reuses indicator matrices across trials on the same data (same buffer, same bars)
         self.shared = cache
@@ -151,53 +137,22 @@ class _Compiler:
         self.labels: list[str] = []
         self.ops: list[tuple[int, int, int, int]] = []
         self.op_values: list[float] = []
-        self._longest: int | None = None  # bars of the asset with the most bars (for window checks)
         self.memory_init: list[float] = []  # crosses: previous difference (NaN = none yet); held_for: count, start
         self.series_keys: list[tuple[str, int]] = []
         self.nodes: dict[str, tuple[Any, str]] = {}
 
     # ------------------------------------------------------------------ data-only evaluation
     def field(self, name: str, asset: str | None, path: str) -> np.ndarray:
-        d = self.data
-        if name in ("bid", "ask", "mid", "spread"):
-            if not d.has_quotes:
-                raise ConfigError(f"price field {name!r} needs bid/ask quote data; this data has none", path=path)
-            bid, ask = d.bid.close, d.ask.close
-            arr = {"bid": bid, "ask": ask, "mid": (bid + ask) / 2, "spread": ask - bid}[name]
-        else:
-            arr = getattr(d, name)
-        return self._scope(arr, asset, path)
+        return self._scope(self.masks.price_field(name, asset, path), asset, path)
 
     def _scope(self, arr: np.ndarray, asset: str | None, path: str) -> np.ndarray:
-        if asset is None:
+        col = self.masks.column_of(asset, path)
+        if col is None:
             return np.ascontiguousarray(arr[:, self.cols])
-        if asset not in self.data.assets:
-            raise ConfigError(f"unknown asset {asset!r}{did_you_mean(asset, self.data.assets)}", path=path)
-        col = arr[:, self.data.assets.index(asset)]
-        return np.ascontiguousarray(np.repeat(col[:, None], len(self.assets), axis=1))
+        return np.ascontiguousarray(np.repeat(arr[:, col][:, None], len(self.assets), axis=1))
 
     def check_window(self, window: int | str, path: str) -> None:
-        if isinstance(window, int):
-            if self._longest is None:
-                self._longest = int(np.max(np.sum(~np.isnan(self.data.close[:, self.cols]), axis=0)))
-            longest = self._longest
-            if window > longest:
-                raise ConfigError(f"window of {window} bars is longer than the data ({longest} bars)", path=path)
-        else:
-            span = int(self.ts[-1] - self.ts[0]) if len(self.ts) > 1 else 0
-            if parse_duration(window) > span:
-                raise ConfigError(f"window {window!r} is longer than the data's span", path=path)
-
-    def check_input(self, window: int | str, x: np.ndarray, path: str) -> None:
-        """A bar window longer than its input's valid values (nested windows add their warm-ups up: sma(200) of
-        sma(200) on 252 bars is NaN everywhere) is an error at the window, not an indicator that never fires."""
-        if not isinstance(window, int) or x.size == 0:
-            return
-        valid = int(np.max(np.sum(~np.isnan(x), axis=0)))
-        longest = self._longest if self._longest is not None else valid
-        if window > valid and valid < longest:
-            raise ConfigError(f"window of {window} bars is longer than its input's {valid} valid bars "
-                              f"(the inner indicator's warm-up leaves {valid} of {longest})", path=path)
+        self.masks.check_window(window, path)
 
     def value(self, node: Any, path: str) -> np.ndarray:
         """A data-only indicator as ``[T, A]`` float64 (cached by node)."""
@@ -232,7 +187,7 @@ class _Compiler:
         if isinstance(node, sc.Windowed):
             self.check_window(node.window, f"{path}.window")
             x = self.value(node.of, f"{path}.of")
-            self.check_input(node.window, x, f"{path}.window")
+            self.masks.check_input(node.window, node.of, f"{path}.window", f"{path}.of")
             fn = {"sma": ind.sma, "ema": ind.ema, "wma": ind.wma, "stddev": ind.stddev, "zscore": ind.zscore,
                   "rolling_max": ind.rolling_max, "rolling_min": ind.rolling_min, "returns": ind.returns,
                   "rate_of_change": ind.rate_of_change, "lag": ind.lag, "pct_change": ind.pct_change,
@@ -275,17 +230,7 @@ class _Compiler:
                           "`backforge events run`", path=path)
 
     def _fundamental(self, node: sc.Fundamental, path: str) -> np.ndarray:
-        table = self.fundamentals
-        if table is None:
-            raise ConfigError(f"fundamental field {node.field!r} needs fundamental data; pass fundamentals "
-                              "(a table of symbol, field, published_at, value)", path=path)
-        from backforge.data.fundamentals import Fundamentals
-
-        if not isinstance(table, Fundamentals):
-            table = self.fundamentals = Fundamentals.from_frame(table)
-        if node.field not in table.fields:
-            raise ConfigError(f"no fundamental field {node.field!r}{did_you_mean(node.field, table.fields)} "
-                              f"(fields: {', '.join(table.fields[:20])})", path=f"{path}.field")
+        table = self.masks.fundamentals_table(node, path)
         assets = self.assets if node.asset is None else (node.asset,) * len(self.assets)
         return np.ascontiguousarray(table.as_of(self.ts, list(assets), node.field), dtype=np.float64)
 
@@ -355,7 +300,7 @@ class _Compiler:
             self.emit(rt.OP_SERIES, col)
             return 0
         if isinstance(node, sc.State):
-            asset = j if node.asset is None else self.assets.index(self._universe_asset(node.asset, path))
+            asset = j if node.asset is None else self.masks.universe_asset(node.asset, path)
             if asset < 0 and node.kind not in ("portfolio_value", "drawdown"):
                 raise ConfigError(f"{node.kind!r} needs an asset here (name one with 'asset')", path=path)
             self.emit(rt.OP_STATE, sc.STATE_KINDS.index(node.kind), max(asset, 0))
@@ -372,11 +317,6 @@ class _Compiler:
             return leaves
         raise ConfigError(f"{node.kind!r} of a position-state indicator is not supported; apply it to market data",
                           path=path)
-
-    def _universe_asset(self, asset: str, path: str) -> str:
-        if asset not in self.assets:
-            raise ConfigError(f"asset {asset!r} is not in the universe{did_you_mean(asset, self.assets)}", path=path)
-        return asset
 
     def emit_condition(self, node: Any, j: int, path: str) -> int:
         if is_pure(node):
@@ -412,19 +352,6 @@ class _Compiler:
             self.memory_init.extend([0.0, 0.0])
             return leaves
         raise ConfigError(f"unsupported condition {node!r}", path=path)
-
-
-def is_pinned(node: Any) -> bool:
-    """True when every market-data leaf of a node names its asset (so it means the same for any scope)."""
-    if isinstance(node, (sc.Price, sc.Fundamental, sc.VolumeAverage, sc.BarIndicator)):
-        return node.asset is not None
-    if isinstance(node, sc.CrossSection):
-        return False
-    if isinstance(node, sc.State):
-        return node.asset is not None or node.kind in ("portfolio_value", "drawdown")
-    children = [getattr(node, n) for n in ("of", "lhs", "rhs", "condition") if getattr(node, n, None) is not None]
-    children += list(getattr(node, "args", None) or []) + list(getattr(node, "conditions", None) or [])
-    return all(is_pinned(c) for c in children)
 
 
 def crosses(diff: np.ndarray, *, above: bool) -> np.ndarray:
@@ -583,7 +510,7 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
             elif isinstance(action.weights, dict):
                 st["weighting"] = rt.W_FIXED
                 for asset, w in action.weights.items():
-                    rb_fixed[s, c.assets.index(c._universe_asset(asset, f"{apath}.weights.{asset}"))] = w
+                    rb_fixed[s, c.masks.universe_asset(asset, f"{apath}.weights.{asset}")] = w
             else:
                 st["weighting"] = rt.W_PROPORTIONAL
                 node = action.weights.proportional
@@ -650,7 +577,7 @@ def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
     from backforge.engine.simulator import realized_volatility
 
     sizings = [getattr(s.action, "allocation", None) for s in portfolio.strategies]
-    sized = [a is not None and not (isinstance(a, sc.Allocation) and a.type != "risk") for a in sizings]
+    sized = sized_strategies(portfolio)
     strategy_risks = [s.risk for s in portfolio.strategies]
     if not any(sized) and all(r is None or not r.active for r in [portfolio.risk, *strategy_risks]):
         return None
@@ -685,19 +612,6 @@ def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
     if columns:
         book = rk.with_series(book, np.column_stack(columns))
     return book
-
-
-def _scalar_ns(value: Any, field: str = "start") -> int:
-    """A time given as a string, datetime or int ns, as int ns; a clear error for anything else."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    try:
-        ns = int(to_ns([value])[0])
-    except (ValueError, TypeError, OverflowError):
-        ns = None
-    if ns is None or ns == np.iinfo(np.int64).min:  # NaT: an empty string, "NaT", None...
-        raise ConfigError(f"not a date/time: {value!r}; write e.g. 2020-03-16 or 2020-03-16T14:30", field=field)
-    return ns
 
 
 def sim_config_of(portfolio: sc.Portfolio) -> SimConfig:
@@ -835,60 +749,3 @@ def run_portfolio(portfolio: sc.Portfolio | dict | str, data: MarketData | Any, 
     start = portfolio.data.start if start is None else start  # the file's period unless one is given
     end = portfolio.data.end if end is None else end
     return run_compiled(compile_portfolio(portfolio, data, start=start, end=end, fundamentals=fundamentals))
-
-
-def load_data(portfolio: sc.Portfolio, *, base: Any = None, override: Any = None) -> MarketData:
-    """The market data a portfolio runs on: ``override`` (a file path or MarketData), else its ``data``
-    spec: files relative to ``base`` (the strategy file's folder) or seeded synthetic data.
-
-    Examples
-    --------
-    >>> p = sc.load_portfolio({"name": "x", "universe": ["AAA", "BBB"], "strategies": [
-    ...     {"name": "s", "action": {"kind": "alert"}}], "data": {"years": 1}})
-    >>> load_data(p).assets
-    ('AAA', 'BBB')
-    """
-    from pathlib import Path
-
-    from backforge.data.synth import gbm
-
-    if isinstance(override, MarketData):
-        return override
-    spec = portfolio.data
-    root = Path(base) if base is not None else Path.cwd()
-    if override is not None:
-        from backforge.data.importers import read_csv
-
-        paths = [Path(p) for p in (override if isinstance(override, (list, tuple)) else [override])]
-        frames = {}
-        for path in paths:
-            md = read_csv(path)
-            for name in md.assets:
-                frames[name] = md.select([name]).to_polars().drop("symbol")
-        return MarketData.from_frames(frames)
-    if spec.events is not None:
-        raise ConfigError("this file runs on event data (data.events): run it with `backforge events run`",
-                          path="data.events")
-    if spec.source == "synthetic":
-        calendar = "equities"
-        return gbm(len(portfolio.universe), spec.years, bar=spec.bar, seed=spec.seed, calendar=calendar,
-                   assets=tuple(portfolio.universe))
-    from backforge.data.importers import frame_to_market, read_bid_ask, read_file
-    from backforge.data.paths import resolve_data_path
-    from backforge.data.quality import apply_policy
-
-    frames = {}
-    quotes = False
-    for asset in portfolio.universe:
-        entry = spec.paths.get(asset)
-        if entry is None:
-            raise ConfigError(f"no file given for asset {asset!r}", path=f"data.paths.{asset}")
-        where = f"data.paths.{asset}"
-        if isinstance(entry, sc.BidAskFiles):
-            fd = read_bid_ask(resolve_data_path(entry.bid, base=root, where=where + ".bid"),
-                              resolve_data_path(entry.ask, base=root, where=where + ".ask"))
-            quotes = True
-        else:
-            fd = read_file(resolve_data_path(entry, base=root, where=where), format=spec.format)
-        frames[asset], _ = apply_policy(fd, policy=spec.policy, symbol=asset)
-    return frame_to_market(frames, kind="quote_bars" if quotes else "bars")

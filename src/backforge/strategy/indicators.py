@@ -42,7 +42,7 @@ import numba
 import numpy as np
 
 from backforge._jit import frozen
-from backforge._time import parse_duration
+from backforge._time import lower_macd_windows, lower_window as _window
 from backforge.errors import ConfigError, DataError
 
 __all__ = [
@@ -94,7 +94,6 @@ __all__ = [
 Window = Union[int, str, _dt.timedelta, np.timedelta64]
 """A window: a positive bar count (``20``) or a duration (``"30d"``, ``"15min"``, a ``timedelta``)."""
 
-_MAX_WINDOW_NS = 2**62
 # Sliding sums are recomputed exactly from the window once every bar present at the previous
 # recomputation has left it and at least this many updates have passed: bounded drift, O(1) amortized.
 _RECOMPUTE_MIN = 1024
@@ -1324,41 +1323,6 @@ class BollingerResult(NamedTuple):
     percent_b: np.ndarray
 
 
-def _window(window: object, name: str, *, min_bars: int = 1) -> tuple[int, int]:
-    """Lower a window to ``(window_bars, window_ns)``, exactly one of them > 0."""
-    hint = f"pass a number of bars such as {name}=20 or a duration such as {name}='30d' / '4h' / '15min'"
-    if isinstance(window, (bool, np.bool_)):
-        raise ConfigError(f"{name} must be a bar count or a duration, got {window!r}; {hint}", field=name)
-    if isinstance(window, (int, np.integer)) and not isinstance(window, np.timedelta64):
-        bars = int(window)
-        if bars < min_bars:
-            raise ConfigError(
-                f"{name} must be at least {min_bars} bar{'s' if min_bars > 1 else ''}, got {bars}; "
-                f"use {name}={max(min_bars, 20)} or a duration such as '30d'",
-                field=name,
-            )
-        return bars, 0
-    if isinstance(window, str):
-        try:
-            ns = parse_duration(window)
-        except ConfigError as exc:
-            raise ConfigError(f"{name}: {exc.message}", field=name) from None
-    elif isinstance(window, np.timedelta64):
-        if np.isnat(window):
-            raise ConfigError(f"{name} must be a duration > 0, got NaT; {hint}", field=name)
-        ns = int(window.astype("timedelta64[ns]").astype(np.int64))
-    elif isinstance(window, _dt.timedelta):
-        ns = (window.days * 86_400 + window.seconds) * 10**9 + window.microseconds * 1_000
-        ns += int(getattr(window, "nanoseconds", 0))
-    else:
-        raise ConfigError(f"{name} must be a bar count or a duration, got {window!r}; {hint}", field=name)
-    if ns <= 0:
-        raise ConfigError(f"{name} must be a duration > 0, got {window!r}; {hint}", field=name)
-    if ns > _MAX_WINDOW_NS:
-        raise ConfigError(f"{name} is too long ({window!r}); use a duration below 146 years", field=name)
-    return 0, ns
-
-
 def _values(values: object, name: str) -> tuple[np.ndarray, bool]:
     """float64 C-contiguous read-only ``[T, A]`` view of ``values`` (:func:`~backforge._jit.frozen`: one compiled
     kernel for memory-mapped and in-memory data) and whether the input was 1-D."""
@@ -1627,21 +1591,7 @@ def macd(
     >>> int(np.isnan(result.line).sum()), bool(result.line[-1] > 0)  # warm-up 26 + 9 - 2 bars
     (33, True)
     """
-    fast_bars, fast_ns = _window(fast, "fast")
-    slow_bars, slow_ns = _window(slow, "slow")
-    signal_bars, signal_ns = _window(signal, "signal")
-    if len({fast_bars > 0, slow_bars > 0, signal_bars > 0}) > 1:
-        raise ConfigError(
-            f"fast, slow and signal must all be bar counts or all durations, got fast={fast!r}, "
-            f"slow={slow!r}, signal={signal!r}; e.g. 12/26/9 or '12d'/'26d'/'9d'",
-            field="fast",
-        )
-    if (fast_bars or fast_ns) >= (slow_bars or slow_ns):
-        raise ConfigError(
-            f"fast must be shorter than slow, got fast={fast!r} and slow={slow!r}; swap them, e.g. "
-            "fast=12, slow=26",
-            field="fast",
-        )
+    (fast_bars, fast_ns), (slow_bars, slow_ns), (signal_bars, signal_ns) = lower_macd_windows(fast, slow, signal)
     array, was_1d = _values(values, "values")
     ts = _timestamps(timestamps, array.shape[0], needed=slow_ns > 0)
     out = np.empty((3,) + array.shape)

@@ -29,7 +29,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       model_validator)
 
 from backforge._time import parse_duration
-from backforge.engine.risk import RiskConfig
+from backforge.engine.risk_rules import RiskConfig
 from backforge.errors import ConfigError, did_you_mean
 
 __all__ = [

@@ -80,3 +80,47 @@ def test_import_backforge_is_cheap_and_still_exposes_the_api() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["[]", "True", "True"], out.stdout + out.stderr
+
+
+def _console(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_console_script_ends_without_teardown_but_runs_atexit_and_keeps_every_file(tmp_path: Path) -> None:
+    proc = _console("""
+        import atexit, sys
+        atexit.register(lambda: print("atexit ran", flush=True))
+        import numba  # what a backtest loads: the teardown exit_now skips
+        from backforge.cli import console_script
+        sys.argv = ["backforge", "demo", "--years", "1", "--assets", "2", "--out", "runs"]
+        console_script()
+        print("not reached")
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith("atexit ran") and "not reached" not in proc.stdout
+    (folder,) = (tmp_path / "runs").iterdir()
+    from backforge.results.saved import load_result
+
+    saved = load_result(folder)  # every table of the run reads back (a truncated Parquet file would not)
+    assert saved.trades.height > 0 and (folder / "report.html").read_text().rstrip().endswith("</html>")
+    assert f"report: runs/{folder.name}/report.html" in proc.stdout  # the last line was flushed
+
+
+def test_exit_now_keeps_the_exit_code_and_joins_a_running_thread(tmp_path: Path) -> None:
+    proc = _console("""
+        import threading, time
+        import numba
+        from backforge._cli import exit_now
+        def late():
+            time.sleep(0.3)
+            open("late.txt", "w").write("done")
+        threading.Thread(target=late).start()
+        exit_now(3)
+    """, tmp_path)
+    assert proc.returncode == 3 and (tmp_path / "late.txt").read_text() == "done", proc.stderr
+    proc = _console("import numba\nfrom backforge._cli import exit_now\nexit_now(2)", tmp_path)
+    assert proc.returncode == 2 and proc.stderr == ""
+    proc = _console("import numba\nfrom backforge._cli import exit_now\nexit_now('a message')", tmp_path)
+    assert proc.returncode == 1 and proc.stderr.strip() == "a message"  # sys.exit's handling of a text code

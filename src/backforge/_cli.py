@@ -15,6 +15,7 @@ errors, output-location checks and the progress bar.
   written *before* a command does its work.
 * :func:`progress_bar` is the one Rich progress bar of long work (optimize and walk-forward searches,
   signal sweeps, ``data synth``).
+* :func:`exit_now` ends the ``backforge`` process after its command without the interpreter's teardown.
 
 Every line goes through :func:`backforge._secrets.redact` and is escaped, so neither a secret nor
 Rich markup in a message (``[red]`` in a path) reaches the terminal.
@@ -22,10 +23,13 @@ Rich markup in a message (``[red]`` in a path) reaches the terminal.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
+import os
 import sys
-from typing import Any, Callable, TypeVar
+import threading
+from typing import Any, Callable, NoReturn, TypeVar
 
 import typer
 import typer.core
@@ -36,7 +40,7 @@ from backforge._secrets import redact
 from backforge.errors import BackforgeError
 
 __all__ = ["friendly_errors", "error_line", "OneLineErrorsGroup", "check_output_folder", "check_output_file",
-           "command_app", "console", "err_console", "progress_bar"]
+           "command_app", "console", "err_console", "progress_bar", "exit_now"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -53,6 +57,33 @@ def error_line(message: Any) -> None:
 
     text = " ".join(redact(message).split())
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(text)}")
+
+
+def exit_now(code: Any = 0) -> NoReturn:
+    """End the process with exit ``code`` once a command has returned, skipping the interpreter's teardown.
+
+    With numba loaded, Python's finalization frees numba's type registries and every compiled kernel's LLVM
+    handles one object at a time: 0.2-0.45 s after the last line of output (measured: a demo whose work
+    ends at 1.04 s exits at 1.61 s, 1.11 s without the teardown). Nothing is lost by skipping it: whatever a
+    command writes is durable when it returns (files are written atomically and closed, SQLite
+    transactions committed — the state the SIGKILL tests already kill at any moment), the ``atexit``
+    handlers still run (logging, temporary folders, multiprocessing) and the standard streams are flushed.
+    The ordinary ``sys.exit`` is kept when numba was never loaded (nothing to save), when another thread or
+    a child process is alive (they are joined as usual), for a non-integer code, and if a stream cannot be
+    flushed (a closed pipe gets Python's own handling).
+    """
+    code = 0 if code is None else code
+    if not isinstance(code, int) or "numba" not in sys.modules or threading.active_count() > 1:
+        sys.exit(code)
+    if "multiprocessing" in sys.modules and sys.modules["multiprocessing"].active_children():
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code & 0xFF)
 
 
 def os_error_text(exc: OSError) -> str:

@@ -19,7 +19,8 @@ import typer
 from rich.table import Table
 
 from backforge import __version__
-from backforge._cli import check_output_file, check_output_folder, command_app, console, err_console, friendly_errors
+from backforge._cli import (check_output_file, check_output_folder, command_app, console, err_console, exit_now,
+                            friendly_errors)
 from backforge.data.cli import app as data_app
 from backforge.engine.events.cli import app as events_app
 from backforge.errors import BackforgeError, ConfigError
@@ -397,7 +398,7 @@ app.add_typer(events_app, name="events", help="Import tick, quote and L2 data; r
 
 
 def main() -> None:
-    """Entry point of the ``backforge`` console script."""
+    """Run the command line (``sys.argv``); ends with ``SystemExit`` as Typer apps do."""
     try:
         app()
     except KeyboardInterrupt:
@@ -405,5 +406,15 @@ def main() -> None:
         sys.exit(130)
 
 
+def console_script() -> None:
+    """Entry point of the ``backforge`` console script: :func:`main`, then :func:`~backforge._cli.exit_now`
+    (the process ends without the interpreter's teardown once the command is done)."""
+    try:
+        main()
+    except SystemExit as exc:
+        exit_now(exc.code)
+    exit_now(0)
+
+
 if __name__ == "__main__":
-    main()
+    console_script()

@@ -32,6 +32,10 @@ from numba.core import types
 from numba.core.caching import FunctionCache
 from numba.core.registry import CPUDispatcher
 
+from backforge._resources import tune_allocator
+
+tune_allocator()  # the compiled engine's per-call arrays reuse freed memory instead of fresh pages (see there)
+
 __all__ = ["aligned", "frozen", "njit"]
 
 

@@ -10,6 +10,7 @@ neither numba nor the judge (``tests/test_startup.py``).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -150,6 +151,17 @@ def demo(
                   f"{time.perf_counter() - t0:.1f} s)[/]", soft_wrap=True)
 
 
+@contextlib.contextmanager
+def _in_file(strategy: Path):
+    """A mistake the data reveals (a ConfigError at a config path) names the file too, as a loading error does."""
+    try:
+        yield
+    except ConfigError as exc:
+        if exc.path is None or str(exc.path).startswith(f"{strategy}: "):
+            raise
+        raise ConfigError(exc.message, path=f"{strategy}: {exc.path}", field=exc.field) from None
+
+
 def _load(strategy: Path):
     from backforge.strategy.schema import load_portfolio
 
@@ -164,11 +176,8 @@ def validate(strategy: Path = typer.Argument(..., help="Strategy file (YAML or J
 
     portfolio = _load(strategy)
     data = load_data(portfolio, base=strategy.parent)
-    try:
+    with _in_file(strategy):
         checked = check_portfolio(portfolio, data, start=portfolio.data.start, end=portfolio.data.end)
-    except ConfigError as exc:  # a mistake the data reveals, at its path in this file
-        raise ConfigError(exc.message, path=f"{strategy}: {exc.path}" if exc.path else str(strategy),
-                          field=exc.field) from None
     console.print(f"[green]valid:[/] {portfolio.name} — {checked.n_strategies} strategies, {checked.n_assets} assets, "
                   f"{checked.n_indicators} indicators, {checked.n_bars:,} bars (checked in {checked.seconds * 1000:.1f} ms)",
                   soft_wrap=True)
@@ -214,8 +223,9 @@ def run(
     portfolio = _load(strategy)
     fundamentals_table = read_fundamentals(fundamentals) if fundamentals is not None else None  # a bad file fails before the data loads
     market = load_data(portfolio, base=strategy.parent, override=data or None)
-    compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start, end=end or portfolio.data.end,
-                                 fundamentals=fundamentals_table)
+    with _in_file(strategy):
+        compiled = compile_portfolio(portfolio, market, start=start or portfolio.data.start,
+                                     end=end or portfolio.data.end, fundamentals=fundamentals_table)
     t0 = time.perf_counter()
     result = run_compiled(compiled)
     elapsed = time.perf_counter() - t0

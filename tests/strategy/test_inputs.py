@@ -173,3 +173,21 @@ def test_validate_loads_no_numba_and_refuses_a_nested_warm_up_in_one_line(tmp_pa
     assert proc.stderr.strip().splitlines() == [
         f"error: {bad}: strategies[0].condition.lhs.window: window of 200 bars is longer than its input's 53 valid "
         "bars (the inner indicator's warm-up leaves 53 of 252)"], proc.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_mistake_the_data_reveals_names_the_file(command: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from backforge.cli import app
+
+    bad = tmp_path / "long.yaml"
+    bad.write_text(yaml.safe_dump({"name": "long", "universe": ["AAA"], "data": {"years": 1}, "strategies": [
+        {"name": "s", "condition": {"lhs": "close", "op": ">", "rhs": {"sma": {"window": 500}}},
+         "action": {"buy": {}}}]}))
+    extra = ["--out", str(tmp_path / "runs")] if command == "run" else []
+    result = CliRunner().invoke(app, [command, str(bad), *extra])
+    assert result.exit_code == 2
+    assert " ".join(result.output.split()) == (f"error: {bad}: strategies[0].condition.rhs.window: window of 500 bars is "
+                                               "longer than the data (252 bars)")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing half-written

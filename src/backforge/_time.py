@@ -1,4 +1,5 @@
-"""Time helpers shared by data, engine and strategy code: durations and timestamp conversion.
+"""Time helpers shared by data, engine and strategy code: durations, timestamp conversion, and indicator
+windows lowered to the ``(bars, ns)`` pair the kernels take.
 
 All timestamps inside backforge are int64 nanoseconds since the Unix epoch, UTC.
 """
@@ -12,7 +13,8 @@ import numpy as np
 
 from backforge.errors import ConfigError
 
-__all__ = ["NS_PER", "parse_duration", "lower_window", "lower_macd_windows", "format_duration", "format_ns", "to_ns", "median_bar_ns", "periods_per_year"]
+__all__ = ["NS_PER", "parse_duration", "lower_window", "lower_macd_windows", "format_duration", "format_ns", "to_ns",
+           "median_bar_ns", "periods_per_year"]
 
 NS_PER = {
     "ns": 1,

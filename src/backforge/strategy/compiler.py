@@ -29,7 +29,8 @@ from backforge.errors import ConfigError, DataError
 from backforge.strategy import indicators as ind
 from backforge.strategy import runtime as rt
 from backforge.strategy import schema as sc
-from backforge.strategy.inputs import Masks, is_pinned, is_pure, load_data, scalar_ns as _scalar_ns, sized_strategies
+from backforge.strategy.inputs import (Masks, is_pure, load_data, require_market_data, scalar_ns as _scalar_ns,
+                                      sized_strategies)
 
 __all__ = ["expression_matrix", "CompiledPortfolio", "compile_portfolio", "run_portfolio", "load_data", "is_pure"]
 
@@ -221,13 +222,12 @@ class _Compiler:
             return ind.cross_sectional_rank(x) if node.kind == "rank" else ind.cross_sectional_percentile(x)
         if isinstance(node, (sc.BookImbalance, sc.TradeFlow)):
             return self.event_value(node, path)
-        raise ConfigError(f"{node.kind!r} depends on position state and cannot be used here", path=path)
+        self.masks.not_market_data(node, path)
 
     def event_value(self, node: Any, path: str) -> np.ndarray:
         """Event-only indicators (book imbalance, trade flow); the event compiler
         (``backforge.engine.events.language``) computes them, bars have none."""
-        raise ConfigError(f"{node.kind!r} needs event data: give data.events and run the file with "
-                          "`backforge events run`", path=path)
+        self.masks.no_event_data(node, path)
 
     def _fundamental(self, node: sc.Fundamental, path: str) -> np.ndarray:
         table = self.masks.fundamentals_table(node, path)
@@ -261,7 +261,7 @@ class _Compiler:
             present = ~np.isnan(self.data.close[:, self.cols])
             bars, ns = (node.window, 0) if isinstance(node.window, int) else (0, parse_duration(node.window))
             return held_for(inner, present, self.ts, bars, ns)
-        raise ConfigError(f"unsupported condition {node!r}", path=path)
+        self.masks.not_a_condition(node, path)
 
     def schedule(self, kind: Any) -> np.ndarray:
         key = f"schedule:{kind!r}"
@@ -293,16 +293,12 @@ class _Compiler:
             if isinstance(node, sc.Const):
                 self.emit(rt.OP_CONST, value=float(node.value))
                 return 0
-            if j < 0 and not is_pinned(node):
-                raise ConfigError("evaluated once for the portfolio: pin this indicator to an asset ('asset: SPY')",
-                                  path=path)
+            self.masks.check_scope(node, j, path)
             col = self.series_col(self.value(node, path), _key(node), max(j, 0), f"{node.kind}@{self.assets[max(j, 0)]}")
             self.emit(rt.OP_SERIES, col)
             return 0
         if isinstance(node, sc.State):
-            asset = j if node.asset is None else self.masks.universe_asset(node.asset, path)
-            if asset < 0 and node.kind not in ("portfolio_value", "drawdown"):
-                raise ConfigError(f"{node.kind!r} needs an asset here (name one with 'asset')", path=path)
+            asset = self.masks.state_asset(node, j, path)
             self.emit(rt.OP_STATE, sc.STATE_KINDS.index(node.kind), max(asset, 0))
             return 1
         if isinstance(node, sc.Arithmetic):
@@ -315,14 +311,11 @@ class _Compiler:
             leaves = self.emit_value(node.of, j, f"{path}.of")
             self.emit(rt.OP_ABS if node.kind == "abs" else rt.OP_NEG)
             return leaves
-        raise ConfigError(f"{node.kind!r} of a position-state indicator is not supported; apply it to market data",
-                          path=path)
+        self.masks.not_a_program_value(node, path)
 
     def emit_condition(self, node: Any, j: int, path: str) -> int:
         if is_pure(node):
-            if j < 0 and not is_pinned(node):
-                raise ConfigError("a rebalance condition is evaluated once for the portfolio: pin every price "
-                                  "indicator in it to an asset ('asset: SPY') or use portfolio state", path=path)
+            self.masks.check_scope(node, j, path, condition=True)
             col = self.series_col(self.condition(node, path), _key(node), max(j, 0), f"{node.kind}@{self.assets[max(j, 0)]}")
             self.emit(rt.OP_BSERIES, col)
             return 0
@@ -351,7 +344,7 @@ class _Compiler:
             self.emit(rt.OP_HELD, len(self.memory_init), bars, value=float(ns))
             self.memory_init.extend([0.0, 0.0])
             return leaves
-        raise ConfigError(f"unsupported condition {node!r}", path=path)
+        self.masks.not_a_condition(node, path)
 
 
 def crosses(diff: np.ndarray, *, above: bool) -> np.ndarray:
@@ -514,20 +507,17 @@ def compile_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any =
             else:
                 st["weighting"] = rt.W_PROPORTIONAL
                 node = action.weights.proportional
-                if not is_pure(node):
-                    raise ConfigError("proportional weights must be a market-data indicator", path=f"{apath}.weights")
+                require_market_data(node, f"{apath}.weights", "weights")
                 m = c.value(node, f"{apath}.weights.proportional")
                 key = _key(node)
                 rb_weight[s] = [c.series_col(m, key, j, f"weight@{c.assets[j]}") for j in range(A)]
             if action.filter is not None:
-                if not is_pure(action.filter):
-                    raise ConfigError("a rebalance filter must use market data only", path=f"{apath}.filter")
+                require_market_data(action.filter, f"{apath}.filter", "filter")
                 m = c.condition(action.filter, f"{apath}.filter")
                 key = _key(action.filter)
                 rb_filter[s] = [c.series_col(m, key, j, f"filter@{c.assets[j]}") for j in range(A)]
             if action.sort_by is not None:
-                if not is_pure(action.sort_by):
-                    raise ConfigError("sort_by must be a market-data indicator", path=f"{apath}.sort_by")
+                require_market_data(action.sort_by, f"{apath}.sort_by", "sort_by")
                 m = c.value(action.sort_by, f"{apath}.sort_by")
                 key = _key(action.sort_by)
                 rb_sort[s] = [c.series_col(m, key, j, f"sort@{c.assets[j]}") for j in range(A)]
@@ -597,9 +587,7 @@ def _lower_portfolio_risk(c: _Compiler, portfolio: sc.Portfolio):
             matrix = realized_volatility(c.data.close[:, c.cols], c.ts, alloc.window, alloc.periods_per_year)
             rk.set_sizing(book, row, "volatility_target", alloc.target, size_max=alloc.max)
         elif isinstance(alloc, sc.ExpressionAllocation):
-            if not is_pure(alloc.expression):
-                raise ConfigError("an allocation expression must use market data only (no position state)",
-                                  path=f"{path}.expression")
+            require_market_data(alloc.expression, f"{path}.expression", "allocation")
             matrix = c.value(alloc.expression, f"{path}.expression")
             rk.set_sizing(book, row, "expression", np.nan, size_min=alloc.min, size_max=alloc.max)
         else:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.strategy import schema as sc
 
 __all__ = ["load_data", "check_portfolio", "CheckedPortfolio", "Masks", "is_pure", "is_pinned", "scalar_ns",
-           "WARMUP"]
+           "require_market_data", "WARMUP"]
 
 WARMUP = {"sma": -1, "ema": -1, "wma": -1, "stddev": -1, "zscore": -1, "rolling_max": -1, "rolling_min": -1,
           "returns": 0, "rate_of_change": 0, "lag": 0, "pct_change": 0, "rsi": 0, "atr": 0, "vwap": -1,
@@ -72,6 +72,19 @@ def is_pinned(node: Any) -> bool:
     children = [getattr(node, n) for n in ("of", "lhs", "rhs", "condition") if getattr(node, n, None) is not None]
     children += list(getattr(node, "args", None) or []) + list(getattr(node, "conditions", None) or [])
     return all(is_pinned(c) for c in children)
+
+
+_MARKET_ONLY = {"weights": "proportional weights must be a market-data indicator",
+                "filter": "a rebalance filter must use market data only",
+                "sort_by": "sort_by must be a market-data indicator",
+                "allocation": "an allocation expression must use market data only (no position state)"}
+
+
+def require_market_data(node: Any, path: str, what: str) -> None:
+    """Rebalance weights, filters and sort keys and allocation expressions are computed before the loop: market
+    data only (``what``: one of ``weights``, ``filter``, ``sort_by``, ``allocation``)."""
+    if not is_pure(node):
+        raise ConfigError(_MARKET_ONLY[what], path=path)
 
 
 def scalar_ns(value: Any, field: str = "start") -> int:
@@ -257,9 +270,17 @@ class Masks:
             return self.value(node.of, f"{path}.of")
         if isinstance(node, (sc.BookImbalance, sc.TradeFlow)):
             if self.events is None:
-                raise ConfigError(f"{node.kind!r} needs event data: give data.events and run the file with "
-                                  "`backforge events run`", path=path)
+                self.no_event_data(node, path)
             return ~np.isnan(self.events(node, path))
+        self.not_market_data(node, path)
+
+    @staticmethod
+    def no_event_data(node: Any, path: str) -> NoReturn:
+        raise ConfigError(f"{node.kind!r} needs event data: give data.events and run the file with "
+                          "`backforge events run`", path=path)
+
+    @staticmethod
+    def not_market_data(node: Any, path: str) -> NoReturn:
         raise ConfigError(f"{node.kind!r} depends on position state and cannot be used here", path=path)
 
     def condition(self, node: Any, path: str) -> None:
@@ -279,38 +300,57 @@ class Masks:
             self.check_window(node.window, f"{path}.window")
             self.condition(node.condition, f"{path}.condition")
         else:
-            raise ConfigError(f"unsupported condition {node!r}", path=path)
+            self.not_a_condition(node, path)
         self._conditions.add(key)
 
     # ------------------------------------------------------------------ programs (the compiler's lowering rules)
+    # The compiler's emit_value / emit_condition walk a node as these do and call the same rule checks.
+    @staticmethod
+    def check_scope(node: Any, j: int, path: str, *, condition: bool = False) -> None:
+        """A market-data node evaluated once for the portfolio (``j`` = -1: a rebalance) must name its assets."""
+        if j >= 0 or is_pinned(node):
+            return
+        if condition:
+            raise ConfigError("a rebalance condition is evaluated once for the portfolio: pin every price "
+                              "indicator in it to an asset ('asset: SPY') or use portfolio state", path=path)
+        raise ConfigError("evaluated once for the portfolio: pin this indicator to an asset ('asset: SPY')", path=path)
+
+    def state_asset(self, node: sc.State, j: int, path: str) -> int:
+        """The universe asset a state indicator reads for asset ``j`` (-1: the portfolio's, where it has one)."""
+        asset = j if node.asset is None else self.universe_asset(node.asset, path)
+        if asset < 0 and node.kind not in ("portfolio_value", "drawdown"):
+            raise ConfigError(f"{node.kind!r} needs an asset here (name one with 'asset')", path=path)
+        return asset
+
+    @staticmethod
+    def not_a_program_value(node: Any, path: str) -> NoReturn:
+        raise ConfigError(f"{node.kind!r} of a position-state indicator is not supported; apply it to market data",
+                          path=path)
+
+    @staticmethod
+    def not_a_condition(node: Any, path: str) -> NoReturn:
+        raise ConfigError(f"unsupported condition {node!r}", path=path)
+
     def program_value(self, node: Any, j: int, path: str) -> None:
         """A value as the compiled program evaluates it for universe asset ``j`` (-1: once for the portfolio)."""
         if is_pure(node):
-            if isinstance(node, sc.Const):
-                return
-            if j < 0 and not is_pinned(node):
-                raise ConfigError("evaluated once for the portfolio: pin this indicator to an asset ('asset: SPY')",
-                                  path=path)
-            self.value(node, path)
+            if not isinstance(node, sc.Const):
+                self.check_scope(node, j, path)
+                self.value(node, path)
         elif isinstance(node, sc.State):
-            asset = j if node.asset is None else self.universe_asset(node.asset, path)
-            if asset < 0 and node.kind not in ("portfolio_value", "drawdown"):
-                raise ConfigError(f"{node.kind!r} needs an asset here (name one with 'asset')", path=path)
+            self.state_asset(node, j, path)
         elif isinstance(node, sc.Arithmetic):
             for i, arg in enumerate(node.args):
                 self.program_value(arg, j, f"{path}.args[{i}]")
         elif isinstance(node, sc.Unary):
             self.program_value(node.of, j, f"{path}.of")
         else:
-            raise ConfigError(f"{node.kind!r} of a position-state indicator is not supported; apply it to market data",
-                              path=path)
+            self.not_a_program_value(node, path)
 
     def program_condition(self, node: Any, j: int, path: str) -> None:
         """A condition as the compiled program evaluates it for universe asset ``j`` (-1: once for the portfolio)."""
         if is_pure(node):
-            if j < 0 and not is_pinned(node):
-                raise ConfigError("a rebalance condition is evaluated once for the portfolio: pin every price "
-                                  "indicator in it to an asset ('asset: SPY') or use portfolio state", path=path)
+            self.check_scope(node, j, path, condition=True)
             self.condition(node, path)
         elif isinstance(node, sc.Compare):
             self.program_value(node.lhs, j, f"{path}.lhs")
@@ -318,12 +358,10 @@ class Masks:
         elif isinstance(node, (sc.Logic, sc.AtLeast)):
             for i, c in enumerate(node.conditions):
                 self.program_condition(c, j, f"{path}.conditions[{i}]")
-        elif isinstance(node, sc.Not):
-            self.program_condition(node.condition, j, f"{path}.condition")
-        elif isinstance(node, sc.HeldFor):
+        elif isinstance(node, (sc.Not, sc.HeldFor)):
             self.program_condition(node.condition, j, f"{path}.condition")
         else:
-            raise ConfigError(f"unsupported condition {node!r}", path=path)
+            self.not_a_condition(node, path)
 
 
 # ---------------------------------------------------------------------------------------- the whole file
@@ -362,16 +400,13 @@ def check_portfolio(portfolio: sc.Portfolio, data: MarketData, *, start: Any = N
                 for asset in action.weights:
                     m.universe_asset(asset, f"{apath}.weights.{asset}")
             elif action.weights != "equal":
-                if not is_pure(action.weights.proportional):
-                    raise ConfigError("proportional weights must be a market-data indicator", path=f"{apath}.weights")
+                require_market_data(action.weights.proportional, f"{apath}.weights", "weights")
                 m.value(action.weights.proportional, f"{apath}.weights.proportional")
             if action.filter is not None:
-                if not is_pure(action.filter):
-                    raise ConfigError("a rebalance filter must use market data only", path=f"{apath}.filter")
+                require_market_data(action.filter, f"{apath}.filter", "filter")
                 m.condition(action.filter, f"{apath}.filter")
             if action.sort_by is not None:
-                if not is_pure(action.sort_by):
-                    raise ConfigError("sort_by must be a market-data indicator", path=f"{apath}.sort_by")
+                require_market_data(action.sort_by, f"{apath}.sort_by", "sort_by")
                 m.value(action.sort_by, f"{apath}.sort_by")
             scope = [-1]
         for j in scope:
@@ -414,9 +449,7 @@ def check_risk(m: Masks, portfolio: sc.Portfolio) -> None:
         if isinstance(alloc, sc.VolatilityTarget):
             m.check_window(alloc.window, f"{path}.window")
         elif isinstance(alloc, sc.ExpressionAllocation):
-            if not is_pure(alloc.expression):
-                raise ConfigError("an allocation expression must use market data only (no position state)",
-                                  path=f"{path}.expression")
+            require_market_data(alloc.expression, f"{path}.expression", "allocation")
             m.value(alloc.expression, f"{path}.expression")
 
 

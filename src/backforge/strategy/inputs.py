@@ -114,8 +114,7 @@ def _duration_mask(valid: np.ndarray, ts: np.ndarray, window_ns: int) -> np.ndar
     (``t - D >= t_first``, ``t_first`` the input's first valid bar)."""
     present = valid.any(axis=0)
     first = np.where(present, ts[np.argmax(valid, axis=0)], np.iinfo(np.int64).max)
-    with np.errstate(over="ignore"):
-        reach = ts - window_ns  # ts are int64 ns well inside the range; window_ns <= 2**62
+    reach = ts - window_ns  # no overflow: timestamps are within a few centuries of 1970, window_ns <= 2**62
     return valid & (reach[:, None] >= first[None, :])
 
 
@@ -255,8 +254,7 @@ class Masks:
         if isinstance(node, sc.MACD):
             self.check_window(node.slow, f"{path}.slow")
             inner = self.value(node.of, f"{path}.of")
-            (_, fast_ns), (slow_bars, slow_ns), (signal_bars, signal_ns) = lower_macd_windows(node.fast, node.slow,
-                                                                                          node.signal)
+            _, (slow_bars, slow_ns), (signal_bars, signal_ns) = lower_macd_windows(node.fast, node.slow, node.signal)
             if slow_bars:
                 return _bars_mask(inner, slow_bars + signal_bars - 2)
             line = _duration_mask(inner, ts, slow_ns)  # the line starts at the first complete slow window

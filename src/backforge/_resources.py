@@ -98,18 +98,20 @@ _tuned: bool | None = None
 def tune_allocator() -> bool:
     """Let glibc's malloc keep freed blocks below 32 MiB for reuse instead of handing each back to the kernel.
 
-    By default glibc serves every block above 128 KiB with its own ``mmap`` and returns it with ``munmap`` on
+    By default glibc serves every block above 128 KiB with its own ``mmap``, returns it with ``munmap`` on
     free, and trims the heap's free top above 128 KiB; it raises the thresholds only after it has freed a
-    mapped block (to that block's size, at most 32 MiB, and the trim threshold to twice that). A backtest allocates and frees a few MiB of per-bar history
-    and record arrays per call, each below that adaptive range at first, so every call touched fresh pages —
-    one page fault and one zeroed page per 4 KiB (measured: a one-year minute-bar backtest took 5.0 ms a
-    call, 3.2 ms with the memory reused; by itself it fell to 3.7 ms only after vectorbt's larger arrays
-    had been freed in the same process). Here both thresholds are set once, at the values glibc adapts to at most (``M_MMAP_THRESHOLD``
-    32 MiB, ``M_TRIM_THRESHOLD`` 64 MiB): blocks above 32 MiB are still mapped and unmapped, and at most
-    64 MiB of freed memory stays with the process between calls. Called when the compiled engine loads.
+    mapped block (to that block's size, at most 32 MiB, and the trim threshold to twice that). A backtest
+    allocates and frees a few MiB of per-bar history and record arrays per call, each below that adaptive
+    range at first, so every call touched fresh pages: one page fault and one zeroed page per 4 KiB
+    (measured: a one-year minute-bar backtest took 5.0 ms a call, 3.2 ms with the memory reused; by itself
+    it fell to 3.7 ms only after vectorbt's larger arrays had been freed in the same process).
 
-    Nothing happens off Linux/glibc, when ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` is set
-    (the user's own tuning), or with ``BACKFORGE_MALLOC=default``. Returns whether the settings were made.
+    Here both thresholds are set once, at the values glibc adapts to at most (``M_MMAP_THRESHOLD`` 32 MiB,
+    ``M_TRIM_THRESHOLD`` 64 MiB): blocks above 32 MiB are still mapped and unmapped, and at most 64 MiB of
+    freed memory stays with the process between calls. Called when the compiled engine loads
+    (:mod:`backforge._jit`). Nothing happens off Linux/glibc, when ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` is set (the user's own tuning), or with ``BACKFORGE_MALLOC=default``.
+    Returns whether the settings were made.
     """
     global _tuned
     if _tuned is not None:

@@ -178,9 +178,9 @@ def validate(strategy: Path = typer.Argument(..., help="Strategy file (YAML or J
     data = load_data(portfolio, base=strategy.parent)
     with _in_file(strategy):
         checked = check_portfolio(portfolio, data, start=portfolio.data.start, end=portfolio.data.end)
-    console.print(f"[green]valid:[/] {portfolio.name} — {checked.n_strategies} strategies, {checked.n_assets} assets, "
-                  f"{checked.n_indicators} indicators, {checked.n_bars:,} bars (checked in {checked.seconds * 1000:.1f} ms)",
-                  soft_wrap=True)
+    console.print(f"[green]valid:[/] {portfolio.name} — {checked.n_strategies} strategies, "
+                  f"{checked.n_assets} assets, {checked.n_indicators} indicators, {checked.n_bars:,} bars "
+                  f"(checked in {checked.seconds * 1000:.1f} ms)", soft_wrap=True)
 
 
 @app.command()

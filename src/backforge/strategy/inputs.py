@@ -137,8 +137,9 @@ class Masks:
         self.assets = tuple(portfolio.universe)
         missing = [a for a in self.assets if a not in data.assets]
         if missing:
-            raise ConfigError(f"asset {missing[0]!r} of the universe is not in the data{did_you_mean(missing[0], data.assets)} "
-                              f"(data has {', '.join(data.assets[:12])})", path="universe")
+            raise ConfigError(f"asset {missing[0]!r} of the universe is not in the data"
+                              f"{did_you_mean(missing[0], data.assets)} (data has {', '.join(data.assets[:12])})",
+                              path="universe")
         self.cols = [data.assets.index(a) for a in self.assets]
         self.ts = data.timestamps
         self.fundamentals = fundamentals

@@ -15,7 +15,8 @@ errors, output-location checks and the progress bar.
   written *before* a command does its work.
 * :func:`progress_bar` is the one Rich progress bar of long work (optimize and walk-forward searches,
   signal sweeps, ``data synth``).
-* :func:`exit_now` ends the ``backforge`` process after its command without the interpreter's teardown.
+* :func:`exit_now` ends the ``backforge`` process after its command without the interpreter's teardown, and
+  :func:`tune_gc` makes the garbage collector's passes rarer in it.
 
 Every line goes through :func:`backforge._secrets.redact` and is escaped, so neither a secret nor
 Rich markup in a message (``[red]`` in a path) reaches the terminal.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import atexit
 import errno
 import functools
+import gc
 import os
 import sys
 import threading
@@ -40,7 +42,7 @@ from backforge._secrets import redact
 from backforge.errors import BackforgeError
 
 __all__ = ["friendly_errors", "error_line", "OneLineErrorsGroup", "check_output_folder", "check_output_file",
-           "command_app", "console", "err_console", "progress_bar", "exit_now"]
+           "command_app", "console", "err_console", "progress_bar", "exit_now", "tune_gc"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -57,6 +59,22 @@ def error_line(message: Any) -> None:
 
     text = " ".join(redact(message).split())
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/bold red] {escape(text)}")
+
+
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Raise the cyclic garbage collector's first threshold from 700 to 50,000 container allocations.
+
+    A command loads numba, pydantic models and Polars: hundreds of thousands of long-lived objects, and each
+    full collection walks all of them. With Python's default a pass ran every 700 net allocations and a full
+    one every few hundred thousand; together they took 0.15-0.2 s of a 1.05 s ``backforge demo`` (0.90 s
+    with this, 0.85 s with the collector off). Collection stays on — cycles made during a long paper session
+    or search are still freed, 70x less often in small passes — and the older generations keep their
+    thresholds. For the ``backforge`` process only: importing backforge as a library changes nothing.
+    """
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def exit_now(code: Any = 0) -> NoReturn:

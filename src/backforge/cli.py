@@ -21,7 +21,7 @@ from rich.table import Table
 
 from backforge import __version__
 from backforge._cli import (check_output_file, check_output_folder, command_app, console, err_console, exit_now,
-                            friendly_errors)
+                            friendly_errors, tune_gc)
 from backforge.data.cli import app as data_app
 from backforge.engine.events.cli import app as events_app
 from backforge.errors import BackforgeError, ConfigError
@@ -417,8 +417,10 @@ def main() -> None:
 
 
 def console_script() -> None:
-    """Entry point of the ``backforge`` console script: :func:`main`, then :func:`~backforge._cli.exit_now`
-    (the process ends without the interpreter's teardown once the command is done)."""
+    """Entry point of the ``backforge`` console script: :func:`main` with the collector's passes made rarer
+    (:func:`~backforge._cli.tune_gc`), then :func:`~backforge._cli.exit_now` (the process ends without the
+    interpreter's teardown once the command is done)."""
+    tune_gc()
     try:
         main()
     except SystemExit as exc:

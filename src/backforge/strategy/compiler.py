@@ -29,8 +29,8 @@ from backforge.errors import ConfigError, DataError
 from backforge.strategy import indicators as ind
 from backforge.strategy import runtime as rt
 from backforge.strategy import schema as sc
-from backforge.strategy.inputs import (Masks, is_pure, load_data, require_market_data, scalar_ns as _scalar_ns,
-                                      sized_strategies)
+from backforge.strategy.inputs import (Masks, is_pure, load_data, node_key as _key, require_market_data,
+                                      scalar_ns as _scalar_ns, sized_strategies)
 
 __all__ = ["expression_matrix", "CompiledPortfolio", "compile_portfolio", "run_portfolio", "load_data", "is_pure"]
 
@@ -38,21 +38,6 @@ _CMP = {">": rt.OP_GT, "<": rt.OP_LT, ">=": rt.OP_GE, "<=": rt.OP_LE, "==": rt.O
         "crosses_above": rt.OP_CROSS_ABOVE, "crosses_below": rt.OP_CROSS_BELOW}
 _ARITH = {"add": rt.OP_ADD, "sub": rt.OP_SUB, "mul": rt.OP_MUL, "div": rt.OP_DIV, "min": rt.OP_MIN, "max": rt.OP_MAX}
 _ACTIONS = {"buy": rt.A_BUY, "sell": rt.A_SELL, "close": rt.A_CLOSE, "rebalance": rt.A_REBALANCE, "alert": rt.A_ALERT}
-
-
-_KEYS: dict[int, tuple[Any, str]] = {}
-
-
-def _key(node: Any) -> str:
-    """A canonical identity of a node (its JSON), memoized: the same node is keyed once per compile."""
-    hit = _KEYS.get(id(node))
-    if hit is not None and hit[0] is node:
-        return hit[1]
-    key = node.model_dump_json()
-    if len(_KEYS) > 4096:
-        _KEYS.clear()
-    _KEYS[id(node)] = (node, key)
-    return key
 
 
 def expression_matrix(expression: Any, data: MarketData, *, path: str = "risk.sizing.expression") -> np.ndarray:
@@ -115,10 +100,11 @@ class _Compiler:
         self.p = portfolio
         self.data = data
         self.assets = tuple(portfolio.universe)
-        # the checks that need the data, shared with check_portfolio; event-only indicators are this compiler's
-        # values, reached through a weak reference (a cycle would keep every matrix alive until a GC pass)
+        # the checks that need the data, shared with check_portfolio; the masks of fundamentals and event-only
+        # indicators come from this compiler's values, reached through a weak reference (a cycle would keep every
+        # matrix alive until a GC pass)
         value = weakref.WeakMethod(self.value)
-        self.masks = Masks(portfolio, data, fundamentals, events=lambda node, path: value()(node, path))
+        self.masks = Masks(portfolio, data, fundamentals, values=lambda node, path: value()(node, path))
         self.cols = self.masks.cols
         self.ts = data.timestamps
         self.matrices: dict[str, np.ndarray] = {}
@@ -184,7 +170,7 @@ class _Compiler:
         if isinstance(node, sc.Const):
             return np.full((len(ts), len(self.assets)), float(node.value))
         if isinstance(node, sc.Fundamental):
-            return self._fundamental(node, path)
+            return self.masks.fundamental_values(node, path)
         if isinstance(node, sc.Windowed):
             self.check_window(node.window, f"{path}.window")
             x = self.value(node.of, f"{path}.of")
@@ -228,11 +214,6 @@ class _Compiler:
         """Event-only indicators (book imbalance, trade flow); the event compiler
         (``backforge.engine.events.language``) computes them, bars have none."""
         self.masks.no_event_data(node, path)
-
-    def _fundamental(self, node: sc.Fundamental, path: str) -> np.ndarray:
-        table = self.masks.fundamentals_table(node, path)
-        assets = self.assets if node.asset is None else (node.asset,) * len(self.assets)
-        return np.ascontiguousarray(table.as_of(self.ts, list(assets), node.field), dtype=np.float64)
 
     def condition(self, node: Any, path: str) -> np.ndarray:
         """A data-only condition as bool ``[T, A]`` (cached)."""

@@ -36,14 +36,29 @@ from backforge.data.market import MarketData
 from backforge.errors import ConfigError, DataError, did_you_mean
 from backforge.strategy import schema as sc
 
-__all__ = ["load_data", "check_portfolio", "CheckedPortfolio", "Masks", "is_pure", "is_pinned", "scalar_ns",
-           "require_market_data", "WARMUP"]
+__all__ = ["load_data", "check_portfolio", "CheckedPortfolio", "Masks", "is_pure", "is_pinned", "node_key",
+           "scalar_ns", "require_market_data", "WARMUP"]
 
 WARMUP = {"sma": -1, "ema": -1, "wma": -1, "stddev": -1, "zscore": -1, "rolling_max": -1, "rolling_min": -1,
           "returns": 0, "rate_of_change": 0, "lag": 0, "pct_change": 0, "rsi": 0, "atr": 0, "vwap": -1,
           "volume_average": -1, "bollinger": -1}
 """Existing bars of its input a bar window of ``n`` leaves without a value: ``n + WARMUP[kind]`` (TA-Lib's
 lookbacks; ``docs/indicators.md``). MACD hides ``slow + signal - 2``."""
+
+
+_KEYS: dict[int, tuple[Any, str]] = {}
+
+
+def node_key(node: Any) -> str:
+    """A canonical identity of a node (its JSON), memoized: the same node is keyed once per compile."""
+    hit = _KEYS.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    key = node.model_dump_json()
+    if len(_KEYS) > 4096:
+        _KEYS.clear()
+    _KEYS[id(node)] = (node, key)
+    return key
 
 
 def is_pure(node: Any) -> bool:
@@ -129,11 +144,12 @@ class Masks:
     ``data``, with every check that needs the data. Shared by :func:`check_portfolio` and the compiler."""
 
     def __init__(self, portfolio: sc.Portfolio, data: MarketData, fundamentals: Any = None, *,
-                 events: Any = None) -> None:
-        """``events(node, path)``: the ``[T, A]`` values of an event-only indicator (book imbalance, trade flow)
-        where there are any (the event compiler's); without it they are an error."""
+                 values: Any = None) -> None:
+        """``values(node, path)``: the ``[T, A]`` values of a fundamental or an event-only indicator (book
+        imbalance, trade flow) that the caller computes anyway (the compiler's); without it fundamentals are read
+        from the table here and event-only indicators are an error."""
         self.data = data
-        self.events = events
+        self.values = values
         self.assets = tuple(portfolio.universe)
         missing = [a for a in self.assets if a not in data.assets]
         if missing:
@@ -207,6 +223,12 @@ class Masks:
                               f"(fields: {', '.join(table.fields[:20])})", path=f"{path}.field")
         return table
 
+    def fundamental_values(self, node: sc.Fundamental, path: str) -> np.ndarray:
+        """``[T, A]`` values of a fundamental field as of each bar (column j: universe asset j, or the pinned asset)."""
+        table = self.fundamentals_table(node, path)
+        assets = self.assets if node.asset is None else (node.asset,) * len(self.assets)
+        return np.ascontiguousarray(table.as_of(self.ts, list(assets), node.field), dtype=np.float64)
+
     def universe_asset(self, asset: str, path: str) -> int:
         if asset not in self.assets:
             raise ConfigError(f"asset {asset!r} is not in the universe{did_you_mean(asset, self.assets)}", path=path)
@@ -222,7 +244,7 @@ class Masks:
 
     def value(self, node: Any, path: str) -> np.ndarray:
         """The validity mask of a data-only indicator (cached by node), after its checks."""
-        key = node.model_dump_json()
+        key = node_key(node)
         mask = self._masks.get(key)
         if mask is None:
             mask = self._masks[key] = self._value(node, path)
@@ -235,9 +257,7 @@ class Masks:
         if isinstance(node, sc.Const):
             return np.ones((len(ts), len(self.assets)), dtype=bool)
         if isinstance(node, sc.Fundamental):
-            table = self.fundamentals_table(node, path)
-            assets = self.assets if node.asset is None else (node.asset,) * len(self.assets)
-            return ~np.isnan(np.asarray(table.as_of(ts, list(assets), node.field), dtype=np.float64))
+            return ~np.isnan(self.values(node, path) if self.values is not None else self.fundamental_values(node, path))
         if isinstance(node, sc.Windowed):
             self.check_window(node.window, f"{path}.window")
             inner = self.value(node.of, f"{path}.of")
@@ -268,9 +288,9 @@ class Masks:
         if isinstance(node, (sc.Unary, sc.CrossSection)):
             return self.value(node.of, f"{path}.of")
         if isinstance(node, (sc.BookImbalance, sc.TradeFlow)):
-            if self.events is None:
+            if self.values is None:
                 self.no_event_data(node, path)
-            return ~np.isnan(self.events(node, path))
+            return ~np.isnan(self.values(node, path))
         self.not_market_data(node, path)
 
     @staticmethod
@@ -284,7 +304,7 @@ class Masks:
 
     def condition(self, node: Any, path: str) -> None:
         """The checks of a data-only condition (cached by node)."""
-        key = node.model_dump_json()
+        key = node_key(node)
         if key in self._conditions:
             return
         if isinstance(node, sc.Compare):
